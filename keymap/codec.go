@@ -1,0 +1,203 @@
+package keymap
+
+import (
+	"errors"
+	"time"
+
+	"github.com/pgcloak/pgcloak/policy"
+)
+
+// Wire format codes of the PostgreSQL protocol.
+const (
+	TextFormat   int16 = 0
+	BinaryFormat int16 = 1
+)
+
+// TextContext is the session state text formats depend on.
+type TextContext struct {
+	// Location is the session's TimeZone; nil means UTC.
+	Location *time.Location
+}
+
+func (tc *TextContext) location() *time.Location {
+	if tc == nil || tc.Location == nil {
+		return time.UTC
+	}
+	return tc.Location
+}
+
+// Codec converts the values of one logical type between the client's wire
+// formats and the canonical form that gets encrypted: PostgreSQL's own binary
+// encoding of the type (for jsonb, its normalised text). Canonicalising first
+// is what lets a deterministic key match `007` sent as text and 7 sent as
+// binary. A Codec is stateless and safe for concurrent use.
+type Codec struct {
+	typ  policy.LogicalType
+	impl typeCodec
+}
+
+// typeCodec is one logical type's conversions. Its errors are reasons (see
+// invalid), never messages that quote the value.
+type typeCodec interface {
+	fromText(src []byte, tc *TextContext) ([]byte, error)
+	fromBinary(src []byte) ([]byte, error)
+	appendText(dst, canonical []byte, tc *TextContext) ([]byte, error)
+	appendBinary(dst, canonical []byte) ([]byte, error)
+}
+
+// CodecFor returns the codec of t, or nil if t is not a supported logical
+// type (policy validation rules that out).
+func CodecFor(t policy.LogicalType) *Codec {
+	var impl typeCodec
+	switch t {
+	case policy.TypeText, policy.TypeVarchar, policy.TypeChar:
+		impl = textCodec{}
+	case policy.TypeInt2:
+		impl = intCodec{bits: 16}
+	case policy.TypeInt4:
+		impl = intCodec{bits: 32}
+	case policy.TypeInt8:
+		impl = intCodec{bits: 64}
+	case policy.TypeNumeric:
+		impl = numericCodec{}
+	case policy.TypeFloat8:
+		impl = float8Codec{}
+	case policy.TypeBool:
+		impl = boolCodec{}
+	case policy.TypeDate:
+		impl = dateCodec{}
+	case policy.TypeTimestamp:
+		impl = timestampCodec{}
+	case policy.TypeTimestamptz:
+		impl = timestampCodec{tz: true}
+	case policy.TypeUUID:
+		impl = uuidCodec{}
+	case policy.TypeJSONB:
+		impl = jsonbCodec{}
+	case policy.TypeBytea:
+		impl = byteaCodec{}
+	default:
+		return nil
+	}
+	return &Codec{typ: t, impl: impl}
+}
+
+// Type is the logical type the codec handles.
+func (c *Codec) Type() policy.LogicalType { return c.typ }
+
+// Canonical parses a client value in wire format (0 text, 1 binary) into the
+// canonical form that gets encrypted. Invalid input is a *ValueError
+// (SQLSTATE 22P02) that names the type but never echoes the value.
+func (c *Codec) Canonical(format int16, src []byte, tc *TextContext) ([]byte, error) {
+	var out []byte
+	var err error
+	switch format {
+	case TextFormat:
+		out, err = c.impl.fromText(src, tc)
+	case BinaryFormat:
+		out, err = c.impl.fromBinary(src)
+	default:
+		return nil, &ValueError{Type: c.typ, Reason: "unsupported wire format code"}
+	}
+	if err != nil {
+		return nil, c.valueError(err)
+	}
+	return out, nil
+}
+
+// AppendText appends the text form of a canonical value, as PostgreSQL would
+// print it in the session's time zone.
+func (c *Codec) AppendText(dst, canonical []byte, tc *TextContext) ([]byte, error) {
+	out, err := c.impl.appendText(dst, canonical, tc)
+	if err != nil {
+		return dst, c.storedError(err)
+	}
+	return out, nil
+}
+
+// AppendBinary appends the binary wire form of a canonical value.
+func (c *Codec) AppendBinary(dst, canonical []byte) ([]byte, error) {
+	out, err := c.impl.appendBinary(dst, canonical)
+	if err != nil {
+		return dst, c.storedError(err)
+	}
+	return out, nil
+}
+
+// valueError turns an implementation error into a *ValueError. Only our own
+// reasons pass through: errors from libraries may quote the value.
+func (c *Codec) valueError(err error) error {
+	var r reason
+	if errors.As(err, &r) {
+		return &ValueError{Type: c.typ, Reason: string(r)}
+	}
+	return &ValueError{Type: c.typ}
+}
+
+// storedError reports a canonical value that does not decode: the column's
+// stored data does not match its configured type.
+func (c *Codec) storedError(err error) error {
+	var r reason
+	if !errors.As(err, &r) {
+		r = "malformed"
+	}
+	return &ValueError{Type: c.typ, Reason: "stored value does not decode: " + string(r)}
+}
+
+// reason is why a value was refused, worded without the value.
+type reason string
+
+func (r reason) Error() string { return string(r) }
+
+const (
+	errSyntax     reason = ""
+	errRange      reason = "value out of range"
+	errLength     reason = "wrong binary length"
+	errEncoding   reason = "invalid UTF-8"
+	errNUL        reason = "NUL bytes are not allowed"
+	errBinaryForm reason = "invalid binary encoding"
+)
+
+// fixedBinary checks a fixed-size canonical value and appends it.
+func fixedBinary(dst, canonical []byte, size int) ([]byte, error) {
+	if len(canonical) != size {
+		return nil, errLength
+	}
+	return append(dst, canonical...), nil
+}
+
+// isSpace is PostgreSQL's scanner_isspace, the whitespace its input
+// functions skip.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && isSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// equalFold reports whether b equals the lower-case ASCII word w, ignoring
+// ASCII case, without allocating.
+func equalFold(b []byte, w string) bool {
+	if len(b) != len(w) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,328 @@
+package keymap
+
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// numericCodec: canonical is PostgreSQL's numeric binary form exactly as
+// numeric_send writes it: base-10000 digits with leading and trailing zero
+// digits stripped, and the display scale kept, so "7.0" and "7" differ.
+type numericCodec struct{}
+
+// Header fields of the numeric binary form.
+const (
+	numericPos     = 0x0000
+	numericNeg     = 0x4000
+	numericNaN     = 0xC000
+	numericPInf    = 0xD000
+	numericNInf    = 0xF000
+	numericMaxDisp = 0x3FFF // NUMERIC_DSCALE_MASK
+	numericMaxExp  = 1000   // NUMERIC_MAX_PRECISION bounds a literal's exponent
+	nbase          = 10000
+)
+
+// numericVar is an unpacked numeric, as in PostgreSQL's NumericVar.
+type numericVar struct {
+	weight int
+	sign   uint16
+	dscale int
+	digits []uint16
+}
+
+func (numericCodec) fromText(src []byte, _ *TextContext) ([]byte, error) {
+	s := trimSpace(src)
+	if sign, ok := numericSpecial(s); ok {
+		return numericVar{sign: sign}.encode(), nil
+	}
+	literal, ok := numericLiteral(s)
+	if !ok {
+		return nil, errSyntax
+	}
+	var n pgtype.Numeric
+	if err := n.ScanScientific(literal); err != nil {
+		return nil, errRange
+	}
+	// pgtype does the decimal-to-base-10000 conversion; its output is valid
+	// but not always stripped, so it goes through the same normalisation as
+	// client binary input.
+	bin, err := pgtype.NumericCodec{}.PlanEncode(nil, pgtype.NumericOID, pgtype.BinaryFormatCode, n).Encode(n, nil)
+	if err != nil {
+		return nil, errRange
+	}
+	canonical, err := numericCodec{}.fromBinary(bin)
+	if err != nil {
+		return nil, errRange
+	}
+	return canonical, nil
+}
+
+func (numericCodec) fromBinary(src []byte) ([]byte, error) {
+	v, err := decodeNumeric(src)
+	if err != nil {
+		return nil, err
+	}
+	v.truncate()
+	v.strip()
+	if v.weight > math.MaxInt16 || v.weight < -math.MaxInt16 {
+		return nil, errRange
+	}
+	return v.encode(), nil
+}
+
+func (numericCodec) appendText(dst, canonical []byte, _ *TextContext) ([]byte, error) {
+	v, err := decodeNumeric(canonical)
+	if err != nil {
+		return nil, err
+	}
+	return v.appendText(dst), nil
+}
+
+func (numericCodec) appendBinary(dst, canonical []byte) ([]byte, error) {
+	if _, err := decodeNumeric(canonical); err != nil {
+		return nil, err
+	}
+	return append(dst, canonical...), nil
+}
+
+// numericSpecial recognises NaN and the infinities in any case, as numeric_in.
+func numericSpecial(s []byte) (uint16, bool) {
+	switch {
+	case equalFold(s, "nan"):
+		return numericNaN, true
+	case equalFold(s, "infinity"), equalFold(s, "+infinity"), equalFold(s, "inf"), equalFold(s, "+inf"):
+		return numericPInf, true
+	case equalFold(s, "-infinity"), equalFold(s, "-inf"):
+		return numericNInf, true
+	}
+	return 0, false
+}
+
+// numericLiteral checks PostgreSQL's numeric literal grammar — sign, digits
+// with an optional point (at least one digit overall), optional exponent,
+// underscores only between digits — and returns it without underscores.
+// pgtype's parser is laxer, so it only sees what passed here.
+func numericLiteral(s []byte) (string, bool) {
+	out := make([]byte, 0, len(s))
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		out = append(out, s[i])
+		i++
+	}
+	intDigits, i, out := scanDigits(s, i, out)
+	if i < 0 {
+		return "", false
+	}
+	fracDigits := 0
+	if i < len(s) && s[i] == '.' {
+		out = append(out, '.')
+		if fracDigits, i, out = scanDigits(s, i+1, out); i < 0 {
+			return "", false
+		}
+	}
+	if intDigits+fracDigits == 0 {
+		return "", false
+	}
+	if i < len(s) && s[i]|0x20 == 'e' {
+		var ok bool
+		if out, i, ok = numericExponent(s, i+1, append(out, 'e')); !ok {
+			return "", false
+		}
+	}
+	return string(out), i == len(s)
+}
+
+// scanDigits appends the digits at s[i:] (underscores between digits
+// dropped) and returns how many there were and where they end; i is -1 for a
+// misplaced underscore.
+func scanDigits(s []byte, i int, out []byte) (int, int, []byte) {
+	n := 0
+	for i < len(s) {
+		switch {
+		case isDigit(s[i]):
+			out = append(out, s[i])
+			n++
+			i++
+		case s[i] == '_' && n > 0 && i+1 < len(s) && isDigit(s[i+1]):
+			i++
+		case s[i] == '_':
+			return n, -1, out
+		default:
+			return n, i, out
+		}
+	}
+	return n, i, out
+}
+
+func numericExponent(s []byte, i int, out []byte) ([]byte, int, bool) {
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		out = append(out, s[i])
+		i++
+	}
+	start := i
+	exp := 0
+	for i < len(s) && isDigit(s[i]) {
+		exp = exp*10 + int(s[i]-'0')
+		if exp > numericMaxExp {
+			return nil, i, false
+		}
+		out = append(out, s[i])
+		i++
+	}
+	return out, i, i > start
+}
+
+// decodeNumeric unpacks and validates a binary numeric the way numeric_recv
+// does.
+func decodeNumeric(b []byte) (numericVar, error) {
+	if len(b) < 8 {
+		return numericVar{}, errLength
+	}
+	ndigits := int(binary.BigEndian.Uint16(b))
+	v := numericVar{
+		weight: int(int16(binary.BigEndian.Uint16(b[2:]))),
+		sign:   binary.BigEndian.Uint16(b[4:]),
+		dscale: int(binary.BigEndian.Uint16(b[6:])),
+	}
+	if len(b) != 8+2*ndigits {
+		return numericVar{}, errLength
+	}
+	switch v.sign {
+	case numericPos, numericNeg:
+	case numericNaN, numericPInf, numericNInf:
+		return numericVar{sign: v.sign}, nil
+	default:
+		return numericVar{}, errBinaryForm
+	}
+	if v.dscale > numericMaxDisp {
+		return numericVar{}, errBinaryForm
+	}
+	v.digits = make([]uint16, ndigits)
+	for i := range v.digits {
+		d := binary.BigEndian.Uint16(b[8+2*i:])
+		if d >= nbase {
+			return numericVar{}, errBinaryForm
+		}
+		v.digits[i] = d
+	}
+	return v, nil
+}
+
+func (v numericVar) special() bool {
+	return v.sign == numericNaN || v.sign == numericPInf || v.sign == numericNInf
+}
+
+// truncate drops digits the display scale hides, as numeric_recv's
+// trunc_var does (truncation, not rounding).
+func (v *numericVar) truncate() {
+	if v.special() {
+		return
+	}
+	di := (v.weight+1)*4 + v.dscale
+	if di <= 0 {
+		v.digits = v.digits[:0]
+		return
+	}
+	n := (di + 3) / 4
+	if n >= len(v.digits) {
+		return
+	}
+	v.digits = v.digits[:n]
+	if r := di % 4; r > 0 {
+		p := [4]uint16{1, 1000, 100, 10}[r]
+		v.digits[n-1] -= v.digits[n-1] % p
+	}
+}
+
+// strip removes leading and trailing zero digits; zero has weight 0 and a
+// positive sign, as make_result leaves it.
+func (v *numericVar) strip() {
+	if v.special() {
+		return
+	}
+	for len(v.digits) > 0 && v.digits[0] == 0 {
+		v.digits = v.digits[1:]
+		v.weight--
+	}
+	for len(v.digits) > 0 && v.digits[len(v.digits)-1] == 0 {
+		v.digits = v.digits[:len(v.digits)-1]
+	}
+	if len(v.digits) == 0 {
+		v.weight, v.sign = 0, numericPos
+	}
+}
+
+func (v numericVar) encode() []byte {
+	out := make([]byte, 8, 8+2*len(v.digits))
+	binary.BigEndian.PutUint16(out, uint16(len(v.digits)))
+	binary.BigEndian.PutUint16(out[2:], uint16(int16(v.weight)))
+	binary.BigEndian.PutUint16(out[4:], v.sign)
+	binary.BigEndian.PutUint16(out[6:], uint16(v.dscale))
+	for _, d := range v.digits {
+		out = binary.BigEndian.AppendUint16(out, d)
+	}
+	return out
+}
+
+// appendText prints like numeric_out (get_str_from_var): the integer part
+// without leading zeros, then exactly dscale fractional digits.
+func (v numericVar) appendText(dst []byte) []byte {
+	switch v.sign {
+	case numericNaN:
+		return append(dst, "NaN"...)
+	case numericPInf:
+		return append(dst, "Infinity"...)
+	case numericNInf:
+		return append(dst, "-Infinity"...)
+	case numericNeg:
+		dst = append(dst, '-')
+	}
+	digit := func(i int) uint16 {
+		if i >= 0 && i < len(v.digits) {
+			return v.digits[i]
+		}
+		return 0
+	}
+	if v.weight < 0 {
+		dst = append(dst, '0')
+	}
+	for i := 0; i <= v.weight; i++ {
+		dst = appendNBaseDigit(dst, digit(i), i == 0)
+	}
+	if v.dscale == 0 {
+		return dst
+	}
+	dst = append(dst, '.')
+	for written, i := 0, v.weight+1; written < v.dscale; i++ {
+		var four [4]byte
+		d := digit(i)
+		for j := 3; j >= 0; j-- {
+			four[j] = byte('0' + d%10)
+			d /= 10
+		}
+		n := min(4, v.dscale-written)
+		dst = append(dst, four[:n]...)
+		written += n
+	}
+	return dst
+}
+
+// appendNBaseDigit prints one base-10000 digit, zero-padded to four places
+// unless it leads the number.
+func appendNBaseDigit(dst []byte, d uint16, leading bool) []byte {
+	var four [4]byte
+	for j := 3; j >= 0; j-- {
+		four[j] = byte('0' + d%10)
+		d /= 10
+	}
+	if !leading {
+		return append(dst, four[:]...)
+	}
+	k := 0
+	for k < 3 && four[k] == '0' {
+		k++
+	}
+	return append(dst, four[k:]...)
+}

@@ -1,0 +1,63 @@
+package keymap
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pgcloak/pgcloak/policy"
+)
+
+// Errors a Store wraps. Callers test for them with errors.Is.
+var (
+	ErrKeyNotFound      = errors.New("key not found")
+	ErrKeyDisabled      = errors.New("key is disabled")
+	ErrKeyDestroyed     = errors.New("key is destroyed")
+	ErrKeyExists        = errors.New("key already exists")
+	ErrStoreUnavailable = errors.New("key store unavailable")
+	// ErrMasterKey means the master key is missing, malformed or not the one
+	// the key store was written with.
+	ErrMasterKey = errors.New("master key problem")
+	// ErrDecrypt is the only thing a failed decryption reveals: not why, and
+	// never the value.
+	ErrDecrypt = errors.New("cannot decrypt value")
+)
+
+// SQLState codes of the errors clients see (DESIGN.md "Errors the client sees").
+const (
+	SQLStateKeyUnavailable = "58000"
+	SQLStateInvalidValue   = "22P02"
+)
+
+// KeyError says a column's key cannot be used right now. Its message names the
+// key and the reason, never key material.
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string {
+	return fmt.Sprintf("key %q is unavailable: %v", e.Key, e.Err)
+}
+
+func (e *KeyError) Unwrap() error { return e.Err }
+
+// SQLState is the code the proxy reports to the client.
+func (e *KeyError) SQLState() string { return SQLStateKeyUnavailable }
+
+// ValueError says a client value is not valid for a column's logical type. It
+// deliberately carries no copy of the value: the value is plaintext that must
+// not reach logs or PostgreSQL.
+type ValueError struct {
+	Type   policy.LogicalType
+	Reason string
+}
+
+func (e *ValueError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("invalid input syntax for type %s", e.Type)
+	}
+	return fmt.Sprintf("invalid input syntax for type %s: %s", e.Type, e.Reason)
+}
+
+// SQLState is the code the proxy reports to the client.
+func (e *ValueError) SQLState() string { return SQLStateInvalidValue }

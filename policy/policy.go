@@ -1,0 +1,185 @@
+// Package policy owns pgcloak's configuration: its schema, strict loading with
+// line-numbered errors, validation, and the lookups the rest of the proxy asks
+// of it (table.column → column rule, role → grants). It does no I/O beyond
+// decoding bytes handed to it.
+package policy
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Config is the whole pgcloak configuration file.
+type Config struct {
+	Server   Server   `yaml:"server" mapstructure:"server"`
+	Upstream Upstream `yaml:"upstream" mapstructure:"upstream"`
+	Keystore Keystore `yaml:"keystore" mapstructure:"keystore"`
+	Policy   Policy   `yaml:"policy" mapstructure:"policy"`
+}
+
+// Server is where the proxy listens for clients.
+type Server struct {
+	Listen          string    `yaml:"listen" mapstructure:"listen"`
+	TLS             ServerTLS `yaml:"tls" mapstructure:"tls"`
+	MaxMessageBytes int       `yaml:"max_message_bytes" mapstructure:"max_message_bytes"`
+	MetricsListen   string    `yaml:"metrics_listen" mapstructure:"metrics_listen"`
+}
+
+// ServerTLS configures TLS between clients and the proxy.
+type ServerTLS struct {
+	Mode     string `yaml:"mode" mapstructure:"mode"` // disable | allow | require
+	CertFile string `yaml:"cert_file" mapstructure:"cert_file"`
+	KeyFile  string `yaml:"key_file" mapstructure:"key_file"`
+}
+
+// Upstream is the PostgreSQL server the proxy connects to.
+type Upstream struct {
+	Address string      `yaml:"address" mapstructure:"address"`
+	TLS     UpstreamTLS `yaml:"tls" mapstructure:"tls"`
+}
+
+// UpstreamTLS configures TLS between the proxy and PostgreSQL.
+type UpstreamTLS struct {
+	Mode   string `yaml:"mode" mapstructure:"mode"` // disable | prefer | require | verify-full
+	CAFile string `yaml:"ca_file" mapstructure:"ca_file"`
+}
+
+// Keystore selects and configures where keysets live.
+type Keystore struct {
+	Provider string        `yaml:"provider" mapstructure:"provider"` // local | vault
+	Local    LocalKeystore `yaml:"local" mapstructure:"local"`
+	Vault    VaultKeystore `yaml:"vault" mapstructure:"vault"`
+	// CacheTTL is how long unwrapped keysets stay cached, as a Go duration.
+	CacheTTL string `yaml:"cache_ttl" mapstructure:"cache_ttl"`
+}
+
+// LocalKeystore is a keyset file encrypted under a master key.
+type LocalKeystore struct {
+	Path          string `yaml:"path" mapstructure:"path"`
+	MasterKeyEnv  string `yaml:"master_key_env" mapstructure:"master_key_env"`
+	MasterKeyFile string `yaml:"master_key_file" mapstructure:"master_key_file"`
+}
+
+// VaultKeystore keeps keysets in Vault KV v2, wrapped by a transit key.
+type VaultKeystore struct {
+	Address      string `yaml:"address" mapstructure:"address"`
+	Auth         string `yaml:"auth" mapstructure:"auth"`
+	KVMount      string `yaml:"kv_mount" mapstructure:"kv_mount"`
+	KVPath       string `yaml:"kv_path" mapstructure:"kv_path"`
+	TransitMount string `yaml:"transit_mount" mapstructure:"transit_mount"`
+	KEK          string `yaml:"kek" mapstructure:"kek"`
+}
+
+// Policy names the keys, the encrypted columns and the role grants.
+type Policy struct {
+	Keys    []Key    `yaml:"keys" mapstructure:"keys"`
+	Columns []Column `yaml:"columns" mapstructure:"columns"`
+	Roles   []Role   `yaml:"roles" mapstructure:"roles"`
+}
+
+// KeyKind says how a key encrypts.
+type KeyKind string
+
+const (
+	// Deterministic keys (AES-SIV) encrypt equal plaintexts to equal
+	// ciphertexts, so PostgreSQL can compare them for equality.
+	Deterministic KeyKind = "deterministic"
+	// Randomized keys (AES-256-GCM) reveal nothing, not even equality.
+	Randomized KeyKind = "randomized"
+)
+
+// Key is one named key (one Tink keyset).
+type Key struct {
+	Name string  `yaml:"name"`
+	Kind KeyKind `yaml:"kind"`
+	Line int     `yaml:"-"`
+}
+
+// Column places one table column under a key.
+type Column struct {
+	Table  string      `yaml:"table"`
+	Column string      `yaml:"column"`
+	Key    string      `yaml:"key"`
+	Type   LogicalType `yaml:"type"`
+	Line   int         `yaml:"-"`
+}
+
+// OnDenied says what a role without a key's read grant sees.
+type OnDenied string
+
+const (
+	DeniedNull       OnDenied = "null"
+	DeniedMask       OnDenied = "mask"
+	DeniedCiphertext OnDenied = "ciphertext"
+	DeniedError      OnDenied = "error"
+)
+
+// Role grants a database role the use of keys.
+type Role struct {
+	Role     string   `yaml:"role"`
+	Read     []string `yaml:"read"`
+	Write    []string `yaml:"write"`
+	OnDenied OnDenied `yaml:"on_denied"`
+	Line     int      `yaml:"-"`
+}
+
+// Defaults returns the configuration every loaded file starts from.
+func Defaults() Config {
+	return Config{
+		Server: Server{
+			Listen:          "127.0.0.1:6432",
+			TLS:             ServerTLS{Mode: "allow"},
+			MaxMessageBytes: 64 << 20,
+		},
+		Upstream: Upstream{
+			Address: "127.0.0.1:5432",
+			TLS:     UpstreamTLS{Mode: "disable"},
+		},
+		Keystore: Keystore{
+			Provider: "local",
+			Local: LocalKeystore{
+				Path:         "./pgcloak-keys.json",
+				MasterKeyEnv: "PGCLOAK_MASTER_KEY",
+			},
+			Vault: VaultKeystore{
+				Auth:         "token",
+				KVMount:      "secret",
+				KVPath:       "pgcloak/keys",
+				TransitMount: "transit",
+				KEK:          "pgcloak-kek",
+			},
+			CacheTTL: "5m",
+		},
+	}
+}
+
+// Problem is one thing wrong with a configuration, at a line of its file
+// (0 when the problem has no single line).
+type Problem struct {
+	Line    int
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("line %d: %s", p.Line, p.Message)
+	}
+	return p.Message
+}
+
+// Problems is a list of configuration problems; as an error it lists them all.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return "invalid configuration:\n  " + strings.Join(lines, "\n  ")
+}
+
+func (ps Problems) sorted() Problems {
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
+	return ps
+}

@@ -1,0 +1,175 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+const validConfig = `server:
+  listen: 127.0.0.1:7432
+upstream:
+  address: 127.0.0.1:5432
+policy:
+  keys:
+    - {name: ssn, kind: deterministic}
+    - {name: clinical, kind: randomized}
+  columns:
+    - {table: public.patients, column: ssn, key: ssn, type: text}
+    - {table: public.patients, column: diagnosis, key: clinical, type: text}
+    - {table: public.visits, column: patient_ssn, key: ssn, type: text}
+  roles:
+    - {role: doctor, read: [ssn, clinical], write: [ssn, clinical]}
+    - {role: billing, read: [ssn], on_denied: mask}
+`
+
+func TestLoadValid(t *testing.T) {
+	cfg, err := Load([]byte(validConfig))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.Server.Listen != "127.0.0.1:7432" {
+		t.Errorf("listen = %q", cfg.Server.Listen)
+	}
+	if cfg.Server.MaxMessageBytes != 64<<20 || cfg.Keystore.Provider != "local" || cfg.Server.TLS.Mode != "allow" {
+		t.Errorf("defaults not applied: %+v", cfg.Server)
+	}
+	if cfg.Policy.Columns[1].Line != 11 {
+		t.Errorf("column line = %d, want 11", cfg.Policy.Columns[1].Line)
+	}
+}
+
+func TestLoadProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings, each must appear
+	}{
+		{"misspelt section field", "server:\n  listn: x\n", []string{`line 2: unknown field "listn" in server`}},
+		{"unknown top-level", "servr: {}\n", []string{`line 1: unknown field "servr" in the top level`}},
+		{"misspelt key field", "policy:\n  keys:\n    - {name: a, knd: randomized}\n", []string{`line 3: unknown field "knd" in a policy.keys entry`}},
+		{"misspelt column field", "policy:\n  keys: [{name: a, kind: randomized}]\n  columns:\n    - {table: public.t, colum: c, key: a, type: text}\n", []string{`line 4: unknown field "colum"`}},
+		{"misspelt role field", "policy:\n  roles:\n    - {role: r, reed: [a]}\n", []string{`line 3: unknown field "reed"`}},
+		{"undefined key in column", "policy:\n  columns:\n    - {table: public.t, column: c, key: nope, type: text}\n", []string{`line 3: column c names undefined key "nope"`}},
+		{"undefined key in grant", "policy:\n  keys: [{name: a, kind: randomized}]\n  roles:\n    - {role: r, read: [a, b]}\n", []string{`line 4: role "r" grants undefined key "b"`}},
+		{"bad kind", "policy:\n  keys:\n    - {name: a, kind: fancy}\n", []string{`line 3: key "a": kind "fancy"`}},
+		{"bad type", "policy:\n  keys: [{name: a, kind: randomized}]\n  columns:\n    - {table: public.t, column: c, key: a, type: blob}\n", []string{`line 4: column c: type "blob"`}},
+		{"unqualified table", "policy:\n  keys: [{name: a, kind: randomized}]\n  columns:\n    - {table: t, column: c, key: a, type: text}\n", []string{`must be schema-qualified`}},
+		{"duplicate column", "policy:\n  keys: [{name: a, kind: randomized}]\n  columns:\n    - {table: public.t, column: c, key: a, type: text}\n    - {table: public.t, column: c, key: a, type: int4}\n", []string{`line 5: column public.t.c is listed twice (first on line 4)`}},
+		{"duplicate key", "policy:\n  keys:\n    - {name: a, kind: randomized}\n    - {name: a, kind: deterministic}\n", []string{`line 4: key "a" is defined twice`}},
+		{"bad on_denied", "policy:\n  roles:\n    - {role: r, on_denied: hide}\n", []string{`on_denied "hide"`}},
+		{"bad tls mode", "server:\n  tls: {mode: maybe}\n", []string{`server.tls.mode: "maybe"`}},
+		{"require without cert", "server:\n  tls: {mode: require}\n", []string{`require but cert_file or key_file is empty`}},
+		{"bad upstream tls", "upstream:\n  tls: {mode: sometimes}\n", []string{`upstream.tls.mode`}},
+		{"tiny max message", "server:\n  max_message_bytes: 10\n", []string{`max_message_bytes must be at least 1024`}},
+		{"not yaml", "server: [\n", []string{`line`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load([]byte(tt.yaml))
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestTypeAliases(t *testing.T) {
+	tests := []struct {
+		in   string
+		want LogicalType
+		ok   bool
+	}{
+		{"text", TypeText, true},
+		{"INTEGER", TypeInt4, true},
+		{"bigint", TypeInt8, true},
+		{"timestamp with time zone", TypeTimestamptz, true},
+		{"double precision", TypeFloat8, true},
+		{"character varying", TypeVarchar, true},
+		{"blob", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := ParseLogicalType(tt.in)
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("ParseLogicalType(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+	cfg, err := Load([]byte("policy:\n  keys: [{name: a, kind: randomized}]\n  columns:\n    - {table: public.t, column: c, key: a, type: integer}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Policy.Columns[0].Type != TypeInt4 {
+		t.Errorf("alias not normalised: %q", cfg.Policy.Columns[0].Type)
+	}
+}
+
+func TestIndexLookups(t *testing.T) {
+	cfg, err := Load([]byte(validConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := NewIndex(cfg.Policy)
+	ssn := idx.Column("public", "patients", "ssn")
+	if ssn == nil || !ssn.Deterministic() || ssn.KeyName != "ssn" || ssn.Type != TypeText {
+		t.Fatalf("ssn rule = %+v", ssn)
+	}
+	if idx.Column("other", "patients", "ssn") != nil {
+		t.Error("other.patients must not be a policy table")
+	}
+	if idx.Column("public", "patients", "name") != nil {
+		t.Error("plain column found as encrypted")
+	}
+	diag := idx.Column("public", "patients", "diagnosis")
+	visit := idx.Column("public", "visits", "patient_ssn")
+	tests := []struct {
+		name string
+		a, b *ColumnRule
+		want bool
+	}{
+		{"same column", ssn, ssn, true},
+		{"shared deterministic key", ssn, visit, true},
+		{"different keys", ssn, diag, false},
+		{"nil", ssn, nil, false},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Interchangeable(tt.b); got != tt.want {
+			t.Errorf("%s: Interchangeable = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if string(ssn.AssociatedData()) != string(visit.AssociatedData()) {
+		t.Error("columns sharing a deterministic key must share associated data")
+	}
+	if string(diag.AssociatedData()) == string(ssn.AssociatedData()) {
+		t.Error("randomized column must have its own associated data")
+	}
+	if got := idx.TablesNamed("patients"); len(got) != 1 || got[0].Qualified() != "public.patients" {
+		t.Errorf("TablesNamed = %v", got)
+	}
+
+	grants := idx.Grants()
+	doctor, billing, nobody := grants.For("doctor"), grants.For("billing"), grants.For("nobody")
+	checks := []struct {
+		name string
+		got  bool
+		want bool
+	}{
+		{"doctor reads clinical", doctor.CanRead("clinical"), true},
+		{"doctor writes ssn", doctor.CanWrite("ssn"), true},
+		{"billing reads ssn", billing.CanRead("ssn"), true},
+		{"billing reads clinical", billing.CanRead("clinical"), false},
+		{"billing writes ssn", billing.CanWrite("ssn"), false},
+		{"unknown role reads", nobody.CanRead("ssn"), false},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if billing.OnDenied != DeniedMask || nobody.OnDenied != DeniedNull || doctor.OnDenied != DeniedNull {
+		t.Errorf("on_denied: billing %q nobody %q doctor %q", billing.OnDenied, nobody.OnDenied, doctor.OnDenied)
+	}
+}

@@ -1,0 +1,124 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Validate checks everything that can be checked without a database or a key
+// store: allowed values, required fields, and that every reference names
+// something defined. It returns every problem, in file order.
+func (c *Config) Validate() Problems {
+	var ps Problems
+	add := func(line int, format string, args ...any) {
+		ps = append(ps, Problem{Line: line, Message: fmt.Sprintf(format, args...)})
+	}
+
+	oneOf(&ps, "server.tls.mode", c.Server.TLS.Mode, "disable", "allow", "require")
+	if c.Server.TLS.Mode == "require" && (c.Server.TLS.CertFile == "" || c.Server.TLS.KeyFile == "") {
+		add(0, "server.tls.mode is require but cert_file or key_file is empty")
+	}
+	if (c.Server.TLS.CertFile == "") != (c.Server.TLS.KeyFile == "") {
+		add(0, "server.tls: cert_file and key_file must be set together")
+	}
+	if c.Server.Listen == "" {
+		add(0, "server.listen is empty")
+	}
+	if c.Server.MaxMessageBytes < 1024 {
+		add(0, "server.max_message_bytes must be at least 1024, got %d", c.Server.MaxMessageBytes)
+	}
+	if c.Upstream.Address == "" {
+		add(0, "upstream.address is empty")
+	}
+	oneOf(&ps, "upstream.tls.mode", c.Upstream.TLS.Mode, "disable", "prefer", "require", "verify-full")
+	oneOf(&ps, "keystore.provider", c.Keystore.Provider, "local", "vault")
+	if _, err := time.ParseDuration(c.Keystore.CacheTTL); err != nil {
+		add(0, "keystore.cache_ttl: %v", err)
+	}
+	oneOf(&ps, "keystore.vault.auth", c.Keystore.Vault.Auth, "token", "approle")
+
+	keys := map[string]*Key{}
+	for i := range c.Policy.Keys {
+		k := &c.Policy.Keys[i]
+		switch {
+		case k.Name == "":
+			add(k.Line, "key has no name")
+		case keys[k.Name] != nil:
+			add(k.Line, "key %q is defined twice (first on line %d)", k.Name, keys[k.Name].Line)
+		default:
+			keys[k.Name] = k
+		}
+		if k.Kind != Deterministic && k.Kind != Randomized {
+			add(k.Line, "key %q: kind %q is not one of deterministic, randomized", k.Name, k.Kind)
+		}
+	}
+
+	seen := map[string]int{}
+	for _, col := range c.Policy.Columns {
+		schema, table, ok := splitQualified(col.Table)
+		if !ok {
+			add(col.Line, "column table %q must be schema-qualified, like public.%s", col.Table, col.Table)
+		}
+		if col.Column == "" {
+			add(col.Line, "column entry for %q has no column name", col.Table)
+		}
+		name := schema + "." + table + "." + col.Column
+		if first, dup := seen[name]; dup {
+			add(col.Line, "column %s is listed twice (first on line %d)", name, first)
+		}
+		seen[name] = col.Line
+		if col.Key == "" {
+			add(col.Line, "column %s has no key", col.Column)
+		} else if keys[col.Key] == nil {
+			add(col.Line, "column %s names undefined key %q", col.Column, col.Key)
+		}
+		if !col.Type.Valid() {
+			add(col.Line, "column %s: type %q is not one of %s", col.Column, col.Type,
+				strings.Join(LogicalTypeNames(), ", "))
+		}
+	}
+
+	roles := map[string]int{}
+	for _, r := range c.Policy.Roles {
+		if r.Role == "" {
+			add(r.Line, "role entry has no role name")
+		}
+		if first, dup := roles[r.Role]; dup {
+			add(r.Line, "role %q is listed twice (first on line %d)", r.Role, first)
+		}
+		roles[r.Role] = r.Line
+		for _, list := range [][]string{r.Read, r.Write} {
+			for _, k := range list {
+				if keys[k] == nil {
+					add(r.Line, "role %q grants undefined key %q", r.Role, k)
+				}
+			}
+		}
+		switch r.OnDenied {
+		case "", DeniedNull, DeniedMask, DeniedCiphertext, DeniedError:
+		default:
+			add(r.Line, "role %q: on_denied %q is not one of null, mask, ciphertext, error", r.Role, r.OnDenied)
+		}
+	}
+	return ps.sorted()
+}
+
+func oneOf(ps *Problems, field, value string, allowed ...string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	*ps = append(*ps, Problem{Message: fmt.Sprintf("%s: %q is not one of %s", field, value, strings.Join(allowed, ", "))})
+}
+
+// splitQualified splits "schema.table". Names are as stored in the catalog;
+// neither part may be empty.
+func splitQualified(name string) (schema, table string, ok bool) {
+	i := strings.IndexByte(name, '.')
+	if i <= 0 || i == len(name)-1 || strings.IndexByte(name[i+1:], '.') >= 0 {
+		return "", name, false
+	}
+	return name[:i], name[i+1:], true
+}
