@@ -1,0 +1,21 @@
+// Package testenv owns the real PostgreSQL that pgcloak's tests (and `pgcloak demo`) run
+// against.
+//
+// Tests get one server per test binary, started lazily by the first Postgres call and
+// stopped by Run, and a fresh empty database per Postgres call. The server comes from the
+// first source that works, in this order:
+//
+//  1. PGCLOAK_TEST_DSN: a superuser DSN of a server someone else runs ("env");
+//  2. Docker, through testcontainers-go's postgres module, postgres:15 ("docker") — tried
+//     only when a Docker engine answers on its socket, so a machine without one falls
+//     through in well under two seconds;
+//  3. the PostgreSQL server binaries of this machine, in a throwaway data directory
+//     ("local"); see StartLocalServer.
+//
+// PGCLOAK_TEST_SOURCE=env|docker|local restricts the choice to one source.
+// When no source works a test is skipped, or fails when PGCLOAK_TEST_REQUIRE=1; either way
+// the message gives the reason of every source tried.
+//
+// StartLocalServer is also usable outside tests: `pgcloak demo` uses it for its throwaway
+// server.
+package testenv
