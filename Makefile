@@ -1,0 +1,28 @@
+GO ?= go
+
+.PHONY: build test vet bench fuzz demo
+
+build:
+	$(GO) build -o bin/pgcloak ./cmd/pgcloak
+
+vet:
+	$(GO) vet ./...
+
+# The whole suite: unit tests, integration tests against a real PostgreSQL
+# started by testenv, and the psql tests.
+test: vet
+	$(GO) test -count=1 -timeout 45m ./...
+
+# Throughput through pgcloak against PostgreSQL directly (see BENCHMARKS.md).
+bench:
+	$(GO) run ./bench
+
+# Each fuzz target for a while (FUZZTIME=60s by default).
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzAnalyze$$' -fuzztime $(FUZZTIME) ./sqlrewrite/
+	$(GO) test -run '^$$' -fuzz '^FuzzClientMessages$$' -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz '^FuzzRewriter$$' -fuzztime $(FUZZTIME) ./proxy/internal/copydata/
+
+demo:
+	$(GO) run ./cmd/pgcloak demo

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
+)
+
+func newKeysCommand(g *globalFlags) *cobra.Command {
+	keys := &cobra.Command{Use: "keys", Short: "Create, list, rotate, disable and destroy column keys"}
+	keys.AddCommand(
+		newKeysCreateCommand(g),
+		newKeysListCommand(g),
+		keyActionCommand(g, "rotate", "Add a new primary version to a key; older versions still decrypt",
+			func(cmd *cobra.Command, s keymap.Store, name string) error { return s.Rotate(cmd.Context(), name) }),
+		keyActionCommand(g, "disable", "Stop all encryption and decryption with a key until it is enabled",
+			func(cmd *cobra.Command, s keymap.Store, name string) error {
+				return s.SetEnabled(cmd.Context(), name, false)
+			}),
+		keyActionCommand(g, "enable", "Re-enable a disabled key",
+			func(cmd *cobra.Command, s keymap.Store, name string) error {
+				return s.SetEnabled(cmd.Context(), name, true)
+			}),
+		newKeysDestroyCommand(g),
+	)
+	return keys
+}
+
+// withStore loads the config and opens its key store.
+func withStore(g *globalFlags) (*policy.Config, keymap.Store, error) {
+	cfg, err := loadConfig(g.configPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := openStore(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, store, nil
+}
+
+func newKeysCreateCommand(g *globalFlags) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "create [NAME]",
+		Short: "Create a key named in the policy (its kind comes from the policy); --all: every missing one",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all == (len(args) == 1) {
+				return errors.New("give a key name or --all")
+			}
+			cfg, store, err := withStore(g)
+			if err != nil {
+				return err
+			}
+			idx := policy.NewIndex(cfg.Policy)
+			if !all {
+				k, ok := idx.Key(args[0])
+				if !ok {
+					return fmt.Errorf("key %q is not defined in policy.keys", args[0])
+				}
+				if err := store.Create(cmd.Context(), k.Name, k.Kind); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "created %s key %s\n", k.Kind, k.Name)
+				return nil
+			}
+			for _, k := range idx.Keys() {
+				err := store.Create(cmd.Context(), k.Name, k.Kind)
+				switch {
+				case errors.Is(err, keymap.ErrKeyExists):
+					fmt.Fprintf(cmd.OutOrStdout(), "exists  %s\n", k.Name)
+				case err != nil:
+					return err
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "created %s key %s\n", k.Kind, k.Name)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "create every policy key that does not exist yet")
+	return cmd
+}
+
+func newKeysListCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List keys with their kinds, versions and state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, store, err := withStore(g)
+			if err != nil {
+				return err
+			}
+			infos, err := store.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tKIND\tSTATE\tVERSIONS\tPRIMARY\tCREATED")
+			for _, k := range infos {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", k.Name, k.Kind, k.State, k.Versions, k.PrimaryID,
+					k.Created.UTC().Format(time.RFC3339))
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func keyActionCommand(g *globalFlags, use, short string, act func(*cobra.Command, keymap.Store, string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, store, err := withStore(g)
+			if err != nil {
+				return err
+			}
+			if err := act(cmd, store, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: done (%s)\n", args[0], use)
+			return nil
+		},
+	}
+}
+
+func newKeysDestroyCommand(g *globalFlags) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "destroy NAME --yes",
+		Short: "Crypto-shred a key: afterwards nobody can decrypt data written under it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return errors.New("destroy is irreversible: every value under this key becomes unreadable; repeat with --yes")
+			}
+			_, store, err := withStore(g)
+			if err != nil {
+				return err
+			}
+			if err := store.Destroy(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: destroyed\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm destruction")
+	return cmd
+}

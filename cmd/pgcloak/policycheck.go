@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
+)
+
+func newPolicyCommand(g *globalFlags) *cobra.Command {
+	pol := &cobra.Command{Use: "policy", Short: "Work with the column policy"}
+	var dsn string
+	var offline bool
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate the config strictly, then against the live schema and key store; exit 1 on any problem",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g.configPath)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if offline {
+				fmt.Fprintln(out, "config OK (schema and key store not checked: --offline)")
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			problems := checkLive(ctx, cfg, dsn)
+			for _, p := range problems {
+				fmt.Fprintln(out, "problem:", p)
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%d problem(s) found", len(problems))
+			}
+			fmt.Fprintln(out, "policy OK: config, schema and key store agree")
+			return nil
+		},
+	}
+	check.Flags().StringVar(&dsn, "dsn", "", "PostgreSQL connection string for the schema check (default: upstream.address with PG* environment variables)")
+	check.Flags().BoolVar(&offline, "offline", false, "check the config file only")
+	pol.AddCommand(check)
+	return pol
+}
+
+// checkLive compares the policy with the database schema and the key store.
+func checkLive(ctx context.Context, cfg *policy.Config, dsn string) []string {
+	idx := policy.NewIndex(cfg.Policy)
+	var problems []string
+	problems = append(problems, checkKeys(ctx, cfg, idx)...)
+	conn, err := connectForCheck(ctx, cfg, dsn)
+	if err != nil {
+		return append(problems, fmt.Sprintf("cannot connect to PostgreSQL for the schema check: %v", err))
+	}
+	defer conn.Close(context.Background())
+	return append(problems, checkSchema(ctx, conn, cfg.Policy)...)
+}
+
+func connectForCheck(ctx context.Context, cfg *policy.Config, dsn string) (*pgx.Conn, error) {
+	if dsn == "" {
+		host, port, err := net.SplitHostPort(cfg.Upstream.Address)
+		if err != nil {
+			return nil, err
+		}
+		dsn = fmt.Sprintf("host=%s port=%s", host, port)
+	}
+	return pgx.Connect(ctx, dsn)
+}
+
+func checkKeys(ctx context.Context, cfg *policy.Config, idx *policy.Index) []string {
+	store, err := openStore(cfg)
+	if err != nil {
+		return []string{fmt.Sprintf("key store: %v", err)}
+	}
+	infos, err := store.List(ctx)
+	if err != nil {
+		return []string{fmt.Sprintf("key store: %v", err)}
+	}
+	byName := map[string]keymap.KeyInfo{}
+	for _, k := range infos {
+		byName[k.Name] = k
+	}
+	var problems []string
+	for _, k := range idx.Keys() {
+		info, ok := byName[k.Name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("line %d: key %q does not exist in the key store (run: pgcloak keys create %s)", k.Line, k.Name, k.Name))
+		case info.Kind != k.Kind:
+			problems = append(problems, fmt.Sprintf("line %d: key %q is %s in the key store but %s in the policy", k.Line, k.Name, info.Kind, k.Kind))
+		case info.State != keymap.KeyEnabled:
+			problems = append(problems, fmt.Sprintf("line %d: key %q is %s", k.Line, k.Name, info.State))
+		}
+	}
+	return problems
+}
+
+func checkSchema(ctx context.Context, conn *pgx.Conn, pol policy.Policy) []string {
+	var problems []string
+	missing := map[string]bool{}
+	for _, col := range pol.Columns {
+		schema, table, _ := strings.Cut(col.Table, ".")
+		if missing[col.Table] {
+			continue
+		}
+		if !tableExists(ctx, conn, schema, table) {
+			missing[col.Table] = true
+			problems = append(problems, fmt.Sprintf("line %d: table %s does not exist", col.Line, col.Table))
+			continue
+		}
+		var typ string
+		err := conn.QueryRow(ctx, `SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
+			FROM pg_catalog.pg_attribute a
+			JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped`,
+			schema, table, col.Column).Scan(&typ)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			problems = append(problems, fmt.Sprintf("line %d: column %s.%s does not exist", col.Line, col.Table, col.Column))
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("line %d: reading column %s.%s: %v", col.Line, col.Table, col.Column, err))
+		case typ != "bytea":
+			problems = append(problems, fmt.Sprintf("line %d: column %s.%s is %s; encrypted columns must be bytea", col.Line, col.Table, col.Column, typ))
+		}
+	}
+	for _, r := range pol.Roles {
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)`, r.Role).Scan(&exists); err != nil {
+			return append(problems, fmt.Sprintf("reading roles: %v", err))
+		}
+		if !exists {
+			problems = append(problems, fmt.Sprintf("line %d: role %q does not exist in the database", r.Line, r.Role))
+		}
+	}
+	return problems
+}
+
+func tableExists(ctx context.Context, conn *pgx.Conn, schema, table string) bool {
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))`, schema, table).Scan(&ok)
+	return err == nil && ok
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/proxy"
+)
+
+func newServeCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the proxy",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g.configPath)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, g, cfg)
+		},
+	}
+}
+
+func serve(ctx context.Context, g *globalFlags, cfg *policy.Config) error {
+	log := g.logger()
+	store, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := proxy.NewServer(proxy.Config{
+		Server:   cfg.Server,
+		Upstream: cfg.Upstream,
+		Policy:   policy.NewIndex(cfg.Policy),
+		Keyring:  keymap.NewKeyring(store, cacheTTL(cfg)),
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Server.MetricsListen != "" {
+		ms := &http.Server{Addr: cfg.Server.MetricsListen, Handler: promhttp.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener", "err", err)
+			}
+		}()
+		defer ms.Close()
+	}
+	return srv.ListenAndServe(ctx)
+}

@@ -1,0 +1,371 @@
+package proxy
+
+import (
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+// backend holds the backend loop's own state.
+type backend struct {
+	rowBuf []byte
+}
+
+// backendLoop reads server messages until the server closes, matching each
+// to the request at the head of the queue.
+func (ss *session) backendLoop() error {
+	defer ss.releaseWaiters()
+	var be backend
+	for {
+		if !ss.ur.buffered() {
+			if err := ss.cw.flush(); err != nil {
+				return err
+			}
+		}
+		typ, body, err := ss.ur.next()
+		if err != nil {
+			return err
+		}
+		if err := ss.backendMessage(&be, typ, body); err != nil {
+			return err
+		}
+	}
+}
+
+func (ss *session) backendMessage(be *backend, typ byte, body []byte) error {
+	switch typ {
+	case 'S':
+		ss.noteParameter(body)
+		return ss.cw.raw(typ, body)
+	case 'N', 'A':
+		if p := ss.head(); p != nil && p.kind == pendInternal {
+			return nil
+		}
+		return ss.cw.raw(typ, body)
+	}
+	p := ss.head()
+	if p == nil {
+		// A message nobody asked for: a FATAL on shutdown, say.
+		return ss.cw.raw(typ, body)
+	}
+	if typ == 'E' {
+		return ss.serverError(p, body)
+	}
+	switch p.kind {
+	case pendInternal:
+		p.iq.handle(typ, body)
+		if typ == 'Z' {
+			ss.mu.Lock()
+			ss.rfqSeen++
+			ss.mu.Unlock()
+			ss.pop()
+		}
+		return nil
+	case pendHiddenDescribe:
+		return ss.hiddenDescribe(p, typ, body)
+	case pendDescribe:
+		return ss.describeResponse(p, typ, body)
+	}
+	switch typ {
+	case 'T':
+		return ss.rowDescription(p, body)
+	case 'D':
+		return ss.dataRow(be, p, body)
+	case 'C':
+		return ss.commandComplete(p, body)
+	case 'I':
+		p.shape = nil
+		p.stmtIdx++
+		return ss.forwardAndMaybePop(p, typ, body, p.kind != pendQuery)
+	case 's':
+		return ss.forwardAndMaybePop(p, typ, body, true)
+	case 'Z':
+		return ss.readyForQuery(p, body)
+	case 'H':
+		return ss.copyOutResponse(p, typ, body)
+	case 'd', 'c':
+		return ss.copyOutData(p, typ, body)
+	case 'G':
+		return ss.forward(p, typ, body)
+	case '1', '2', '3':
+		return ss.forwardAndMaybePop(p, typ, body, true)
+	default:
+		return ss.forward(p, typ, body)
+	}
+}
+
+func (ss *session) forward(p *pending, typ byte, body []byte) error {
+	if p.discard {
+		return nil
+	}
+	return ss.cw.raw(typ, body)
+}
+
+func (ss *session) forwardAndMaybePop(p *pending, typ byte, body []byte, pop bool) error {
+	err := ss.forward(p, typ, body)
+	if pop {
+		ss.pop()
+	}
+	return err
+}
+
+// serverError forwards (or replaces) an ErrorResponse and, for the
+// extended protocol, drops the requests the server will now skip.
+func (ss *session) serverError(p *pending, body []byte) error {
+	ss.mu.Lock()
+	ss.state.error()
+	replacement := p.err
+	ss.mu.Unlock()
+	if p.kind == pendInternal {
+		p.iq.handle('E', body)
+		return nil
+	}
+	var err error
+	switch {
+	case p.discard:
+	case replacement != nil:
+		err = ss.cw.send(errorResponse(replacement))
+	default:
+		err = ss.cw.raw('E', body)
+	}
+	p.shape, p.out = nil, nil
+	if p.extended() {
+		ss.skipToSync()
+	}
+	return err
+}
+
+// skipToSync drops every request before the next Sync, as the server
+// ignores them after an error.
+func (ss *session) skipToSync() {
+	ss.mu.Lock()
+	var dropped []*pending
+	for len(ss.queue) > 0 && ss.queue[0].kind != pendSync {
+		dropped = append(dropped, ss.queue[0])
+		ss.queue[0] = nil
+		ss.queue = ss.queue[1:]
+	}
+	ss.mu.Unlock()
+	for _, d := range dropped {
+		d.release()
+	}
+}
+
+func (ss *session) readyForQuery(p *pending, body []byte) error {
+	var rfq pgproto3.ReadyForQuery
+	if rfq.Decode(body) != nil {
+		return ss.decodeError("ReadyForQuery")
+	}
+	ss.mu.Lock()
+	ss.state.readyForQuery(rfq.TxStatus)
+	ss.rfqSeen++
+	if rfq.TxStatus == 'I' {
+		// Protocol-level portals do not outlive their transaction.
+		for name, pt := range ss.portals {
+			if pt.epoch < ss.rfqSeen {
+				delete(ss.portals, name)
+			}
+		}
+		if ss.catTxDirty {
+			ss.catStale, ss.catTxDirty = true, false
+		}
+	}
+	ss.txStatus = rfq.TxStatus
+	ss.mu.Unlock()
+	err := ss.cw.raw('Z', body)
+	ss.pop()
+	return err
+}
+
+func (ss *session) rowDescription(p *pending, body []byte) error {
+	var rd pgproto3.RowDescription
+	if rd.Decode(body) != nil {
+		return ss.decodeError("RowDescription")
+	}
+	p.shape = ss.shapeFor(rd.Fields)
+	if !p.shape.any {
+		p.shape = nil
+		return ss.forward(p, 'T', body)
+	}
+	if p.discard {
+		return nil
+	}
+	return ss.cw.send(&pgproto3.RowDescription{Fields: p.shape.describe(rd.Fields)})
+}
+
+func (ss *session) dataRow(be *backend, p *pending, body []byte) error {
+	if p.discard {
+		return nil
+	}
+	if p.kind == pendExecute && p.shape == nil && p.portal != nil && !p.shapeKnown {
+		p.shapeKnown = true
+		if fields, ok := p.portal.resultFields(); ok {
+			if shape := ss.shapeFor(fields); shape.any {
+				p.shape = shape
+			}
+		}
+	}
+	if p.shape == nil {
+		return ss.cw.raw('D', body)
+	}
+	out, err := p.shape.rewriteRow(be.rowBuf[:0], body)
+	if err != nil {
+		return ss.failResult(p, err)
+	}
+	be.rowBuf = out
+	if cap(be.rowBuf) > 1<<20 {
+		defer func() { be.rowBuf = nil }()
+	}
+	return ss.cw.rawMessage(out)
+}
+
+// failResult reports an error in the middle of a result (a key became
+// unavailable, a value does not decrypt) and drops the rest of the
+// server's answer up to its ReadyForQuery.
+func (ss *session) failResult(p *pending, err error) error {
+	ss.log.Warn("result refused", "err", err.Error())
+	metricResultErrors.Inc()
+	werr := ss.cw.send(errorResponse(err))
+	ss.mu.Lock()
+	for _, q := range ss.queue {
+		if q.kind == pendSync {
+			break
+		}
+		q.discard = true
+		if q == p && q.kind == pendQuery {
+			break
+		}
+	}
+	ss.mu.Unlock()
+	return werr
+}
+
+func (ss *session) commandComplete(p *pending, body []byte) error {
+	var cc pgproto3.CommandComplete
+	if cc.Decode(body) != nil {
+		return ss.decodeError("CommandComplete")
+	}
+	ss.completed(p.statement(), string(cc.CommandTag))
+	p.shape = nil
+	p.shapeKnown = false
+	p.stmtIdx++
+	return ss.forwardAndMaybePop(p, 'C', body, p.kind != pendQuery)
+}
+
+// completed applies a statement's effects on session state once the server
+// confirms it ran.
+func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
+	if st == nil {
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if st.Tx != sqlrewrite.TxNone {
+		ss.state.transaction(st.Tx, st.Savepoint, tag)
+	}
+	for _, e := range st.Effects {
+		ss.state.apply(e)
+		if e.Setting == sqlrewrite.SettingDiscardAll {
+			ss.stmts = map[string]*preparedStmt{}
+			ss.portals = map[string]*portal{}
+			ss.sqlPrepared = map[string]*sqlrewrite.Prepared{}
+		}
+	}
+	ss.state.addTemp(st.TempRelations)
+	switch st.Kind {
+	case sqlrewrite.KindPrepare:
+		if st.Prepare != nil {
+			ss.sqlPrepared[st.Prepare.Name] = st.Prepare
+		}
+	case sqlrewrite.KindDeallocate:
+		if st.Deallocate == "" {
+			ss.sqlPrepared = map[string]*sqlrewrite.Prepared{}
+		} else {
+			delete(ss.sqlPrepared, st.Deallocate)
+		}
+	case sqlrewrite.KindDDL:
+		ss.catStale = true
+		if ss.txStatus != 'I' {
+			// Reloaded inside the transaction, the snapshot shows its
+			// uncommitted DDL; load again once it ends either way.
+			ss.catTxDirty = true
+		}
+		ss.srv.catalogs.invalidate(ss.database)
+	}
+}
+
+func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
+	switch typ {
+	case 't':
+		if p.stmt == nil || len(p.stmt.plan.Params) == 0 {
+			return ss.cw.raw(typ, body)
+		}
+		var pd pgproto3.ParameterDescription
+		if pd.Decode(body) != nil {
+			return ss.decodeError("ParameterDescription")
+		}
+		for i, pr := range p.stmt.plan.Params {
+			if pr != nil && i < len(pd.ParameterOIDs) {
+				pd.ParameterOIDs[i] = pr.Rule.Type.OID()
+			}
+		}
+		return ss.cw.send(&pd)
+	case 'T':
+		var rd pgproto3.RowDescription
+		if rd.Decode(body) != nil {
+			return ss.decodeError("RowDescription")
+		}
+		fields := cloneFields(rd.Fields)
+		ss.recordDescription(p.object, p.stmt, p.portal, fields)
+		shape := ss.shapeFor(fields)
+		ss.pop()
+		if !shape.any {
+			return ss.cw.raw(typ, body)
+		}
+		return ss.cw.send(&pgproto3.RowDescription{Fields: shape.describe(fields)})
+	case 'n':
+		ss.recordDescription(p.object, p.stmt, p.portal, nil)
+		ss.pop()
+		return ss.cw.raw(typ, body)
+	default:
+		return ss.cw.raw(typ, body)
+	}
+}
+
+func (ss *session) hiddenDescribe(p *pending, typ byte, body []byte) error {
+	switch typ {
+	case 'T':
+		var rd pgproto3.RowDescription
+		if rd.Decode(body) != nil {
+			return ss.decodeError("RowDescription")
+		}
+		ss.recordDescription('P', nil, p.portal, cloneFields(rd.Fields))
+	case 'n':
+		ss.recordDescription('P', nil, p.portal, nil)
+	default:
+		return nil
+	}
+	ss.pop()
+	return nil
+}
+
+func (ss *session) recordDescription(object byte, st *preparedStmt, pt *portal, fields []pgproto3.FieldDescription) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if object == 'S' && st != nil {
+		st.fields, st.described = fields, true
+	}
+	if object == 'P' && pt != nil {
+		pt.fields, pt.described = fields, true
+	}
+}
+
+// cloneFields copies field descriptions out of a reused read buffer.
+func cloneFields(in []pgproto3.FieldDescription) []pgproto3.FieldDescription {
+	out := make([]pgproto3.FieldDescription, len(in))
+	copy(out, in)
+	for i := range out {
+		out[i].Name = append([]byte(nil), in[i].Name...)
+	}
+	return out
+}

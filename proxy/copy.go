@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"encoding/hex"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/proxy/internal/copydata"
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+// copyIn rewrites the data of a COPY FROM STDIN into a table with encrypted
+// columns: each encrypted field is canonicalised, encrypted and re-encoded
+// as bytea in the COPY's own format.
+type copyIn struct {
+	rw     *copydata.Rewriter
+	req    *pending
+	failed bool
+}
+
+// copyOut decrypts the data of a COPY TO STDOUT.
+type copyOut struct {
+	rw *copydata.Rewriter
+}
+
+// copyInFor returns the plan of the COPY FROM STDIN in plan that needs
+// encryption, if any.
+func copyInFor(plan *sqlrewrite.Plan) (*sqlrewrite.CopyPlan, error) {
+	var found *sqlrewrite.CopyPlan
+	for _, st := range plan.Statements {
+		if st.Copy == nil || !st.Copy.From || !hasRules(st.Copy) {
+			continue
+		}
+		if found != nil {
+			return nil, newSQLError("0A000", "only one COPY FROM STDIN into an encrypted table per query string")
+		}
+		found = st.Copy
+	}
+	return found, nil
+}
+
+func hasRules(cp *sqlrewrite.CopyPlan) bool {
+	for _, r := range cp.Rules {
+		if r != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func copyFormat(f sqlrewrite.CopyFormat) copydata.Format {
+	out := copydata.Format{
+		Delimiter: f.Delimiter, Null: f.Null, NullSet: f.Null != "" || f.Kind == "csv",
+		Quote: f.Quote, Escape: f.Escape, Header: f.Header,
+	}
+	switch f.Kind {
+	case "csv":
+		out.Kind = copydata.CSV
+	case "binary":
+		out.Kind = copydata.Binary
+	default:
+		out.Kind = copydata.Text
+		if f.Null == "" {
+			out.Null, out.NullSet = `\N`, true
+		}
+	}
+	return out
+}
+
+func wireFormat(f sqlrewrite.CopyFormat) int16 {
+	if f.Kind == "binary" {
+		return 1
+	}
+	return 0
+}
+
+func ruleMask(rules []*policy.ColumnRule) []bool {
+	cols := make([]bool, len(rules))
+	for i, r := range rules {
+		cols[i] = r != nil
+	}
+	return cols
+}
+
+func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) *copyIn {
+	ci := &copyIn{req: req}
+	format := wireFormat(cp.Format)
+	tc := ss.textContext()
+	encrypt := func(row int64, col int, value []byte, null bool) ([]byte, bool, error) {
+		if null {
+			return nil, true, nil
+		}
+		ct, err := ss.encryptValue(cp.Rules[col], format, value, tc)
+		if err != nil {
+			return nil, false, newSQLError(sqlState(err), "COPY row %d: %v", row, err)
+		}
+		if format == 1 {
+			return ct, false, nil
+		}
+		return append([]byte(`\x`), hex.EncodeToString(ct)...), false, nil
+	}
+	rw, err := copydata.NewRewriter(copyFormat(cp.Format), len(cp.Columns), ruleMask(cp.Rules), encrypt)
+	if err != nil {
+		ci.fail(ss, newSQLError("0A000", "COPY format: %v", err))
+		return ci
+	}
+	ci.rw = rw
+	return ci
+}
+
+// fail aborts the COPY upstream; the server's answer to CopyFail is then
+// reported to the client as err.
+func (ci *copyIn) fail(ss *session, err error) error {
+	ci.failed = true
+	ss.mu.Lock()
+	ci.req.err = err
+	ss.mu.Unlock()
+	return ss.send(nil, &pgproto3.CopyFail{Message: "pgcloak: COPY data refused"})
+}
+
+// copyMessage handles CopyData, CopyDone and CopyFail from the client.
+func (ss *session) copyMessage(fe *frontend, typ byte, body []byte) error {
+	ci := fe.copy
+	if ci == nil {
+		return ss.sendRaw(nil, typ, body)
+	}
+	if typ != 'd' {
+		fe.copy = nil
+	}
+	if ci.failed {
+		return nil
+	}
+	emit := func(b []byte) error { return ss.sendRaw(nil, 'd', b) }
+	switch typ {
+	case 'd':
+		if err := ci.rw.Write(body, emit); err != nil {
+			return ci.fail(ss, err)
+		}
+		return nil
+	case 'c':
+		if err := ci.rw.Close(emit); err != nil {
+			return ci.fail(ss, err)
+		}
+	}
+	return ss.sendRaw(nil, typ, body)
+}
+
+// copyOutResponse starts decrypting a COPY TO STDOUT when the statement
+// copies encrypted columns.
+func (ss *session) copyOutResponse(p *pending, typ byte, body []byte) error {
+	st := p.statement()
+	if st != nil && st.Copy != nil && !st.Copy.From && hasRules(st.Copy) {
+		out, err := ss.newCopyOut(st.Copy)
+		if err != nil {
+			return ss.failResult(p, err)
+		}
+		p.out = out
+	}
+	return ss.forward(p, typ, body)
+}
+
+func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
+	ss.mu.Lock()
+	role := ss.state.current.currentRole()
+	ss.mu.Unlock()
+	grants := ss.srv.cfg.Grants.For(role)
+	format := wireFormat(cp.Format)
+	actions := make([]colAction, len(cp.Rules))
+	for i, r := range cp.Rules {
+		if r != nil {
+			actions[i] = ss.actionFor(r, format, grants)
+		}
+	}
+	tc := ss.textContext()
+	var buf []byte
+	decrypt := func(row int64, col int, value []byte, null bool) ([]byte, bool, error) {
+		if null {
+			return nil, true, nil
+		}
+		out, isNull, err := actions[col].render(buf[:0], value, tc)
+		if err != nil {
+			return nil, false, err
+		}
+		buf = out
+		return out, isNull, nil
+	}
+	rw, err := copydata.NewRewriter(copyFormat(cp.Format), len(cp.Columns), ruleMask(cp.Rules), decrypt)
+	if err != nil {
+		return nil, newSQLError("0A000", "COPY format: %v", err)
+	}
+	return &copyOut{rw: rw}, nil
+}
+
+// copyOutData decrypts CopyData from the server.
+func (ss *session) copyOutData(p *pending, typ byte, body []byte) error {
+	if p.out == nil || p.discard {
+		return ss.forward(p, typ, body)
+	}
+	emit := func(b []byte) error { return ss.cw.raw('d', b) }
+	var err error
+	if typ == 'd' {
+		err = p.out.rw.Write(body, emit)
+	} else {
+		err = p.out.rw.Close(emit)
+		p.out = nil
+	}
+	if err != nil {
+		return ss.failResult(p, err)
+	}
+	if typ == 'd' {
+		return nil
+	}
+	return ss.cw.raw(typ, body)
+}

@@ -1,0 +1,475 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+const byteaOID = 17
+
+// refusedStatement is a statement name no client uses: describing it makes
+// PostgreSQL raise an error without side effects, which puts the server in
+// the state the client expects after the proxy's own error (transaction
+// aborted, rest of the batch skipped).
+const refusedStatement = "pgcloak.refused"
+
+// frontend holds the frontend loop's own state.
+type frontend struct {
+	skipUntilSync bool
+	copy          *copyIn // COPY FROM STDIN in progress
+}
+
+// frontendLoop reads client messages until the client leaves.
+func (ss *session) frontendLoop() error {
+	var fe frontend
+	for {
+		if !ss.cr.buffered() {
+			if err := ss.uw.flush(); err != nil {
+				return err
+			}
+		}
+		typ, body, err := ss.cr.next()
+		if err != nil {
+			return ss.clientGone(&fe, err)
+		}
+		if fe.skipUntilSync && typ != 'S' && isExtended(typ) {
+			continue
+		}
+		if err := ss.frontendMessage(&fe, typ, body); err != nil {
+			return err
+		}
+		if typ == 'X' {
+			return nil
+		}
+	}
+}
+
+func isExtended(typ byte) bool {
+	switch typ {
+	case 'P', 'B', 'D', 'E', 'C', 'H':
+		return true
+	}
+	return false
+}
+
+// clientGone handles a read error from the client: an oversized or
+// malformed message is reported, and a COPY in progress is failed so the
+// server does not wait for data that will never come.
+func (ss *session) clientGone(fe *frontend, err error) error {
+	var tl *tooLargeError
+	var me *malformedError
+	switch {
+	case errors.As(err, &tl):
+		ss.protocolViolation(tl.Error())
+	case errors.As(err, &me):
+		ss.protocolViolation(me.Error())
+	}
+	if fe.copy != nil {
+		ss.send(nil, &pgproto3.CopyFail{Message: "pgcloak: client connection lost during COPY"})
+	}
+	ss.send(nil, &pgproto3.Terminate{})
+	ss.uw.flush()
+	return err
+}
+
+func (ss *session) protocolViolation(msg string) {
+	ss.log.Warn("protocol violation", "err", msg)
+	ss.cw.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01", Message: "pgcloak: " + msg})
+	ss.cw.flush()
+}
+
+func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
+	if fe.copy != nil && typ != 'd' && typ != 'c' && typ != 'f' {
+		// Anything else ends COPY mode, as it does for the server.
+		fe.copy = nil
+	}
+	switch typ {
+	case 'Q':
+		return ss.query(fe, body)
+	case 'P':
+		return ss.parse(fe, body)
+	case 'B':
+		return ss.bind(fe, body)
+	case 'D':
+		return ss.describe(body)
+	case 'E':
+		return ss.execute(fe, body)
+	case 'C':
+		return ss.closeObject(body)
+	case 'S':
+		fe.skipUntilSync = false
+		return ss.sendRaw(&pending{kind: pendSync}, typ, body)
+	case 'H':
+		return ss.sendRaw(nil, typ, body)
+	case 'd', 'c', 'f':
+		return ss.copyMessage(fe, typ, body)
+	case 'X':
+		return ss.sendRaw(nil, typ, body)
+	case 'F':
+		return ss.sendRaw(&pending{kind: pendFunctionCall}, typ, body)
+	default:
+		ss.protocolViolation(fmt.Sprintf("invalid frontend message type %q", typ))
+		return &malformedError{fmt.Sprintf("invalid frontend message type %q", typ)}
+	}
+}
+
+func (ss *session) decodeError(what string) error {
+	ss.protocolViolation("malformed " + what + " message")
+	return &malformedError{"malformed " + what + " message"}
+}
+
+// env is the session's view for sqlrewrite, reloading the catalog first
+// when DDL made it stale and nothing is in flight.
+func (ss *session) env() *sqlrewrite.Env {
+	ss.refreshCatalogIfStale()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	cur := ss.state.current
+	temp := map[string]bool{}
+	for _, t := range cur.temp {
+		temp[t] = true
+	}
+	return &sqlrewrite.Env{
+		Catalog:       ss.cat,
+		SearchPath:    expandSearchPath(cur.searchPath, cur.currentRole()),
+		TempRelations: temp,
+		Prepared: func(name string) (*sqlrewrite.Prepared, bool) {
+			ss.mu.Lock()
+			defer ss.mu.Unlock()
+			p, ok := ss.sqlPrepared[name]
+			return p, ok
+		},
+	}
+}
+
+// plan analyses SQL, checks the current role's grants and encrypts the
+// literals; the error is what the client must see instead.
+func (ss *session) plan(sql string) (*sqlrewrite.Plan, string, error) {
+	plan, err := sqlrewrite.Analyze(sql, ss.env())
+	if err != nil {
+		return nil, "", err
+	}
+	if err := ss.checkEncoding(plan); err != nil {
+		return nil, "", err
+	}
+	if err := ss.authorize(plan.Statements); err != nil {
+		return nil, "", err
+	}
+	tc := ss.textContext()
+	out, err := plan.Rewrite(func(lit *sqlrewrite.Literal) (string, error) {
+		return ss.literalSQL(lit, tc)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return plan, out, nil
+}
+
+// checkEncoding refuses encrypted text when the client does not speak
+// UTF-8: ciphertexts must hold one canonical encoding for every client.
+func (ss *session) checkEncoding(plan *sqlrewrite.Plan) error {
+	ss.mu.Lock()
+	enc := ss.params["client_encoding"]
+	ss.mu.Unlock()
+	if enc == "" || enc == "UTF8" || !plan.Touches() {
+		return nil
+	}
+	return newSQLError("0A000", "statements on encrypted columns need client_encoding UTF8, not %s", enc)
+}
+
+// authorize checks the current role's grants for what the statements do
+// with encrypted columns.
+func (ss *session) authorize(stmts []*sqlrewrite.Statement) error {
+	ss.mu.Lock()
+	role := ss.state.current.currentRole()
+	ss.mu.Unlock()
+	g := ss.srv.cfg.Grants.For(role)
+	for _, st := range stmts {
+		if st == nil {
+			continue
+		}
+		for _, r := range st.Writes {
+			if !g.CanWrite(r.KeyName) {
+				return newSQLError("42501", "role %q may not write column %s (key %q)", role, r.Name(), r.KeyName)
+			}
+		}
+		for _, r := range st.Searches {
+			if !g.CanRead(r.KeyName) {
+				return newSQLError("42501", "role %q may not search column %s (key %q)", role, r.Name(), r.KeyName)
+			}
+		}
+		if g.OnDenied != policy.DeniedError {
+			continue
+		}
+		for _, r := range st.Outputs {
+			if !g.CanRead(r.KeyName) {
+				return newSQLError("42501", "role %q may not read column %s (key %q)", role, r.Name(), r.KeyName)
+			}
+		}
+	}
+	return nil
+}
+
+// needsBarrier reports whether statements change what the analysis of the
+// next ones depends on (role, search_path, prepared statements, the
+// catalog, transaction state); the frontend then waits for them to finish.
+func needsBarrier(stmts []*sqlrewrite.Statement) bool {
+	for _, st := range stmts {
+		if st == nil {
+			continue
+		}
+		if len(st.Effects) > 0 || st.Tx != sqlrewrite.TxNone || len(st.TempRelations) > 0 {
+			return true
+		}
+		switch st.Kind {
+		case sqlrewrite.KindPrepare, sqlrewrite.KindDeallocate, sqlrewrite.KindDDL:
+			return true
+		}
+	}
+	return false
+}
+
+// wait blocks until the barrier is released or the session ends.
+func (ss *session) wait(ch chan struct{}) error {
+	if err := ss.uw.flush(); err != nil {
+		return err
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ss.done:
+		return errSessionClosed
+	}
+}
+
+// query handles a simple-protocol Query.
+func (ss *session) query(fe *frontend, body []byte) error {
+	var q pgproto3.Query
+	if q.Decode(body) != nil {
+		return ss.decodeError("Query")
+	}
+	plan, sql, err := ss.plan(q.String)
+	if err != nil {
+		return ss.refuse(err, true)
+	}
+	p := &pending{kind: pendQuery, plan: plan}
+	if needsBarrier(plan.Statements) {
+		p.barrier = make(chan struct{})
+	}
+	cp, err := copyInFor(plan)
+	if err != nil {
+		return ss.refuse(err, true)
+	}
+	if cp != nil {
+		fe.copy = ss.newCopyIn(cp, p)
+	}
+	if err := ss.send(p, &pgproto3.Query{String: sql}); err != nil {
+		return err
+	}
+	if p.barrier != nil {
+		return ss.wait(p.barrier)
+	}
+	return nil
+}
+
+// refuse answers a request with the proxy's error in a way that keeps the
+// server's transaction state what the client will expect: the server is
+// made to fail too, and that failure is reported as err.
+func (ss *session) refuse(err error, simple bool) error {
+	ss.log.Info("statement refused", "err", err.Error())
+	metricRefused.Inc()
+	p := &pending{kind: pendRefused, err: err, simple: simple}
+	if simple {
+		// A syntax error: PostgreSQL runs nothing and aborts an open
+		// transaction, exactly as for a refused statement.
+		return ss.send(p, &pgproto3.Query{String: "pgcloak refused"})
+	}
+	return ss.send(p, &pgproto3.Describe{ObjectType: 'S', Name: refusedStatement})
+}
+
+func (ss *session) refuseExtended(fe *frontend, err error) error {
+	fe.skipUntilSync = true
+	return ss.refuse(err, false)
+}
+
+// parse handles Parse: the statement is planned, its literals encrypted,
+// and encrypted parameters declared bytea upstream.
+func (ss *session) parse(fe *frontend, body []byte) error {
+	var msg pgproto3.Parse
+	if msg.Decode(body) != nil {
+		return ss.decodeError("Parse")
+	}
+	plan, sql, err := ss.plan(msg.Query)
+	if err != nil {
+		return ss.refuseExtended(fe, err)
+	}
+	if len(plan.Statements) > 1 {
+		// PostgreSQL's own rule; the plan would otherwise be ambiguous.
+		return ss.refuseExtended(fe, newSQLError("42601", "cannot insert multiple commands into a prepared statement"))
+	}
+	oids := msg.ParameterOIDs
+	for i, pr := range plan.Params {
+		if pr == nil {
+			continue
+		}
+		for len(oids) <= i {
+			oids = append(oids, 0)
+		}
+		oids[i] = byteaOID
+	}
+	st := &preparedStmt{name: msg.Name, plan: plan}
+	created := false
+	ss.mu.Lock()
+	// A named statement that exists makes PostgreSQL reject the Parse;
+	// keep the plan that matches what the server still has.
+	if msg.Name == "" || ss.stmts[msg.Name] == nil {
+		ss.stmts[msg.Name] = st
+		created = true
+	}
+	ss.mu.Unlock()
+	return ss.send(&pending{kind: pendParse, stmt: st, created: created},
+		&pgproto3.Parse{Name: msg.Name, Query: sql, ParameterOIDs: oids})
+}
+
+// bind handles Bind: grants are checked for the current role and encrypted
+// parameters are encrypted, sent in binary (bytea) format.
+func (ss *session) bind(fe *frontend, body []byte) error {
+	var msg pgproto3.Bind
+	if msg.Decode(body) != nil {
+		return ss.decodeError("Bind")
+	}
+	ss.mu.Lock()
+	st := ss.stmts[msg.PreparedStatement]
+	ss.mu.Unlock()
+	if st == nil {
+		// PostgreSQL reports the unknown statement.
+		return ss.sendRaw(&pending{kind: pendBind}, 'B', body)
+	}
+	if err := ss.authorize(st.plan.Statements); err != nil {
+		return ss.refuseExtended(fe, err)
+	}
+	changed, err := ss.encryptParams(st.plan, &msg)
+	if err != nil {
+		return ss.refuseExtended(fe, err)
+	}
+	pt := &portal{name: msg.DestinationPortal, stmt: st, resultFormats: msg.ResultFormatCodes}
+	ss.mu.Lock()
+	pt.epoch = ss.rfqSent
+	if msg.DestinationPortal == "" || ss.portals[msg.DestinationPortal] == nil {
+		ss.portals[msg.DestinationPortal] = pt
+	}
+	ss.mu.Unlock()
+	p := &pending{kind: pendBind, portal: pt}
+	if !changed {
+		return ss.sendRaw(p, 'B', body)
+	}
+	return ss.send(p, &msg)
+}
+
+func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (bool, error) {
+	if len(plan.Params) == 0 {
+		return false, nil
+	}
+	formats := make([]int16, len(msg.Parameters))
+	for i := range formats {
+		formats[i] = formatFor(msg.ParameterFormatCodes, i)
+	}
+	tc := ss.textContext()
+	for i, pr := range plan.Params {
+		if pr == nil || i >= len(msg.Parameters) || msg.Parameters[i] == nil {
+			continue
+		}
+		ct, err := ss.encryptValue(pr.Rule, formats[i], msg.Parameters[i], tc)
+		if err != nil {
+			return false, fmt.Errorf("parameter $%d: %w", i+1, err)
+		}
+		msg.Parameters[i] = ct
+		formats[i] = 1
+	}
+	msg.ParameterFormatCodes = formats
+	return true, nil
+}
+
+func (ss *session) describe(body []byte) error {
+	var msg pgproto3.Describe
+	if msg.Decode(body) != nil {
+		return ss.decodeError("Describe")
+	}
+	p := &pending{kind: pendDescribe, object: msg.ObjectType}
+	ss.mu.Lock()
+	if msg.ObjectType == 'S' {
+		p.stmt = ss.stmts[msg.Name]
+	} else {
+		p.portal = ss.portals[msg.Name]
+	}
+	ss.mu.Unlock()
+	return ss.sendRaw(p, 'D', body)
+}
+
+// execute handles Execute. When the proxy does not know the portal's
+// columns (the client never described it), it asks the server first, so
+// rows can be decrypted.
+func (ss *session) execute(fe *frontend, body []byte) error {
+	var msg pgproto3.Execute
+	if msg.Decode(body) != nil {
+		return ss.decodeError("Execute")
+	}
+	ss.mu.Lock()
+	pt := ss.portals[msg.Portal]
+	ss.mu.Unlock()
+	p := &pending{kind: pendExecute, portal: pt}
+	var msgs []encoder
+	if pt != nil {
+		if _, known := pt.resultFields(); !known {
+			if err := ss.send(&pending{kind: pendHiddenDescribe, portal: pt},
+				&pgproto3.Describe{ObjectType: 'P', Name: msg.Portal}); err != nil {
+				return err
+			}
+		}
+		st := pt.stmt.statement()
+		if st != nil && needsBarrier([]*sqlrewrite.Statement{st}) {
+			p.barrier = make(chan struct{})
+			// The server holds results until Sync or Flush.
+			msgs = append(msgs, &pgproto3.Flush{})
+		}
+		if cp, err := copyInFor(pt.stmt.plan); err != nil {
+			return ss.refuseExtended(fe, err)
+		} else if cp != nil {
+			fe.copy = ss.newCopyIn(cp, p)
+		}
+	}
+	ss.uw.mu.Lock()
+	ss.pushLocked(p)
+	err := ss.uw.rawLocked('E', body)
+	if err == nil {
+		err = ss.uw.sendLocked(msgs...)
+	}
+	ss.uw.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if p.barrier != nil {
+		return ss.wait(p.barrier)
+	}
+	return nil
+}
+
+func (ss *session) closeObject(body []byte) error {
+	var msg pgproto3.Close
+	if msg.Decode(body) != nil {
+		return ss.decodeError("Close")
+	}
+	ss.mu.Lock()
+	if msg.ObjectType == 'S' {
+		delete(ss.stmts, msg.Name)
+	} else {
+		delete(ss.portals, msg.Name)
+	}
+	ss.mu.Unlock()
+	return ss.sendRaw(&pending{kind: pendClose}, 'C', body)
+}

@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+// preparedStmt is a protocol-level prepared statement as the proxy planned
+// it.
+type preparedStmt struct {
+	name string
+	plan *sqlrewrite.Plan
+	// fields are PostgreSQL's description of the result (bytea for
+	// encrypted columns), once a Describe has answered; noData when the
+	// statement returns no rows.
+	fields    []pgproto3.FieldDescription
+	described bool
+}
+
+// statement is the plan's single statement (the extended protocol allows
+// one per Parse), or nil for an empty query.
+func (p *preparedStmt) statement() *sqlrewrite.Statement {
+	if p == nil || p.plan == nil || len(p.plan.Statements) == 0 {
+		return nil
+	}
+	return p.plan.Statements[0]
+}
+
+// portal is a bound statement.
+type portal struct {
+	name          string
+	stmt          *preparedStmt
+	resultFormats []int16
+	fields        []pgproto3.FieldDescription // from a portal Describe
+	described     bool
+	// epoch counts the requests ending in ReadyForQuery sent before the
+	// Bind; the portal dies with the transaction those requests end.
+	epoch uint64
+}
+
+// resultFields returns the portal's columns with their wire formats.
+func (p *portal) resultFields() ([]pgproto3.FieldDescription, bool) {
+	if p.described {
+		return p.fields, true
+	}
+	if p.stmt == nil || !p.stmt.described {
+		return nil, false
+	}
+	fields := make([]pgproto3.FieldDescription, len(p.stmt.fields))
+	copy(fields, p.stmt.fields)
+	for i := range fields {
+		fields[i].Format = formatFor(p.resultFormats, i)
+	}
+	return fields, true
+}
+
+// formatFor applies the protocol's rule for format-code lists: none means
+// text, one applies to all, otherwise one each.
+func formatFor(codes []int16, i int) int16 {
+	switch len(codes) {
+	case 0:
+		return 0
+	case 1:
+		return codes[0]
+	default:
+		if i < len(codes) {
+			return codes[i]
+		}
+		return 0
+	}
+}
+
+type pendingKind uint8
+
+const (
+	pendQuery          pendingKind = iota // simple Query, until ReadyForQuery
+	pendParse                             // ParseComplete
+	pendBind                              // BindComplete
+	pendDescribe                          // [ParameterDescription] RowDescription | NoData
+	pendHiddenDescribe                    // a Describe the proxy added; swallowed
+	pendExecute                           // rows, then a completion
+	pendClose                             // CloseComplete
+	pendSync                              // ReadyForQuery
+	pendRefused                           // an error the proxy caused on purpose
+	pendInternal                          // a query of the proxy's own
+	pendFunctionCall                      // FunctionCallResponse, ReadyForQuery
+)
+
+// pending is one client request whose response the backend loop awaits, in
+// the order the requests went upstream.
+type pending struct {
+	kind pendingKind
+
+	plan    *sqlrewrite.Plan // pendQuery
+	stmtIdx int              // pendQuery: statement whose result is flowing
+
+	stmt    *preparedStmt // pendParse, pendDescribe 'S', pendExecute
+	created bool          // pendParse: the Parse added stmt to the map
+	portal  *portal       // pendBind, pendDescribe 'P', pendHiddenDescribe, pendExecute
+	object  byte          // pendDescribe: 'S' or 'P'
+
+	// err replaces the server's error (pendRefused, or a COPY the proxy
+	// failed); simple marks a refusal made for a simple Query, which ends
+	// at ReadyForQuery.
+	err    error
+	simple bool
+
+	iq *internalQuery
+
+	// discard drops this request's responses instead of forwarding them,
+	// after the proxy already reported an error for it.
+	discard bool
+
+	// barrier, when set, is closed once the request completes so the
+	// frontend loop can wait for session state to settle.
+	barrier chan struct{}
+
+	shape      *resultShape // result columns being decrypted
+	shapeKnown bool         // pendExecute: shape worked out (nil if plain)
+	out        *copyOut     // COPY TO STDOUT being decrypted
+}
+
+// endsWithReady reports whether the server answers the request with a
+// ReadyForQuery.
+func (p *pending) endsWithReady() bool {
+	switch p.kind {
+	case pendQuery, pendSync, pendInternal, pendFunctionCall:
+		return true
+	case pendRefused:
+		return p.simple
+	}
+	return false
+}
+
+// extended reports whether the request belongs to the extended protocol,
+// where an error makes the server skip to the next Sync.
+func (p *pending) extended() bool {
+	switch p.kind {
+	case pendParse, pendBind, pendDescribe, pendHiddenDescribe, pendExecute, pendClose:
+		return true
+	case pendRefused:
+		return !p.simple
+	}
+	return false
+}
+
+// statement is the sqlrewrite statement whose result is flowing, if any.
+func (p *pending) statement() *sqlrewrite.Statement {
+	switch p.kind {
+	case pendQuery:
+		if p.plan != nil && p.stmtIdx < len(p.plan.Statements) {
+			return p.plan.Statements[p.stmtIdx]
+		}
+	case pendExecute:
+		if p.portal != nil {
+			return p.portal.stmt.statement()
+		}
+	}
+	return nil
+}
+
+func (p *pending) release() {
+	if p.barrier != nil {
+		close(p.barrier)
+		p.barrier = nil
+	}
+}
+
+// push queues a request; the caller sends it upstream right after, under
+// the upstream writer's lock, so queue order is wire order.
+func (ss *session) pushLocked(p *pending) {
+	ss.mu.Lock()
+	ss.queue = append(ss.queue, p)
+	if p.endsWithReady() {
+		ss.rfqSent++
+	}
+	ss.mu.Unlock()
+}
+
+// send queues p and writes its messages upstream atomically with respect
+// to the other loop's injected requests.
+func (ss *session) send(p *pending, msgs ...encoder) error {
+	ss.uw.mu.Lock()
+	defer ss.uw.mu.Unlock()
+	if p != nil {
+		ss.pushLocked(p)
+	}
+	return ss.uw.sendLocked(msgs...)
+}
+
+// sendRaw queues p and forwards a message unchanged.
+func (ss *session) sendRaw(p *pending, typ byte, body []byte) error {
+	ss.uw.mu.Lock()
+	defer ss.uw.mu.Unlock()
+	if p != nil {
+		ss.pushLocked(p)
+	}
+	return ss.uw.rawLocked(typ, body)
+}
+
+func (ss *session) head() *pending {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.queue) == 0 {
+		return nil
+	}
+	return ss.queue[0]
+}
+
+func (ss *session) pop() {
+	ss.mu.Lock()
+	p := ss.queue[0]
+	ss.queue[0] = nil
+	ss.queue = ss.queue[1:]
+	ss.mu.Unlock()
+	p.release()
+}
+
+func (ss *session) queueEmpty() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return len(ss.queue) == 0
+}
+
+// releaseWaiters wakes anything waiting on a request that will never
+// complete because the session ended.
+func (ss *session) releaseWaiters() {
+	ss.mu.Lock()
+	q := ss.queue
+	ss.queue = nil
+	ss.mu.Unlock()
+	for _, p := range q {
+		p.release()
+		if p.iq != nil && !p.iq.finished() {
+			p.iq.fail(errSessionClosed)
+			close(p.iq.done)
+		}
+	}
+}

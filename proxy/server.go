@@ -1,0 +1,335 @@
+// Package proxy is pgcloak's PostgreSQL wire-protocol proxy: the listener,
+// TLS on both sides, startup and authentication passthrough, cancel
+// forwarding, and the per-session message loop that applies sqlrewrite plans
+// to client messages (encrypting literals, parameters and COPY data) and
+// decrypts result columns by their origin on the way back.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
+)
+
+// GrantSource answers which keys a role may use. The config file's grant
+// table is one; grants read from Vault are another.
+type GrantSource interface {
+	For(role string) *policy.Grants
+}
+
+// Config is what a Server needs.
+type Config struct {
+	Server   policy.Server
+	Upstream policy.Upstream
+	Policy   *policy.Index
+	Keyring  *keymap.Keyring
+	Grants   GrantSource // nil: the policy's own grants
+	Logger   *slog.Logger
+	// CatalogTTL is how long a database's catalog snapshot is reused
+	// before a new session reloads it (default 30s).
+	CatalogTTL time.Duration
+}
+
+// Server accepts client connections and proxies each to PostgreSQL.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	serverTLS *tls.Config // nil when TLS to clients is off
+	upTLS     *tls.Config // nil when TLS to PostgreSQL is off
+	catalogs  *catalogCache
+	locations sync.Map // TimeZone name → *time.Location
+
+	mu       sync.Mutex
+	ln       net.Listener
+	sessions map[*session]struct{}
+	closed   bool
+	wg       sync.WaitGroup
+	nextID   atomic.Uint64
+}
+
+// NewServer validates cfg and prepares TLS.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Policy == nil || cfg.Keyring == nil {
+		return nil, errors.New("proxy: Policy and Keyring are required")
+	}
+	if cfg.Grants == nil {
+		cfg.Grants = cfg.Policy.Grants()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.CatalogTTL <= 0 {
+		cfg.CatalogTTL = 30 * time.Second
+	}
+	if cfg.Server.MaxMessageBytes <= 0 {
+		cfg.Server.MaxMessageBytes = 64 << 20
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		catalogs: newCatalogCache(cfg.CatalogTTL),
+		sessions: map[*session]struct{}{},
+	}
+	var err error
+	if s.serverTLS, err = serverTLSConfig(cfg.Server.TLS); err != nil {
+		return nil, err
+	}
+	if s.upTLS, err = upstreamTLSConfig(cfg.Upstream); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func serverTLSConfig(c policy.ServerTLS) (*tls.Config, error) {
+	if c.Mode == "disable" || c.CertFile == "" {
+		if c.Mode == "require" {
+			return nil, errors.New("proxy: server.tls.mode require needs cert_file and key_file")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: loading server certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func upstreamTLSConfig(u policy.Upstream) (*tls.Config, error) {
+	switch u.TLS.Mode {
+	case "", "disable":
+		return nil, nil
+	case "prefer", "require":
+		// Encryption without authentication of the server, as libpq's
+		// sslmode=require does.
+		return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, nil //nolint:gosec
+	case "verify-full":
+		host, _, err := net.SplitHostPort(u.Address)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: upstream.address: %w", err)
+		}
+		cfg := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		if u.TLS.CAFile != "" {
+			pem, err := os.ReadFile(u.TLS.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: upstream.tls.ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("proxy: upstream.tls.ca_file %s holds no certificate", u.TLS.CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+		return cfg, nil
+	default:
+		return nil, fmt.Errorf("proxy: unknown upstream.tls.mode %q", u.TLS.Mode)
+	}
+}
+
+// ListenAndServe listens on the configured address and serves until ctx
+// ends or Close is called.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Server.Listen)
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		s.Close()
+	}()
+	return s.Serve(ln)
+}
+
+// Serve accepts connections on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return net.ErrClosed
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	s.log.Info("pgcloak listening", "addr", ln.Addr().String(), "upstream", s.cfg.Upstream.Address)
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			// Back off on transient accept errors (fd exhaustion) instead
+			// of spinning or dying.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.wg.Add(1)
+		go s.handle(conn)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// Addr is the listening address (nil before Serve).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops accepting, closes every session and waits for them.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for ss := range s.sessions {
+		ss.close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) handle(conn net.Conn) {
+	defer s.wg.Done()
+	ss := newSession(s, conn, s.nextID.Add(1))
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		conn.Close()
+		return
+	}
+	s.sessions[ss] = struct{}{}
+	s.mu.Unlock()
+	metricSessions.Inc()
+	metricActive.Inc()
+	defer func() {
+		metricActive.Dec()
+		s.mu.Lock()
+		delete(s.sessions, ss)
+		s.mu.Unlock()
+	}()
+	ss.run()
+}
+
+// dialUpstream opens a connection to PostgreSQL, negotiating TLS as
+// configured.
+func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", s.cfg.Upstream.Address)
+	if err != nil {
+		return nil, err
+	}
+	if s.upTLS == nil {
+		return conn, nil
+	}
+	tlsConn, err := s.upstreamTLS(conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tlsConn, nil
+}
+
+func (s *Server) upstreamTLS(conn net.Conn) (net.Conn, error) {
+	req, _ := (&pgproto3.SSLRequest{}).Encode(nil)
+	if _, err := conn.Write(req); err != nil {
+		return nil, err
+	}
+	var answer [1]byte
+	if _, err := conn.Read(answer[:]); err != nil {
+		return nil, err
+	}
+	switch answer[0] {
+	case 'S':
+		tc := tls.Client(conn, s.upTLS)
+		if err := tc.Handshake(); err != nil {
+			return nil, fmt.Errorf("TLS handshake with PostgreSQL: %w", err)
+		}
+		return tc, nil
+	case 'N':
+		if s.cfg.Upstream.TLS.Mode == "prefer" {
+			return conn, nil
+		}
+		return nil, errors.New("PostgreSQL refused TLS but upstream.tls.mode requires it")
+	default:
+		return nil, fmt.Errorf("unexpected answer %q to SSLRequest", answer[0])
+	}
+}
+
+// forwardCancel passes a CancelRequest to PostgreSQL. Every session has its
+// own upstream connection whose BackendKeyData the client received
+// unchanged, so the request names the right backend as it stands.
+func (s *Server) forwardCancel(req *pgproto3.CancelRequest) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := s.dialUpstream(ctx)
+	if err != nil {
+		s.log.Warn("forwarding cancel request", "err", err)
+		return
+	}
+	defer conn.Close()
+	buf, err := req.Encode(nil)
+	if err != nil {
+		return
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn.Write(buf)
+	// PostgreSQL closes the connection after acting on the request.
+	var b [1]byte
+	conn.Read(b[:])
+}
+
+// location loads a PostgreSQL TimeZone setting as a Go location, caching
+// it; names Go does not know fall back to UTC.
+func (s *Server) location(name string) *time.Location {
+	if name == "" {
+		return time.UTC
+	}
+	if l, ok := s.locations.Load(name); ok {
+		return l.(*time.Location)
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		l = time.UTC
+	}
+	s.locations.Store(name, l)
+	return l
+}

@@ -1,0 +1,468 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+const (
+	sslRequestCode    = 80877103
+	gssEncRequestCode = 80877104
+	cancelRequestCode = 80877102
+	startupTimeout    = 60 * time.Second
+)
+
+// session is one client connection and its dedicated upstream connection.
+// Two goroutines run it: the frontend loop reads client messages, plans
+// and rewrites them and writes them upstream; the backend loop reads server
+// messages, matches them to what was sent, and rewrites results for the
+// client. They share the fields under mu.
+type session struct {
+	srv *Server
+	id  uint64
+	log *slog.Logger
+
+	client   net.Conn
+	cr       *msgReader
+	cw       *msgWriter
+	upstream net.Conn
+	ur       *msgReader
+	uw       *msgWriter
+
+	database string
+	closeMu  sync.Mutex
+	closed   bool
+	done     chan struct{} // closed by close
+
+	mu          sync.Mutex
+	state       *sessionState
+	cat         *catalog
+	catStale    bool
+	params      map[string]string // ParameterStatus as last reported
+	stmts       map[string]*preparedStmt
+	portals     map[string]*portal
+	sqlPrepared map[string]*sqlrewrite.Prepared
+	queue       []*pending
+	rfqSent     uint64 // requests sent that end in ReadyForQuery
+	rfqSeen     uint64 // ReadyForQuery messages received
+	txStatus    byte   // as of the last ReadyForQuery
+	catTxDirty  bool   // DDL ran inside the current transaction
+}
+
+func newSession(srv *Server, conn net.Conn, id uint64) *session {
+	return &session{
+		srv:         srv,
+		id:          id,
+		log:         srv.log.With("session", id),
+		client:      conn,
+		cr:          newMsgReader(conn, srv.cfg.Server.MaxMessageBytes),
+		cw:          newMsgWriter(conn),
+		done:        make(chan struct{}),
+		params:      map[string]string{},
+		stmts:       map[string]*preparedStmt{},
+		portals:     map[string]*portal{},
+		sqlPrepared: map[string]*sqlrewrite.Prepared{},
+	}
+}
+
+// close tears both connections down; safe to call more than once and from
+// any goroutine.
+func (ss *session) close() {
+	ss.closeMu.Lock()
+	defer ss.closeMu.Unlock()
+	if ss.closed {
+		return
+	}
+	ss.closed = true
+	close(ss.done)
+	ss.client.Close()
+	if ss.upstream != nil {
+		ss.upstream.Close()
+	}
+}
+
+func (ss *session) run() {
+	defer ss.close()
+	if err := ss.startup(); err != nil {
+		if !errors.Is(err, errCancelHandled) && !isDisconnect(err) {
+			ss.log.Info("session ended during startup", "err", err)
+		}
+		return
+	}
+	ss.log.Debug("session started", "database", ss.database, "role", ss.state.current.sessionAuth)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := ss.backendLoop(); err != nil && !isDisconnect(err) {
+			ss.log.Info("upstream side ended", "err", err)
+		}
+		ss.close()
+	}()
+	if err := ss.frontendLoop(); err != nil && !isDisconnect(err) {
+		ss.log.Info("client side ended", "err", err)
+	}
+	ss.close()
+	<-done
+	ss.releaseWaiters()
+}
+
+var errCancelHandled = errors.New("cancel request handled")
+
+func isDisconnect(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		strings.Contains(err.Error(), "connection reset by peer") || strings.Contains(err.Error(), "broken pipe")
+}
+
+// fatal sends a FATAL error to the client before the connection closes.
+func (ss *session) fatal(code, msg string) {
+	ss.cw.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: "pgcloak: " + msg})
+	ss.cw.flush()
+}
+
+// startup negotiates TLS with the client, reads its startup packet,
+// connects upstream, relays authentication, and prepares session state.
+func (ss *session) startup() error {
+	ss.client.SetDeadline(time.Now().Add(startupTimeout))
+	sm, err := ss.readStartup()
+	if err != nil {
+		return err
+	}
+	if ss.srv.cfg.Server.TLS.Mode == "require" {
+		if _, ok := ss.client.(*tls.Conn); !ok {
+			ss.fatal("28000", "TLS is required: connect with sslmode=require")
+			return errors.New("client refused: TLS required")
+		}
+	}
+	if r := sm.Parameters["replication"]; r != "" && r != "false" && r != "off" && r != "no" && r != "0" {
+		ss.fatal("0A000", "replication connections are not supported through the proxy")
+		return errors.New("client refused: replication connection")
+	}
+	ss.database = sm.Parameters["database"]
+	if ss.database == "" {
+		ss.database = sm.Parameters["user"]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
+	defer cancel()
+	up, err := ss.srv.dialUpstream(ctx)
+	if err != nil {
+		ss.fatal("08006", "cannot connect to PostgreSQL")
+		return fmt.Errorf("connecting upstream: %w", err)
+	}
+	ss.closeMu.Lock()
+	if ss.closed {
+		ss.closeMu.Unlock()
+		up.Close()
+		return net.ErrClosed
+	}
+	ss.upstream = up
+	ss.closeMu.Unlock()
+	up.SetDeadline(time.Now().Add(startupTimeout))
+	// Server messages can be large (a wide row); the limit guards the
+	// client side, which is untrusted.
+	ss.ur = newMsgReader(up, 1<<30)
+	ss.uw = newMsgWriter(up)
+	if err := ss.uw.send(sm); err != nil {
+		return err
+	}
+	if err := ss.uw.flush(); err != nil {
+		return err
+	}
+	if err := ss.relayAuth(); err != nil {
+		return err
+	}
+	if err := ss.afterAuth(sm); err != nil {
+		return err
+	}
+	ss.client.SetDeadline(time.Time{})
+	up.SetDeadline(time.Time{})
+	return nil
+}
+
+// readStartup handles SSLRequest, GSSENCRequest and CancelRequest and
+// returns the StartupMessage.
+func (ss *session) readStartup() (*pgproto3.StartupMessage, error) {
+	tlsDone := false
+	for {
+		body, err := ss.cr.startup()
+		if err != nil {
+			var me *malformedError
+			if errors.As(err, &me) {
+				ss.fatal("08P01", "invalid startup packet")
+			}
+			return nil, err
+		}
+		code := binary.BigEndian.Uint32(body)
+		switch {
+		case code == sslRequestCode && len(body) == 4:
+			if tlsDone {
+				ss.fatal("08P01", "SSLRequest sent twice")
+				return nil, errors.New("duplicate SSLRequest")
+			}
+			tlsDone = true
+			if err := ss.answerSSL(); err != nil {
+				return nil, err
+			}
+		case code == gssEncRequestCode && len(body) == 4:
+			if _, err := ss.client.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		case code == cancelRequestCode:
+			var req pgproto3.CancelRequest
+			if err := req.Decode(body); err != nil {
+				return nil, err
+			}
+			ss.srv.forwardCancel(&req)
+			return nil, errCancelHandled
+		case code>>16 == 3:
+			var sm pgproto3.StartupMessage
+			if err := sm.Decode(body); err != nil {
+				ss.fatal("08P01", "invalid startup packet")
+				return nil, err
+			}
+			if sm.Parameters["user"] == "" {
+				ss.fatal("28000", "no PostgreSQL user name specified in startup packet")
+				return nil, errors.New("startup packet without user")
+			}
+			return &sm, nil
+		default:
+			ss.fatal("08P01", fmt.Sprintf("unsupported frontend protocol %d.%d", code>>16, code&0xffff))
+			return nil, fmt.Errorf("unsupported protocol code %d", code)
+		}
+	}
+}
+
+func (ss *session) answerSSL() error {
+	if ss.srv.serverTLS == nil {
+		_, err := ss.client.Write([]byte{'N'})
+		return err
+	}
+	// Bytes pipelined after SSLRequest would be plaintext injected into
+	// the TLS stream (CVE-2021-23222); refuse them.
+	if ss.cr.buffered() {
+		return errors.New("client sent data after SSLRequest")
+	}
+	if _, err := ss.client.Write([]byte{'S'}); err != nil {
+		return err
+	}
+	tc := tls.Server(ss.client, ss.srv.serverTLS)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake with client: %w", err)
+	}
+	ss.client = tc
+	ss.cr = newMsgReader(tc, ss.srv.cfg.Server.MaxMessageBytes)
+	ss.cw = newMsgWriter(tc)
+	return nil
+}
+
+// relayAuth passes the authentication exchange through unchanged, except
+// that SCRAM channel binding is not offered to the client: the client's TLS
+// channel ends at the proxy, so a binding to it could never verify upstream.
+func (ss *session) relayAuth() error {
+	for {
+		typ, body, err := ss.ur.next()
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'E':
+			ss.cw.raw(typ, body)
+			ss.cw.flush()
+			return errors.New("authentication failed upstream")
+		case 'v', 'N':
+			ss.cw.raw(typ, body)
+			continue
+		case 'R':
+		default:
+			ss.fatal("08P01", fmt.Sprintf("unexpected message %q from PostgreSQL during authentication", typ))
+			return fmt.Errorf("unexpected upstream message %q during auth", typ)
+		}
+		if len(body) < 4 {
+			return errors.New("short authentication message")
+		}
+		method := binary.BigEndian.Uint32(body)
+		switch method {
+		case 0: // AuthenticationOk
+			return ss.cw.raw(typ, body)
+		case 10: // SASL: strip channel-binding mechanisms
+			var sasl pgproto3.AuthenticationSASL
+			if err := sasl.Decode(body); err != nil {
+				return err
+			}
+			mechs := sasl.AuthMechanisms[:0]
+			for _, m := range sasl.AuthMechanisms {
+				if !strings.HasSuffix(m, "-PLUS") {
+					mechs = append(mechs, m)
+				}
+			}
+			sasl.AuthMechanisms = mechs
+			if err := ss.cw.send(&sasl); err != nil {
+				return err
+			}
+		case 12: // SASLFinal: no client response follows
+			if err := ss.cw.raw(typ, body); err != nil {
+				return err
+			}
+			continue
+		default:
+			if err := ss.cw.raw(typ, body); err != nil {
+				return err
+			}
+		}
+		if err := ss.cw.flush(); err != nil {
+			return err
+		}
+		if err := ss.relayClientAuth(); err != nil {
+			return err
+		}
+	}
+}
+
+func (ss *session) relayClientAuth() error {
+	typ, body, err := ss.cr.next()
+	if err != nil {
+		return err
+	}
+	if typ != 'p' {
+		ss.fatal("08P01", fmt.Sprintf("expected an authentication response, got message type %q", typ))
+		return fmt.Errorf("unexpected client message %q during auth", typ)
+	}
+	if err := ss.uw.raw(typ, body); err != nil {
+		return err
+	}
+	return ss.uw.flush()
+}
+
+// afterAuth forwards ParameterStatus and BackendKeyData, then, before the
+// first ReadyForQuery reaches the client, learns the session's search_path
+// and the database's catalog snapshot through the session's own connection.
+func (ss *session) afterAuth(sm *pgproto3.StartupMessage) error {
+	for {
+		typ, body, err := ss.ur.next()
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case 'S':
+			ss.noteParameter(body)
+		case 'E':
+			ss.cw.raw(typ, body)
+			ss.cw.flush()
+			return errors.New("session refused upstream")
+		case 'Z':
+			if err := ss.initSession(sm); err != nil {
+				ss.fatal("58000", "cannot read the catalog: "+err.Error())
+				return err
+			}
+			if err := ss.cw.raw(typ, body); err != nil {
+				return err
+			}
+			return ss.cw.flush()
+		}
+		if err := ss.cw.raw(typ, body); err != nil {
+			return err
+		}
+	}
+}
+
+func (ss *session) noteParameter(body []byte) {
+	var ps pgproto3.ParameterStatus
+	if ps.Decode(body) != nil {
+		return
+	}
+	ss.mu.Lock()
+	ss.params[ps.Name] = ps.Value
+	ss.mu.Unlock()
+}
+
+func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
+	user := ss.params["session_authorization"]
+	if user == "" {
+		user = sm.Parameters["user"]
+	}
+	cat := ss.srv.catalogs.fresh(ss.database)
+	queries := []string{"SELECT pg_catalog.current_setting('search_path')"}
+	if cat == nil {
+		queries = append(queries, catalogQuery(ss.srv.cfg.Policy))
+	}
+	iq := newInternalQuery(strings.Join(queries, ";\n"))
+	if err := ss.uw.send(&pgproto3.Query{String: iq.sql}); err != nil {
+		return err
+	}
+	if err := ss.uw.flush(); err != nil {
+		return err
+	}
+	for !iq.finished() {
+		typ, body, err := ss.ur.next()
+		if err != nil {
+			return err
+		}
+		if typ == 'S' {
+			ss.noteParameter(body)
+			if err := ss.cw.raw(typ, body); err != nil {
+				return err
+			}
+			continue
+		}
+		iq.handle(typ, body)
+	}
+	if iq.err != nil {
+		return iq.err
+	}
+	if len(iq.results) != len(queries) || len(iq.results[0]) != 1 {
+		return errors.New("unexpected answer to the session setup query")
+	}
+	searchPath := sqlrewrite.ParseSearchPath(iq.results[0][0][0])
+	if cat == nil {
+		var err error
+		cat, err = buildCatalog(ss.srv.cfg.Policy, iq.results[1], expandSearchPath(searchPath, user))
+		if err != nil {
+			return err
+		}
+		ss.srv.catalogs.store(ss.database, cat)
+	}
+	ss.cat = cat
+	ss.txStatus = 'I'
+	ss.state = newSessionState(settings{
+		sessionAuth: user,
+		searchPath:  searchPath,
+	})
+	return nil
+}
+
+// expandSearchPath resolves "$user" to the current role, as PostgreSQL does
+// when it looks a name up.
+func expandSearchPath(path []string, role string) []string {
+	out := make([]string, 0, len(path))
+	for _, s := range path {
+		if s == "$user" {
+			s = role
+		}
+		if s == "pg_temp" || s == "pg_catalog" {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// textContext is how the session's text values are formatted.
+func (ss *session) textContext() *keymap.TextContext {
+	ss.mu.Lock()
+	tz := ss.params["TimeZone"]
+	ss.mu.Unlock()
+	return &keymap.TextContext{Location: ss.srv.location(tz)}
+}

@@ -1,0 +1,182 @@
+package proxy
+
+import (
+	"slices"
+
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+// settings are the session settings pgcloak must know to analyse statements
+// and apply grants. They are values: copying one snapshots it.
+type settings struct {
+	role        string // "" is NONE: the current role is sessionAuth
+	sessionAuth string
+	searchPath  []string
+	temp        []string // names of temporary tables
+}
+
+// currentRole is the role whose grants apply: the one SET ROLE chose, else
+// the session authorization.
+func (s *settings) currentRole() string {
+	if s.role != "" {
+		return s.role
+	}
+	return s.sessionAuth
+}
+
+func (s *settings) hasTemp(name string) bool { return slices.Contains(s.temp, name) }
+
+// sessionState tracks settings the way PostgreSQL's GUC machinery does: a
+// SET takes effect at once, SET LOCAL until the transaction ends, and a
+// transaction (explicit, or the implicit one of a query string or of an
+// extended-protocol batch) that aborts undoes every SET made inside it.
+type sessionState struct {
+	reset      settings // what RESET restores: the values at login
+	committed  settings // as of the last transaction boundary
+	session    settings // what a commit would keep
+	current    settings // in effect now
+	savepoints []savepoint
+	// failed records an error since the last boundary: the implicit
+	// transaction that ends at the next ReadyForQuery then aborts.
+	failed bool
+}
+
+type savepoint struct {
+	name             string
+	session, current settings
+}
+
+func newSessionState(initial settings) *sessionState {
+	return &sessionState{reset: initial, committed: initial, session: initial, current: initial}
+}
+
+// apply records a completed statement's effect on a setting.
+func (st *sessionState) apply(e sqlrewrite.Effect) {
+	if e.Local {
+		st.current = st.reset.with(st.current, e)
+		return
+	}
+	st.session = st.reset.with(st.session, e)
+	st.current = st.reset.with(st.current, e)
+}
+
+// with returns s changed by e; the receiver holds the reset values.
+func (r settings) with(s settings, e sqlrewrite.Effect) settings {
+	first := func() string {
+		if len(e.Values) == 0 {
+			return ""
+		}
+		return e.Values[0]
+	}
+	switch e.Setting {
+	case sqlrewrite.SettingRole:
+		if e.Reset {
+			s.role = r.role
+		} else {
+			s.role = first()
+		}
+	case sqlrewrite.SettingSessionAuthorization:
+		// Changing the session authorization also resets the role.
+		s.role = ""
+		if e.Reset {
+			s.sessionAuth = r.sessionAuth
+		} else {
+			s.sessionAuth = first()
+		}
+	case sqlrewrite.SettingSearchPath:
+		if e.Reset {
+			s.searchPath = r.searchPath
+		} else {
+			s.searchPath = slices.Clone(e.Values)
+		}
+	case sqlrewrite.SettingAll:
+		// RESET ALL leaves role and session_authorization alone
+		// (PostgreSQL marks them GUC_NO_RESET_ALL).
+		s.searchPath = r.searchPath
+	case sqlrewrite.SettingDiscardAll:
+		s = r
+		s.temp = nil
+	}
+	return s
+}
+
+// addTemp records temporary tables created by a completed statement.
+func (st *sessionState) addTemp(names []string) {
+	for _, n := range names {
+		if !st.session.hasTemp(n) {
+			st.session.temp = append(slices.Clone(st.session.temp), n)
+		}
+		if !st.current.hasTemp(n) {
+			st.current.temp = append(slices.Clone(st.current.temp), n)
+		}
+	}
+}
+
+// transaction applies a completed transaction-control statement. tag is
+// the CommandComplete tag, which tells a COMMIT that rolled back.
+func (st *sessionState) transaction(op sqlrewrite.TxOp, name, tag string) {
+	switch op {
+	case sqlrewrite.TxCommit:
+		if tag == "ROLLBACK" {
+			st.abort()
+		} else {
+			st.commit()
+		}
+	case sqlrewrite.TxPrepare:
+		st.commit()
+	case sqlrewrite.TxRollback:
+		st.abort()
+	case sqlrewrite.TxSavepoint:
+		st.savepoints = append(st.savepoints, savepoint{name, st.session, st.current})
+	case sqlrewrite.TxRelease:
+		if i := st.findSavepoint(name); i >= 0 {
+			st.savepoints = st.savepoints[:i]
+		}
+	case sqlrewrite.TxRollbackTo:
+		if i := st.findSavepoint(name); i >= 0 {
+			sp := st.savepoints[i]
+			st.session, st.current = sp.session, sp.current
+			st.savepoints = st.savepoints[:i+1]
+			st.failed = false
+		}
+	}
+}
+
+func (st *sessionState) findSavepoint(name string) int {
+	for i := len(st.savepoints) - 1; i >= 0; i-- {
+		if st.savepoints[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// error records an ErrorResponse from the server.
+func (st *sessionState) error() { st.failed = true }
+
+// readyForQuery applies the transaction status the server reports: idle
+// means the transaction, whatever kind, is over.
+func (st *sessionState) readyForQuery(status byte) {
+	if status != 'I' {
+		return
+	}
+	if st.failed {
+		st.abort()
+	} else {
+		st.commit()
+	}
+}
+
+func (st *sessionState) commit() {
+	st.committed = st.session
+	st.current = st.session
+	st.savepoints = nil
+	st.failed = false
+}
+
+func (st *sessionState) abort() {
+	st.session = st.committed
+	st.current = st.committed
+	st.savepoints = nil
+	st.failed = false
+}

@@ -1,0 +1,300 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+var errSessionClosed = errors.New("session closed")
+
+// sqlError is an error the proxy itself reports to the client.
+type sqlError struct {
+	code string
+	msg  string
+}
+
+func (e *sqlError) Error() string    { return e.msg }
+func (e *sqlError) SQLState() string { return e.code }
+
+func newSQLError(code, format string, args ...any) *sqlError {
+	return &sqlError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// sqlState is the SQLSTATE an error carries, or XX000.
+func sqlState(err error) string {
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		return st.SQLState()
+	}
+	return "XX000"
+}
+
+// errorResponse turns an error into the ErrorResponse the client sees.
+// Errors without a SQLSTATE are internal and their text is not shown, in
+// case it carries something it should not.
+func errorResponse(err error) *pgproto3.ErrorResponse {
+	code, msg := "XX000", "internal error"
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		code, msg = st.SQLState(), err.Error()
+	}
+	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: "pgcloak: " + msg}
+}
+
+const keyTimeout = 10 * time.Second
+
+// cipher returns the column's cipher; a key store miss happens here, once
+// per statement, never per row.
+func (ss *session) cipher(rule *policy.ColumnRule) (*keymap.ColumnCipher, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), keyTimeout)
+	defer cancel()
+	return ss.srv.cfg.Keyring.Cipher(ctx, rule)
+}
+
+// encryptValue canonicalises a client value of the column's logical type
+// and encrypts it.
+func (ss *session) encryptValue(rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
+	c, err := ss.cipher(rule)
+	if err != nil {
+		return nil, err
+	}
+	canonical, err := keymap.CodecFor(rule.Type).Canonical(format, value, tc)
+	if err != nil {
+		return nil, columnValueError(rule, err)
+	}
+	return c.Encrypt(canonical)
+}
+
+// columnValueError names the column in a value error (never the value).
+func columnValueError(rule *policy.ColumnRule, err error) error {
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		return &sqlError{code: st.SQLState(), msg: fmt.Sprintf("column %s: %v", rule.Name(), err)}
+	}
+	return err
+}
+
+// literalSQL returns the SQL text that replaces a literal: its ciphertext
+// as a bytea constant.
+func (ss *session) literalSQL(lit *sqlrewrite.Literal, tc *keymap.TextContext) (string, error) {
+	ct, err := ss.encryptValue(lit.Rule, 0, []byte(lit.Value), tc)
+	if err != nil {
+		return "", err
+	}
+	buf := make([]byte, 0, 2*len(ct)+16)
+	buf = append(buf, `'\x`...)
+	buf = hex.AppendEncode(buf, ct)
+	buf = append(buf, `'::bytea`...)
+	return string(buf), nil
+}
+
+// denial is what a role sees of a column it may not read.
+type denial uint8
+
+const (
+	allowDecrypt denial = iota
+	showNull
+	showMask
+	showCiphertext
+)
+
+// colAction is what the proxy does to one result column.
+type colAction struct {
+	rule   *policy.ColumnRule
+	cipher *keymap.ColumnCipher
+	codec  *keymap.Codec
+	err    error // the key was unavailable: reported at the first value
+	mode   denial
+	format int16
+}
+
+// resultShape is the per-column work for one result set, worked out once
+// from its RowDescription so that rows need no lookups.
+type resultShape struct {
+	actions []colAction // nil rule: passed through
+	any     bool
+	tc      *keymap.TextContext
+}
+
+// shapeFor plans the decryption of a result whose columns PostgreSQL
+// described. The current role's grants decide what each column shows.
+func (ss *session) shapeFor(fields []pgproto3.FieldDescription) *resultShape {
+	ss.mu.Lock()
+	cat := ss.cat
+	role := ss.state.current.currentRole()
+	ss.mu.Unlock()
+	grants := ss.srv.cfg.Grants.For(role)
+	shape := &resultShape{actions: make([]colAction, len(fields)), tc: ss.textContext()}
+	for i, f := range fields {
+		rule := cat.column(f.TableOID, f.TableAttributeNumber)
+		if rule == nil {
+			continue
+		}
+		shape.any = true
+		shape.actions[i] = ss.actionFor(rule, f.Format, grants)
+	}
+	return shape
+}
+
+// actionFor decides what the role sees of one encrypted column.
+func (ss *session) actionFor(rule *policy.ColumnRule, format int16, grants *policy.Grants) colAction {
+	a := colAction{rule: rule, codec: keymap.CodecFor(rule.Type), format: format}
+	switch {
+	case grants.CanRead(rule.KeyName):
+		a.cipher, a.err = ss.cipher(rule)
+	case grants.OnDenied == policy.DeniedCiphertext:
+		a.mode = showCiphertext
+	case grants.OnDenied == policy.DeniedMask:
+		a.mode = showMask
+	default:
+		a.mode = showNull
+	}
+	return a
+}
+
+// describe rewrites a RowDescription so clients see logical types.
+func (shape *resultShape) describe(fields []pgproto3.FieldDescription) []pgproto3.FieldDescription {
+	if !shape.any {
+		return fields
+	}
+	out := make([]pgproto3.FieldDescription, len(fields))
+	copy(out, fields)
+	for i := range out {
+		a := &shape.actions[i]
+		if a.rule == nil || a.mode == showCiphertext {
+			continue
+		}
+		out[i].DataTypeOID = a.rule.Type.OID()
+		out[i].DataTypeSize = a.rule.Type.Size()
+		out[i].TypeModifier = -1
+	}
+	return out
+}
+
+// rewriteRow decrypts a DataRow body into dst (a whole framed message).
+func (shape *resultShape) rewriteRow(dst, body []byte) ([]byte, error) {
+	if len(body) < 2 {
+		return nil, newSQLError("08P01", "malformed DataRow from PostgreSQL")
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	if n != len(shape.actions) {
+		return nil, newSQLError("08P01", "DataRow has %d columns, expected %d", n, len(shape.actions))
+	}
+	start := len(dst)
+	dst = append(dst, 'D', 0, 0, 0, 0)
+	dst = append(dst, body[:2]...)
+	rp := 2
+	for i := 0; i < n; i++ {
+		if len(body) < rp+4 {
+			return nil, newSQLError("08P01", "malformed DataRow from PostgreSQL")
+		}
+		l := int(int32(binary.BigEndian.Uint32(body[rp:])))
+		rp += 4
+		var v []byte
+		if l >= 0 {
+			if len(body) < rp+l {
+				return nil, newSQLError("08P01", "malformed DataRow from PostgreSQL")
+			}
+			v = body[rp : rp+l]
+			rp += l
+		}
+		a := &shape.actions[i]
+		if a.rule == nil || l < 0 {
+			dst = appendField(dst, v, l < 0)
+			continue
+		}
+		var err error
+		if dst, err = a.appendValue(dst, v, shape.tc); err != nil {
+			return nil, err
+		}
+	}
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-1))
+	return dst, nil
+}
+
+func appendField(dst, v []byte, null bool) []byte {
+	if null {
+		return append(dst, 0xff, 0xff, 0xff, 0xff)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
+	return append(dst, v...)
+}
+
+// appendValue appends the client's view of one stored value as a field.
+func (a *colAction) appendValue(dst, stored []byte, tc *keymap.TextContext) ([]byte, error) {
+	lenAt := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	out, null, err := a.render(dst, stored, tc)
+	if err != nil {
+		return nil, err
+	}
+	if null {
+		return appendField(dst[:lenAt], nil, true), nil
+	}
+	binary.BigEndian.PutUint32(out[lenAt:], uint32(len(out)-lenAt-4))
+	return out, nil
+}
+
+// render appends the client's view of one stored value (in the column's
+// wire format) to dst, or reports that the client sees NULL.
+func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext) ([]byte, bool, error) {
+	switch a.mode {
+	case showNull:
+		return dst, true, nil
+	case showCiphertext:
+		return append(dst, stored...), false, nil
+	case showMask:
+		if !a.rule.Type.IsText() {
+			return dst, true, nil
+		}
+		return append(dst, maskText...), false, nil
+	}
+	if a.err != nil {
+		return nil, false, a.err
+	}
+	raw := stored
+	if a.format == 0 {
+		var err error
+		if raw, err = decodeByteaText(stored); err != nil {
+			return nil, false, columnValueError(a.rule, err)
+		}
+	}
+	plain, err := a.cipher.Decrypt(raw)
+	if err != nil {
+		return nil, false, &sqlError{code: "XX001", msg: fmt.Sprintf("value of column %s does not decrypt: %v", a.rule.Name(), err)}
+	}
+	if a.format == 0 {
+		dst, err = a.codec.AppendText(dst, plain, tc)
+	} else {
+		dst, err = a.codec.AppendBinary(dst, plain)
+	}
+	if err != nil {
+		return nil, false, columnValueError(a.rule, err)
+	}
+	return dst, false, nil
+}
+
+// maskText is what on_denied: mask shows for a text column.
+const maskText = "********"
+
+// decodeByteaText decodes bytea's hex text output (\x…).
+func decodeByteaText(s []byte) ([]byte, error) {
+	if len(s) < 2 || s[0] != '\\' || s[1] != 'x' {
+		return nil, newSQLError("XX001", "stored value is not bytea hex output (is bytea_output set to escape?)")
+	}
+	out := make([]byte, hex.DecodedLen(len(s)-2))
+	if _, err := hex.Decode(out, s[2:]); err != nil {
+		return nil, newSQLError("XX001", "stored value is not valid hex")
+	}
+	return out, nil
+}

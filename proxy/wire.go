@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// msgReader frames PostgreSQL protocol messages. Decoding the bodies is left
+// to pgproto3's message types; framing ourselves lets the proxy forward the
+// messages it does not need to change as raw bytes.
+type msgReader struct {
+	r   *bufio.Reader
+	max int // largest body accepted
+	buf []byte
+}
+
+func newMsgReader(r io.Reader, maxBody int) *msgReader {
+	return &msgReader{r: bufio.NewReaderSize(r, 32*1024), max: maxBody}
+}
+
+// tooLargeError reports a message over the size limit.
+type tooLargeError struct {
+	size, max int
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("message of %d bytes exceeds the limit of %d bytes", e.size, e.max)
+}
+
+// malformedError reports bytes that are not a protocol message.
+type malformedError struct{ msg string }
+
+func (e *malformedError) Error() string { return e.msg }
+
+// next reads one message: its type byte and its body, which stays valid only
+// until the next call.
+func (m *msgReader) next() (byte, []byte, error) {
+	hdr, err := m.r.Peek(5)
+	if err != nil {
+		return 0, nil, err
+	}
+	typ := hdr[0]
+	n := int(int32(binary.BigEndian.Uint32(hdr[1:5])))
+	if n < 4 {
+		return 0, nil, &malformedError{fmt.Sprintf("invalid message length %d for message type %q", n, typ)}
+	}
+	n -= 4
+	if n > m.max {
+		return 0, nil, &tooLargeError{size: n, max: m.max}
+	}
+	if _, err := m.r.Discard(5); err != nil {
+		return 0, nil, err
+	}
+	body, err := m.body(n)
+	if err != nil {
+		return 0, nil, err
+	}
+	return typ, body, nil
+}
+
+// startup reads an untyped startup-phase packet (StartupMessage,
+// SSLRequest, GSSENCRequest, CancelRequest) and returns its body.
+func (m *msgReader) startup() ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(m.r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(int32(binary.BigEndian.Uint32(hdr[:]))) - 4
+	// PostgreSQL's own bounds for a startup packet.
+	if n < 4 || n > 10000 {
+		return nil, &malformedError{fmt.Sprintf("invalid startup packet length %d", n+4)}
+	}
+	return m.body(n)
+}
+
+func (m *msgReader) body(n int) ([]byte, error) {
+	if cap(m.buf) < n {
+		m.buf = make([]byte, n)
+	}
+	// Shrink buffers that one huge message grew, so idle sessions stay small.
+	if cap(m.buf) > 1<<20 && n < 64*1024 {
+		m.buf = make([]byte, n, 64*1024)
+	}
+	b := m.buf[:n]
+	if _, err := io.ReadFull(m.r, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// buffered reports whether more input is already waiting, so writers can
+// delay flushing until a burst (a pipeline, a result set) is done.
+func (m *msgReader) buffered() bool { return m.r.Buffered() > 0 }
+
+// appendMessage appends a framed message of type typ with body to dst.
+func appendMessage(dst []byte, typ byte, body []byte) []byte {
+	dst = append(dst, typ, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(dst[len(dst)-4:], uint32(len(body)+4))
+	return append(dst, body...)
+}
+
+// msgWriter buffers messages to one peer. Both session goroutines may write
+// to the upstream side, so writes are serialized.
+type msgWriter struct {
+	mu  sync.Mutex
+	w   *bufio.Writer
+	buf []byte
+}
+
+func newMsgWriter(w io.Writer) *msgWriter {
+	return &msgWriter{w: bufio.NewWriterSize(w, 32*1024)}
+}
+
+// raw writes a framed message from its parts.
+func (m *msgWriter) raw(typ byte, body []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rawLocked(typ, body)
+}
+
+func (m *msgWriter) rawLocked(typ byte, body []byte) error {
+	var hdr [5]byte
+	hdr[0] = typ
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)+4))
+	if _, err := m.w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := m.w.Write(body)
+	return err
+}
+
+// encoder is any pgproto3 message.
+type encoder interface {
+	Encode(dst []byte) ([]byte, error)
+}
+
+// send encodes and writes messages.
+func (m *msgWriter) send(msgs ...encoder) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sendLocked(msgs...)
+}
+
+func (m *msgWriter) sendLocked(msgs ...encoder) error {
+	for _, msg := range msgs {
+		var err error
+		m.buf, err = msg.Encode(m.buf[:0])
+		if err != nil {
+			return err
+		}
+		if _, err := m.w.Write(m.buf); err != nil {
+			return err
+		}
+	}
+	if cap(m.buf) > 1<<20 {
+		m.buf = nil
+	}
+	return nil
+}
+
+func (m *msgWriter) flush() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.w.Flush()
+}
+
+// rawMessage writes an already framed message.
+func (m *msgWriter) rawMessage(msg []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.w.Write(msg)
+	return err
+}

@@ -1,0 +1,285 @@
+package sqlrewrite
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"github.com/pgcloak/pgcloak/policy"
+)
+
+// Analyze parses sql (one or more statements) and returns the plan the
+// proxy follows, or an *Error when a statement is refused. It is pure: the
+// catalog and session state come from env, and nothing is encrypted here.
+func Analyze(sql string, env *Env) (*Plan, error) {
+	if strings.IndexByte(sql, 0) >= 0 {
+		// The C parser would stop at the NUL and never see the rest.
+		return nil, syntaxRefusal("statement text contains a NUL byte")
+	}
+	a := newAnalyzer(sql, env)
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return a.unparsable()
+	}
+	plan := &Plan{SQL: sql}
+	for _, raw := range tree.GetStmts() {
+		st, err := a.topStatement(raw)
+		if err != nil {
+			return nil, err
+		}
+		plan.Statements = append(plan.Statements, st)
+	}
+	if err := a.finish(plan); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// analyzer is the state of one Analyze call.
+type analyzer struct {
+	sql string
+	env *Env
+	cat Catalog
+	// deep is false when the text cannot touch encrypted data: no word
+	// names a relation with encrypted columns, no set_config, no U&""
+	// identifier. Statements are then only classified.
+	deep bool
+
+	toks    []*pg_query.ScanToken
+	scanErr error
+
+	edits  []Edit
+	editAt map[int]int // index of the edit starting at an offset
+	top    *paramSet // the bind parameters of the plan
+	params *paramSet // where $n uses go: top, or a PREPARE body's
+	stmt   *Statement
+
+	relCols map[*Relation][]column
+	schemas map[string][]string
+	// setConfigOK marks the set_config calls whose effect is certain: the
+	// direct targets of a top-level SELECT without FROM or other clauses.
+	setConfigOK map[*pg_query.FuncCall]bool
+	// subShapes caches, by location, the analysis of a multi-assignment
+	// subquery, which every target of UPDATE … SET (a, b) = (SELECT …)
+	// shares.
+	subShapes map[int32]*shape
+	// seen records the column references resolved, for the check that
+	// none was skipped.
+	seen map[*pg_query.ColumnRef]bool
+	// touched is set when a relation with encrypted columns is resolved.
+	touched bool
+	// pendingRecursive is the recursive CTE whose non-recursive branch is
+	// being analyzed.
+	pendingRecursive *recursiveCTE
+	// nested counts the statements being analyzed inside another one
+	// (PREPARE, EXPLAIN, DECLARE, CREATE … AS).
+	nested int
+}
+
+func newAnalyzer(sql string, env *Env) *analyzer {
+	if env == nil {
+		env = &Env{}
+	}
+	cat := env.Catalog
+	if cat == nil {
+		cat = emptyCatalog{}
+	}
+	a := &analyzer{
+		sql: sql, env: env, cat: cat,
+		top:         &paramSet{},
+		editAt:      map[int]int{},
+		relCols:     map[*Relation][]column{},
+		schemas:     map[string][]string{},
+		setConfigOK: map[*pg_query.FuncCall]bool{},
+		subShapes:   map[int32]*shape{},
+		seen:        map[*pg_query.ColumnRef]bool{},
+	}
+	a.params = a.top
+	_, mentions := mentionedEncrypted(sql, cat)
+	a.deep = mentions || containsFold(sql, "set_config") || hasUnicodeIdent(sql)
+	return a
+}
+
+type emptyCatalog struct{}
+
+func (emptyCatalog) SchemasWith(string) []string       { return nil }
+func (emptyCatalog) Relation(string, string) *Relation { return nil }
+func (emptyCatalog) EncryptedName(string) bool         { return false }
+
+// unparsable decides about SQL the parser rejects: PostgreSQL will reject
+// it too, so it may pass through unless it might carry plaintext of an
+// encrypted column towards a relation the analysis cannot see.
+func (a *analyzer) unparsable() (*Plan, error) {
+	if name, ok := mentionedEncryptedFold(a.sql, a.cat); ok {
+		return nil, syntaxRefusal("syntax error in a statement that mentions encrypted relation %s", name)
+	}
+	if hasUnicodeIdent(a.sql) {
+		return nil, syntaxRefusal("syntax error in a statement with a U&\"\" identifier that may name an encrypted relation")
+	}
+	st := &Statement{Kind: KindOther, Start: 0, End: len(a.sql)}
+	return &Plan{SQL: a.sql, Statements: []*Statement{st}}, nil
+}
+
+// mentionedEncryptedFold is mentionedEncrypted with quoted identifiers
+// also folded: for text that does not parse, any spelling counts.
+func mentionedEncryptedFold(s string, cat Catalog) (string, bool) {
+	if name, ok := mentionedEncrypted(s, cat); ok {
+		return name, true
+	}
+	return mentionedEncrypted(lowerASCII(s), cat)
+}
+
+// topStatement analyzes one statement of the string.
+func (a *analyzer) topStatement(raw *pg_query.RawStmt) (*Statement, error) {
+	start := int(raw.GetStmtLocation())
+	end := len(a.sql)
+	if raw.GetStmtLen() > 0 {
+		end = start + int(raw.GetStmtLen())
+	}
+	if start < 0 || start > end || end > len(a.sql) {
+		return nil, refuse("", "statement could not be located")
+	}
+	for start < end && isSpace(a.sql[start]) {
+		start++
+	}
+	for end > start && isSpace(a.sql[end-1]) {
+		end--
+	}
+	st := &Statement{Start: start, End: end}
+	a.stmt = st
+	if err := a.statement(raw.GetStmt(), st); err != nil {
+		return nil, err
+	}
+	if a.deep {
+		if err := a.checkAllSeen(raw.GetStmt()); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// finish sorts and checks the edits and settles the parameters.
+func (a *analyzer) finish(plan *Plan) error {
+	sort.SliceStable(a.edits, func(i, j int) bool { return a.edits[i].Start < a.edits[j].Start })
+	for i := 1; i < len(a.edits); i++ {
+		if a.edits[i].Start < a.edits[i-1].End {
+			return refuse("", "statement could not be rewritten safely: overlapping edits")
+		}
+	}
+	plan.Edits = a.edits
+	if err := a.top.check(); err != nil {
+		return err
+	}
+	if len(a.top.rules) > 0 {
+		plan.Params = a.top.rules
+	}
+	return nil
+}
+
+// addEdit records an edit. The same constant may be reached twice (for
+// example 'x' IN (a, b)); the second time it must want the same thing.
+func (a *analyzer) addEdit(e Edit) error {
+	if e.Start == e.End {
+		a.edits = append(a.edits, e)
+		return nil
+	}
+	i, ok := a.editAt[e.Start]
+	if !ok {
+		a.editAt[e.Start] = len(a.edits)
+		a.edits = append(a.edits, e)
+		return nil
+	}
+	o := &a.edits[i]
+	switch {
+	case o.End != e.End:
+		// Overlapping edits are caught when the plan is finished.
+		a.edits = append(a.edits, e)
+		return nil
+	case o.Literal == nil && e.Literal == nil && o.Text == e.Text:
+		return nil
+	case o.Literal != nil && e.Literal != nil && o.Literal.Rule.Interchangeable(e.Literal.Rule):
+		o.Literal.Write = o.Literal.Write || e.Literal.Write
+		return nil
+	}
+	return refuse(ruleName(e.Literal), "a constant is used with encrypted columns under different keys")
+}
+
+func ruleName(l *Literal) string {
+	if l == nil || l.Rule == nil {
+		return ""
+	}
+	return l.Rule.Name()
+}
+
+// paramSet collects what the statement does with each $n.
+type paramSet struct {
+	rules []*ParamRule
+	plain map[int32]bool
+}
+
+func (p *paramSet) use(n int32, rule *policy.ColumnRule, write bool) error {
+	if n <= 0 || n > 65535 {
+		return refuse(rule.Name(), "parameter $%d cannot be used with encrypted column %s", n, rule.Name())
+	}
+	for int(n) > len(p.rules) {
+		p.rules = append(p.rules, nil)
+	}
+	prev := p.rules[n-1]
+	if prev == nil {
+		p.rules[n-1] = &ParamRule{Rule: rule, Write: write}
+		return nil
+	}
+	if !prev.Rule.Interchangeable(rule) {
+		return refuse(rule.Name(), "parameter $%d is used with encrypted columns %s and %s under different keys", n, prev.Rule.Name(), rule.Name())
+	}
+	prev.Write = prev.Write || write
+	return nil
+}
+
+func (p *paramSet) usePlain(n int32) {
+	if p.plain == nil {
+		p.plain = map[int32]bool{}
+	}
+	p.plain[n] = true
+}
+
+// check refuses a parameter that is both encrypted and plain: one value
+// cannot be both ciphertext and plaintext.
+func (p *paramSet) check() error {
+	for i, r := range p.rules {
+		if r != nil && p.plain[int32(i+1)] {
+			return refuse(r.Rule.Name(), "parameter $%d is used both with encrypted column %s and as a plain value", i+1, r.Rule.Name())
+		}
+	}
+	return nil
+}
+
+// record helpers keep the statement's rule lists free of duplicates.
+func addRule(list []*policy.ColumnRule, r *policy.ColumnRule) []*policy.ColumnRule {
+	for _, x := range list {
+		if x == r || *x == *r {
+			return list
+		}
+	}
+	return append(list, r)
+}
+
+func (a *analyzer) wrote(r *policy.ColumnRule)    { a.stmt.Writes = addRule(a.stmt.Writes, r) }
+func (a *analyzer) searched(r *policy.ColumnRule) { a.stmt.Searches = addRule(a.stmt.Searches, r) }
+func (a *analyzer) outputs(r *policy.ColumnRule)  { a.stmt.Outputs = addRule(a.stmt.Outputs, r) }
+
+// nodeName is a node's type name for messages ("FuncCall").
+func nodeName(n *pg_query.Node) string {
+	m := innerMessage(n)
+	if m == nil {
+		return "empty node"
+	}
+	return string(m.Descriptor().Name())
+}
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

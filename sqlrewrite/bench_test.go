@@ -1,0 +1,42 @@
+package sqlrewrite
+
+import (
+	"testing"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+var benchStatements = []struct{ name, sql string }{
+	{"insert", `INSERT INTO patients (id, name, ssn, diagnosis, dob) VALUES ($1, $2, $3, $4, $5) RETURNING id`},
+	{"insert_literals", `INSERT INTO patients (id, name, ssn, diagnosis, dob) VALUES (1, 'Ann', '123-45-6789', 'flu', '1980-01-01')`},
+	{"select", `SELECT p.id, p.name, p.ssn, v.note FROM patients p JOIN visits v ON v.patient_ssn = p.ssn WHERE p.ssn = $1 AND v.visited_at > now() - interval '1 year' LIMIT 10`},
+	{"select_plain", `SELECT o.id, o.total, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.created_at > $1 ORDER BY o.created_at DESC LIMIT 50`},
+}
+
+// BenchmarkAnalyze measures Analyze on typical statements; BenchmarkParse
+// is the floor it cannot go below.
+func BenchmarkAnalyze(b *testing.B) {
+	env := testEnv()
+	for _, s := range benchStatements {
+		b.Run(s.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := Analyze(s.sql, env); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkParse(b *testing.B) {
+	for _, s := range benchStatements {
+		b.Run(s.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := pg_query.Parse(s.sql); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

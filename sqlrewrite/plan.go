@@ -1,0 +1,308 @@
+// Package sqlrewrite is pgcloak's pure SQL analysis. It parses statements
+// with pg_query_go, resolves which relations and columns are encrypted,
+// decides whether a statement is safe (fail closed: anything it cannot show
+// to be safe is refused), and produces a Plan: the edits that splice the
+// original SQL at AST byte locations (never Deparse), which literals and
+// parameters the proxy must encrypt under which column rule, what grants the
+// statement needs, and what the statement does to session state.
+//
+// It does no I/O and holds no keys: the proxy supplies catalog facts through
+// Env and performs encryption through the callback of Plan.Rewrite.
+package sqlrewrite
+
+import (
+	"fmt"
+
+	"github.com/pgcloak/pgcloak/policy"
+)
+
+// Relation is a table or view that has encrypted columns, as the proxy's
+// catalog knows it.
+type Relation struct {
+	Schema string
+	Name   string
+	// Columns are all the relation's column names in attribute order, or
+	// nil when unknown.
+	Columns []string
+	// Encrypted maps a column name to its rule. For a view, a column that is
+	// a plain reference to an encrypted column carries that column's rule.
+	Encrypted map[string]*policy.ColumnRule
+	View      bool
+}
+
+// Catalog is the database-wide knowledge the analysis needs. The proxy
+// implements it over a cache of pg_class/pg_attribute; tests use a map.
+type Catalog interface {
+	// SchemasWith returns every schema holding a relation (of any kind)
+	// named name. Only called for names of relations with encrypted columns.
+	SchemasWith(name string) []string
+	// Relation returns schema.name if it has encrypted columns, else nil.
+	Relation(schema, name string) *Relation
+	// EncryptedName reports whether any relation with encrypted columns is
+	// named name (the fast path for every other name).
+	EncryptedName(name string) bool
+}
+
+// Env is the session's view: catalog facts plus session state.
+type Env struct {
+	Catalog Catalog
+	// SearchPath is the effective schema search path, "$user" expanded,
+	// without pg_catalog or pg_temp.
+	SearchPath []string
+	// TempRelations are the names of this session's temporary tables; they
+	// shadow every schema on the search path.
+	TempRelations map[string]bool
+	// Prepared returns an SQL-level prepared statement (PREPARE name) of
+	// this session, for EXECUTE.
+	Prepared func(name string) (*Prepared, bool)
+}
+
+// Plan is the analysis of one SQL string (one or more statements).
+type Plan struct {
+	SQL        string
+	Statements []*Statement
+	// Edits are the splices to apply to SQL, sorted and non-overlapping.
+	Edits []Edit
+	// Params maps $n (index n-1) to the column rule its value must be
+	// encrypted under; nil entries are plain parameters. Its length is the
+	// highest encrypted parameter number.
+	Params []*ParamRule
+}
+
+// ParamRule says how the proxy must treat one bind parameter.
+type ParamRule struct {
+	Rule *policy.ColumnRule
+	// Write is true when the value is stored (needs the write grant),
+	// false when it is only compared (needs the read grant).
+	Write bool
+}
+
+// Edit replaces SQL[Start:End] with Text, or, when Literal is set, with the
+// encrypted form of Literal's value.
+type Edit struct {
+	Start, End int
+	Text       string
+	Literal    *Literal
+}
+
+// Literal is a constant the proxy must encrypt before PostgreSQL sees it.
+type Literal struct {
+	Rule *policy.ColumnRule
+	// Value is the constant as PostgreSQL would read it: the string's
+	// content with quoting and escapes resolved, or a number's text.
+	Value string
+	// Write is true when the value is stored, false when compared.
+	Write bool
+}
+
+// Touches reports whether the plan involves encrypted data at all.
+func (p *Plan) Touches() bool {
+	if len(p.Edits) > 0 || len(p.Params) > 0 {
+		return true
+	}
+	for _, s := range p.Statements {
+		if len(s.Writes) > 0 || len(s.Searches) > 0 || len(s.Outputs) > 0 || s.Copy != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Rewrite applies the edits. encrypt returns the SQL text that replaces a
+// literal (for example '\x…'::bytea); its error aborts the rewrite.
+func (p *Plan) Rewrite(encrypt func(*Literal) (string, error)) (string, error) {
+	if len(p.Edits) == 0 {
+		return p.SQL, nil
+	}
+	out := make([]byte, 0, len(p.SQL)+64*len(p.Edits))
+	last := 0
+	for i := range p.Edits {
+		e := &p.Edits[i]
+		out = append(out, p.SQL[last:e.Start]...)
+		s := e.Text
+		if e.Literal != nil {
+			var err error
+			if s, err = encrypt(e.Literal); err != nil {
+				return "", err
+			}
+		}
+		out = appendSeparated(out, s, p.SQL[e.End:])
+		last = e.End
+	}
+	out = append(out, p.SQL[last:]...)
+	return string(out), nil
+}
+
+// appendSeparated appends a replacement, with a space on either side where
+// it would otherwise run into an adjacent word ('x'AND is valid SQL, but
+// its replacement '\x…'::byteaAND is not).
+func appendSeparated(out []byte, s, rest string) []byte {
+	if len(s) == 0 {
+		return out
+	}
+	if len(out) > 0 && isIdentChar(out[len(out)-1]) && isIdentChar(s[0]) {
+		out = append(out, ' ')
+	}
+	out = append(out, s...)
+	if len(rest) > 0 && isIdentChar(s[len(s)-1]) && isIdentChar(rest[0]) {
+		out = append(out, ' ')
+	}
+	return out
+}
+
+// Kind classifies a statement by what the proxy must do around it.
+type Kind int
+
+const (
+	KindOther       Kind = iota // passes through; no session effect
+	KindSelect                  // SELECT, VALUES, TABLE, WITH … SELECT
+	KindInsert                  //
+	KindUpdate                  //
+	KindDelete                  //
+	KindCopy                    // COPY … FROM STDIN / TO STDOUT
+	KindTransaction             // BEGIN, COMMIT, ROLLBACK, SAVEPOINT …
+	KindSet                     // SET / RESET / SET ROLE / SET SESSION AUTHORIZATION / DISCARD
+	KindPrepare                 // SQL-level PREPARE
+	KindExecute                 // SQL-level EXECUTE
+	KindDeallocate              // SQL-level DEALLOCATE
+	KindDDL                     // may change relations or columns: refresh the catalog after it
+)
+
+// TxOp is a transaction-control statement.
+type TxOp int
+
+const (
+	TxNone TxOp = iota
+	TxBegin
+	TxCommit
+	TxRollback
+	TxSavepoint
+	TxRelease
+	TxRollbackTo
+	TxPrepare // PREPARE TRANSACTION: ends the transaction like COMMIT for session state
+)
+
+// Statement is one statement of a Plan.
+type Statement struct {
+	Kind Kind
+	// Start and End are the statement's byte range in Plan.SQL.
+	Start, End int
+
+	Tx        TxOp
+	Savepoint string // for TxSavepoint, TxRelease, TxRollbackTo
+
+	// Effects are the session settings the statement changes when it
+	// completes successfully, in order.
+	Effects []Effect
+
+	// Writes are columns the statement stores values in (write grant);
+	// Searches are columns compared with an encrypted literal or
+	// parameter (read grant); Outputs are encrypted columns the statement
+	// may return (for on_denied: error).
+	Writes   []*policy.ColumnRule
+	Searches []*policy.ColumnRule
+	Outputs  []*policy.ColumnRule
+
+	Copy       *CopyPlan
+	Prepare    *Prepared // for KindPrepare
+	Execute    string    // for KindExecute: the prepared statement's name
+	Deallocate string    // for KindDeallocate: name, or "" for ALL
+	// TempRelations names temporary tables (and other temporary relations:
+	// views, sequences) the statement creates.
+	TempRelations []string
+	// DroppedTempRelations names temporary relations the statement drops
+	// or renames away (DROP TABLE t, ALTER TABLE t RENAME TO u for a
+	// temporary t): they no longer shadow anything once it succeeds.
+	DroppedTempRelations []string
+	// DiscardsTemp is DISCARD TEMP or DISCARD ALL: every temporary relation
+	// of the session is dropped.
+	DiscardsTemp bool
+	// Chain is COMMIT AND CHAIN / ROLLBACK AND CHAIN: a new transaction
+	// starts at once.
+	Chain bool
+}
+
+// Setting names a session setting the proxy tracks.
+type Setting string
+
+const (
+	SettingRole                 Setting = "role"
+	SettingSessionAuthorization Setting = "session_authorization"
+	SettingSearchPath           Setting = "search_path"
+	SettingTimeZone             Setting = "timezone"
+	SettingAll                  Setting = "all" // RESET ALL
+	SettingDiscardAll           Setting = "discard all"
+)
+
+// Effect is one change to a tracked session setting.
+type Effect struct {
+	Setting Setting
+	// Values: for role and session_authorization one name; for
+	// search_path the schema list.
+	Values []string
+	// Reset means back to the session's default (RESET x, SET x TO
+	// DEFAULT, SET ROLE NONE, SET SESSION AUTHORIZATION DEFAULT).
+	Reset bool
+	// Local is SET LOCAL (or set_config(…, true)): undone at transaction end.
+	Local bool
+}
+
+// Prepared is an SQL-level prepared statement.
+type Prepared struct {
+	Name   string
+	Params []*ParamRule
+	// Statement is the analysis of the prepared statement's body.
+	Statement *Statement
+}
+
+// CopyPlan describes a COPY through STDIN/STDOUT on a relation with
+// encrypted columns.
+type CopyPlan struct {
+	Relation *Relation
+	From     bool // COPY … FROM STDIN (else TO STDOUT)
+	// Columns are the copied columns in order; Rules[i] is the rule of
+	// Columns[i] or nil.
+	Columns []string
+	Rules   []*policy.ColumnRule
+	Format  CopyFormat
+}
+
+// CopyFormat is the data format of a COPY as its options give it.
+type CopyFormat struct {
+	Kind      string // "text", "csv" or "binary"
+	Delimiter byte
+	Null      string
+	Header    bool
+	Quote     byte
+	Escape    byte
+}
+
+// Error is a refusal: the statement is not sent upstream. Messages never
+// contain literal values.
+type Error struct {
+	Code    string // SQLSTATE
+	Message string
+	// Column names the encrypted column concerned, when there is one.
+	Column string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// SQLState returns the error's SQLSTATE.
+func (e *Error) SQLState() string { return e.Code }
+
+// SQLSTATEs of refusals.
+const (
+	CodeFeatureNotSupported = "0A000" // would need plaintext inside PostgreSQL
+	CodeInsufficientPriv    = "42501"
+	CodeSyntaxError         = "42601"
+	CodeInvalidText         = "22P02"
+)
+
+func refuse(column, format string, args ...any) *Error {
+	return &Error{Code: CodeFeatureNotSupported, Column: column, Message: fmt.Sprintf(format, args...)}
+}
+
+func syntaxRefusal(format string, args ...any) *Error {
+	return &Error{Code: CodeSyntaxError, Message: fmt.Sprintf(format, args...)}
+}

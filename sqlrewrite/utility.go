@@ -1,0 +1,596 @@
+package sqlrewrite
+
+import (
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"github.com/pgcloak/pgcloak/policy"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// prepare handles SQL-level PREPARE: the body is analyzed like a direct
+// statement (its constants are encrypted now), its $n become the prepared
+// statement's parameters, and their declared types become bytea.
+func (a *analyzer) prepare(ps *pg_query.PrepareStmt, st *Statement) error {
+	st.Kind = KindPrepare
+	inner := &Statement{Start: st.Start, End: st.End}
+	p := &Prepared{Name: ps.GetName(), Statement: inner}
+	st.Prepare = p
+	params := &paramSet{}
+	if err := a.nestedStatement(ps.GetQuery(), inner, params); err != nil {
+		return err
+	}
+	if err := params.check(); err != nil {
+		return err
+	}
+	p.Params = params.rules
+	for i, t := range ps.GetArgtypes() {
+		if i >= len(p.Params) || p.Params[i] == nil {
+			continue
+		}
+		tn := t.GetTypeName()
+		end, err := a.typeNameEnd(tn.GetLocation())
+		if err != nil {
+			return err
+		}
+		if err := a.addEdit(Edit{Start: int(tn.GetLocation()), End: end, Text: "bytea"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// execute handles SQL-level EXECUTE: an argument for an encrypted
+// parameter must be a constant (encrypted now) or NULL.
+func (a *analyzer) execute(es *pg_query.ExecuteStmt, st *Statement) error {
+	st.Kind, st.Execute = KindExecute, es.GetName()
+	var p *Prepared
+	if a.env.Prepared != nil {
+		p, _ = a.env.Prepared(es.GetName())
+	}
+	if p != nil && p.Statement != nil {
+		for _, r := range p.Statement.Writes {
+			a.wrote(r)
+		}
+		for _, r := range p.Statement.Searches {
+			a.searched(r)
+		}
+		for _, r := range p.Statement.Outputs {
+			a.outputs(r)
+		}
+	}
+	empty := &scope{}
+	for i, arg := range es.GetParams() {
+		var pr *ParamRule
+		if p != nil && i < len(p.Params) {
+			pr = p.Params[i]
+		}
+		if pr == nil || pr.Rule == nil {
+			if a.deep {
+				if err := a.plain(arg, empty, "EXECUTE"); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := a.executeArg(arg, pr, empty); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *analyzer) executeArg(arg *pg_query.Node, pr *ParamRule, sc *scope) error {
+	v, err := a.expr(arg, sc)
+	if err != nil {
+		return err
+	}
+	switch v.kind {
+	case valNull:
+		return nil
+	case valLit:
+		if pr.Write {
+			a.wrote(pr.Rule)
+		}
+		return a.encryptLiteral(v, pr.Rule, pr.Write)
+	}
+	return refuse(pr.Rule.Name(), "the EXECUTE argument for encrypted column %s must be a constant or NULL", pr.Rule.Name())
+}
+
+// explain analyzes the explained statement like a direct one; EXPLAIN
+// returns a plan, not rows, so there are no outputs.
+func (a *analyzer) explain(es *pg_query.ExplainStmt, st *Statement) error {
+	st.Kind = KindOther
+	if !a.deep {
+		return nil
+	}
+	inner := &Statement{}
+	if err := a.nestedStatement(es.GetQuery(), inner, nil); err != nil {
+		return err
+	}
+	st.Writes, st.Searches = inner.Writes, inner.Searches
+	st.TempRelations = inner.TempRelations
+	if inner.Kind == KindDDL {
+		st.Kind = KindDDL
+	}
+	return nil
+}
+
+// createTableAs is CREATE TABLE AS / CREATE MATERIALIZED VIEW: a new
+// table must not receive ciphertext; a materialized view may, like a view.
+func (a *analyzer) createTableAs(c *pg_query.CreateTableAsStmt, st *Statement) error {
+	st.Kind = KindDDL
+	a.noteTemp(c.GetInto().GetRel(), st)
+	if !a.deep {
+		return nil
+	}
+	matview := c.GetObjtype() == pg_query.ObjectType_OBJECT_MATVIEW
+	if ex := c.GetQuery().GetExecuteStmt(); ex != nil {
+		inner := &Statement{}
+		saveStmt := a.stmt
+		a.stmt = inner
+		err := a.execute(ex, inner)
+		a.stmt = saveStmt
+		if err != nil {
+			return err
+		}
+		if len(inner.Outputs) > 0 && !matview {
+			return refuse(inner.Outputs[0].Name(), "CREATE TABLE AS would copy encrypted column %s into a new table without encryption rules", inner.Outputs[0].Name())
+		}
+		st.Searches, st.Writes = inner.Searches, inner.Writes
+		return nil
+	}
+	sh, err := a.nestedShape(c.GetQuery())
+	if err != nil {
+		return err
+	}
+	if matview {
+		return a.discardShape(sh, "")
+	}
+	return a.intoPlain(sh, "CREATE TABLE AS")
+}
+
+// nestedShape analyzes a query inside a utility statement.
+func (a *analyzer) nestedShape(n *pg_query.Node) (*shape, error) {
+	a.nested++
+	defer func() { a.nested-- }()
+	if n.GetSelectStmt() != nil {
+		return a.subquery(n, nil)
+	}
+	return a.dml(n, nil)
+}
+
+func (a *analyzer) createView(v *pg_query.ViewStmt, st *Statement) error {
+	st.Kind = KindDDL
+	a.noteTemp(v.GetView(), st)
+	if !a.deep {
+		return nil
+	}
+	sh, err := a.nestedShape(v.GetQuery())
+	if err != nil {
+		return err
+	}
+	return a.discardShape(sh, "")
+}
+
+// declareCursor records what FETCH will return.
+func (a *analyzer) declareCursor(d *pg_query.DeclareCursorStmt, st *Statement) error {
+	st.Kind = KindOther
+	if !a.deep {
+		return nil
+	}
+	sh, err := a.nestedShape(d.GetQuery())
+	if err != nil {
+		return err
+	}
+	return a.output(sh)
+}
+
+// functionBody returns the text of a function's body: the AS strings, or
+// for BEGIN ATOMIC / RETURN bodies the whole statement.
+func functionBody(f *pg_query.CreateFunctionStmt, stmtText string) string {
+	if f.GetSqlBody() != nil {
+		return stmtText
+	}
+	return defStrings(f.GetOptions(), "as")
+}
+
+// defStrings concatenates the string arguments of the named options.
+func defStrings(opts []*pg_query.Node, name string) string {
+	var b strings.Builder
+	for _, o := range opts {
+		d := o.GetDefElem()
+		if d.GetDefname() != name {
+			continue
+		}
+		if s := d.GetArg().GetString_(); s != nil {
+			b.WriteString(s.GetSval())
+			b.WriteByte('\n')
+		}
+		for _, it := range d.GetArg().GetList().GetItems() {
+			b.WriteString(it.GetString_().GetSval())
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// bodyMentions refuses code whose text names an encrypted relation: the
+// proxy cannot see what it will do with it.
+func (a *analyzer) bodyMentions(body, what string) error {
+	if !a.deep {
+		return nil
+	}
+	if name, ok := mentionedEncrypted(body, a.cat); ok {
+		return refuse("", "the body of %s mentions encrypted relation %s, which pgcloak cannot check", what, name)
+	}
+	if hasUnicodeIdent(body) {
+		return refuse("", "the body of %s has a U&\"\" identifier, which pgcloak cannot check", what)
+	}
+	return nil
+}
+
+// createIndex accepts indexes on plain columns and plain references to
+// deterministic columns (btree, hash), with no expression or predicate
+// over encrypted columns.
+func (a *analyzer) createIndex(is *pg_query.IndexStmt, st *Statement) error {
+	st.Kind = KindOther
+	if !a.deep {
+		return nil
+	}
+	it, err := a.rangeVar(is.GetRelation(), &scope{}, false)
+	if err != nil || !it.hasEncrypted() {
+		return err
+	}
+	sc := &scope{items: []*item{it}}
+	method := strings.ToLower(is.GetAccessMethod())
+	for _, p := range is.GetIndexParams() {
+		v, err := a.indexColumn(p.GetIndexElem(), sc, "an index")
+		if err != nil {
+			return err
+		}
+		if v.kind == valEnc && method != "" && method != "btree" && method != "hash" {
+			return needsPlaintext("an index using "+method, v.rule)
+		}
+	}
+	if err := a.noEncryptedRefs(is.GetWhereClause(), sc, "an index predicate"); err != nil {
+		return err
+	}
+	if len(is.GetExcludeOpNames()) > 0 {
+		return refuse("", "exclusion constraints on %s, which has encrypted columns, are not supported", it.describe())
+	}
+	return nil
+}
+
+// noEncryptedRefs refuses an expression that reads any encrypted column,
+// even harmlessly: it will be evaluated inside PostgreSQL later.
+func (a *analyzer) noEncryptedRefs(n *pg_query.Node, sc *scope, what string) error {
+	if n == nil {
+		return nil
+	}
+	var err error
+	forEachColumnRef(n, func(cr *pg_query.ColumnRef) {
+		if err != nil {
+			return
+		}
+		v, e := a.columnRef(cr, sc)
+		if e == nil && v.kind == valEnc {
+			e = needsPlaintext(what, v.rule)
+		}
+		err = e
+	})
+	if err != nil {
+		return err
+	}
+	return a.plain(n, sc, what)
+}
+
+// alterTable accepts subcommands that compute nothing over encrypted
+// columns and store no plaintext in them.
+func (a *analyzer) alterTable(at *pg_query.AlterTableStmt, st *Statement) error {
+	st.Kind = KindDDL
+	if !a.deep {
+		return nil
+	}
+	it, err := a.rangeVar(at.GetRelation(), &scope{}, false)
+	if err != nil {
+		return err
+	}
+	if it.rel == nil && !a.mentions(at.ProtoReflect()) {
+		return nil
+	}
+	sc := &scope{items: []*item{it}}
+	for _, c := range at.GetCmds() {
+		if err := a.alterCmd(c.GetAlterTableCmd(), it, sc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *analyzer) alterCmd(cmd *pg_query.AlterTableCmd, it *item, sc *scope) error {
+	if cmd == nil {
+		return refuse("", "unsupported ALTER TABLE subcommand")
+	}
+	rule := it.columnRule(cmd.GetName())
+	switch cmd.GetSubtype() {
+	case pg_query.AlterTableType_AT_DropColumn, pg_query.AlterTableType_AT_SetNotNull,
+		pg_query.AlterTableType_AT_DropNotNull, pg_query.AlterTableType_AT_SetStatistics,
+		pg_query.AlterTableType_AT_SetOptions, pg_query.AlterTableType_AT_ResetOptions,
+		pg_query.AlterTableType_AT_SetStorage, pg_query.AlterTableType_AT_SetCompression,
+		pg_query.AlterTableType_AT_DropConstraint, pg_query.AlterTableType_AT_ValidateConstraint,
+		pg_query.AlterTableType_AT_AlterConstraint, pg_query.AlterTableType_AT_ChangeOwner,
+		pg_query.AlterTableType_AT_ClusterOn, pg_query.AlterTableType_AT_DropCluster,
+		pg_query.AlterTableType_AT_SetLogged, pg_query.AlterTableType_AT_SetUnLogged,
+		pg_query.AlterTableType_AT_SetAccessMethod, pg_query.AlterTableType_AT_SetTableSpace,
+		pg_query.AlterTableType_AT_SetRelOptions, pg_query.AlterTableType_AT_ResetRelOptions,
+		pg_query.AlterTableType_AT_ReplaceRelOptions, pg_query.AlterTableType_AT_EnableTrig,
+		pg_query.AlterTableType_AT_EnableAlwaysTrig, pg_query.AlterTableType_AT_EnableReplicaTrig,
+		pg_query.AlterTableType_AT_DisableTrig, pg_query.AlterTableType_AT_EnableTrigAll,
+		pg_query.AlterTableType_AT_DisableTrigAll, pg_query.AlterTableType_AT_EnableTrigUser,
+		pg_query.AlterTableType_AT_DisableTrigUser, pg_query.AlterTableType_AT_EnableRowSecurity,
+		pg_query.AlterTableType_AT_DisableRowSecurity, pg_query.AlterTableType_AT_ForceRowSecurity,
+		pg_query.AlterTableType_AT_NoForceRowSecurity, pg_query.AlterTableType_AT_ReplicaIdentity,
+		pg_query.AlterTableType_AT_DropExpression, pg_query.AlterTableType_AT_GenericOptions:
+		return nil
+	case pg_query.AlterTableType_AT_ColumnDefault:
+		if cmd.GetDef() == nil {
+			return nil
+		}
+		if rule != nil {
+			return refuse(rule.Name(), "a default for encrypted column %s would be stored without encryption", rule.Name())
+		}
+		return a.noEncryptedRefs(cmd.GetDef(), sc, "a column default")
+	case pg_query.AlterTableType_AT_AddColumn:
+		return a.columnDef(cmd.GetDef().GetColumnDef(), it, sc)
+	case pg_query.AlterTableType_AT_AlterColumnType:
+		if rule != nil {
+			return needsPlaintext("changing the type", rule)
+		}
+		return a.noEncryptedRefs(cmd.GetDef().GetColumnDef().GetRawDefault(), sc, "USING")
+	case pg_query.AlterTableType_AT_AddConstraint:
+		return a.constraint(cmd.GetDef().GetConstraint(), it, sc, "")
+	case pg_query.AlterTableType_AT_AddIdentity, pg_query.AlterTableType_AT_SetIdentity,
+		pg_query.AlterTableType_AT_DropIdentity:
+		if rule != nil {
+			return refuse(rule.Name(), "identity on encrypted column %s is not supported", rule.Name())
+		}
+		return nil
+	}
+	return refuse("", "ALTER TABLE subcommand %s on %s, which has encrypted columns, is not supported",
+		strings.TrimPrefix(cmd.GetSubtype().String(), "AT_"), it.describe())
+}
+
+// columnRule is the rule of one of the item's columns, or nil.
+func (it *item) columnRule(name string) *policy.ColumnRule {
+	if it.rel == nil || name == "" {
+		return nil
+	}
+	return it.rel.Encrypted[name]
+}
+
+// columnDef checks ADD COLUMN: no stored or computed plaintext for an
+// encrypted column, no expression over encrypted columns.
+func (a *analyzer) columnDef(cd *pg_query.ColumnDef, it *item, sc *scope) error {
+	if cd == nil {
+		return refuse("", "unsupported column definition")
+	}
+	rule := it.columnRule(cd.GetColname())
+	if cd.GetRawDefault() != nil {
+		if rule != nil {
+			return refuse(rule.Name(), "a default for encrypted column %s would be stored without encryption", rule.Name())
+		}
+		if err := a.noEncryptedRefs(cd.GetRawDefault(), sc, "a column default"); err != nil {
+			return err
+		}
+	}
+	for _, c := range cd.GetConstraints() {
+		if err := a.constraint(c.GetConstraint(), it, sc, cd.GetColname()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// constraint checks a table or column constraint.
+func (a *analyzer) constraint(c *pg_query.Constraint, it *item, sc *scope, column string) error {
+	if c == nil {
+		return refuse("", "unsupported constraint")
+	}
+	keys := nodeStrings(c.GetKeys())
+	if column != "" {
+		keys = append(keys, column)
+	}
+	switch c.GetContype() {
+	case pg_query.ConstrType_CONSTR_NULL, pg_query.ConstrType_CONSTR_NOTNULL,
+		pg_query.ConstrType_CONSTR_ATTR_DEFERRABLE, pg_query.ConstrType_CONSTR_ATTR_NOT_DEFERRABLE,
+		pg_query.ConstrType_CONSTR_ATTR_DEFERRED, pg_query.ConstrType_CONSTR_ATTR_IMMEDIATE:
+		return nil
+	case pg_query.ConstrType_CONSTR_PRIMARY, pg_query.ConstrType_CONSTR_UNIQUE:
+		for _, k := range keys {
+			if r := it.columnRule(k); r != nil && !r.Deterministic() {
+				return refuse(r.Name(), "a unique constraint on column %s, encrypted with a randomized key, is not possible", r.Name())
+			}
+		}
+		return a.noEncryptedRefs(c.GetWhereClause(), sc, "a constraint predicate")
+	case pg_query.ConstrType_CONSTR_CHECK:
+		return a.noEncryptedRefs(c.GetRawExpr(), sc, "a CHECK constraint")
+	case pg_query.ConstrType_CONSTR_DEFAULT, pg_query.ConstrType_CONSTR_GENERATED, pg_query.ConstrType_CONSTR_IDENTITY:
+		if r := it.columnRule(column); r != nil {
+			return refuse(r.Name(), "a default or generated value for encrypted column %s would be stored without encryption", r.Name())
+		}
+		return a.noEncryptedRefs(c.GetRawExpr(), sc, "a column default")
+	case pg_query.ConstrType_CONSTR_FOREIGN:
+		keys = append(keys, nodeStrings(c.GetFkAttrs())...)
+		for _, k := range keys {
+			if r := it.columnRule(k); r != nil {
+				return refuse(r.Name(), "a foreign key on encrypted column %s is not supported", r.Name())
+			}
+		}
+		if rel, _ := a.lookupRelation(c.GetPktable().GetSchemaname(), c.GetPktable().GetRelname()); rel != nil {
+			for _, k := range nodeStrings(c.GetPkAttrs()) {
+				if r := rel.Encrypted[k]; r != nil {
+					return refuse(r.Name(), "a foreign key referencing encrypted column %s is not supported", r.Name())
+				}
+			}
+		}
+		return nil
+	}
+	if it.hasEncrypted() {
+		return refuse("", "constraint type %s on %s, which has encrypted columns, is not supported",
+			strings.TrimPrefix(c.GetContype().String(), "CONSTR_"), it.describe())
+	}
+	return nil
+}
+
+func nodeStrings(ns []*pg_query.Node) []string {
+	out := make([]string, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, n.GetString_().GetSval())
+	}
+	return out
+}
+
+// createTable refuses inheriting from or partitioning a relation with
+// encrypted columns: rows of the new table would be rows of the old one
+// under a name the policy does not cover.
+func (a *analyzer) createTable(cs *pg_query.CreateStmt, st *Statement) error {
+	st.Kind = KindDDL
+	a.noteTemp(cs.GetRelation(), st)
+	if !a.deep {
+		return nil
+	}
+	for _, n := range cs.GetInhRelations() {
+		rv := n.GetRangeVar()
+		if rel, _ := a.lookupRelation(rv.GetSchemaname(), rv.GetRelname()); rel != nil {
+			return refuse("", "a table inheriting from or partitioning %s.%s, which has encrypted columns, is not supported", rel.Schema, rel.Name)
+		}
+	}
+	return nil
+}
+
+// drop notes the temporary relations a DROP removes.
+func (a *analyzer) drop(ds *pg_query.DropStmt, st *Statement) {
+	st.Kind = KindDDL
+	switch ds.GetRemoveType() {
+	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW,
+		pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_SEQUENCE,
+		pg_query.ObjectType_OBJECT_FOREIGN_TABLE:
+	default:
+		return
+	}
+	for _, o := range ds.GetObjects() {
+		names := nodeStrings(o.GetList().GetItems())
+		switch {
+		case len(names) == 1 && a.env.TempRelations[names[0]]:
+			st.DroppedTempRelations = append(st.DroppedTempRelations, names[0])
+		case len(names) == 2 && isTempSchema(names[0]):
+			st.DroppedTempRelations = append(st.DroppedTempRelations, names[1])
+		}
+	}
+}
+
+// rename notes a temporary relation renamed: its old name no longer
+// shadows anything, its new one does.
+func (a *analyzer) rename(rs *pg_query.RenameStmt, st *Statement) {
+	st.Kind = KindDDL
+	rv := rs.GetRelation()
+	if rv == nil || rs.GetSubname() != "" {
+		return
+	}
+	switch rs.GetRenameType() {
+	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW,
+		pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_SEQUENCE,
+		pg_query.ObjectType_OBJECT_FOREIGN_TABLE:
+	default:
+		return
+	}
+	if (rv.GetSchemaname() == "" && a.env.TempRelations[rv.GetRelname()]) || isTempSchema(rv.GetSchemaname()) {
+		st.DroppedTempRelations = append(st.DroppedTempRelations, rv.GetRelname())
+		st.TempRelations = append(st.TempRelations, rs.GetNewname())
+	}
+}
+
+// utility handles every other statement: it passes unless it mentions a
+// relation with encrypted columns and is not known to be harmless then.
+func (a *analyzer) utility(n *pg_query.Node, st *Statement) error {
+	st.Kind = utilityKind(n)
+	if !a.deep {
+		return nil
+	}
+	switch n.GetNode().(type) {
+	case *pg_query.Node_TruncateStmt, *pg_query.Node_GrantStmt, *pg_query.Node_LockStmt,
+		*pg_query.Node_VacuumStmt, *pg_query.Node_CommentStmt, *pg_query.Node_ClusterStmt,
+		*pg_query.Node_ReindexStmt, *pg_query.Node_AlterOwnerStmt, *pg_query.Node_AlterObjectSchemaStmt,
+		*pg_query.Node_RefreshMatViewStmt, *pg_query.Node_SecLabelStmt, *pg_query.Node_VariableShowStmt:
+		return nil
+	}
+	return a.refuseIfMentions(n, nodeName(n))
+}
+
+func utilityKind(n *pg_query.Node) Kind {
+	switch n.GetNode().(type) {
+	case *pg_query.Node_CreateSchemaStmt, *pg_query.Node_AlterObjectSchemaStmt,
+		*pg_query.Node_CreateForeignTableStmt, *pg_query.Node_ImportForeignSchemaStmt,
+		*pg_query.Node_CreateExtensionStmt, *pg_query.Node_AlterExtensionStmt,
+		*pg_query.Node_AlterExtensionContentsStmt, *pg_query.Node_DropOwnedStmt,
+		*pg_query.Node_RefreshMatViewStmt, *pg_query.Node_CompositeTypeStmt:
+		return KindDDL
+	}
+	return KindOther
+}
+
+// mentions reports whether a tree names a relation with encrypted columns.
+func (a *analyzer) mentions(m protoreflect.Message) bool {
+	_, ok := a.mentioned(m)
+	return ok
+}
+
+func (a *analyzer) mentioned(m protoreflect.Message) (*Relation, bool) {
+	for _, rv := range rangeVarsIn(m) {
+		if rel, _ := a.lookupRelation(rv.GetSchemaname(), rv.GetRelname()); rel != nil {
+			return rel, true
+		}
+	}
+	return nil, false
+}
+
+func (a *analyzer) refuseIfMentions(n *pg_query.Node, what string) error {
+	if !a.deep {
+		return nil
+	}
+	m := innerMessage(n)
+	if m == nil {
+		return nil
+	}
+	if rel, ok := a.mentioned(m); ok {
+		return refuse("", "%s on %s.%s, which has encrypted columns, is not supported", what, rel.Schema, rel.Name)
+	}
+	return nil
+}
+
+// checkAllSeen is a safety net: a column reference the analysis did not
+// resolve, named like an encrypted column of a relation this statement
+// touches, means some clause was skipped. Refuse rather than trust it.
+func (a *analyzer) checkAllSeen(n *pg_query.Node) error {
+	if !a.touched || n == nil {
+		return nil
+	}
+	names := map[string]bool{}
+	for rel := range a.relCols {
+		for c := range rel.Encrypted {
+			names[c] = true
+		}
+	}
+	var err error
+	forEachColumnRef(n, func(cr *pg_query.ColumnRef) {
+		if err != nil || a.seen[cr] {
+			return
+		}
+		f := cr.GetFields()
+		if len(f) > 0 && names[f[len(f)-1].GetString_().GetSval()] {
+			err = refuse("", "statement could not be fully analyzed: a reference to an encrypted column was not checked")
+		}
+	})
+	return err
+}
