@@ -1,7 +1,6 @@
 package sqlrewrite
 
 import (
-	"fmt"
 	"sort"
 	"strings"
 
@@ -51,8 +50,8 @@ type analyzer struct {
 
 	edits  []Edit
 	editAt map[int]int // index of the edit starting at an offset
-	top    *paramSet // the bind parameters of the plan
-	params *paramSet // where $n uses go: top, or a PREPARE body's
+	top    *paramSet   // the bind parameters of the plan
+	params *paramSet   // where $n uses go: top, or a PREPARE body's
 	stmt   *Statement
 
 	relCols map[*Relation][]column
@@ -75,6 +74,9 @@ type analyzer struct {
 	// nested counts the statements being analyzed inside another one
 	// (PREPARE, EXPLAIN, DECLARE, CREATE … AS).
 	nested int
+	// tempInPath is set when the search path names pg_temp explicitly:
+	// temporary tables then shadow only the schemas after it.
+	tempInPath bool
 }
 
 func newAnalyzer(sql string, env *Env) *analyzer {
@@ -96,6 +98,9 @@ func newAnalyzer(sql string, env *Env) *analyzer {
 		seen:        map[*pg_query.ColumnRef]bool{},
 	}
 	a.params = a.top
+	for _, s := range env.SearchPath {
+		a.tempInPath = a.tempInPath || isTempSchema(s)
+	}
 	_, mentions := mentionedEncrypted(sql, cat)
 	a.deep = mentions || containsFold(sql, "set_config") || hasUnicodeIdent(sql)
 	return a
@@ -281,5 +286,3 @@ func nodeName(n *pg_query.Node) string {
 	}
 	return string(m.Descriptor().Name())
 }
-
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

@@ -127,6 +127,17 @@ var selectCases = []acceptCase{
 		env: func(e *Env) { e.SearchPath = []string{"elsewhere"} }},
 	{name: "temp table shadows", sql: `SELECT * FROM patients WHERE ssn LIKE 'x%'`,
 		env: func(e *Env) { e.TempRelations = map[string]bool{"patients": true} }},
+	{name: "pg_temp placed last does not shadow", sql: `SELECT id FROM patients WHERE ssn = 'x'`,
+		env: func(e *Env) {
+			e.TempRelations = map[string]bool{"patients": true}
+			e.SearchPath = []string{"public", "pg_temp"}
+		},
+		want: `SELECT id FROM patients WHERE ssn = '<enc:public.patients.ssn:x>'`, searches: pSSN},
+	{name: "pg_temp placed first shadows", sql: `SELECT id FROM patients WHERE ssn LIKE 'x'`,
+		env: func(e *Env) {
+			e.TempRelations = map[string]bool{"patients": true}
+			e.SearchPath = []string{"pg_temp", "public"}
+		}},
 	{name: "temp table does not shadow qualified", sql: `SELECT id FROM public.patients WHERE ssn = 'x'`,
 		env:  func(e *Env) { e.TempRelations = map[string]bool{"patients": true} },
 		want: `SELECT id FROM public.patients WHERE ssn = '<enc:public.patients.ssn:x>'`, searches: pSSN},
@@ -163,11 +174,11 @@ var selectCases = []acceptCase{
 	{name: "distinct", sql: `SELECT DISTINCT ssn FROM patients`, outputs: pSSN},
 	{name: "distinct on", sql: `SELECT DISTINCT ON (ssn) ssn, name FROM patients ORDER BY ssn IS NULL, name`, outputs: pSSN},
 	{name: "window partition", sql: `SELECT row_number() OVER (PARTITION BY ssn ORDER BY id), count(*) OVER w FROM patients WINDOW w AS (PARTITION BY ssn)`},
-	{name: "union all same column", sql: `SELECT ssn FROM patients UNION ALL SELECT patient_ssn FROM visits`, outputs: pSSN},
+	{name: "union all same key", sql: `SELECT ssn FROM patients UNION ALL SELECT patient_ssn FROM visits`, outputs: pSSN + "," + vSSN},
 	{name: "union with null", sql: `SELECT diagnosis FROM patients UNION ALL SELECT NULL`, outputs: pDiag},
 	{name: "union distinct deterministic", sql: `SELECT ssn FROM patients UNION SELECT ssn FROM patients WHERE ssn = 'x'`,
 		want: `SELECT ssn FROM patients UNION SELECT ssn FROM patients WHERE ssn = '<enc:public.patients.ssn:x>'`, searches: pSSN, outputs: pSSN},
-	{name: "intersect", sql: `SELECT ssn FROM patients INTERSECT SELECT patient_ssn FROM visits`, outputs: pSSN},
+	{name: "intersect", sql: `SELECT ssn FROM patients INTERSECT SELECT patient_ssn FROM visits`, outputs: pSSN + "," + vSSN},
 	{name: "limit offset params", sql: `SELECT name FROM patients WHERE ssn = $3 LIMIT $1 OFFSET $2`,
 		params: "$1=-,$2=-,$3=" + pSSN + "/r", searches: pSSN},
 	{name: "star outputs", sql: `SELECT * FROM patients`, outputs: pAll},

@@ -1,7 +1,10 @@
 package sqlrewrite
 
 import (
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -38,5 +41,29 @@ func BenchmarkParse(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestLargeStatementsAreLinear guards against quadratic work on the
+// statements bulk loaders send.
+func TestLargeStatementsAreLinear(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("INSERT INTO patients (id, ssn, diagnosis, dob) VALUES ")
+	for i := 0; i < 20000; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "(%d, 'ssn-%d', 'diag', '2020-01-01')", i, i)
+	}
+	in := "SELECT id FROM patients WHERE ssn IN ('0'" + strings.Repeat(", 'x'", 20000) + ")"
+	for _, sql := range []string{b.String(), in} {
+		start := time.Now()
+		p := mustAnalyze(t, sql, testEnv())
+		if _, err := p.Rewrite(fakeEncrypt); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%d bytes, %d edits took %v", len(sql), len(p.Edits), d)
+		}
 	}
 }

@@ -76,7 +76,7 @@ func (a *analyzer) copyQuery(q *pg_query.Node) error {
 	if touched {
 		return refuse("", "COPY (query) over relations with encrypted columns is not supported")
 	}
-	return a.discardShape(sh, "")
+	return a.discardShape(sh)
 }
 
 // copyColumns fills the plan's column list; without one in the statement

@@ -141,7 +141,7 @@ func (a *analyzer) expr(n *pg_query.Node, sc *scope) (value, error) {
 		if err != nil {
 			return plainValue, err
 		}
-		return plainValue, a.discardShape(sh, "a subquery")
+		return plainValue, a.discardShape(sh)
 	case *pg_query.Node_RangeVar:
 		it, err := a.rangeVar(x.RangeVar, sc, true)
 		if err != nil {
@@ -166,7 +166,7 @@ func (a *analyzer) opaque(n *pg_query.Node, sc *scope) error {
 
 // discardShape drops a subquery's output where it is not used (EXISTS):
 // ciphertexts may go there, parameters are plain.
-func (a *analyzer) discardShape(sh *shape, _ string) error {
+func (a *analyzer) discardShape(sh *shape) error {
 	for _, c := range sh.cols {
 		for _, l := range c.leaves {
 			a.flowOut(l)

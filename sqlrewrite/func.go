@@ -69,7 +69,7 @@ func (a *analyzer) subLink(sl *pg_query.SubLink, sc *scope) (value, error) {
 	}
 	switch t {
 	case pg_query.SubLinkType_EXISTS_SUBLINK:
-		return plainValue, a.discardShape(sh, "EXISTS")
+		return plainValue, a.discardShape(sh)
 	case pg_query.SubLinkType_EXPR_SUBLINK:
 		if len(sh.cols) == 0 {
 			return plainValue, nil

@@ -138,10 +138,13 @@ func oracleCanJudge(stmt *pg_query.Node) (oracleScope, bool) {
 	}
 	ok := true
 	walkAll(stmt, func(n *pg_query.Node) bool {
-		switch n.GetNode().(type) {
+		switch x := n.GetNode().(type) {
 		case *pg_query.Node_RangeSubselect, *pg_query.Node_CommonTableExpr, *pg_query.Node_RangeFunction,
 			*pg_query.Node_RangeTableFunc, *pg_query.Node_WithClause, *pg_query.Node_SubLink:
 			ok = false
+		case *pg_query.Node_SelectStmt:
+			// Branches of a set operation are separate scopes.
+			ok = x.SelectStmt.GetOp() == pg_query.SetOperation_SETOP_NONE
 		}
 		return ok
 	})
@@ -200,7 +203,19 @@ func constantsIn(n *pg_query.Node) bool {
 
 func (sc oracleScope) statement(stmt *pg_query.Node) string {
 	msg := ""
-	walkAll(stmt, func(n *pg_query.Node) bool {
+	walked := stmt
+	if ins := stmt.GetInsertStmt(); ins != nil {
+		// The source of an INSERT does not see the target table; only
+		// ON CONFLICT does.
+		walked = &pg_query.Node{Node: &pg_query.Node_List{List: &pg_query.List{}}}
+		if oc := ins.GetOnConflictClause(); oc != nil {
+			walked.GetList().Items = append(walked.GetList().Items, oc.GetWhereClause())
+			for _, t := range oc.GetTargetList() {
+				walked.GetList().Items = append(walked.GetList().Items, t.GetResTarget().GetVal())
+			}
+		}
+	}
+	walkAll(walked, func(n *pg_query.Node) bool {
 		if e := n.GetAExpr(); e != nil {
 			l, r := e.GetLexpr(), e.GetRexpr()
 			if (sc.isEncRef(l) && constantsIn(r)) || (sc.isEncRef(r) && constantsIn(l)) {
@@ -273,3 +288,25 @@ func fuzzSeeds() []string {
 		`SELECT * FROM staff WHERE badge=-(-(3))::int8`,
 	)
 }
+
+// walkAll calls fn on every Node in the tree under n, n included; fn
+// returns false to stop.
+func walkAll(n *pg_query.Node, fn func(*pg_query.Node) bool) bool {
+	if n == nil {
+		return true
+	}
+	if !fn(n) {
+		return false
+	}
+	ok := true
+	_ = eachChildNode(n, func(c *pg_query.Node) error {
+		if !walkAll(c, fn) {
+			ok = false
+			return errStop
+		}
+		return nil
+	})
+	return ok
+}
+
+var errStop = errors.New("stop")

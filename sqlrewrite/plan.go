@@ -159,7 +159,7 @@ const (
 	KindInsert                  //
 	KindUpdate                  //
 	KindDelete                  //
-	KindCopy                    // COPY … FROM STDIN / TO STDOUT
+	KindCopy                    // COPY … FROM STDIN / TO STDOUT (Copy is nil when no encrypted column is involved)
 	KindTransaction             // BEGIN, COMMIT, ROLLBACK, SAVEPOINT …
 	KindSet                     // SET / RESET / SET ROLE / SET SESSION AUTHORIZATION / DISCARD
 	KindPrepare                 // SQL-level PREPARE
@@ -198,7 +198,10 @@ type Statement struct {
 	// Writes are columns the statement stores values in (write grant);
 	// Searches are columns compared with an encrypted literal or
 	// parameter (read grant); Outputs are encrypted columns the statement
-	// may return (for on_denied: error).
+	// may return (for on_denied: error). Writes include columns set to
+	// NULL or copied from another column of the same key (not DEFAULT).
+	// For KindPrepare they are on Prepare.Statement; for KindExecute they
+	// are copied from the prepared statement.
 	Writes   []*policy.ColumnRule
 	Searches []*policy.ColumnRule
 	Outputs  []*policy.ColumnRule
@@ -267,7 +270,9 @@ type CopyPlan struct {
 	Format  CopyFormat
 }
 
-// CopyFormat is the data format of a COPY as its options give it.
+// CopyFormat is the data format of a COPY as its options give it, with
+// PostgreSQL's defaults filled in. Quote and Escape are only set for csv;
+// binary uses none of the fields but Kind and Header.
 type CopyFormat struct {
 	Kind      string // "text", "csv" or "binary"
 	Delimiter byte

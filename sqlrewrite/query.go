@@ -1,6 +1,8 @@
 package sqlrewrite
 
 import (
+	"strconv"
+
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"github.com/pgcloak/pgcloak/policy"
 )
@@ -195,7 +197,7 @@ func (a *analyzer) valuesLists(rows []*pg_query.Node, sc *scope) (*shape, error)
 				return nil, err
 			}
 			for len(sh.cols) <= i {
-				sh.cols = append(sh.cols, outCol{name: sprintf("column%d", len(sh.cols)+1)})
+				sh.cols = append(sh.cols, outCol{name: "column" + strconv.Itoa(len(sh.cols)+1)})
 			}
 			sh.cols[i].leaves = append(sh.cols[i].leaves, v)
 		}

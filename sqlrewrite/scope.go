@@ -134,7 +134,9 @@ func (a *analyzer) lookupRelation(schema, name string) (*Relation, string) {
 		}
 		return a.cat.Relation(schema, name), schema
 	}
-	if a.env.TempRelations[name] {
+	temp := a.env.TempRelations[name]
+	if temp && !a.tempInPath {
+		// pg_temp is searched first unless the path places it.
 		return nil, "pg_temp"
 	}
 	schemas, ok := a.schemas[name]
@@ -143,11 +145,20 @@ func (a *analyzer) lookupRelation(schema, name string) (*Relation, string) {
 		a.schemas[name] = schemas
 	}
 	for _, sp := range a.env.SearchPath {
+		if isTempSchema(sp) {
+			if temp {
+				return nil, "pg_temp"
+			}
+			continue
+		}
 		for _, s := range schemas {
 			if s == sp {
 				return a.cat.Relation(sp, name), sp
 			}
 		}
+	}
+	if temp {
+		return nil, "pg_temp"
 	}
 	return nil, ""
 }

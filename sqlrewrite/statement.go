@@ -134,6 +134,12 @@ func (a *analyzer) output(sh *shape) error {
 			return refuse(v.rule.Name(), "a scalar subquery returning encrypted column %s in the result is not supported; join instead", v.rule.Name())
 		}
 		a.outputs(v.rule)
+		// Every branch of a set operation may return its own column.
+		for _, l := range c.leaves {
+			if l.kind == valEnc {
+				a.outputs(l.rule)
+			}
+		}
 	}
 	return nil
 }

@@ -87,7 +87,7 @@ func (a *analyzer) executeArg(arg *pg_query.Node, pr *ParamRule, sc *scope) erro
 	}
 	switch v.kind {
 	case valNull:
-		return nil
+		return a.dropNullCast(v)
 	case valLit:
 		if pr.Write {
 			a.wrote(pr.Rule)
@@ -145,7 +145,7 @@ func (a *analyzer) createTableAs(c *pg_query.CreateTableAsStmt, st *Statement) e
 		return err
 	}
 	if matview {
-		return a.discardShape(sh, "")
+		return a.discardShape(sh)
 	}
 	return a.intoPlain(sh, "CREATE TABLE AS")
 }
@@ -170,7 +170,7 @@ func (a *analyzer) createView(v *pg_query.ViewStmt, st *Statement) error {
 	if err != nil {
 		return err
 	}
-	return a.discardShape(sh, "")
+	return a.discardShape(sh)
 }
 
 // declareCursor records what FETCH will return.

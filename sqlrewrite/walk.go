@@ -58,42 +58,6 @@ func visitMessage(m protoreflect.Message, fn func(*pg_query.Node) error) error {
 	return eachNodeIn(m, fn)
 }
 
-// walkAll calls fn on every Node in the tree under n, n included, and on
-// every RangeVar and ColumnRef, however deeply nested. fn returns false to
-// stop.
-func walkAll(n *pg_query.Node, fn func(*pg_query.Node) bool) bool {
-	if n == nil {
-		return true
-	}
-	if !fn(n) {
-		return false
-	}
-	ok := true
-	_ = eachChildNode(n, func(c *pg_query.Node) error {
-		if !walkAll(c, fn) {
-			ok = false
-			return errStop
-		}
-		return nil
-	})
-	return ok
-}
-
-// walkMessage is walkAll for a message that is not a Node.
-func walkMessage(m protoreflect.Message, fn func(*pg_query.Node) bool) bool {
-	ok := true
-	_ = eachNodeIn(m, func(c *pg_query.Node) error {
-		if !walkAll(c, fn) {
-			ok = false
-			return errStop
-		}
-		return nil
-	})
-	return ok
-}
-
-var errStop = &Error{Message: "stop"}
-
 // rangeVarsIn collects the RangeVars in a tree. RangeVar fields that are
 // not wrapped in a Node (InsertStmt.relation and the like) are included.
 func rangeVarsIn(m protoreflect.Message) []*pg_query.RangeVar {
@@ -120,26 +84,4 @@ func rangeVarsIn(m protoreflect.Message) []*pg_query.RangeVar {
 	}
 	visit(m)
 	return out
-}
-
-// columnRefsIn collects the ColumnRefs in a tree.
-func columnRefsIn(m protoreflect.Message, fn func(*pg_query.ColumnRef)) {
-	if cr, ok := m.Interface().(*pg_query.ColumnRef); ok {
-		fn(cr)
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Kind() != protoreflect.MessageKind || fd.IsMap() {
-			return true
-		}
-		if fd.IsList() {
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				columnRefsIn(l.Get(i).Message(), fn)
-			}
-			return true
-		}
-		columnRefsIn(v.Message(), fn)
-		return true
-	})
 }
