@@ -17,17 +17,34 @@ func Analyze(sql string, env *Env) (*Plan, error) {
 		return nil, syntaxRefusal("statement text contains a NUL byte")
 	}
 	a := newAnalyzer(sql, env)
+	if !a.deep {
+		if plan, ok := plainDML(sql); ok {
+			return plan, nil
+		}
+	}
+	return a.analyze()
+}
+
+// analyze is the full analysis: parse, then each statement.
+func (a *analyzer) analyze() (*Plan, error) {
+	sql := a.sql
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return a.unparsable()
 	}
 	plan := &Plan{SQL: sql}
-	for _, raw := range tree.GetStmts() {
+	raws := tree.GetStmts()
+	for i, raw := range raws {
 		st, err := a.topStatement(raw)
 		if err != nil {
 			return nil, err
 		}
 		plan.Statements = append(plan.Statements, st)
+		if a.env.Next != nil && i+1 < len(raws) {
+			if next := a.env.Next(st); next != nil {
+				a.setEnv(next)
+			}
+		}
 	}
 	if err := a.finish(plan); err != nil {
 		return nil, err
@@ -104,6 +121,21 @@ func newAnalyzer(sql string, env *Env) *analyzer {
 	_, mentions := mentionedEncrypted(sql, cat)
 	a.deep = mentions || containsFold(sql, "set_config") || hasUnicodeIdent(sql)
 	return a
+}
+
+// setEnv switches to the Env the statements after the current one run in
+// (see Env.Next).
+func (a *analyzer) setEnv(env *Env) {
+	a.env = env
+	if env.Catalog != nil {
+		a.cat = env.Catalog
+	}
+	a.schemas = map[string][]string{}
+	a.relCols = map[*Relation][]column{}
+	a.tempInPath = false
+	for _, s := range env.SearchPath {
+		a.tempInPath = a.tempInPath || isTempSchema(s)
+	}
 }
 
 type emptyCatalog struct{}

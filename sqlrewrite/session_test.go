@@ -197,7 +197,7 @@ var planCases = []planCase{
 			t.Errorf("range %d-%d", p.Statements[0].Start, p.Statements[0].End)
 		}
 	}},
-	{name: "unparsable unterminated without encrypted names", sql: `SELECT 'abc`, check: expectKinds(KindOther)},
+	{name: "unparsable unterminated without encrypted names", sql: `SELECT 1; SELECT 'abc`, check: expectKinds(KindOther)},
 	// PREPARE / EXECUTE / DEALLOCATE.
 	{name: "prepare with types", sql: `PREPARE q (int, text, varchar(10), date) AS SELECT name FROM patients WHERE id = $1 AND ssn = $2 AND ssn <> $3::text AND diagnosis IS NULL`,
 		want: `PREPARE q (int, bytea, bytea, date) AS SELECT name FROM patients WHERE id = $1 AND ssn = $2 AND ssn <> $3 AND diagnosis IS NULL`,
