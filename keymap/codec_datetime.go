@@ -141,13 +141,47 @@ func (c timestampCodec) micros(dt dateTime, tc *TextContext) (int64, error) {
 		if loc == nil {
 			loc = tc.location()
 		}
-		t := time.Date(dt.year, time.Month(dt.month), dt.day, dt.hour, dt.min, dt.sec, 0, loc)
-		usec = (t.Unix()-unixToPGEpochSeconds)*usecPerSec + int64(dt.usec)
+		wall := wallMicros(dt)
+		usec = wall - int64(zoneOffset(wall, loc))*usecPerSec
 	}
 	if usec < tsMin || usec >= tsEnd {
 		return 0, errRange
 	}
 	return usec, nil
+}
+
+// zoneOffset is the UTC offset (seconds east) PostgreSQL's
+// DetermineTimeZoneOffset gives a wall-clock reading in loc (wall is
+// microseconds since 2000-01-01 read as if UTC). At a transition Go's
+// time.Date leaves the choice unspecified; PostgreSQL takes the offset from
+// before a spring-forward gap and the one from after a fall-back overlap, so
+// 02:30 in a gap is read as standard time and an ambiguous 01:30 as the
+// second one.
+func zoneOffset(wall int64, loc *time.Location) int {
+	sec := wall / usecPerSec
+	if wall%usecPerSec < 0 {
+		sec--
+	}
+	sec += unixToPGEpochSeconds // Unix seconds of the reading, as if UTC
+	// Like PostgreSQL, find the first boundary after a day earlier.
+	prev := time.Unix(sec-86400, 0).In(loc)
+	_, before := prev.Zone()
+	_, end := prev.ZoneBounds()
+	if end.IsZero() {
+		return before
+	}
+	_, after := end.In(loc).Zone()
+	boundary := end.Unix()
+	beforeTime, afterTime := sec-int64(before), sec-int64(after)
+	switch {
+	case beforeTime < boundary && afterTime < boundary:
+		return before
+	case beforeTime >= boundary && afterTime >= boundary:
+		return after
+	case beforeTime > afterTime:
+		return before
+	}
+	return after
 }
 
 func wallMicros(dt dateTime) int64 {

@@ -10,9 +10,9 @@ import (
 
 // jsonbCodec: canonical is the JSON text PostgreSQL's jsonb prints for the
 // value: object keys deduplicated (last wins) and sorted by length then bytes,
-// ", " and ": " separators, strings re-escaped minimally. Numbers are kept as
-// written (PostgreSQL would reformat them through numeric). The binary wire
-// form is a version byte 1 followed by that text.
+// ", " and ": " separators, strings re-escaped minimally, numbers printed as
+// numeric prints them (jsonb stores numbers as numeric: 1e2 is 100, -0 is 0).
+// The binary wire form is a version byte 1 followed by that text.
 type jsonbCodec struct{}
 
 const (
@@ -209,7 +209,8 @@ func dedupeMembers(ms []jsonMember) []jsonMember {
 	return out
 }
 
-// number checks JSON number grammar and keeps the literal as written.
+// number checks JSON number grammar and converts the literal as jsonb does:
+// through numeric, so it prints as numeric_out prints it.
 func (p *jsonParser) number() (jsonValue, error) {
 	start := p.i
 	if p.s[p.i] == '-' {
@@ -236,7 +237,15 @@ func (p *jsonParser) number() (jsonValue, error) {
 			return jsonValue{}, errSyntax
 		}
 	}
-	return jsonValue{kind: 's', text: p.s[start:p.i]}, nil
+	canonical, err := numericCodec{}.fromText(p.s[start:p.i], nil)
+	if err != nil {
+		return jsonValue{}, err
+	}
+	v, err := decodeNumeric(canonical)
+	if err != nil {
+		return jsonValue{}, err
+	}
+	return jsonValue{kind: 's', text: v.appendText(nil)}, nil
 }
 
 func (p *jsonParser) digits() int {

@@ -81,11 +81,21 @@ func (numericCodec) appendText(dst, canonical []byte, _ *TextContext) ([]byte, e
 }
 
 func (numericCodec) appendBinary(dst, canonical []byte) ([]byte, error) {
-	if _, err := decodeNumeric(canonical); err != nil {
+	v, err := decodeNumeric(canonical)
+	if err != nil {
 		return nil, err
+	}
+	if v.sign == numericPInf || v.sign == numericNInf {
+		// numeric_send reads the display scale of ±Infinity out of the
+		// short header's bits, which gives 32; send what PostgreSQL sends.
+		// (The canonical form keeps 0, so ciphertexts do not change.)
+		return append(dst, 0, 0, 0, 0, byte(v.sign>>8), 0, 0, infinityDscale), nil
 	}
 	return append(dst, canonical...), nil
 }
+
+// infinityDscale is the display scale numeric_send reports for ±Infinity.
+const infinityDscale = 0x20
 
 // numericSpecial recognises NaN and the infinities in any case, as numeric_in.
 func numericSpecial(s []byte) (uint16, bool) {

@@ -209,6 +209,14 @@ func (p *dtParser) zoneName(dt *dateTime) error {
 	if name == "" || name == "Local" {
 		return reason("time zone not recognized")
 	}
+	// PostgreSQL reads a zone in a literal as an abbreviation first: CET
+	// there is always +01, while the zone file CET observes summer time.
+	for _, a := range fixedAbbrevs {
+		if equalFold([]byte(name), a.name) {
+			dt.hasOffset, dt.offset = true, a.offset
+			return nil
+		}
+	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
 		return reason("time zone not recognized")
@@ -216,6 +224,14 @@ func (p *dtParser) zoneName(dt *dateTime) error {
 	dt.loc = loc
 	return nil
 }
+
+// fixedAbbrevs are abbreviations of PostgreSQL's Default
+// timezone_abbreviations that are also names of zone files with daylight
+// saving rules; as abbreviations they have one fixed offset.
+var fixedAbbrevs = [...]struct {
+	name   string // lower case
+	offset int
+}{{"cet", 3600}, {"eet", 7200}, {"met", 3600}, {"wet", 0}}
 
 // separator accepts T or spaces between date and time.
 func (p *dtParser) separator() bool {
