@@ -24,9 +24,15 @@ func (a *analyzer) copyStmt(cs *pg_query.CopyStmt, st *Statement) error {
 		return a.copyQuery(q)
 	}
 	rv := cs.GetRelation()
-	rel, _ := a.lookupRelation(rv.GetSchemaname(), rv.GetRelname())
+	rel, resolved := a.lookupRelation(rv.GetSchemaname(), rv.GetRelname())
+	if err := a.pin(rv, resolved); err != nil {
+		return err
+	}
 	if rel == nil {
 		return a.plain(cs.GetWhereClause(), &scope{items: []*item{{name: rv.GetRelname()}}}, "COPY … WHERE")
+	}
+	if err := unknownView(rel); err != nil {
+		return err
 	}
 	a.touched = true
 	name := rel.Schema + "." + rel.Name

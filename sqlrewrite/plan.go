@@ -55,6 +55,12 @@ type Env struct {
 	// Prepared returns an SQL-level prepared statement (PREPARE name) of
 	// this session, for EXECUTE.
 	Prepared func(name string) (*Prepared, bool)
+	// Next, when set, is called after each statement of a multi-statement
+	// string but the last, and returns the Env the statements after it
+	// are analyzed in (nil: unchanged): PostgreSQL runs each statement
+	// with the role, search_path and prepared statements the earlier ones
+	// left.
+	Next func(*Statement) *Env
 }
 
 // Plan is the analysis of one SQL string (one or more statements).
@@ -97,8 +103,13 @@ type Literal struct {
 
 // Touches reports whether the plan involves encrypted data at all.
 func (p *Plan) Touches() bool {
-	if len(p.Edits) > 0 || len(p.Params) > 0 {
+	if len(p.Params) > 0 {
 		return true
+	}
+	for _, e := range p.Edits {
+		if e.Literal != nil {
+			return true
+		}
 	}
 	for _, s := range p.Statements {
 		if len(s.Writes) > 0 || len(s.Searches) > 0 || len(s.Outputs) > 0 || s.Copy != nil {
@@ -205,6 +216,11 @@ type Statement struct {
 	Writes   []*policy.ColumnRule
 	Searches []*policy.ColumnRule
 	Outputs  []*policy.ColumnRule
+	// Columns is, for a statement returning rows, the rule of each result
+	// column that carries a ciphertext (nil for plain ones), by position.
+	// PostgreSQL reports no column of origin for some (UNION, INTERSECT,
+	// EXCEPT), which the proxy then decrypts by position.
+	Columns []*policy.ColumnRule
 
 	Copy       *CopyPlan
 	Prepare    *Prepared // for KindPrepare

@@ -160,7 +160,42 @@ func (a *analyzer) lookupRelation(schema, name string) (*Relation, string) {
 	if temp {
 		return nil, "pg_temp"
 	}
+	// No schema on the path holds the name as far as the catalog knows,
+	// but the catalog may predate a policy table's creation: take the
+	// policy's table, which pinning then makes PostgreSQL use or reject.
+	for _, sp := range a.env.SearchPath {
+		if rel := a.cat.Relation(sp, name); rel != nil {
+			return rel, sp
+		}
+	}
 	return nil, ""
+}
+
+// pin schema-qualifies, in the rewritten SQL, an unqualified name that the
+// analysis resolved among relations with encrypted columns. PostgreSQL then
+// uses the relation the analysis judged, whatever its own search_path has
+// become meanwhile (server-side set_config, a temp table, a schema created
+// since the catalog was read): a mismatch can cost an error, never
+// plaintext reaching an encrypted column.
+func (a *analyzer) pin(rv *pg_query.RangeVar, resolved string) error {
+	if rv.GetSchemaname() != "" || resolved == "" || isTempSchema(resolved) || !a.cat.EncryptedName(rv.GetRelname()) {
+		return nil
+	}
+	loc := int(rv.GetLocation())
+	if loc < 0 || loc >= len(a.sql) {
+		return refuse("", "relation %s could not be located in the statement", rv.GetRelname())
+	}
+	return a.addEdit(Edit{Start: loc, End: loc, Text: quoteIdent(resolved) + "."})
+}
+
+// unknownView refuses a view over encrypted columns whose definition the
+// catalog could not analyse: which of its columns carry ciphertext is
+// unknown, so no use of it can be shown to be safe.
+func unknownView(rel *Relation) error {
+	if rel.View && rel.Columns == nil {
+		return refuse("", "view %s.%s reads encrypted columns in a way the proxy cannot follow; query the tables it reads instead", rel.Schema, rel.Name)
+	}
+	return nil
 }
 
 func isTempSchema(s string) bool {
@@ -185,12 +220,18 @@ func (a *analyzer) rangeVar(rv *pg_query.RangeVar, sc *scope, allowCTE bool) (*i
 		}
 	}
 	rel, resolved := a.lookupRelation(schema, name)
+	if err := a.pin(rv, resolved); err != nil {
+		return nil, err
+	}
 	it := &item{name: alias, schema: resolved, rel: rel}
 	if rv.GetAlias() != nil {
 		it.schema = ""
 	}
 	if rel == nil {
 		return it, nil
+	}
+	if err := unknownView(rel); err != nil {
+		return nil, err
 	}
 	a.touched = true
 	cols, complete := a.relationColumns(rel)

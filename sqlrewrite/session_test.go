@@ -171,7 +171,7 @@ func expectKinds(want ...Kind) func(*testing.T, *Plan) {
 
 var planCases = []planCase{
 	{name: "multi-statement ranges", sql: "BEGIN;\n  INSERT INTO patients (ssn) VALUES ('a') ;  SELECT 1;COMMIT",
-		want: "BEGIN;\n  INSERT INTO patients (ssn) VALUES ('<encw:public.patients.ssn:a>') ;  SELECT 1;COMMIT",
+		want: "BEGIN;\n  INSERT INTO \"public\".patients (ssn) VALUES ('<encw:public.patients.ssn:a>') ;  SELECT 1;COMMIT",
 		check: func(t *testing.T, p *Plan) {
 			expectKinds(KindTransaction, KindInsert, KindSelect, KindTransaction)(t, p)
 			var texts []string
@@ -187,7 +187,7 @@ var planCases = []planCase{
 			}
 		}},
 	{name: "multi-statement params and edits", sql: `SELECT 1 FROM patients WHERE ssn = 'a'; UPDATE visits SET note = 'n' WHERE patient_ssn = 'b'`,
-		want:  `SELECT 1 FROM patients WHERE ssn = '<enc:public.patients.ssn:a>'; UPDATE visits SET note = '<encw:public.visits.note:n>' WHERE patient_ssn = '<enc:public.visits.patient_ssn:b>'`,
+		want:  `SELECT 1 FROM "public".patients WHERE ssn = '<enc:public.patients.ssn:a>'; UPDATE "public".visits SET note = '<encw:public.visits.note:n>' WHERE patient_ssn = '<enc:public.visits.patient_ssn:b>'`,
 		check: expectKinds(KindSelect, KindUpdate)},
 	{name: "empty", sql: ``, check: expectKinds()},
 	{name: "only a comment", sql: `-- nothing here`, check: expectKinds()},
@@ -200,7 +200,7 @@ var planCases = []planCase{
 	{name: "unparsable unterminated without encrypted names", sql: `SELECT 1; SELECT 'abc`, check: expectKinds(KindOther)},
 	// PREPARE / EXECUTE / DEALLOCATE.
 	{name: "prepare with types", sql: `PREPARE q (int, text, varchar(10), date) AS SELECT name FROM patients WHERE id = $1 AND ssn = $2 AND ssn <> $3::text AND diagnosis IS NULL`,
-		want: `PREPARE q (int, bytea, bytea, date) AS SELECT name FROM patients WHERE id = $1 AND ssn = $2 AND ssn <> $3 AND diagnosis IS NULL`,
+		want: `PREPARE q (int, bytea, bytea, date) AS SELECT name FROM "public".patients WHERE id = $1 AND ssn = $2 AND ssn <> $3 AND diagnosis IS NULL`,
 		check: func(t *testing.T, p *Plan) {
 			expectKinds(KindPrepare)(t, p)
 			pr := p.Statements[0].Prepare
@@ -215,7 +215,7 @@ var planCases = []planCase{
 			}
 		}},
 	{name: "prepare insert with literal", sql: `PREPARE ins AS INSERT INTO patients (ssn, diagnosis) VALUES ($1, 'fixed')`,
-		want: `PREPARE ins AS INSERT INTO patients (ssn, diagnosis) VALUES ($1, '<encw:public.patients.diagnosis:fixed>')`,
+		want: `PREPARE ins AS INSERT INTO "public".patients (ssn, diagnosis) VALUES ($1, '<encw:public.patients.diagnosis:fixed>')`,
 		check: func(t *testing.T, p *Plan) {
 			pr := p.Statements[0].Prepare
 			if paramNames(pr.Params) != "$1="+pSSN+"/w" || ruleNames(pr.Statement.Writes) != pDiag+","+pSSN {
@@ -250,20 +250,20 @@ var planCases = []planCase{
 	}},
 	// COPY.
 	{name: "copy from stdin csv header", sql: `COPY patients FROM STDIN WITH CSV HEADER`,
-		want:  `COPY patients ("id", "name", "ssn", "diagnosis", "dob") FROM STDIN WITH CSV HEADER`,
+		want:  `COPY "public".patients ("id", "name", "ssn", "diagnosis", "dob") FROM STDIN WITH CSV HEADER`,
 		check: expectCopy(true, []string{"id", "name", "ssn", "diagnosis", "dob"}, CopyFormat{Kind: "csv", Delimiter: ',', Quote: '"', Escape: '"', Header: true})},
 	{name: "copy to stdout binary", sql: `COPY public.patients TO STDOUT BINARY`,
 		want:  `COPY public.patients ("id", "name", "ssn", "diagnosis", "dob") TO STDOUT BINARY`,
 		check: expectCopy(false, []string{"id", "name", "ssn", "diagnosis", "dob"}, CopyFormat{Kind: "binary"})},
-	{name: "copy columns and options", sql: `COPY patients (id, ssn) FROM STDIN (FORMAT csv, DELIMITER ';', NULL 'NIL', HEADER MATCH, QUOTE '''', ESCAPE '\', FREEZE, FORCE_NOT_NULL (id))`,
+	{name: "copy columns and options", sql: `COPY "public".patients (id, ssn) FROM STDIN (FORMAT csv, DELIMITER ';', NULL 'NIL', HEADER MATCH, QUOTE '''', ESCAPE '\', FREEZE, FORCE_NOT_NULL (id))`,
 		check: expectCopy(true, []string{"id", "ssn"}, CopyFormat{Kind: "csv", Delimiter: ';', Null: "NIL", Header: true, Quote: '\'', Escape: '\\'})},
-	{name: "copy text defaults", sql: `COPY visits (note) TO STDOUT`,
+	{name: "copy text defaults", sql: `COPY "public".visits (note) TO STDOUT`,
 		check: expectCopy(false, []string{"note"}, CopyFormat{Kind: "text", Delimiter: '\t', Null: `\N`})},
-	{name: "copy old syntax", sql: `COPY visits (note) FROM STDIN DELIMITER '|' NULL AS '' CSV QUOTE AS '"'`,
+	{name: "copy old syntax", sql: `COPY "public".visits (note) FROM STDIN DELIMITER '|' NULL AS '' CSV QUOTE AS '"'`,
 		check: expectCopy(true, []string{"note"}, CopyFormat{Kind: "csv", Delimiter: '|', Quote: '"', Escape: '"'})},
-	{name: "copy header off", sql: `COPY visits (note) TO STDOUT (FORMAT text, HEADER false)`,
+	{name: "copy header off", sql: `COPY "public".visits (note) TO STDOUT (FORMAT text, HEADER false)`,
 		check: expectCopy(false, []string{"note"}, CopyFormat{Kind: "text", Delimiter: '\t', Null: `\N`})},
-	{name: "copy where on plain column", sql: `COPY visits (id, note) FROM STDIN WHERE id > 5`,
+	{name: "copy where on plain column", sql: `COPY "public".visits (id, note) FROM STDIN WHERE id > 5`,
 		check: expectCopy(true, []string{"id", "note"}, CopyFormat{Kind: "text", Delimiter: '\t', Null: `\N`})},
 	{name: "copy plain relation", sql: `COPY other.patients FROM STDIN`, check: func(t *testing.T, p *Plan) {
 		expectKinds(KindCopy)(t, p)
@@ -312,24 +312,24 @@ var planCases = []planCase{
 		check: expectKinds(KindOther, KindOther, KindOther, KindOther)},
 	{name: "comment cluster reindex", sql: `COMMENT ON COLUMN patients.ssn IS 'social security number'; CLUSTER patients USING pk; REINDEX TABLE patients`,
 		check: expectKinds(KindOther, KindOther, KindOther)},
-	{name: "alter table harmless", sql: `ALTER TABLE patients ADD COLUMN notes text DEFAULT 'none', ALTER COLUMN ssn SET NOT NULL, OWNER TO admin, ALTER COLUMN ssn DROP DEFAULT`,
+	{name: "alter table harmless", sql: `ALTER TABLE "public".patients ADD COLUMN notes text DEFAULT 'none', ALTER COLUMN ssn SET NOT NULL, OWNER TO admin, ALTER COLUMN ssn DROP DEFAULT`,
 		check: expectKinds(KindDDL)},
-	{name: "alter table unique on deterministic", sql: `ALTER TABLE patients ADD CONSTRAINT u UNIQUE (ssn), ADD CHECK (id > 0)`, check: expectKinds(KindDDL)},
-	{name: "add encrypted column", sql: `ALTER TABLE visits ADD COLUMN patient_ssn bytea NOT NULL`, check: expectKinds(KindDDL)},
-	{name: "create index on deterministic", sql: `CREATE UNIQUE INDEX ON patients (ssn); CREATE INDEX ON patients USING hash ((ssn)); CREATE INDEX ON patients (name, ssn DESC) INCLUDE (diagnosis) WHERE id > 5`,
+	{name: "alter table unique on deterministic", sql: `ALTER TABLE "public".patients ADD CONSTRAINT u UNIQUE (ssn), ADD CHECK (id > 0)`, check: expectKinds(KindDDL)},
+	{name: "add encrypted column", sql: `ALTER TABLE "public".visits ADD COLUMN patient_ssn bytea NOT NULL`, check: expectKinds(KindDDL)},
+	{name: "create index on deterministic", sql: `CREATE UNIQUE INDEX ON "public".patients (ssn); CREATE INDEX ON "public".patients USING hash ((ssn)); CREATE INDEX ON "public".patients (name, ssn DESC) INCLUDE (diagnosis) WHERE id > 5`,
 		check: expectKinds(KindOther, KindOther, KindOther)},
 	{name: "create table like", sql: `CREATE TABLE copy (LIKE patients INCLUDING ALL)`, check: expectKinds(KindDDL)},
 	{name: "create table referencing plain", sql: `CREATE TABLE notes (id int REFERENCES patients (id))`, check: expectKinds(KindDDL)},
 	{name: "create view with literal", sql: `CREATE VIEW flagged AS SELECT id, ssn FROM patients WHERE ssn = 'x'`,
-		want: `CREATE VIEW flagged AS SELECT id, ssn FROM patients WHERE ssn = '<enc:public.patients.ssn:x>'`,
+		want: `CREATE VIEW flagged AS SELECT id, ssn FROM "public".patients WHERE ssn = '<enc:public.patients.ssn:x>'`,
 		check: func(t *testing.T, p *Plan) {
 			expectKinds(KindDDL)(t, p)
 			if len(p.Statements[0].Outputs) != 0 || ruleNames(p.Statements[0].Searches) != pSSN {
 				t.Errorf("view statement = %+v", p.Statements[0])
 			}
 		}},
-	{name: "create materialized view", sql: `CREATE MATERIALIZED VIEW mv AS SELECT ssn FROM patients`, check: expectKinds(KindDDL)},
-	{name: "create table as plain", sql: `CREATE TABLE names AS SELECT name FROM patients WHERE ssn = $1`,
+	{name: "create materialized view", sql: `CREATE MATERIALIZED VIEW mv AS SELECT ssn FROM "public".patients`, check: expectKinds(KindDDL)},
+	{name: "create table as plain", sql: `CREATE TABLE names AS SELECT name FROM "public".patients WHERE ssn = $1`,
 		check: func(t *testing.T, p *Plan) {
 			expectKinds(KindDDL)(t, p)
 			if paramNames(p.Params) != "$1="+pSSN+"/r" {
@@ -337,7 +337,7 @@ var planCases = []planCase{
 			}
 		}},
 	{name: "explain", sql: `EXPLAIN (ANALYZE, COSTS OFF) UPDATE patients SET ssn = 'x' WHERE ssn = 'y'`,
-		want: `EXPLAIN (ANALYZE, COSTS OFF) UPDATE patients SET ssn = '<encw:public.patients.ssn:x>' WHERE ssn = '<enc:public.patients.ssn:y>'`,
+		want: `EXPLAIN (ANALYZE, COSTS OFF) UPDATE "public".patients SET ssn = '<encw:public.patients.ssn:x>' WHERE ssn = '<enc:public.patients.ssn:y>'`,
 		check: func(t *testing.T, p *Plan) {
 			st := p.Statements[0]
 			if st.Kind != KindOther || ruleNames(st.Writes) != pSSN || len(st.Outputs) != 0 {
@@ -345,7 +345,7 @@ var planCases = []planCase{
 			}
 		}},
 	{name: "declare cursor", sql: `DECLARE c CURSOR FOR SELECT ssn FROM patients WHERE ssn = 'x'`,
-		want: `DECLARE c CURSOR FOR SELECT ssn FROM patients WHERE ssn = '<enc:public.patients.ssn:x>'`,
+		want: `DECLARE c CURSOR FOR SELECT ssn FROM "public".patients WHERE ssn = '<enc:public.patients.ssn:x>'`,
 		check: func(t *testing.T, p *Plan) {
 			if ruleNames(p.Statements[0].Outputs) != pSSN {
 				t.Errorf("cursor outputs %s", ruleNames(p.Statements[0].Outputs))
@@ -447,7 +447,7 @@ func TestRewriteSeparatesWords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `SELECT 1 FROM patients WHERE ssn='\x00'::bytea AND id=1`; got != want {
+	if want := `SELECT 1 FROM "public".patients WHERE ssn='\x00'::bytea AND id=1`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }

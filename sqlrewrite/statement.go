@@ -122,6 +122,14 @@ func (a *analyzer) dmlTop(n *pg_query.Node) error {
 
 // output records what a statement returns to the client.
 func (a *analyzer) output(sh *shape) error {
+	a.stmt.Columns = a.stmt.Columns[:0]
+	for _, c := range sh.cols {
+		r := c.v.rule
+		if c.v.kind != valEnc {
+			r = nil
+		}
+		a.stmt.Columns = append(a.stmt.Columns, r)
+	}
 	for _, c := range sh.cols {
 		v := c.v
 		if v.kind != valEnc {

@@ -58,6 +58,7 @@ func (a *analyzer) execute(es *pg_query.ExecuteStmt, st *Statement) error {
 		for _, r := range p.Statement.Outputs {
 			a.outputs(r)
 		}
+		st.Columns = p.Statement.Columns
 	}
 	empty := &scope{}
 	for i, arg := range es.GetParams() {
@@ -169,6 +170,11 @@ func (a *analyzer) createView(v *pg_query.ViewStmt, st *Statement) error {
 	sh, err := a.nestedShape(v.GetQuery())
 	if err != nil {
 		return err
+	}
+	if rv := v.GetView(); sh.hasEncrypted() && (rv.GetRelpersistence() == "t" || isTempSchema(rv.GetSchemaname())) {
+		// It would live in the session's pg_temp_N schema, which the
+		// proxy's name resolution does not follow.
+		return refuse("", "a temporary view over encrypted columns is not supported")
 	}
 	return a.discardShape(sh)
 }
