@@ -163,22 +163,12 @@ func startProxy(pg *testenv.LocalServer) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	master, err := keymap.GenerateMasterKey()
+	store, _, err := keymap.NewLocalStoreInDir(dir)
 	if err != nil {
 		return "", nil, err
 	}
-	masterPath := filepath.Join(dir, "master.key")
-	if err := os.WriteFile(masterPath, []byte(master), 0o600); err != nil {
+	if _, err := keymap.CreateMissing(context.Background(), store, cfg.Policy.Keys); err != nil {
 		return "", nil, err
-	}
-	store, err := keymap.OpenLocalStore(policy.LocalKeystore{Path: filepath.Join(dir, "keys.json"), MasterKeyFile: masterPath}, os.Getenv)
-	if err != nil {
-		return "", nil, err
-	}
-	for _, k := range cfg.Policy.Keys {
-		if err := store.Create(context.Background(), k.Name, k.Kind); err != nil {
-			return "", nil, err
-		}
 	}
 	srv, err := proxy.NewServer(proxy.Config{
 		Server:   policy.Server{Listen: "127.0.0.1:0", MaxMessageBytes: 64 << 20, TLS: policy.ServerTLS{Mode: "disable"}},

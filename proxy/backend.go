@@ -37,10 +37,14 @@ func (ss *session) backendMessage(be *backend, typ byte, body []byte) error {
 	case 'S':
 		ss.noteParameter(body)
 		return ss.cw.raw(typ, body)
-	case 'N', 'A':
+	case 'N':
 		if p := ss.head(); p != nil && p.kind == pendInternal {
 			return nil
 		}
+		return ss.cw.raw(typ, body)
+	case 'A':
+		// Notifications are the client's whatever request is at the
+		// head, the proxy's own queries included.
 		return ss.cw.raw(typ, body)
 	}
 	p := ss.head()
@@ -86,6 +90,7 @@ func (ss *session) backendMessage(be *backend, typ byte, body []byte) error {
 	case 'd', 'c':
 		return ss.copyOutData(p, typ, body)
 	case 'G':
+		ss.copyInStarted(p)
 		return ss.forward(p, typ, body)
 	case '1', '2', '3':
 		return ss.forwardAndMaybePop(p, typ, body, true)
@@ -109,6 +114,25 @@ func (ss *session) forwardAndMaybePop(p *pending, typ byte, body []byte, pop boo
 	return err
 }
 
+// copyInStarted notes that p put the server in copy-in mode, where it
+// ignores Sync: Syncs the client sent before ending the COPY get no
+// ReadyForQuery and leave the queue.
+func (ss *session) copyInStarted(p *pending) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	p.copyInStarted = true
+	kept := ss.queue[:0]
+	for _, q := range ss.queue {
+		if q.kind == pendSync && q.copyReq == p {
+			ss.rfqSent--
+			continue
+		}
+		kept = append(kept, q)
+	}
+	clear(ss.queue[len(kept):])
+	ss.queue = kept
+}
+
 // serverError forwards (or replaces) an ErrorResponse and, for the
 // extended protocol, drops the requests the server will now skip.
 func (ss *session) serverError(p *pending, body []byte) error {
@@ -130,13 +154,17 @@ func (ss *session) serverError(p *pending, body []byte) error {
 	}
 	p.shape, p.out = nil, nil
 	if p.extended() {
+		ss.mu.Lock()
+		ss.failedLocked(p)
+		ss.mu.Unlock()
 		ss.skipToSync()
 	}
 	return err
 }
 
 // skipToSync drops every request before the next Sync, as the server
-// ignores them after an error.
+// ignores them after an error; when the Sync is not sent yet, requests
+// sent until it are dropped as they come (see pushLocked).
 func (ss *session) skipToSync() {
 	ss.mu.Lock()
 	var dropped []*pending
@@ -144,6 +172,12 @@ func (ss *session) skipToSync() {
 		dropped = append(dropped, ss.queue[0])
 		ss.queue[0] = nil
 		ss.queue = ss.queue[1:]
+	}
+	if len(ss.queue) == 0 {
+		ss.skipping = true
+	}
+	for i := len(dropped) - 1; i >= 0; i-- {
+		ss.undoLocked(dropped[i])
 	}
 	ss.mu.Unlock()
 	for _, d := range dropped {
@@ -171,7 +205,20 @@ func (ss *session) readyForQuery(p *pending, body []byte) error {
 		}
 	}
 	ss.txStatus = rfq.TxStatus
+	// After the proxy failed a result, an explicit transaction must end
+	// up failed as the client believes. When nothing else is in flight
+	// the ReadyForQuery is held back and a statement that fails is run
+	// first; its own ReadyForQuery ('E') goes to the client instead.
+	abort := ss.abortTx && rfq.TxStatus == 'T' && len(ss.queue) == 1
+	ss.abortTx = false
 	ss.mu.Unlock()
+	if abort {
+		ss.pop()
+		if err := ss.send(&pending{kind: pendRefused, simple: true, discard: true}, &pgproto3.Query{String: "pgcloak aborts the transaction"}); err != nil {
+			return err
+		}
+		return ss.uw.flush()
+	}
 	err := ss.cw.raw('Z', body)
 	ss.pop()
 	return err
@@ -182,7 +229,7 @@ func (ss *session) rowDescription(p *pending, body []byte) error {
 	if rd.Decode(body) != nil {
 		return ss.decodeError("RowDescription")
 	}
-	p.shape = ss.shapeFor(rd.Fields)
+	p.shape = ss.shapeFor(rd.Fields, p.statement())
 	if !p.shape.any {
 		p.shape = nil
 		return ss.forward(p, 'T', body)
@@ -200,7 +247,7 @@ func (ss *session) dataRow(be *backend, p *pending, body []byte) error {
 	if p.kind == pendExecute && p.shape == nil && p.portal != nil && !p.shapeKnown {
 		p.shapeKnown = true
 		if fields, ok := p.portal.resultFields(); ok {
-			if shape := ss.shapeFor(fields); shape.any {
+			if shape := ss.shapeFor(fields, p.statement()); shape.any {
 				p.shape = shape
 			}
 		}
@@ -227,6 +274,7 @@ func (ss *session) failResult(p *pending, err error) error {
 	metricResultErrors.Inc()
 	werr := ss.cw.send(errorResponse(err))
 	ss.mu.Lock()
+	ss.abortTx = true
 	for _, q := range ss.queue {
 		if q.kind == pendSync {
 			break
@@ -271,17 +319,24 @@ func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
 			ss.sqlPrepared = map[string]*sqlrewrite.Prepared{}
 		}
 	}
-	ss.state.addTemp(st.TempRelations)
 	switch st.Kind {
 	case sqlrewrite.KindPrepare:
 		if st.Prepare != nil {
 			ss.sqlPrepared[st.Prepare.Name] = st.Prepare
 		}
 	case sqlrewrite.KindDeallocate:
+		// SQL DEALLOCATE also drops statements made by protocol Parse
+		// (one namespace), all but the unnamed one.
 		if st.Deallocate == "" {
 			ss.sqlPrepared = map[string]*sqlrewrite.Prepared{}
+			for name := range ss.stmts {
+				if name != "" {
+					delete(ss.stmts, name)
+				}
+			}
 		} else {
 			delete(ss.sqlPrepared, st.Deallocate)
+			delete(ss.stmts, st.Deallocate)
 		}
 	case sqlrewrite.KindDDL:
 		ss.catStale = true
@@ -297,6 +352,10 @@ func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
 func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 	switch typ {
 	case 't':
+		if p.discard {
+			// The proxy already reported an error for this batch.
+			return nil
+		}
 		if p.stmt == nil || len(p.stmt.plan.Params) == 0 {
 			return ss.cw.raw(typ, body)
 		}
@@ -317,8 +376,11 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 		}
 		fields := cloneFields(rd.Fields)
 		ss.recordDescription(p.object, p.stmt, p.portal, fields)
-		shape := ss.shapeFor(fields)
+		shape := ss.shapeFor(fields, p.describedStatement())
 		ss.pop()
+		if p.discard {
+			return nil
+		}
 		if !shape.any {
 			return ss.cw.raw(typ, body)
 		}
@@ -326,9 +388,9 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 	case 'n':
 		ss.recordDescription(p.object, p.stmt, p.portal, nil)
 		ss.pop()
-		return ss.cw.raw(typ, body)
+		return ss.forward(p, typ, body)
 	default:
-		return ss.cw.raw(typ, body)
+		return ss.forward(p, typ, body)
 	}
 }
 

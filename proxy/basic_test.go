@@ -170,3 +170,26 @@ func TestUnknownRoleSeesNull(t *testing.T) {
 		t.Fatalf("nokeys: ssn=%v err=%v", ssn, err)
 	}
 }
+
+// Regression: with standard_conforming_strings off PostgreSQL reads
+// backslashes in literals differently from the analysis, so statements on
+// encrypted tables are refused until it is back on.
+func TestStandardConformingStringsOffRefused(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	ctx := ctxT(t)
+	doc := h.connect("doctor")
+	if _, err := doc.Exec(ctx, "SET standard_conforming_strings = off"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := doc.Exec(ctx, `INSERT INTO patients (name, ssn) VALUES ('a\', '123-45-6789')`, pgx.QueryExecModeSimpleProtocol)
+	wantCode(t, err, "0A000")
+	if _, err := doc.Exec(ctx, `SELECT 'plain\\' AS x`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("a statement on no encrypted table must pass: %v", err)
+	}
+	if _, err := doc.Exec(ctx, "SET standard_conforming_strings = on"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := doc.Exec(ctx, `INSERT INTO patients (name, ssn) VALUES ('a\', '123-45-6789')`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("with the setting back on: %v", err)
+	}
+}

@@ -20,7 +20,10 @@ import (
 // names. It answers sqlrewrite's Catalog questions and maps a result
 // column's (table OID, attribute number) to its rule.
 type catalog struct {
-	loaded      time.Time
+	loaded time.Time
+	// incomplete marks a snapshot missing a policy table: one created
+	// since is likely, so the snapshot is reloaded sooner.
+	incomplete  bool
 	relations   map[string]*sqlrewrite.Relation // schema.name
 	schemasWith map[string][]string             // relname → schemas
 	byOID       map[uint32]map[uint16]*policy.ColumnRule
@@ -160,6 +163,11 @@ func buildCatalog(idx *policy.Index, rows [][]string, searchPath []string) (*cat
 			c.addRelation(r, t.Columns, false)
 		}
 	}
+	for _, t := range idx.Tables() {
+		if c.relations[t.Qualified()].Columns == nil {
+			c.incomplete = true
+		}
+	}
 	c.addViews(views, searchPath)
 	for name, schemas := range c.schemasWith {
 		sort.Strings(schemas)
@@ -224,6 +232,16 @@ func (c *catalog) addViews(views []*catalogRel, searchPath []string) {
 	}
 }
 
+// incompleteTTL is how long a snapshot lacking a policy table is used
+// before it is reloaded.
+const incompleteTTL = time.Second
+
+// expired reports whether the snapshot should be reloaded.
+func (c *catalog) expired(ttl time.Duration) bool {
+	age := time.Since(c.loaded)
+	return age > ttl || (c.incomplete && age > incompleteTTL)
+}
+
 // catalogCache shares snapshots between the sessions of one database.
 type catalogCache struct {
 	ttl  time.Duration
@@ -240,7 +258,7 @@ func (cc *catalogCache) fresh(db string) *catalog {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	c := cc.byDB[db]
-	if c == nil || time.Since(c.loaded) > cc.ttl {
+	if c == nil || c.expired(cc.ttl) {
 		return nil
 	}
 	return c
@@ -264,8 +282,11 @@ func (cc *catalogCache) invalidate(db string) {
 // flight, so the reload query cannot interleave with the client's own.
 func (ss *session) refreshCatalogIfStale() {
 	ss.mu.Lock()
-	due := ss.catStale || time.Since(ss.cat.loaded) > ss.srv.catalogs.ttl
-	idle := len(ss.queue) == 0
+	due := ss.catStale || ss.cat.expired(ss.srv.catalogs.ttl)
+	// Not inside an extended-protocol batch either: the reload query
+	// would end the batch's implicit transaction (or, after an error in
+	// it, be ignored by the server until Sync).
+	idle := len(ss.queue) == 0 && !ss.extOpen
 	inTx := ss.txStatus != 'I'
 	cur := ss.state.current
 	ss.mu.Unlock()
@@ -309,4 +330,17 @@ func (ss *session) refreshCatalogIfStale() {
 	if !inTx {
 		ss.srv.catalogs.store(ss.database, cat)
 	}
+}
+
+// mentionedIn reports a relation with encrypted columns whose name occurs
+// anywhere in sql, case-insensitively: a check that holds however the text
+// is tokenized.
+func (c *catalog) mentionedIn(sql string) (string, bool) {
+	lower := strings.ToLower(sql)
+	for name := range c.schemasWith {
+		if strings.Contains(lower, strings.ToLower(name)) {
+			return name, true
+		}
+	}
+	return "", false
 }

@@ -22,6 +22,10 @@ const refusedStatement = "pgcloak.refused"
 type frontend struct {
 	skipUntilSync bool
 	copy          *copyIn // COPY FROM STDIN in progress
+	// copyReq is the request that may have put the server in copy-in
+	// mode, until the client ends the COPY: a Sync sent meanwhile is
+	// swallowed by the server if the COPY started.
+	copyReq *pending
 }
 
 // frontendLoop reads client messages until the client leaves.
@@ -80,13 +84,17 @@ func (ss *session) clientGone(fe *frontend, err error) error {
 func (ss *session) protocolViolation(msg string) {
 	ss.log.Warn("protocol violation", "err", msg)
 	ss.cw.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01", Message: "pgcloak: " + msg})
-	ss.cw.flush()
+	ss.cw.end()
 }
 
 func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
-	if fe.copy != nil && typ != 'd' && typ != 'c' && typ != 'f' {
-		// Anything else ends COPY mode, as it does for the server.
+	if fe.copy != nil && typ != 'd' && typ != 'c' && typ != 'f' && typ != 'H' && typ != 'S' {
+		// Anything else ends COPY mode, as it does for the server, which
+		// ignores Flush and Sync in copy-in mode.
 		fe.copy = nil
+	}
+	if typ != 'd' && typ != 'H' && typ != 'S' {
+		fe.copyReq = nil
 	}
 	switch typ {
 	case 'Q':
@@ -103,7 +111,7 @@ func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
 		return ss.closeObject(body)
 	case 'S':
 		fe.skipUntilSync = false
-		return ss.sendRaw(&pending{kind: pendSync}, typ, body)
+		return ss.sendRaw(&pending{kind: pendSync, copyReq: fe.copyReq}, typ, body)
 	case 'H':
 		return ss.sendRaw(nil, typ, body)
 	case 'd', 'c', 'f':
@@ -123,41 +131,23 @@ func (ss *session) decodeError(what string) error {
 	return &malformedError{"malformed " + what + " message"}
 }
 
-// env is the session's view for sqlrewrite, reloading the catalog first
-// when DDL made it stale and nothing is in flight.
-func (ss *session) env() *sqlrewrite.Env {
-	ss.refreshCatalogIfStale()
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	cur := ss.state.current
-	temp := map[string]bool{}
-	for _, t := range cur.temp {
-		temp[t] = true
-	}
-	return &sqlrewrite.Env{
-		Catalog:       ss.cat,
-		SearchPath:    expandSearchPath(cur.searchPath, cur.currentRole()),
-		TempRelations: temp,
-		Prepared: func(name string) (*sqlrewrite.Prepared, bool) {
-			ss.mu.Lock()
-			defer ss.mu.Unlock()
-			p, ok := ss.sqlPrepared[name]
-			return p, ok
-		},
-	}
-}
-
 // plan analyses SQL, checks the current role's grants and encrypts the
 // literals; the error is what the client must see instead.
 func (ss *session) plan(sql string) (*sqlrewrite.Plan, string, error) {
-	plan, err := sqlrewrite.Analyze(sql, ss.env())
+	// Each statement of the string is analysed and authorized in the
+	// session state the earlier ones leave (see sequence.go).
+	sim := ss.newQuerySim(sql)
+	if err := ss.checkLexing(sql); err != nil {
+		return nil, "", err
+	}
+	plan, err := sqlrewrite.Analyze(sql, sim.env())
 	if err != nil {
 		return nil, "", err
 	}
 	if err := ss.checkEncoding(plan); err != nil {
 		return nil, "", err
 	}
-	if err := ss.authorize(plan.Statements); err != nil {
+	if err := sim.check(plan); err != nil {
 		return nil, "", err
 	}
 	tc := ss.textContext()
@@ -168,6 +158,23 @@ func (ss *session) plan(sql string) (*sqlrewrite.Plan, string, error) {
 		return nil, "", err
 	}
 	return plan, out, nil
+}
+
+// checkLexing refuses statements that may touch encrypted tables while
+// standard_conforming_strings is off: PostgreSQL would then read
+// backslashes in string literals differently from the analysis, which
+// assumes the default.
+func (ss *session) checkLexing(sql string) error {
+	ss.mu.Lock()
+	scs := ss.params["standard_conforming_strings"]
+	ss.mu.Unlock()
+	if scs == "" || scs == "on" {
+		return nil
+	}
+	if name, ok := ss.cat.mentionedIn(sql); ok {
+		return newSQLError("0A000", "standard_conforming_strings must be on for statements on %s", name)
+	}
+	return nil
 }
 
 // checkEncoding refuses encrypted text when the client does not speak
@@ -188,6 +195,12 @@ func (ss *session) authorize(stmts []*sqlrewrite.Statement) error {
 	ss.mu.Lock()
 	role := ss.state.current.currentRole()
 	ss.mu.Unlock()
+	return ss.authorizeAs(role, stmts)
+}
+
+// authorizeAs checks role's grants for what the statements do with
+// encrypted columns.
+func (ss *session) authorizeAs(role string, stmts []*sqlrewrite.Statement) error {
 	g := ss.srv.cfg.Grants.For(role)
 	for _, st := range stmts {
 		if st == nil {
@@ -203,12 +216,17 @@ func (ss *session) authorize(stmts []*sqlrewrite.Statement) error {
 				return newSQLError("42501", "role %q may not search column %s (key %q)", role, r.Name(), r.KeyName)
 			}
 		}
-		if g.OnDenied != policy.DeniedError {
-			continue
-		}
 		for _, r := range st.Outputs {
 			if !g.CanRead(r.KeyName) {
-				return newSQLError("42501", "role %q may not read column %s (key %q)", role, r.Name(), r.KeyName)
+				if g.OnDenied == policy.DeniedError {
+					return newSQLError("42501", "role %q may not read column %s (key %q)", role, r.Name(), r.KeyName)
+				}
+				continue
+			}
+			// A key that is unavailable now fails the statement before
+			// it runs, rather than in the middle of its result.
+			if _, err := ss.cipher(r); err != nil {
+				return err
 			}
 		}
 	}
@@ -223,7 +241,7 @@ func needsBarrier(stmts []*sqlrewrite.Statement) bool {
 		if st == nil {
 			continue
 		}
-		if len(st.Effects) > 0 || st.Tx != sqlrewrite.TxNone || len(st.TempRelations) > 0 {
+		if len(st.Effects) > 0 || st.Tx != sqlrewrite.TxNone {
 			return true
 		}
 		switch st.Kind {
@@ -268,6 +286,9 @@ func (ss *session) query(fe *frontend, body []byte) error {
 	if cp != nil {
 		fe.copy = ss.newCopyIn(cp, p)
 	}
+	if hasCopy(plan.Statements...) {
+		fe.copyReq = p
+	}
 	if err := ss.send(p, &pgproto3.Query{String: sql}); err != nil {
 		return err
 	}
@@ -304,6 +325,11 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Parse")
 	}
+	if msg.Name != "" {
+		if err := ss.settleStatement(msg.Name); err != nil {
+			return err
+		}
+	}
 	plan, sql, err := ss.plan(msg.Query)
 	if err != nil {
 		return ss.refuseExtended(fe, err)
@@ -322,17 +348,18 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 		}
 		oids[i] = byteaOID
 	}
-	st := &preparedStmt{name: msg.Name, plan: plan}
+	st := &preparedStmt{name: msg.Name, plan: plan, env: ss.planEnvNow()}
 	created := false
 	ss.mu.Lock()
 	// A named statement that exists makes PostgreSQL reject the Parse;
 	// keep the plan that matches what the server still has.
-	if msg.Name == "" || ss.stmts[msg.Name] == nil {
+	prev := ss.stmts[msg.Name]
+	if msg.Name == "" || prev == nil {
 		ss.stmts[msg.Name] = st
 		created = true
 	}
 	ss.mu.Unlock()
-	return ss.send(&pending{kind: pendParse, stmt: st, created: created},
+	return ss.send(&pending{kind: pendParse, stmt: st, created: created, prevStmt: prev},
 		&pgproto3.Parse{Name: msg.Name, Query: sql, ParameterOIDs: oids})
 }
 
@@ -343,12 +370,18 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Bind")
 	}
+	if err := ss.settleStatement(msg.PreparedStatement); err != nil {
+		return err
+	}
 	ss.mu.Lock()
-	st := ss.stmts[msg.PreparedStatement]
+	st := ss.statementLocked(msg.PreparedStatement)
 	ss.mu.Unlock()
 	if st == nil {
 		// PostgreSQL reports the unknown statement.
 		return ss.sendRaw(&pending{kind: pendBind}, 'B', body)
+	}
+	if err := ss.replanned(st); err != nil {
+		return ss.refuseExtended(fe, err)
 	}
 	if err := ss.authorize(st.plan.Statements); err != nil {
 		return ss.refuseExtended(fe, err)
@@ -403,7 +436,7 @@ func (ss *session) describe(body []byte) error {
 	p := &pending{kind: pendDescribe, object: msg.ObjectType}
 	ss.mu.Lock()
 	if msg.ObjectType == 'S' {
-		p.stmt = ss.stmts[msg.Name]
+		p.stmt = ss.statementLocked(msg.Name)
 	} else {
 		p.portal = ss.portals[msg.Name]
 	}
@@ -442,6 +475,9 @@ func (ss *session) execute(fe *frontend, body []byte) error {
 		} else if cp != nil {
 			fe.copy = ss.newCopyIn(cp, p)
 		}
+		if hasCopy(st) {
+			fe.copyReq = p
+		}
 	}
 	ss.uw.mu.Lock()
 	ss.pushLocked(p)
@@ -464,12 +500,84 @@ func (ss *session) closeObject(body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Close")
 	}
+	if msg.ObjectType == 'S' && msg.Name != "" {
+		if err := ss.settleStatement(msg.Name); err != nil {
+			return err
+		}
+	}
+	p := &pending{kind: pendClose, object: msg.ObjectType, name: msg.Name}
 	ss.mu.Lock()
 	if msg.ObjectType == 'S' {
+		p.prevStmt = ss.stmts[msg.Name]
 		delete(ss.stmts, msg.Name)
 	} else {
 		delete(ss.portals, msg.Name)
 	}
 	ss.mu.Unlock()
-	return ss.sendRaw(&pending{kind: pendClose}, 'C', body)
+	return ss.sendRaw(p, 'C', body)
+}
+
+// statementLocked is the prepared statement name refers to: one the client
+// parsed, or one made by SQL PREPARE, as the two share PostgreSQL's
+// namespace (without its plan a Bind would go out unencrypted).
+func (ss *session) statementLocked(name string) *preparedStmt {
+	if st := ss.stmts[name]; st != nil || name == "" {
+		return st
+	}
+	prep := ss.sqlPrepared[name]
+	if prep == nil {
+		return nil
+	}
+	st := &preparedStmt{name: name, plan: &sqlrewrite.Plan{Params: prep.Params}}
+	if prep.Statement != nil {
+		st.plan.Statements = []*sqlrewrite.Statement{prep.Statement}
+	}
+	return st
+}
+
+// settleStatement waits when the proxy's record of statement name rests
+// on a Parse or Close the server has not answered and that belongs to an
+// earlier batch (before a Sync): should that batch fail, the server skips
+// them, and a plan chosen now could differ from the server's statement.
+// Within one batch no wait is needed: the requests stand or fall together.
+func (ss *session) settleStatement(name string) error {
+	ss.mu.Lock()
+	if ss.rfqSent == ss.rfqSeen {
+		// No Sync in flight: everything sent is one batch.
+		ss.mu.Unlock()
+		return nil
+	}
+	var sync *pending // the last Sync sent
+	found := false    // the latest Parse or Close of name in flight
+	for i := len(ss.queue) - 1; i >= 0 && !found; i-- {
+		switch q := ss.queue[i]; {
+		case q.kind == pendSync:
+			if sync == nil {
+				sync = q
+			}
+		case q.kind == pendParse && q.stmt.name == name,
+			q.kind == pendClose && q.object == 'S' && q.name == name:
+			found = true
+		}
+	}
+	if !found || sync == nil {
+		ss.mu.Unlock()
+		return nil
+	}
+	if sync.barrier == nil {
+		sync.barrier = make(chan struct{})
+	}
+	ch := sync.barrier
+	ss.mu.Unlock()
+	return ss.wait(ch)
+}
+
+// hasCopy reports a COPY to or from the client among stmts.
+func hasCopy(stmts ...*sqlrewrite.Statement) bool {
+	for _, st := range stmts {
+		if st != nil && st.Kind == sqlrewrite.KindCopy {
+			return true
+		}
+	}
+	return false
 }

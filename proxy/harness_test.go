@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -125,24 +124,12 @@ func newHarness(t testing.TB, policyYAML, schema string, opts ...harnessOption) 
 	if err != nil {
 		t.Fatalf("policy: %v", err)
 	}
-	dir := t.TempDir()
-	master, err := keymap.GenerateMasterKey()
+	store, _, err := keymap.NewLocalStoreInDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	masterPath := filepath.Join(dir, "master.key")
-	if err := os.WriteFile(masterPath, []byte(master), 0o600); err != nil {
+	if _, err := keymap.CreateMissing(context.Background(), store, cfg.Policy.Keys); err != nil {
 		t.Fatal(err)
-	}
-	store, err := keymap.OpenLocalStore(policy.LocalKeystore{Path: filepath.Join(dir, "keys.json"), MasterKeyFile: masterPath}, os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for _, k := range cfg.Policy.Keys {
-		if err := store.Create(ctx, k.Name, k.Kind); err != nil {
-			t.Fatal(err)
-		}
 	}
 	h := &harness{t: t, pg: pg, store: store, idx: policy.NewIndex(cfg.Policy), logBuf: &syncBuffer{}}
 	pcfg := proxy.Config{

@@ -16,6 +16,8 @@ type preparedStmt struct {
 	// statement returns no rows.
 	fields    []pgproto3.FieldDescription
 	described bool
+	// env is what the plan's analysis depended on (frontend only).
+	env planEnv
 }
 
 // statement is the plan's single statement (the extended protocol allows
@@ -97,8 +99,19 @@ type pending struct {
 
 	stmt    *preparedStmt // pendParse, pendDescribe 'S', pendExecute
 	created bool          // pendParse: the Parse added stmt to the map
-	portal  *portal       // pendBind, pendDescribe 'P', pendHiddenDescribe, pendExecute
-	object  byte          // pendDescribe: 'S' or 'P'
+	// prevStmt is the statement a Parse replaced (the unnamed one) or a
+	// Close removed, restored when the server skips the request.
+	prevStmt *preparedStmt
+	name     string  // pendClose: the object's name
+	portal   *portal // pendBind, pendDescribe 'P', pendHiddenDescribe, pendExecute
+	object   byte    // pendDescribe, pendClose: 'S' or 'P'
+
+	// copyReq (pendSync) is the request whose COPY FROM STDIN the Sync
+	// was sent during, if any; copyInStarted marks a request the server
+	// answered with CopyInResponse. The server ignores a Sync sent in
+	// copy-in mode.
+	copyReq       *pending
+	copyInStarted bool
 
 	// err replaces the server's error (pendRefused, or a COPY the proxy
 	// failed); simple marks a refusal made for a simple Query, which ends
@@ -171,6 +184,24 @@ func (p *pending) release() {
 // the upstream writer's lock, so queue order is wire order.
 func (ss *session) pushLocked(p *pending) {
 	ss.mu.Lock()
+	if p.kind == pendSync && p.copyReq != nil && p.copyReq.copyInStarted {
+		// Swallowed by the server's COPY: nothing will answer it.
+		ss.mu.Unlock()
+		return
+	}
+	if ss.skipping && p.kind != pendSync {
+		// The server ignores the request: nothing will answer it.
+		ss.undoLocked(p)
+		ss.mu.Unlock()
+		p.release()
+		return
+	}
+	switch {
+	case p.kind == pendSync:
+		ss.extOpen, ss.skipping = false, false
+	case p.extended():
+		ss.extOpen = true
+	}
 	ss.queue = append(ss.queue, p)
 	if p.endsWithReady() {
 		ss.rfqSent++
@@ -197,6 +228,36 @@ func (ss *session) sendRaw(p *pending, typ byte, body []byte) error {
 		ss.pushLocked(p)
 	}
 	return ss.uw.rawLocked(typ, body)
+}
+
+// undoLocked reverts what the frontend recorded for a Parse or Close the
+// server skipped after an error, so the proxy's statements stay the
+// server's (a stale plan would leave a later Bind's parameters
+// unencrypted). Undo newest first.
+func (ss *session) undoLocked(p *pending) {
+	switch p.kind {
+	case pendParse:
+		if p.created && ss.stmts[p.stmt.name] == p.stmt {
+			if p.prevStmt != nil {
+				ss.stmts[p.stmt.name] = p.prevStmt
+			} else {
+				delete(ss.stmts, p.stmt.name)
+			}
+		}
+	case pendClose:
+		if p.object == 'S' && p.prevStmt != nil && ss.stmts[p.name] == nil {
+			ss.stmts[p.name] = p.prevStmt
+		}
+	}
+}
+
+// failedLocked forgets the statement of a Parse the server rejected: a
+// named one does not exist, and PostgreSQL drops the unnamed one before
+// parsing.
+func (ss *session) failedLocked(p *pending) {
+	if p.kind == pendParse && p.created && ss.stmts[p.stmt.name] == p.stmt {
+		delete(ss.stmts, p.stmt.name)
+	}
 }
 
 func (ss *session) head() *pending {

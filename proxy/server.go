@@ -318,7 +318,8 @@ func (s *Server) forwardCancel(req *pgproto3.CancelRequest) {
 }
 
 // location loads a PostgreSQL TimeZone setting as a Go location, caching
-// it; names Go does not know fall back to UTC.
+// it; a POSIX offset string (SET TIME ZONE 2 reports <+02>-02) becomes a
+// fixed zone; names Go does not know fall back to UTC.
 func (s *Server) location(name string) *time.Location {
 	if name == "" {
 		return time.UTC
@@ -328,7 +329,10 @@ func (s *Server) location(name string) *time.Location {
 	}
 	l, err := time.LoadLocation(name)
 	if err != nil {
-		l = time.UTC
+		var ok bool
+		if l, ok = posixFixedZone(name); !ok {
+			l = time.UTC
+		}
 	}
 	s.locations.Store(name, l)
 	return l

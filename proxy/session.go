@@ -61,6 +61,17 @@ type session struct {
 	rfqSeen     uint64 // ReadyForQuery messages received
 	txStatus    byte   // as of the last ReadyForQuery
 	catTxDirty  bool   // DDL ran inside the current transaction
+	abortTx     bool   // the proxy failed a result in the current request
+	// extOpen: extended-protocol requests were sent since the last Sync.
+	// skipping: the server reported an error in that batch and ignores
+	// everything up to the next Sync, so requests sent meanwhile get no
+	// answer and are not queued.
+	extOpen  bool
+	skipping bool
+
+	// prepSrc is where each SQL-level prepared statement came from
+	// (frontend only; see sequence.go).
+	prepSrc map[*sqlrewrite.Prepared]prepSource
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
@@ -130,7 +141,7 @@ func isDisconnect(err error) bool {
 // fatal sends a FATAL error to the client before the connection closes.
 func (ss *session) fatal(code, msg string) {
 	ss.cw.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: "pgcloak: " + msg})
-	ss.cw.flush()
+	ss.cw.end()
 }
 
 // startup negotiates TLS with the client, reads its startup packet,
@@ -363,11 +374,14 @@ func (ss *session) afterAuth(sm *pgproto3.StartupMessage) error {
 			ss.cw.flush()
 			return errors.New("session refused upstream")
 		case 'Z':
+			// initSession reads further messages into the reader's buffer,
+			// which body points into.
+			rfq := append([]byte(nil), body...)
 			if err := ss.initSession(sm); err != nil {
 				ss.fatal("58000", "cannot read the catalog: "+err.Error())
 				return err
 			}
-			if err := ss.cw.raw(typ, body); err != nil {
+			if err := ss.cw.raw(typ, rfq); err != nil {
 				return err
 			}
 			return ss.cw.flush()
@@ -451,7 +465,7 @@ func expandSearchPath(path []string, role string) []string {
 		if s == "$user" {
 			s = role
 		}
-		if s == "pg_temp" || s == "pg_catalog" {
+		if s == "pg_catalog" {
 			continue
 		}
 		out = append(out, s)

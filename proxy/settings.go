@@ -12,7 +12,6 @@ type settings struct {
 	role        string // "" is NONE: the current role is sessionAuth
 	sessionAuth string
 	searchPath  []string
-	temp        []string // names of temporary tables
 }
 
 // currentRole is the role whose grants apply: the one SET ROLE chose, else
@@ -23,8 +22,6 @@ func (s *settings) currentRole() string {
 	}
 	return s.sessionAuth
 }
-
-func (s *settings) hasTemp(name string) bool { return slices.Contains(s.temp, name) }
 
 // sessionState tracks settings the way PostgreSQL's GUC machinery does: a
 // SET takes effect at once, SET LOCAL until the transaction ends, and a
@@ -95,21 +92,8 @@ func (r settings) with(s settings, e sqlrewrite.Effect) settings {
 		s.searchPath = r.searchPath
 	case sqlrewrite.SettingDiscardAll:
 		s = r
-		s.temp = nil
 	}
 	return s
-}
-
-// addTemp records temporary tables created by a completed statement.
-func (st *sessionState) addTemp(names []string) {
-	for _, n := range names {
-		if !st.session.hasTemp(n) {
-			st.session.temp = append(slices.Clone(st.session.temp), n)
-		}
-		if !st.current.hasTemp(n) {
-			st.current.temp = append(slices.Clone(st.current.temp), n)
-		}
-	}
 }
 
 // transaction applies a completed transaction-control statement. tag is

@@ -127,8 +127,9 @@ type resultShape struct {
 }
 
 // shapeFor plans the decryption of a result whose columns PostgreSQL
-// described. The current role's grants decide what each column shows.
-func (ss *session) shapeFor(fields []pgproto3.FieldDescription) *resultShape {
+// described, for statement st when known. The current role's grants
+// decide what each column shows.
+func (ss *session) shapeFor(fields []pgproto3.FieldDescription, st *sqlrewrite.Statement) *resultShape {
 	ss.mu.Lock()
 	cat := ss.cat
 	role := ss.state.current.currentRole()
@@ -137,6 +138,9 @@ func (ss *session) shapeFor(fields []pgproto3.FieldDescription) *resultShape {
 	shape := &resultShape{actions: make([]colAction, len(fields)), tc: ss.textContext()}
 	for i, f := range fields {
 		rule := cat.column(f.TableOID, f.TableAttributeNumber)
+		if rule == nil {
+			rule = positionalRule(st, fields, i)
+		}
 		if rule == nil {
 			continue
 		}
@@ -284,13 +288,21 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext) ([]byte, 
 	return dst, false, nil
 }
 
+// byteaCodec reads bytea text output in either bytea_output format.
+var byteaCodec = keymap.CodecFor(policy.TypeBytea)
+
 // maskText is what on_denied: mask shows for a text column.
 const maskText = "********"
 
-// decodeByteaText decodes bytea's hex text output (\x…).
+// decodeByteaText decodes bytea's text output: hex (\x…), or the escape
+// format a session with bytea_output = escape gets.
 func decodeByteaText(s []byte) ([]byte, error) {
 	if len(s) < 2 || s[0] != '\\' || s[1] != 'x' {
-		return nil, newSQLError("XX001", "stored value is not bytea hex output (is bytea_output set to escape?)")
+		out, err := byteaCodec.Canonical(keymap.TextFormat, s, nil)
+		if err != nil {
+			return nil, newSQLError("XX001", "stored value is not valid bytea output")
+		}
+		return out, nil
 	}
 	out := make([]byte, hex.DecodedLen(len(s)-2))
 	if _, err := hex.Decode(out, s[2:]); err != nil {

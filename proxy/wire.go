@@ -170,6 +170,16 @@ func (m *msgWriter) flush() error {
 	return m.w.Flush()
 }
 
+// end flushes what is buffered and discards whatever is written after:
+// nothing may follow a FATAL error.
+func (m *msgWriter) end() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	err := m.w.Flush()
+	m.w.Reset(io.Discard)
+	return err
+}
+
 // rawMessage writes an already framed message.
 func (m *msgWriter) rawMessage(msg []byte) error {
 	m.mu.Lock()

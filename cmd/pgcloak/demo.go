@@ -112,10 +112,8 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer, ready chan<- 
 	if err != nil {
 		return err
 	}
-	for _, k := range cfg.Policy.Keys {
-		if err := store.Create(ctx, k.Name, k.Kind); err != nil {
-			return err
-		}
+	if _, err := keymap.CreateMissing(ctx, store, cfg.Policy.Keys); err != nil {
+		return err
 	}
 	srv, err := proxy.NewServer(proxy.Config{
 		Server:   cfg.Server,
@@ -155,17 +153,13 @@ func writeDemoFiles(pg *testenv.LocalServer, listen string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	master, err := keymap.GenerateMasterKey()
+	_, ks, err := keymap.NewLocalStoreInDir(dir)
 	if err != nil {
-		return "", err
-	}
-	masterPath := filepath.Join(dir, "master.key")
-	if err := os.WriteFile(masterPath, []byte(master+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	cfgPath := filepath.Join(dir, "pgcloak.yaml")
 	upstream := net.JoinHostPort(pg.Host, fmt.Sprint(pg.Port))
-	body := fmt.Sprintf(demoPolicy, listen, upstream, filepath.Join(dir, "keys.json"), masterPath)
+	body := fmt.Sprintf(demoPolicy, listen, upstream, ks.Path, ks.MasterKeyFile)
 	return cfgPath, os.WriteFile(cfgPath, []byte(body), 0o600)
 }
 

@@ -71,18 +71,14 @@ func newKeysCreateCommand(g *globalFlags) *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "created %s key %s\n", k.Kind, k.Name)
 				return nil
 			}
-			for _, k := range idx.Keys() {
-				err := store.Create(cmd.Context(), k.Name, k.Kind)
-				switch {
-				case errors.Is(err, keymap.ErrKeyExists):
-					fmt.Fprintf(cmd.OutOrStdout(), "exists  %s\n", k.Name)
-				case err != nil:
-					return err
-				default:
-					fmt.Fprintf(cmd.OutOrStdout(), "created %s key %s\n", k.Kind, k.Name)
-				}
+			created, err := keymap.CreateMissing(cmd.Context(), store, idx.Keys())
+			for _, name := range created {
+				fmt.Fprintf(cmd.OutOrStdout(), "created %s\n", name)
 			}
-			return nil
+			if err == nil && len(created) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "every policy key exists already")
+			}
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "create every policy key that does not exist yet")

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
+
+// runCLI runs the root command with args and returns its output.
+func runCLI(t *testing.T, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cmd := newRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+const cliPolicy = `upstream:
+  address: %s
+keystore:
+  local: {path: %s, master_key_file: %s}
+policy:
+  keys:
+    - {name: ssn, kind: deterministic}
+    - {name: clinical, kind: randomized}
+  columns:
+    - {table: public.patients, column: ssn, key: ssn, type: text}
+    - {table: public.patients, column: diagnosis, key: clinical, type: text}
+  roles:
+    - {role: postgres, read: [ssn, clinical], write: [ssn, clinical]}
+`
+
+// writeConfig writes a config for pg with a fresh master key.
+func writeConfig(t *testing.T, upstream string) string {
+	t.Helper()
+	dir := t.TempDir()
+	master := filepath.Join(dir, "master.key")
+	key, err := keymap.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(master, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "pgcloak.yaml")
+	body := fmt.Sprintf(cliPolicy, upstream, filepath.Join(dir, "keys.json"), master)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigStrictAndEnvOverride(t *testing.T) {
+	path := writeConfig(t, "127.0.0.1:5432")
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Listen != "127.0.0.1:6432" {
+		t.Fatalf("default listen = %q", cfg.Server.Listen)
+	}
+	t.Setenv("PGCLOAK_SERVER_LISTEN", "127.0.0.1:7432")
+	t.Setenv("PGCLOAK_SERVER_MAX_MESSAGE_BYTES", "2048")
+	t.Setenv("PGCLOAK_UPSTREAM_TLS_MODE", "require")
+	cfg, err = loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Listen != "127.0.0.1:7432" || cfg.Server.MaxMessageBytes != 2048 || cfg.Upstream.TLS.Mode != "require" {
+		t.Fatalf("env overrides not applied: %+v %+v", cfg.Server, cfg.Upstream)
+	}
+	if len(cfg.Policy.Columns) != 2 || cfg.Policy.Columns[0].Line == 0 {
+		t.Fatalf("policy lost or without line numbers: %+v", cfg.Policy.Columns)
+	}
+	t.Setenv("PGCLOAK_UPSTREAM_TLS_MODE", "bogus")
+	if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), "upstream.tls.mode") {
+		t.Fatalf("invalid env value: err = %v", err)
+	}
+}
+
+func TestPolicyCheck(t *testing.T) {
+	pg := testenv.Postgres(t)
+	path := writeConfig(t, pg.Address())
+	dsn := pg.DSN()
+
+	out, err := runCLI(t, nil, "policy", "check", "--config", path, "--offline")
+	if err != nil || !strings.Contains(out, "config OK") {
+		t.Fatalf("offline check: %v\n%s", err, out)
+	}
+	// Nothing exists yet: keys and table missing.
+	out, err = runCLI(t, nil, "policy", "check", "--config", path, "--dsn", dsn)
+	if err == nil {
+		t.Fatalf("check passed without keys or table:\n%s", out)
+	}
+	for _, want := range []string{`key "ssn" does not exist`, "table public.patients does not exist"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil || !strings.Contains(out, "created ssn") {
+		t.Fatalf("keys create --all: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil || !strings.Contains(out, "exists already") {
+		t.Fatalf("second keys create --all: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, nil, "keys", "list", "--config", path)
+	if err != nil || !strings.Contains(out, "clinical  randomized") || !strings.Contains(out, "ssn       deterministic") {
+		t.Fatalf("keys list: %v\n%s", err, out)
+	}
+	// A wrongly typed column is named.
+	pg.ExecAdmin(t, "CREATE TABLE public.patients (id int, ssn bytea, diagnosis text)")
+	out, err = runCLI(t, nil, "policy", "check", "--config", path, "--dsn", dsn)
+	if err == nil || !strings.Contains(out, "column public.patients.diagnosis is text; encrypted columns must be bytea") {
+		t.Fatalf("check with a text column: %v\n%s", err, out)
+	}
+	pg.ExecAdmin(t, "ALTER TABLE public.patients ALTER COLUMN diagnosis TYPE bytea USING diagnosis::bytea")
+	out, err = runCLI(t, nil, "policy", "check", "--config", path, "--dsn", dsn)
+	if err != nil || !strings.Contains(out, "policy OK") {
+		t.Fatalf("check on a matching schema: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, nil, "keys", "destroy", "ssn", "--config", path); err == nil {
+		t.Fatal("destroy without --yes succeeded")
+	}
+	if out, err := runCLI(t, nil, "keys", "disable", "clinical", "--config", path); err != nil {
+		t.Fatalf("disable: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, nil, "policy", "check", "--config", path, "--dsn", dsn)
+	if err == nil || !strings.Contains(out, `key "clinical" is disabled`) {
+		t.Fatalf("check with a disabled key: %v\n%s", err, out)
+	}
+}
+
+func TestPolicyCheckNamesLine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pgcloak.yaml")
+	if err := os.WriteFile(path, []byte("server:\n  listen: x\n  max_mesage_bytes: 5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, nil, "policy", "check", "--config", path, "--offline")
+	if err == nil || !strings.Contains(err.Error(), `line 3: unknown field "max_mesage_bytes" in server`) {
+		t.Fatalf("misspelt field: %v\n%s", err, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := runCLI(t, nil, "version")
+	if err != nil || !strings.HasPrefix(out, "pgcloak ") || !strings.Contains(out, "go: go1.") {
+		t.Fatalf("version: %v\n%s", err, out)
+	}
+}
+
+// TestDemo runs the demo as a user would, checks what the two roles see
+// and what PostgreSQL stores, then stops it and checks nothing is left.
+func TestDemo(t *testing.T) {
+	if _, err := testenv.FindBinDir(context.Background()); err != nil {
+		if os.Getenv(testenv.EnvRequire) == "1" {
+			t.Fatalf("PostgreSQL server binaries: %v", err)
+		}
+		t.Skipf("PostgreSQL server binaries: %v (testenv)", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runDemo(ctx, demoOptions{listen: "127.0.0.1:0", log: slog.New(slog.NewTextHandler(io.Discard, nil))}, &out, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("demo ended: %v\n%s", err, out.String())
+	case <-time.After(2 * time.Minute):
+		t.Fatal("demo did not become ready")
+	}
+	qctx, qcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer qcancel()
+	see := func(role string) (ssn string, diag *string) {
+		conn, err := pgx.Connect(qctx, fmt.Sprintf("postgres://%s@%s/demo?sslmode=disable", role, addr))
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		defer conn.Close(qctx)
+		if err := conn.QueryRow(qctx, "SELECT ssn, diagnosis FROM patients WHERE name = 'Alice Martin'").Scan(&ssn, &diag); err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		return ssn, diag
+	}
+	if ssn, diag := see("doctor"); ssn != "123-45-6789" || diag == nil || *diag != "type 2 diabetes" {
+		t.Fatalf("doctor sees %q %v", ssn, diag)
+	}
+	if ssn, diag := see("billing"); ssn != "123-45-6789" || diag != nil {
+		t.Fatalf("billing sees %q %v", ssn, diag)
+	}
+	text := out.String()
+	if !strings.Contains(text, "psql \"postgres://doctor@"+addr) || !strings.Contains(text, "Ctrl-C") {
+		t.Fatalf("demo help lacks the psql commands:\n%s", text)
+	}
+	dir := text[strings.Index(text, "config ")+len("config "):]
+	dir = filepath.Dir(filepath.Dir(strings.TrimSpace(dir[:strings.IndexByte(dir, '\n')])))
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo stop: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("demo did not stop")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("demo left %s behind (stat: %v)", dir, err)
+	}
+}

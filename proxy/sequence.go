@@ -1,0 +1,390 @@
+package proxy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+// PostgreSQL runs each statement of a query string with the role,
+// search_path and prepared statements the earlier ones left, and analyses
+// a prepared statement again when search_path (or a relation it uses)
+// changed since it was prepared. The proxy's analysis and grant checks
+// must follow, or a name could resolve to a plain table for the proxy and
+// to an encrypted one for PostgreSQL (and receive plaintext), or a write
+// be checked against a role that is no longer current.
+
+// planEnv is what the analysis of a statement depended on: the catalog
+// snapshot and the effective search path.
+type planEnv struct {
+	cat  sqlrewrite.Catalog
+	path []string
+}
+
+func (e planEnv) same(o planEnv) bool {
+	return e.cat == o.cat && slices.Equal(e.path, o.path)
+}
+
+func (e planEnv) sqlEnv(prepared func(string) (*sqlrewrite.Prepared, bool)) *sqlrewrite.Env {
+	return &sqlrewrite.Env{Catalog: e.cat, SearchPath: e.path, Prepared: prepared}
+}
+
+// planEnvLocked is the session's environment for analysis now.
+//
+// Temporary tables are deliberately not part of it: believing in a temp
+// table that is gone (rolled back, ON COMMIT DROP, dropped by a function)
+// would let a name PostgreSQL resolves to an encrypted table be treated as
+// plain. A temp table shadowing an encrypted one is treated as encrypted
+// (and pinned: the statement then uses the encrypted table).
+func (ss *session) planEnvLocked() planEnv {
+	cur := ss.state.current
+	return planEnv{cat: ss.cat, path: expandSearchPath(cur.searchPath, cur.currentRole())}
+}
+
+func (ss *session) planEnvNow() planEnv {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.planEnvLocked()
+}
+
+// prepSource is where an SQL-level prepared statement came from: its
+// PREPARE text and the environment it was analysed in.
+type prepSource struct {
+	text string
+	env  planEnv
+}
+
+// afterDDL stands for the catalog after DDL earlier in the same query
+// string, which the proxy cannot know before it ran: every name may now be
+// a relation with encrypted columns. Resolving one is recorded, and the
+// statement refused (fail closed); statements that name no relation pass.
+type afterDDL struct {
+	base sqlrewrite.Catalog
+	path []string
+	sim  *querySim
+}
+
+func (c *afterDDL) SchemasWith(name string) []string { c.sim.touch(); return c.path }
+
+func (c *afterDDL) Relation(schema, name string) *sqlrewrite.Relation {
+	c.sim.touch()
+	return c.base.Relation(schema, name)
+}
+
+func (c *afterDDL) EncryptedName(string) bool { return true }
+
+// querySim follows the session state through the statements of one query
+// string while sqlrewrite analyses them (Env.Next), recording the role and
+// environment each statement runs in.
+type querySim struct {
+	ss       *session
+	sql      string
+	state    sessionState
+	cat      sqlrewrite.Catalog
+	failedTx bool
+	// prepared overlays the session's SQL-level prepared statements with
+	// the string's own PREPARE (nil: DEALLOCATE); cleared drops the
+	// session's (DEALLOCATE ALL, DISCARD ALL).
+	prepared map[string]*simPrepared
+	cleared  bool
+	// Per statement, in order.
+	roles   []string
+	envs    []planEnv
+	touched []bool // resolved a relation after DDL in the string
+	// executes records the prepared statements EXECUTE looked up.
+	executes []simExecute
+}
+
+type simPrepared struct {
+	prep *sqlrewrite.Prepared
+	src  prepSource
+}
+
+type simExecute struct {
+	stmt int
+	name string
+	p    *simPrepared
+}
+
+// newQuerySim snapshots the session for analysing sql, reloading the
+// catalog first when DDL made it stale and nothing is in flight.
+func (ss *session) newQuerySim(sql string) *querySim {
+	ss.refreshCatalogIfStale()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	sim := &querySim{ss: ss, sql: sql, state: *ss.state, cat: ss.cat, failedTx: ss.txStatus == 'E', prepared: map[string]*simPrepared{}}
+	sim.state.savepoints = slices.Clone(sim.state.savepoints)
+	sim.mark()
+	return sim
+}
+
+func (sim *querySim) mark() {
+	cur := sim.state.current
+	sim.roles = append(sim.roles, cur.currentRole())
+	sim.envs = append(sim.envs, planEnv{cat: sim.cat, path: expandSearchPath(cur.searchPath, cur.currentRole())})
+	sim.touched = append(sim.touched, false)
+}
+
+func (sim *querySim) touch() { sim.touched[len(sim.touched)-1] = true }
+
+// env is the Env of the statement being analysed.
+func (sim *querySim) env() *sqlrewrite.Env {
+	env := sim.envs[len(sim.envs)-1].sqlEnv(sim.lookup)
+	env.Next = sim.next
+	return env
+}
+
+func (sim *querySim) next(st *sqlrewrite.Statement) *sqlrewrite.Env {
+	sim.step(st)
+	sim.mark()
+	return sim.env()
+}
+
+// lookup finds a prepared statement for EXECUTE, as of the statement being
+// analysed.
+func (sim *querySim) lookup(name string) (*sqlrewrite.Prepared, bool) {
+	p, ok := sim.prepared[name]
+	if !ok && !sim.cleared {
+		ss := sim.ss
+		ss.mu.Lock()
+		if prep := ss.sqlPrepared[name]; prep != nil {
+			p = &simPrepared{prep: prep}
+			if src, ok := ss.prepSrc[prep]; ok {
+				p.src = src
+			}
+		}
+		ss.mu.Unlock()
+	}
+	sim.executes = append(sim.executes, simExecute{stmt: len(sim.envs) - 1, name: name, p: p})
+	if p == nil {
+		return nil, false
+	}
+	return p.prep, true
+}
+
+// step applies what a statement does to the session state, assuming it
+// succeeds (when it fails, PostgreSQL skips the rest of the string).
+func (sim *querySim) step(st *sqlrewrite.Statement) {
+	if st.Tx != sqlrewrite.TxNone {
+		tag := "COMMIT"
+		if sim.failedTx {
+			tag = "ROLLBACK"
+		}
+		sim.state.transaction(st.Tx, st.Savepoint, tag)
+		switch st.Tx {
+		case sqlrewrite.TxCommit, sqlrewrite.TxRollback, sqlrewrite.TxRollbackTo, sqlrewrite.TxPrepare:
+			sim.failedTx = false
+		}
+	}
+	for _, e := range st.Effects {
+		sim.state.apply(e)
+		if e.Setting == sqlrewrite.SettingDiscardAll {
+			sim.prepared, sim.cleared = map[string]*simPrepared{}, true
+		}
+	}
+	switch st.Kind {
+	case sqlrewrite.KindPrepare:
+		if st.Prepare != nil {
+			sim.prepared[st.Prepare.Name] = &simPrepared{prep: st.Prepare, src: prepSource{text: sim.sql[st.Start:st.End], env: sim.envs[len(sim.envs)-1]}}
+		}
+	case sqlrewrite.KindDeallocate:
+		if st.Deallocate == "" {
+			sim.prepared, sim.cleared = map[string]*simPrepared{}, true
+		} else {
+			sim.prepared[st.Deallocate] = nil
+		}
+	case sqlrewrite.KindDDL:
+		if _, ok := sim.cat.(*afterDDL); !ok {
+			sim.cat = &afterDDL{base: sim.cat, sim: sim}
+		}
+	}
+	if c, ok := sim.cat.(*afterDDL); ok {
+		c.path = expandSearchPath(sim.state.current.searchPath, sim.state.current.currentRole())
+	}
+}
+
+// check authorizes each statement of plan for the role it runs as, refuses
+// statements that resolved relations after DDL in the same string, and
+// EXECUTE of a statement prepared in another environment whose analysis
+// would now differ. It records where the string's PREPARE statements come
+// from.
+func (sim *querySim) check(plan *sqlrewrite.Plan) error {
+	ss := sim.ss
+	for i, st := range plan.Statements {
+		if i < len(sim.touched) && sim.touched[i] {
+			return newSQLError("0A000", "a statement after DDL in the same query string uses a relation whose definition the proxy cannot know yet; send it separately")
+		}
+		role := sim.roles[min(i, len(sim.roles)-1)]
+		if err := ss.authorizeAs(role, []*sqlrewrite.Statement{st}); err != nil {
+			return err
+		}
+	}
+	for _, ex := range sim.executes {
+		if ex.p == nil || ex.p.src.text == "" {
+			continue
+		}
+		if err := ex.p.src.stillValid(ex.name, sim.envs[ex.stmt]); err != nil {
+			return err
+		}
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for i, st := range plan.Statements {
+		if st.Kind == sqlrewrite.KindPrepare && st.Prepare != nil {
+			if ss.prepSrc == nil || len(ss.prepSrc) > 2*len(ss.sqlPrepared)+64 {
+				ss.prunePrepSrcLocked()
+			}
+			ss.prepSrc[st.Prepare] = prepSource{text: plan.SQL[st.Start:st.End], env: sim.envs[min(i, len(sim.envs)-1)]}
+		}
+	}
+	return nil
+}
+
+// prunePrepSrcLocked forgets the sources of prepared statements that are
+// gone (or whose PREPARE failed).
+func (ss *session) prunePrepSrcLocked() {
+	keep := map[*sqlrewrite.Prepared]prepSource{}
+	for _, p := range ss.sqlPrepared {
+		if src, ok := ss.prepSrc[p]; ok {
+			keep[p] = src
+		}
+	}
+	ss.prepSrc = keep
+}
+
+// stillValid re-analyses a PREPARE in env, which PostgreSQL will use for
+// the statement, and refuses when the proxy's plan for it would differ.
+func (src prepSource) stillValid(name string, env planEnv) error {
+	if src.env.same(env) {
+		return nil
+	}
+	then, err := sqlrewrite.Analyze(src.text, src.env.sqlEnv(nil))
+	if err != nil {
+		return stalePrepared(name)
+	}
+	now, err := sqlrewrite.Analyze(src.text, env.sqlEnv(nil))
+	if err != nil {
+		return err
+	}
+	if planSignature(then) != planSignature(now) {
+		return stalePrepared(name)
+	}
+	return nil
+}
+
+func stalePrepared(name string) error {
+	return newSQLError("0A000", "prepared statement %q was prepared under another search_path or catalog, and PostgreSQL would now run it on different columns; prepare it again", name)
+}
+
+// replanned checks a protocol-level prepared statement before a Bind:
+// when the environment changed since its Parse, PostgreSQL analyses it
+// again, so the proxy does too, and refuses it when its plan would differ.
+func (ss *session) replanned(st *preparedStmt) error {
+	if st.plan == nil || st.plan.SQL == "" {
+		// Made by SQL PREPARE: check its source.
+		ss.mu.Lock()
+		prep := ss.sqlPrepared[st.name]
+		src, ok := ss.prepSrc[prep]
+		env := ss.planEnvLocked()
+		ss.mu.Unlock()
+		if prep == nil || !ok {
+			return nil
+		}
+		return src.stillValid(st.name, env)
+	}
+	sim := ss.newQuerySim(st.plan.SQL)
+	env := sim.envs[0]
+	if st.env.cat == nil || st.env.same(env) {
+		return nil
+	}
+	now, err := sqlrewrite.Analyze(st.plan.SQL, env.sqlEnv(sim.lookup))
+	if err != nil {
+		return err
+	}
+	if planSignature(now) != planSignature(st.plan) {
+		return stalePrepared(st.name)
+	}
+	st.env = env
+	return nil
+}
+
+// planSignature sums up what a plan makes the proxy do: the splices (and
+// the column rules literals are encrypted under), the parameters'
+// rules, and the columns each statement writes, searches and returns.
+func planSignature(p *sqlrewrite.Plan) string {
+	var b strings.Builder
+	for _, e := range p.Edits {
+		fmt.Fprintf(&b, "e%d-%d%q", e.Start, e.End, e.Text)
+		if l := e.Literal; l != nil {
+			fmt.Fprintf(&b, "l%+v%q%t", *l.Rule, l.Value, l.Write)
+		}
+		b.WriteByte(';')
+	}
+	params := func(ps []*sqlrewrite.ParamRule) {
+		for i, pr := range ps {
+			if pr != nil {
+				fmt.Fprintf(&b, "p%d%+v%t;", i, *pr.Rule, pr.Write)
+			}
+		}
+	}
+	var stmt func(st *sqlrewrite.Statement)
+	stmt = func(st *sqlrewrite.Statement) {
+		if st == nil {
+			return
+		}
+		fmt.Fprintf(&b, "s%d", st.Kind)
+		for _, rules := range [][]*policy.ColumnRule{st.Writes, st.Searches, st.Outputs} {
+			b.WriteByte('[')
+			for _, r := range rules {
+				fmt.Fprintf(&b, "%+v;", *r)
+			}
+			b.WriteByte(']')
+		}
+		if st.Copy != nil {
+			for _, r := range st.Copy.Rules {
+				if r != nil {
+					fmt.Fprintf(&b, "c%+v;", *r)
+				}
+			}
+		}
+		if st.Prepare != nil {
+			params(st.Prepare.Params)
+			stmt(st.Prepare.Statement)
+		}
+	}
+	params(p.Params)
+	for _, st := range p.Statements {
+		stmt(st)
+	}
+	return b.String()
+}
+
+// positionalRule is the rule of result column i when PostgreSQL reports no
+// column of origin for it (a set operation's output) but the analysis
+// knows it carries a ciphertext.
+func positionalRule(st *sqlrewrite.Statement, fields []pgproto3.FieldDescription, i int) *policy.ColumnRule {
+	if st == nil || len(st.Columns) != len(fields) {
+		return nil
+	}
+	f := fields[i]
+	if f.TableOID != 0 || f.DataTypeOID != byteaOID {
+		return nil
+	}
+	return st.Columns[i]
+}
+
+// describedStatement is the statement a Describe is about.
+func (p *pending) describedStatement() *sqlrewrite.Statement {
+	if p.object == 'S' {
+		return p.stmt.statement()
+	}
+	if p.portal != nil {
+		return p.portal.stmt.statement()
+	}
+	return nil
+}
