@@ -25,7 +25,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,10 +61,12 @@ CREATE INDEX ON bench_plain (ssn);
 `
 
 type options struct {
-	duration time.Duration
-	clients  int
-	scale    int
-	rows     int
+	duration   time.Duration
+	clients    int
+	scale      int
+	rows       int
+	cpuProfile string
+	only       string
 }
 
 func main() {
@@ -71,11 +75,26 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients")
 	flag.IntVar(&o.scale, "scale", 10, "pgbench scale factor")
 	flag.IntVar(&o.rows, "rows", 20000, "rows preloaded for the encrypted workload")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (proxy included) to this file")
+	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this")
 	flag.Parse()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -83,6 +102,7 @@ func main() {
 type result struct {
 	name          string
 	direct, proxy float64
+	bouncer       float64 // PgBouncer for reference, 0 when not run
 }
 
 func run(ctx context.Context, o options) error {
@@ -111,6 +131,12 @@ func run(ctx context.Context, o options) error {
 	}
 	defer closeProxy()
 	direct := net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port))
+	bouncerAddr, stopBouncer, err := startPgBouncer(ctx, pg)
+	if err != nil {
+		fmt.Printf("PgBouncer reference skipped: %v\n", err)
+	} else {
+		defer stopBouncer()
+	}
 
 	fmt.Printf("pgbench -i -s %d…\n", o.scale)
 	if out, err := exec.CommandContext(ctx, pgbench, "-i", "-q", "-s", strconv.Itoa(o.scale), "-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", "postgres", "bench").CombinedOutput(); err != nil {
@@ -119,11 +145,19 @@ func run(ctx context.Context, o options) error {
 	var results []result
 	for _, mode := range []string{"simple", "extended"} {
 		r := result{name: "pgbench -S -M " + mode}
+		if !strings.Contains(r.name, o.only) {
+			continue
+		}
 		if r.direct, err = pgbenchTPS(ctx, pgbench, direct, mode, o); err != nil {
 			return err
 		}
 		if r.proxy, err = pgbenchTPS(ctx, pgbench, proxyAddr, mode, o); err != nil {
 			return err
+		}
+		if bouncerAddr != "" {
+			if r.bouncer, err = pgbenchTPS(ctx, pgbench, bouncerAddr, mode, o); err != nil {
+				return err
+			}
 		}
 		results = append(results, r)
 	}
@@ -252,6 +286,9 @@ func encryptedWorkloads(ctx context.Context, direct, proxyAddr string, o options
 	var results []result
 	for _, w := range workloads {
 		r := result{name: w.name}
+		if !strings.Contains(r.name, o.only) {
+			continue
+		}
 		var next atomic.Int64
 		next.Store(int64(o.rows) + 1_000_000)
 		if r.direct, err = drive(ctx, directDSN, "bench_plain", w, &next, o); err != nil {
@@ -326,8 +363,73 @@ func drive(ctx context.Context, dsn, table string, w workload, next *atomic.Int6
 
 func report(w io.Writer, o options, results []result) {
 	fmt.Fprintf(w, "\n%d clients, %s per run\n\n", o.clients, o.duration)
-	fmt.Fprintf(w, "| workload | direct TPS | pgcloak TPS | pgcloak/direct |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| workload | direct TPS | pgcloak TPS | pgcloak/direct | PgBouncer TPS | PgBouncer/direct |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.2f |\n", r.name, r.direct, r.proxy, r.proxy/r.direct)
+		bouncer, ratio := "—", "—"
+		if r.bouncer > 0 {
+			bouncer, ratio = fmt.Sprintf("%.0f", r.bouncer), fmt.Sprintf("%.2f", r.bouncer/r.direct)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.2f | %s | %s |\n", r.name, r.direct, r.proxy, r.proxy/r.direct, bouncer, ratio)
 	}
+}
+
+// startPgBouncer runs PgBouncer, when installed, in session pooling mode
+// (one server connection per client, as pgcloak) as a reference point for
+// the cost of a proxy hop.
+func startPgBouncer(ctx context.Context, pg *testenv.LocalServer) (string, func(), error) {
+	bin, err := exec.LookPath("pgbouncer")
+	if err != nil {
+		return "", nil, errors.New("pgbouncer is not installed")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := filepath.Join(pg.Dir, "pgbouncer")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return "", nil, err
+	}
+	ini := fmt.Sprintf(`[databases]
+bench = host=%s port=%d dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = trust
+auth_file = %s/users.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 100
+logfile = %s/pgbouncer.log
+`, pg.Host, pg.Port, port, dir, dir)
+	iniPath := filepath.Join(dir, "pgbouncer.ini")
+	if err := os.WriteFile(iniPath, []byte(ini), 0o644); err != nil {
+		return "", nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.txt"), []byte(`"postgres" ""`+"\n"), 0o644); err != nil {
+		return "", nil, err
+	}
+	args := []string{iniPath}
+	if os.Geteuid() == 0 {
+		// PgBouncer refuses to run as root.
+		args = append([]string{"-u", "postgres"}, args...)
+		os.Chmod(dir, 0o777)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for i := 0; i < 50; i++ {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return addr, func() { cmd.Process.Kill(); cmd.Wait() }, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	return "", nil, errors.New("pgbouncer did not start listening")
 }

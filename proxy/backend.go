@@ -230,8 +230,7 @@ func (ss *session) rowDescription(p *pending, body []byte) error {
 		return ss.decodeError("RowDescription")
 	}
 	p.shape = ss.shapeFor(rd.Fields, p.statement())
-	if !p.shape.any {
-		p.shape = nil
+	if p.shape == nil {
 		return ss.forward(p, 'T', body)
 	}
 	if p.discard {
@@ -247,9 +246,7 @@ func (ss *session) dataRow(be *backend, p *pending, body []byte) error {
 	if p.kind == pendExecute && p.shape == nil && p.portal != nil && !p.shapeKnown {
 		p.shapeKnown = true
 		if fields, ok := p.portal.resultFields(); ok {
-			if shape := ss.shapeFor(fields, p.statement()); shape.any {
-				p.shape = shape
-			}
+			p.shape = ss.shapeFor(fields, p.statement())
 		}
 	}
 	if p.shape == nil {
@@ -381,7 +378,7 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 		if p.discard {
 			return nil
 		}
-		if !shape.any {
+		if shape == nil {
 			return ss.cw.raw(typ, body)
 		}
 		return ss.cw.send(&pgproto3.RowDescription{Fields: shape.describe(fields)})

@@ -134,6 +134,13 @@ func (ss *session) decodeError(what string) error {
 // plan analyses SQL, checks the current role's grants and encrypts the
 // literals; the error is what the client must see instead.
 func (ss *session) plan(sql string) (*sqlrewrite.Plan, string, error) {
+	ss.refreshCatalogIfStale()
+	ss.mu.Lock()
+	cat := ss.cat
+	ss.mu.Unlock()
+	if plan, ok := sqlrewrite.PlainPlan(sql, cat); ok {
+		return plan, sql, nil
+	}
 	// Each statement of the string is analysed and authorized in the
 	// session state the earlier ones leave (see sequence.go).
 	sim := ss.newQuerySim(sql)
@@ -289,7 +296,12 @@ func (ss *session) query(fe *frontend, body []byte) error {
 	if hasCopy(plan.Statements...) {
 		fe.copyReq = p
 	}
-	if err := ss.send(p, &pgproto3.Query{String: sql}); err != nil {
+	if sql == q.String {
+		err = ss.sendRaw(p, 'Q', body)
+	} else {
+		err = ss.send(p, &pgproto3.Query{String: sql})
+	}
+	if err != nil {
 		return err
 	}
 	if p.barrier != nil {
@@ -359,8 +371,11 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 		created = true
 	}
 	ss.mu.Unlock()
-	return ss.send(&pending{kind: pendParse, stmt: st, created: created, prevStmt: prev},
-		&pgproto3.Parse{Name: msg.Name, Query: sql, ParameterOIDs: oids})
+	p := &pending{kind: pendParse, stmt: st, created: created, prevStmt: prev}
+	if sql == msg.Query && len(plan.Params) == 0 {
+		return ss.sendRaw(p, 'P', body)
+	}
+	return ss.send(p, &pgproto3.Parse{Name: msg.Name, Query: sql, ParameterOIDs: oids})
 }
 
 // bind handles Bind: grants are checked for the current role and encrypted

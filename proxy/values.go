@@ -122,20 +122,19 @@ type colAction struct {
 // from its RowDescription so that rows need no lookups.
 type resultShape struct {
 	actions []colAction // nil rule: passed through
-	any     bool
 	tc      *keymap.TextContext
 }
 
 // shapeFor plans the decryption of a result whose columns PostgreSQL
-// described, for statement st when known. The current role's grants
-// decide what each column shows.
+// described, for statement st when known, or returns nil when no column is
+// encrypted. The current role's grants decide what each column shows.
 func (ss *session) shapeFor(fields []pgproto3.FieldDescription, st *sqlrewrite.Statement) *resultShape {
 	ss.mu.Lock()
 	cat := ss.cat
 	role := ss.state.current.currentRole()
 	ss.mu.Unlock()
-	grants := ss.srv.cfg.Grants.For(role)
-	shape := &resultShape{actions: make([]colAction, len(fields)), tc: ss.textContext()}
+	var shape *resultShape
+	var grants *policy.Grants
 	for i, f := range fields {
 		rule := cat.column(f.TableOID, f.TableAttributeNumber)
 		if rule == nil {
@@ -144,7 +143,11 @@ func (ss *session) shapeFor(fields []pgproto3.FieldDescription, st *sqlrewrite.S
 		if rule == nil {
 			continue
 		}
-		shape.any = true
+		if shape == nil {
+			// Most results have no encrypted column and cost nothing more.
+			shape = &resultShape{actions: make([]colAction, len(fields)), tc: ss.textContext()}
+			grants = ss.srv.cfg.Grants.For(role)
+		}
 		shape.actions[i] = ss.actionFor(rule, f.Format, grants)
 	}
 	return shape
@@ -168,9 +171,6 @@ func (ss *session) actionFor(rule *policy.ColumnRule, format int16, grants *poli
 
 // describe rewrites a RowDescription so clients see logical types.
 func (shape *resultShape) describe(fields []pgproto3.FieldDescription) []pgproto3.FieldDescription {
-	if !shape.any {
-		return fields
-	}
 	out := make([]pgproto3.FieldDescription, len(fields))
 	copy(out, fields)
 	for i := range out {

@@ -16,13 +16,31 @@ func Analyze(sql string, env *Env) (*Plan, error) {
 		// The C parser would stop at the NUL and never see the rest.
 		return nil, syntaxRefusal("statement text contains a NUL byte")
 	}
-	a := newAnalyzer(sql, env)
-	if !a.deep {
-		if plan, ok := plainDML(sql); ok {
-			return plan, nil
-		}
+	if plan, ok := PlainPlan(sql, env.catalog()); ok {
+		return plan, nil
 	}
-	return a.analyze()
+	return newAnalyzer(sql, env).analyze()
+}
+
+// PlainPlan plans, cheaply and without parsing, SQL that is one plain DML
+// statement touching no encrypted data; ok is false for anything else,
+// which needs Analyze. The proxy calls it first: most traffic is such SQL,
+// and it needs neither session bookkeeping nor grants.
+func PlainPlan(sql string, cat Catalog) (*Plan, bool) {
+	if cat == nil {
+		cat = emptyCatalog{}
+	}
+	if strings.IndexByte(sql, 0) >= 0 || mayTouch(sql, cat) {
+		return nil, false
+	}
+	return plainDML(sql)
+}
+
+func (e *Env) catalog() Catalog {
+	if e == nil || e.Catalog == nil {
+		return emptyCatalog{}
+	}
+	return e.Catalog
 }
 
 // analyze is the full analysis: parse, then each statement.
@@ -118,9 +136,16 @@ func newAnalyzer(sql string, env *Env) *analyzer {
 	for _, s := range env.SearchPath {
 		a.tempInPath = a.tempInPath || isTempSchema(s)
 	}
-	_, mentions := mentionedEncrypted(sql, cat)
-	a.deep = mentions || containsFold(sql, "set_config") || hasUnicodeIdent(sql)
+	a.deep = mayTouch(sql, cat)
 	return a
+}
+
+// mayTouch reports whether sql might touch encrypted data or tracked
+// session settings: a word naming a relation with encrypted columns, a
+// set_config call, or a U&"" identifier that could spell either.
+func mayTouch(sql string, cat Catalog) bool {
+	_, mentions := mentionedEncrypted(sql, cat)
+	return mentions || containsFold(sql, "set_config") || hasUnicodeIdent(sql)
 }
 
 // setEnv switches to the Env the statements after the current one run in
