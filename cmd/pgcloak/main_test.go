@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/testenv"
@@ -231,4 +234,82 @@ func TestDemo(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("demo left %s behind (stat: %v)", dir, err)
 	}
+}
+
+// TestServe runs `pgcloak serve` as the CLI does and uses it: a write is
+// encrypted at rest, read back in plaintext, and a statement that cannot
+// be parsed is refused when it names an encrypted table but passes through
+// (for PostgreSQL's own syntax error) when it does not.
+func TestServe(t *testing.T) {
+	pg := testenv.Postgres(t)
+	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
+	path := writeConfig(t, pg.Address())
+	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
+		t.Fatalf("keys create: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	t.Setenv("PGCLOAK_SERVER_LISTEN", addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		cmd := newRootCommand()
+		cmd.SetArgs([]string{"serve", "--config", path, "--log-level", "error"})
+		done <- cmd.ExecuteContext(ctx)
+	}()
+	dsn := fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", addr, pg.Database)
+	var conn *pgx.Conn
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if conn, err = pgx.Connect(ctx, dsn); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve never accepted a connection: %v", err)
+		}
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn, diagnosis) VALUES ($1, $2, $3)", "Ann", "SERVE-SSN-1", "SERVE-DIAG-1"); err != nil {
+		t.Fatal(err)
+	}
+	var ssn, diag string
+	if err := conn.QueryRow(ctx, "SELECT ssn, diagnosis FROM patients WHERE ssn = $1", "SERVE-SSN-1").Scan(&ssn, &diag); err != nil || ssn != "SERVE-SSN-1" || diag != "SERVE-DIAG-1" {
+		t.Fatalf("read back %q %q %v", ssn, diag, err)
+	}
+	var raw []byte
+	if err := pg.Connect(t).QueryRow(ctx, "SELECT ssn FROM patients").Scan(&raw); err != nil || bytes.Contains(raw, []byte("SERVE-SSN")) {
+		t.Fatalf("at rest: %q %v", raw, err)
+	}
+	_, err = conn.Exec(ctx, "INSERT INTO patients (ssn VALUES ('SERVE-SSN-2'")
+	if pgErrCode(err) != "42601" || !strings.Contains(err.Error(), "pgcloak: ") {
+		t.Fatalf("unparsable statement naming an encrypted table: %v", err)
+	}
+	_, err = conn.Exec(ctx, "SELEC 1")
+	if pgErrCode(err) != "42601" || strings.Contains(err.Error(), "pgcloak: ") {
+		t.Fatalf("unparsable plain statement should reach PostgreSQL: %v", err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM patients").Scan(new(int)); err != nil {
+		t.Fatalf("session after refusals: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop on cancel")
+	}
+}
+
+func pgErrCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
 }
