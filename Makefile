@@ -11,7 +11,7 @@ vet:
 # The whole suite: unit tests, integration tests against a real PostgreSQL
 # started by testenv, and the psql tests.
 test: vet
-	$(GO) test -count=1 -timeout 45m ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
 
 # Throughput through pgcloak against PostgreSQL directly (see BENCHMARKS.md).
 bench:
