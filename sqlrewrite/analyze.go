@@ -109,9 +109,6 @@ type analyzer struct {
 	// nested counts the statements being analyzed inside another one
 	// (PREPARE, EXPLAIN, DECLARE, CREATE … AS).
 	nested int
-	// tempInPath is set when the search path names pg_temp explicitly:
-	// temporary tables then shadow only the schemas after it.
-	tempInPath bool
 }
 
 func newAnalyzer(sql string, env *Env) *analyzer {
@@ -133,9 +130,6 @@ func newAnalyzer(sql string, env *Env) *analyzer {
 		seen:        map[*pg_query.ColumnRef]bool{},
 	}
 	a.params = a.top
-	for _, s := range env.SearchPath {
-		a.tempInPath = a.tempInPath || isTempSchema(s)
-	}
 	a.deep = mayTouch(sql, cat)
 	return a
 }
@@ -157,10 +151,6 @@ func (a *analyzer) setEnv(env *Env) {
 	}
 	a.schemas = map[string][]string{}
 	a.relCols = map[*Relation][]column{}
-	a.tempInPath = false
-	for _, s := range env.SearchPath {
-		a.tempInPath = a.tempInPath || isTempSchema(s)
-	}
 }
 
 type emptyCatalog struct{}

@@ -125,22 +125,13 @@ var selectCases = []acceptCase{
 		want: `SELECT * FROM "archive".patients WHERE ssn = '<enc:archive.patients.ssn:x>'`, searches: "archive.patients.ssn", outputs: "archive.patients.ssn"},
 	{name: "search_path without the schema", sql: `SELECT * FROM "other".patients WHERE ssn LIKE 'x%'`,
 		env: func(e *Env) { e.SearchPath = []string{"elsewhere"} }},
-	{name: "temp table shadows", sql: `SELECT * FROM "other".patients WHERE ssn LIKE 'x%'`,
-		env: func(e *Env) { e.TempRelations = map[string]bool{"patients": true} }},
-	{name: "pg_temp placed last does not shadow", sql: `SELECT id FROM patients WHERE ssn = 'x'`,
-		env: func(e *Env) {
-			e.TempRelations = map[string]bool{"patients": true}
-			e.SearchPath = []string{"public", "pg_temp"}
-		},
+	{name: "qualified pg_temp table is plain", sql: `SELECT * FROM pg_temp.patients WHERE ssn LIKE 'x%'`},
+	{name: "pg_temp on the path is not searched for encrypted names", sql: `SELECT id FROM patients WHERE ssn = 'x'`,
+		env:  func(e *Env) { e.SearchPath = []string{"pg_temp", "public"} },
 		want: `SELECT id FROM "public".patients WHERE ssn = '<enc:public.patients.ssn:x>'`, searches: pSSN},
-	{name: "pg_temp placed first shadows", sql: `SELECT id FROM patients WHERE ssn LIKE 'x'`,
-		env: func(e *Env) {
-			e.TempRelations = map[string]bool{"patients": true}
-			e.SearchPath = []string{"pg_temp", "public"}
-		}},
-	{name: "temp table does not shadow qualified", sql: `SELECT id FROM public.patients WHERE ssn = 'x'`,
-		env:  func(e *Env) { e.TempRelations = map[string]bool{"patients": true} },
-		want: `SELECT id FROM public.patients WHERE ssn = '<enc:public.patients.ssn:x>'`, searches: pSSN},
+	{name: "name found nowhere is pinned to the first schema", sql: `SELECT id FROM patients`,
+		env:  func(e *Env) { e.SearchPath = []string{"pg_temp", "app", "elsewhere"} },
+		want: `SELECT id FROM "app".patients`},
 	{name: "CTE named like a policy table", sql: `WITH patients AS (SELECT 'a' AS ssn) SELECT * FROM patients WHERE ssn LIKE 'x%'`},
 	{name: "CTE carries ciphertext", sql: `WITH x AS (SELECT ssn AS s FROM patients) SELECT s FROM x WHERE s = 'q'`,
 		want: `WITH x AS (SELECT ssn AS s FROM "public".patients) SELECT s FROM x WHERE s = '<enc:public.patients.ssn:q>'`, searches: pSSN, outputs: pSSN},

@@ -47,11 +47,10 @@ type Catalog interface {
 type Env struct {
 	Catalog Catalog
 	// SearchPath is the effective schema search path, "$user" expanded,
-	// without pg_catalog or pg_temp.
+	// without pg_catalog. Temporary tables are not resolved: a name that
+	// names both a temporary table and an encrypted relation is taken for
+	// the encrypted one (and pinned to it), which can only fail closed.
 	SearchPath []string
-	// TempRelations are the names of this session's temporary tables; they
-	// shadow every schema on the search path.
-	TempRelations map[string]bool
 	// Prepared returns an SQL-level prepared statement (PREPARE name) of
 	// this session, for EXECUTE.
 	Prepared func(name string) (*Prepared, bool)
@@ -226,19 +225,6 @@ type Statement struct {
 	Prepare    *Prepared // for KindPrepare
 	Execute    string    // for KindExecute: the prepared statement's name
 	Deallocate string    // for KindDeallocate: name, or "" for ALL
-	// TempRelations names temporary tables (and other temporary relations:
-	// views, sequences) the statement creates.
-	TempRelations []string
-	// DroppedTempRelations names temporary relations the statement drops
-	// or renames away (DROP TABLE t, ALTER TABLE t RENAME TO u for a
-	// temporary t): they no longer shadow anything once it succeeds.
-	DroppedTempRelations []string
-	// DiscardsTemp is DISCARD TEMP or DISCARD ALL: every temporary relation
-	// of the session is dropped.
-	DiscardsTemp bool
-	// Chain is COMMIT AND CHAIN / ROLLBACK AND CHAIN: a new transaction
-	// starts at once.
-	Chain bool
 }
 
 // Setting names a session setting the proxy tracks.

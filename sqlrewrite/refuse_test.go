@@ -191,6 +191,7 @@ var refuseCases = []refuseCase{
 	{name: "prepare refused body", sql: `PREPARE p AS SELECT * FROM patients WHERE ssn LIKE $1`, code: na, column: pSSN},
 	{name: "execute expression for encrypted param", sql: `EXECUTE byssn(lower('X'))`, code: na, column: pSSN, contains: "constant or NULL"},
 	{name: "execute param for encrypted param", sql: `EXECUTE byssn($1)`, code: na, column: pSSN},
+	{name: "execute unknown statement with arguments", sql: `EXECUTE nosuch('x', 1)`, code: na, contains: "did not see prepared"},
 }
 
 func TestAnalyzeRefuses(t *testing.T) {

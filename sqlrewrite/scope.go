@@ -134,11 +134,6 @@ func (a *analyzer) lookupRelation(schema, name string) (*Relation, string) {
 		}
 		return a.cat.Relation(schema, name), schema
 	}
-	temp := a.env.TempRelations[name]
-	if temp && !a.tempInPath {
-		// pg_temp is searched first unless the path places it.
-		return nil, "pg_temp"
-	}
 	schemas, ok := a.schemas[name]
 	if !ok {
 		schemas = a.cat.SchemasWith(name)
@@ -146,9 +141,6 @@ func (a *analyzer) lookupRelation(schema, name string) (*Relation, string) {
 	}
 	for _, sp := range a.env.SearchPath {
 		if isTempSchema(sp) {
-			if temp {
-				return nil, "pg_temp"
-			}
 			continue
 		}
 		for _, s := range schemas {
@@ -157,15 +149,20 @@ func (a *analyzer) lookupRelation(schema, name string) (*Relation, string) {
 			}
 		}
 	}
-	if temp {
-		return nil, "pg_temp"
-	}
 	// No schema on the path holds the name as far as the catalog knows,
 	// but the catalog may predate a policy table's creation: take the
 	// policy's table, which pinning then makes PostgreSQL use or reject.
 	for _, sp := range a.env.SearchPath {
 		if rel := a.cat.Relation(sp, name); rel != nil {
 			return rel, sp
+		}
+	}
+	// Nothing resolves: pin the name to the first schema PostgreSQL would
+	// search, so that it fails as the analysis expects instead of finding
+	// a relation elsewhere (its own search_path may differ).
+	for _, sp := range a.env.SearchPath {
+		if !isTempSchema(sp) {
+			return nil, sp
 		}
 	}
 	return nil, ""

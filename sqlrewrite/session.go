@@ -16,9 +16,9 @@ func (a *analyzer) transaction(ts *pg_query.TransactionStmt, st *Statement) {
 	case pg_query.TransactionStmtKind_TRANS_STMT_BEGIN, pg_query.TransactionStmtKind_TRANS_STMT_START:
 		st.Tx = TxBegin
 	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT:
-		st.Tx, st.Chain = TxCommit, ts.GetChain()
+		st.Tx = TxCommit
 	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK:
-		st.Tx, st.Chain = TxRollback, ts.GetChain()
+		st.Tx = TxRollback
 	case pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
 		st.Tx, st.Savepoint = TxSavepoint, ts.GetSavepointName()
 	case pg_query.TransactionStmtKind_TRANS_STMT_RELEASE:
@@ -212,9 +212,6 @@ func (a *analyzer) discard(ds *pg_query.DiscardStmt, st *Statement) {
 	case pg_query.DiscardMode_DISCARD_ALL:
 		st.Kind = KindSet
 		st.Effects = append(st.Effects, Effect{Setting: SettingDiscardAll})
-		st.DiscardsTemp = true
-	case pg_query.DiscardMode_DISCARD_TEMP:
-		st.DiscardsTemp = true
 	}
 }
 

@@ -113,16 +113,16 @@ func TestSessionStatements(t *testing.T) {
 	}
 }
 
-func TestTransactionChainAndTemp(t *testing.T) {
+func TestTransactionChainAndDiscard(t *testing.T) {
 	p := mustAnalyze(t, `COMMIT AND CHAIN; ROLLBACK AND NO CHAIN; DISCARD TEMP; DISCARD ALL`, testEnv())
-	if !p.Statements[0].Chain || p.Statements[1].Chain {
-		t.Errorf("chain flags wrong: %+v %+v", p.Statements[0], p.Statements[1])
+	if p.Statements[0].Tx != TxCommit || p.Statements[1].Tx != TxRollback {
+		t.Errorf("transaction ops wrong: %+v %+v", p.Statements[0], p.Statements[1])
 	}
-	if !p.Statements[2].DiscardsTemp || p.Statements[2].Kind != KindOther {
+	if p.Statements[2].Kind != KindOther || len(p.Statements[2].Effects) != 0 {
 		t.Errorf("DISCARD TEMP: %+v", p.Statements[2])
 	}
-	if !p.Statements[3].DiscardsTemp || p.Statements[3].Kind != KindSet {
-		t.Errorf("DISCARD ALL: %+v", p.Statements[3])
+	if st := p.Statements[3]; st.Kind != KindSet || len(st.Effects) != 1 || st.Effects[0].Setting != SettingDiscardAll {
+		t.Errorf("DISCARD ALL: %+v", st)
 	}
 }
 
@@ -240,7 +240,7 @@ var planCases = []planCase{
 		}},
 	{name: "execute search literal", sql: `EXECUTE byssn('x')`, env: func(e *Env) { e.Prepared = testPrepared },
 		want: `EXECUTE byssn('<enc:public.patients.ssn:x>')`},
-	{name: "execute unknown passes", sql: `EXECUTE nosuch('x', 1)`, env: func(e *Env) { e.Prepared = testPrepared },
+	{name: "execute unknown without arguments passes", sql: `EXECUTE nosuch`, env: func(e *Env) { e.Prepared = testPrepared },
 		check: expectKinds(KindExecute)},
 	{name: "deallocate", sql: `DEALLOCATE q; DEALLOCATE PREPARE q; DEALLOCATE ALL`, check: func(t *testing.T, p *Plan) {
 		expectKinds(KindDeallocate, KindDeallocate, KindDeallocate)(t, p)
@@ -273,39 +273,13 @@ var planCases = []planCase{
 	}},
 	{name: "copy plain relation to file", sql: `COPY other.patients TO '/tmp/x'`, check: expectKinds(KindOther)},
 	{name: "copy plain query", sql: `COPY (SELECT 1) TO STDOUT`, check: expectKinds(KindCopy)},
-	{name: "copy shadowed by temp", sql: `COPY patients TO '/tmp/x'`, env: func(e *Env) { e.TempRelations = map[string]bool{"patients": true} },
-		check: expectKinds(KindOther)},
+	{name: "copy of a qualified temp table", sql: `COPY pg_temp.patients TO '/tmp/x'`, check: expectKinds(KindOther)},
 	// DDL and utilities.
-	{name: "create temp table", sql: `CREATE TEMP TABLE patients (id int, ssn text)`, check: func(t *testing.T, p *Plan) {
-		expectKinds(KindDDL)(t, p)
-		if !reflect.DeepEqual(p.Statements[0].TempRelations, []string{"patients"}) {
-			t.Errorf("temp = %v", p.Statements[0].TempRelations)
-		}
-	}},
+	{name: "create temp table", sql: `CREATE TEMP TABLE patients (id int, ssn text)`, check: expectKinds(KindDDL)},
 	{name: "create temp view and select into temp", sql: `CREATE TEMPORARY VIEW v AS SELECT 1; SELECT 1 AS a INTO TEMP t2; CREATE TABLE pg_temp.t3 (a int)`,
-		check: func(t *testing.T, p *Plan) {
-			expectKinds(KindDDL, KindDDL, KindDDL)(t, p)
-			for i, want := range []string{"v", "t2", "t3"} {
-				if !reflect.DeepEqual(p.Statements[i].TempRelations, []string{want}) {
-					t.Errorf("statement %d temp = %v", i, p.Statements[i].TempRelations)
-				}
-			}
-		}},
-	{name: "drop temp table", sql: `DROP TABLE patients, pg_temp.x, other.patients`,
-		env: func(e *Env) { e.TempRelations = map[string]bool{"patients": true} },
-		check: func(t *testing.T, p *Plan) {
-			if !reflect.DeepEqual(p.Statements[0].DroppedTempRelations, []string{"patients", "x"}) {
-				t.Errorf("dropped = %v", p.Statements[0].DroppedTempRelations)
-			}
-		}},
-	{name: "rename temp table", sql: `ALTER TABLE patients RENAME TO p2`,
-		env: func(e *Env) { e.TempRelations = map[string]bool{"patients": true} },
-		check: func(t *testing.T, p *Plan) {
-			st := p.Statements[0]
-			if st.Kind != KindDDL || !reflect.DeepEqual(st.DroppedTempRelations, []string{"patients"}) || !reflect.DeepEqual(st.TempRelations, []string{"p2"}) {
-				t.Errorf("rename = %+v", st)
-			}
-		}},
+		check: expectKinds(KindDDL, KindDDL, KindDDL)},
+	{name: "drop tables", sql: `DROP TABLE patients, pg_temp.x, other.patients`, check: expectKinds(KindDDL)},
+	{name: "rename table", sql: `ALTER TABLE patients RENAME TO p2`, check: expectKinds(KindDDL)},
 	{name: "drop encrypted table", sql: `DROP TABLE patients CASCADE`, check: expectKinds(KindDDL)},
 	{name: "rename encrypted column", sql: `ALTER TABLE patients RENAME COLUMN ssn TO ssn2`, check: expectKinds(KindDDL)},
 	{name: "truncate grant lock vacuum", sql: `TRUNCATE patients; GRANT SELECT (ssn) ON patients TO doctor; LOCK TABLE patients IN SHARE MODE; VACUUM ANALYZE patients (ssn)`,
@@ -418,7 +392,7 @@ func TestPlans(t *testing.T) {
 
 func TestNilEnvironment(t *testing.T) {
 	for _, env := range []*Env{nil, {}} {
-		p, err := Analyze(`SELECT * FROM patients WHERE ssn LIKE 'x'; EXECUTE q('a')`, env)
+		p, err := Analyze(`SELECT * FROM patients WHERE ssn LIKE 'x'; EXECUTE q`, env)
 		if err != nil || len(p.Edits) != 0 || p.Touches() {
 			t.Errorf("env %+v: %v %+v", env, err, p)
 		}

@@ -58,15 +58,8 @@ func (a *analyzer) statement(n *pg_query.Node, st *Statement) error {
 		return a.alterTable(x.AlterTableStmt, st)
 	case *pg_query.Node_CreateStmt:
 		return a.createTable(x.CreateStmt, st)
-	case *pg_query.Node_DropStmt:
-		a.drop(x.DropStmt, st)
-		return nil
-	case *pg_query.Node_RenameStmt:
-		a.rename(x.RenameStmt, st)
-		return nil
-	case *pg_query.Node_CreateSeqStmt:
+	case *pg_query.Node_DropStmt, *pg_query.Node_RenameStmt, *pg_query.Node_CreateSeqStmt:
 		st.Kind = KindDDL
-		a.noteTemp(x.CreateSeqStmt.GetSequence(), st)
 		return nil
 	}
 	return a.utility(n, st)
@@ -78,7 +71,6 @@ func (a *analyzer) selectTop(s *pg_query.SelectStmt, st *Statement) error {
 	into := leftmostInto(s)
 	if into != nil {
 		st.Kind = KindDDL
-		a.noteTemp(into.GetRel(), st)
 	}
 	if !a.deep {
 		return nil
@@ -164,17 +156,6 @@ func (a *analyzer) intoPlain(sh *shape, what string) error {
 		}
 	}
 	return nil
-}
-
-// noteTemp records a temporary relation a statement creates: it shadows
-// relations of the same name from then on.
-func (a *analyzer) noteTemp(rv *pg_query.RangeVar, st *Statement) {
-	if rv == nil {
-		return
-	}
-	if rv.GetRelpersistence() == "t" || isTempSchema(rv.GetSchemaname()) {
-		st.TempRelations = append(st.TempRelations, rv.GetRelname())
-	}
 }
 
 // nestedStatement analyzes the statement inside PREPARE, EXPLAIN and the

@@ -48,6 +48,12 @@ func (a *analyzer) execute(es *pg_query.ExecuteStmt, st *Statement) error {
 	if a.env.Prepared != nil {
 		p, _ = a.env.Prepared(es.GetName())
 	}
+	if p == nil && len(es.GetParams()) > 0 {
+		// Its parameters could be bound for encrypted columns; without its
+		// plan the arguments cannot be judged (PostgreSQL would fail it
+		// anyway if it does not exist).
+		return refuse("", "EXECUTE of prepared statement %s, which pgcloak did not see prepared, with arguments is not supported", es.GetName())
+	}
 	if p != nil && p.Statement != nil {
 		for _, r := range p.Statement.Writes {
 			a.wrote(r)
@@ -110,7 +116,6 @@ func (a *analyzer) explain(es *pg_query.ExplainStmt, st *Statement) error {
 		return err
 	}
 	st.Writes, st.Searches = inner.Writes, inner.Searches
-	st.TempRelations = inner.TempRelations
 	if inner.Kind == KindDDL {
 		st.Kind = KindDDL
 	}
@@ -121,7 +126,6 @@ func (a *analyzer) explain(es *pg_query.ExplainStmt, st *Statement) error {
 // table must not receive ciphertext; a materialized view may, like a view.
 func (a *analyzer) createTableAs(c *pg_query.CreateTableAsStmt, st *Statement) error {
 	st.Kind = KindDDL
-	a.noteTemp(c.GetInto().GetRel(), st)
 	if !a.deep {
 		return nil
 	}
@@ -163,7 +167,6 @@ func (a *analyzer) nestedShape(n *pg_query.Node) (*shape, error) {
 
 func (a *analyzer) createView(v *pg_query.ViewStmt, st *Statement) error {
 	st.Kind = KindDDL
-	a.noteTemp(v.GetView(), st)
 	if !a.deep {
 		return nil
 	}
@@ -462,7 +465,6 @@ func nodeStrings(ns []*pg_query.Node) []string {
 // under a name the policy does not cover.
 func (a *analyzer) createTable(cs *pg_query.CreateStmt, st *Statement) error {
 	st.Kind = KindDDL
-	a.noteTemp(cs.GetRelation(), st)
 	if !a.deep {
 		return nil
 	}
@@ -473,48 +475,6 @@ func (a *analyzer) createTable(cs *pg_query.CreateStmt, st *Statement) error {
 		}
 	}
 	return nil
-}
-
-// drop notes the temporary relations a DROP removes.
-func (a *analyzer) drop(ds *pg_query.DropStmt, st *Statement) {
-	st.Kind = KindDDL
-	switch ds.GetRemoveType() {
-	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW,
-		pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_SEQUENCE,
-		pg_query.ObjectType_OBJECT_FOREIGN_TABLE:
-	default:
-		return
-	}
-	for _, o := range ds.GetObjects() {
-		names := nodeStrings(o.GetList().GetItems())
-		switch {
-		case len(names) == 1 && a.env.TempRelations[names[0]]:
-			st.DroppedTempRelations = append(st.DroppedTempRelations, names[0])
-		case len(names) == 2 && isTempSchema(names[0]):
-			st.DroppedTempRelations = append(st.DroppedTempRelations, names[1])
-		}
-	}
-}
-
-// rename notes a temporary relation renamed: its old name no longer
-// shadows anything, its new one does.
-func (a *analyzer) rename(rs *pg_query.RenameStmt, st *Statement) {
-	st.Kind = KindDDL
-	rv := rs.GetRelation()
-	if rv == nil || rs.GetSubname() != "" {
-		return
-	}
-	switch rs.GetRenameType() {
-	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW,
-		pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_SEQUENCE,
-		pg_query.ObjectType_OBJECT_FOREIGN_TABLE:
-	default:
-		return
-	}
-	if (rv.GetSchemaname() == "" && a.env.TempRelations[rv.GetRelname()]) || isTempSchema(rv.GetSchemaname()) {
-		st.DroppedTempRelations = append(st.DroppedTempRelations, rv.GetRelname())
-		st.TempRelations = append(st.TempRelations, rs.GetNewname())
-	}
 }
 
 // utility handles every other statement: it passes unless it mentions a
