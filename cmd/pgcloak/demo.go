@@ -75,7 +75,11 @@ func newDemoCommand(g *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return runDemo(ctx, demoOptions{listen: listen, log: g.logger()}, cmd.OutOrStdout(), nil)
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			return runDemo(ctx, demoOptions{listen: listen, log: log}, cmd.OutOrStdout(), nil)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:6432", "address for the demo proxy")

@@ -313,3 +313,26 @@ func pgErrCode(err error) string {
 	}
 	return ""
 }
+
+func TestBadLogLevel(t *testing.T) {
+	path := writeConfig(t, "127.0.0.1:5432")
+	_, err := runCLI(t, nil, "serve", "--config", path, "--log-level", "loud")
+	if err == nil || !strings.Contains(err.Error(), `--log-level "loud"`) {
+		t.Fatalf("serve with a bad log level: %v", err)
+	}
+}
+
+func TestMetricsListenTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	path := writeConfig(t, "127.0.0.1:5432")
+	t.Setenv("PGCLOAK_SERVER_LISTEN", "127.0.0.1:0")
+	t.Setenv("PGCLOAK_SERVER_METRICS_LISTEN", ln.Addr().String())
+	_, err = runCLI(t, nil, "serve", "--config", path)
+	if err == nil || !strings.Contains(err.Error(), "server.metrics_listen") {
+		t.Fatalf("serve with the metrics address taken: %v", err)
+	}
+}

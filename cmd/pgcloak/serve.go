@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"os/signal"
 	"syscall"
@@ -34,7 +36,10 @@ func newServeCommand(g *globalFlags) *cobra.Command {
 }
 
 func serve(ctx context.Context, g *globalFlags, cfg *policy.Config) error {
-	log := g.logger()
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
 	store, err := openStore(cfg)
 	if err != nil {
 		return err
@@ -50,9 +55,15 @@ func serve(ctx context.Context, g *globalFlags, cfg *policy.Config) error {
 		return err
 	}
 	if cfg.Server.MetricsListen != "" {
-		ms := &http.Server{Addr: cfg.Server.MetricsListen, Handler: promhttp.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		// Listen before serving so that a bad address fails the start
+		// instead of leaving the proxy without its metrics.
+		mln, err := net.Listen("tcp", cfg.Server.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("server.metrics_listen: %w", err)
+		}
+		ms := &http.Server{Handler: promhttp.Handler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() {
-			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := ms.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics listener", "err", err)
 			}
 		}()
