@@ -57,14 +57,7 @@ func (ss *session) backendMessage(be *backend, typ byte, body []byte) error {
 	}
 	switch p.kind {
 	case pendInternal:
-		p.iq.handle(typ, body)
-		if typ == 'Z' {
-			ss.mu.Lock()
-			ss.rfqSeen++
-			ss.mu.Unlock()
-			ss.pop()
-		}
-		return nil
+		return ss.internalMessage(p, typ, body)
 	case pendHiddenDescribe:
 		return ss.hiddenDescribe(p, typ, body)
 	case pendDescribe:
@@ -114,36 +107,67 @@ func (ss *session) forwardAndMaybePop(p *pending, typ byte, body []byte, pop boo
 	return err
 }
 
+// internalMessage consumes the answer to a batch of the proxy's own. Its
+// ReadyForQuery tells the transaction status but, unlike the client's,
+// completes nothing of the client's session state.
+func (ss *session) internalMessage(p *pending, typ byte, body []byte) error {
+	if typ != 'Z' {
+		p.iq.handle(typ, body)
+		return nil
+	}
+	var rfq pgproto3.ReadyForQuery
+	if rfq.Decode(body) != nil {
+		return ss.serverMalformed("ReadyForQuery")
+	}
+	ss.mu.Lock()
+	ss.noteReadyLocked(rfq.TxStatus)
+	ss.mu.Unlock()
+	ss.pop()
+	// Last: the waiting frontend reads the status.
+	p.iq.handle(typ, body)
+	return nil
+}
+
 // copyInStarted notes that p put the server in copy-in mode, where it
 // ignores Sync: Syncs the client sent before ending the COPY get no
 // ReadyForQuery and leave the queue.
 func (ss *session) copyInStarted(p *pending) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
+	first := !p.copyInStarted
 	p.copyInStarted = true
+	var dropped []*pending
 	kept := ss.queue[:0]
 	for _, q := range ss.queue {
 		if q.kind == pendSync && q.copyReq == p {
 			ss.rfqSent--
+			dropped = append(dropped, q)
 			continue
 		}
 		kept = append(kept, q)
 	}
 	clear(ss.queue[len(kept):])
 	ss.queue = kept
+	ss.mu.Unlock()
+	if first && p.copyIn != nil {
+		close(p.copyIn)
+	}
+	for _, q := range dropped {
+		q.release()
+	}
 }
 
 // serverError forwards (or replaces) an ErrorResponse and, for the
-// extended protocol, drops the requests the server will now skip.
+// extended protocol, drops the requests the server will now skip. An
+// error in a batch of the proxy's own is its alone.
 func (ss *session) serverError(p *pending, body []byte) error {
-	ss.mu.Lock()
-	ss.state.error()
-	replacement := p.err
-	ss.mu.Unlock()
 	if p.kind == pendInternal {
 		p.iq.handle('E', body)
 		return nil
 	}
+	ss.mu.Lock()
+	ss.state.error()
+	replacement := p.err
+	ss.mu.Unlock()
 	var err error
 	switch {
 	case p.discard:
@@ -169,7 +193,13 @@ func (ss *session) skipToSync() {
 	ss.mu.Lock()
 	var dropped []*pending
 	for len(ss.queue) > 0 && ss.queue[0].kind != pendSync {
-		dropped = append(dropped, ss.queue[0])
+		d := ss.queue[0]
+		if d.endsWithReady() {
+			// A Query or FunctionCall sent into the failed batch: no
+			// ReadyForQuery will answer it.
+			ss.rfqSent--
+		}
+		dropped = append(dropped, d)
 		ss.queue[0] = nil
 		ss.queue = ss.queue[1:]
 	}
@@ -185,15 +215,12 @@ func (ss *session) skipToSync() {
 	}
 }
 
-func (ss *session) readyForQuery(p *pending, body []byte) error {
-	var rfq pgproto3.ReadyForQuery
-	if rfq.Decode(body) != nil {
-		return ss.decodeError("ReadyForQuery")
-	}
-	ss.mu.Lock()
-	ss.state.readyForQuery(rfq.TxStatus)
+// noteReadyLocked records what any ReadyForQuery tells: the transaction
+// status, and at idle the end of the transaction's portals and of its
+// uncommitted DDL.
+func (ss *session) noteReadyLocked(status byte) {
 	ss.rfqSeen++
-	if rfq.TxStatus == 'I' {
+	if status == 'I' {
 		// Protocol-level portals do not outlive their transaction.
 		for name, pt := range ss.portals {
 			if pt.epoch < ss.rfqSeen {
@@ -204,30 +231,74 @@ func (ss *session) readyForQuery(p *pending, body []byte) error {
 			ss.catStale, ss.catTxDirty = true, false
 		}
 	}
-	ss.txStatus = rfq.TxStatus
+	ss.txStatus = status
+}
+
+func (ss *session) readyForQuery(p *pending, body []byte) error {
+	var rfq pgproto3.ReadyForQuery
+	if rfq.Decode(body) != nil {
+		return ss.serverMalformed("ReadyForQuery")
+	}
+	ss.mu.Lock()
+	ss.state.readyForQuery(rfq.TxStatus)
+	ss.noteReadyLocked(rfq.TxStatus)
 	// After the proxy failed a result, an explicit transaction must end
-	// up failed as the client believes. When nothing else is in flight
-	// the ReadyForQuery is held back and a statement that fails is run
-	// first; its own ReadyForQuery ('E') goes to the client instead.
+	// up failed as the client believes.
 	abort := ss.abortTx && rfq.TxStatus == 'T' && len(ss.queue) == 1
 	ss.abortTx = false
 	ss.mu.Unlock()
 	if abort {
-		ss.pop()
-		if err := ss.send(&pending{kind: pendRefused, simple: true, discard: true}, &pgproto3.Query{String: "pgcloak aborts the transaction"}); err != nil {
+		if injected, err := ss.injectAbort(); injected || err != nil {
 			return err
 		}
-		return ss.uw.flush()
 	}
 	err := ss.cw.raw('Z', body)
 	ss.pop()
 	return err
 }
 
+// injectAbort holds back the ReadyForQuery of the request at the head of
+// the queue when nothing else is in flight, and runs a request that fails
+// instead; its own ReadyForQuery ('E') goes to the client. The check, the
+// pop and the push happen under the upstream writer's lock, so no request
+// of the client's can come between. (The lock is free soon: the frontend
+// pushes before it writes, and the server, idle, reads what it writes.)
+func (ss *session) injectAbort() (bool, error) {
+	ss.uw.mu.Lock()
+	defer ss.uw.mu.Unlock()
+	ss.mu.Lock()
+	alone := len(ss.queue) == 1
+	ss.mu.Unlock()
+	if !alone {
+		return false, nil
+	}
+	// Queued before the pop wakes a frontend waiting for the head, which
+	// must not find the session idle (and reload the catalog) meanwhile.
+	ss.pushLocked(&pending{kind: pendRefused, simple: true, discard: true})
+	ss.pop()
+	// Parse and Sync, not a Query, which would drop the client's unnamed
+	// statement and portal.
+	if err := ss.uw.sendLocked(failingParse(abortStatement), &pgproto3.Sync{}); err != nil {
+		return true, err
+	}
+	return true, ss.uw.w.Flush()
+}
+
+// serverMalformed ends the session when PostgreSQL sends a message that
+// does not decode: the proxy no longer knows where the server stands. The
+// client is told the fault was not its own.
+func (ss *session) serverMalformed(what string) error {
+	msg := "malformed " + what + " message from PostgreSQL"
+	ss.log.Error("protocol violation by PostgreSQL", "err", msg)
+	ss.cw.send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01", Message: "pgcloak: " + msg})
+	ss.cw.end()
+	return &malformedError{msg}
+}
+
 func (ss *session) rowDescription(p *pending, body []byte) error {
 	var rd pgproto3.RowDescription
 	if rd.Decode(body) != nil {
-		return ss.decodeError("RowDescription")
+		return ss.serverMalformed("RowDescription")
 	}
 	p.shape = ss.shapeFor(rd.Fields, p.statement())
 	if p.shape == nil {
@@ -288,7 +359,7 @@ func (ss *session) failResult(p *pending, err error) error {
 func (ss *session) commandComplete(p *pending, body []byte) error {
 	var cc pgproto3.CommandComplete
 	if cc.Decode(body) != nil {
-		return ss.decodeError("CommandComplete")
+		return ss.serverMalformed("CommandComplete")
 	}
 	ss.completed(p.statement(), string(cc.CommandTag))
 	p.shape = nil
@@ -313,7 +384,7 @@ func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
 		if e.Setting == sqlrewrite.SettingDiscardAll {
 			ss.stmts = map[string]*preparedStmt{}
 			ss.portals = map[string]*portal{}
-			ss.sqlPrepared = map[string]*sqlrewrite.Prepared{}
+			ss.forgetAllPreparedLocked()
 		}
 	}
 	switch st.Kind {
@@ -325,23 +396,23 @@ func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
 		// SQL DEALLOCATE also drops statements made by protocol Parse
 		// (one namespace), all but the unnamed one.
 		if st.Deallocate == "" {
-			ss.sqlPrepared = map[string]*sqlrewrite.Prepared{}
+			ss.forgetAllPreparedLocked()
 			for name := range ss.stmts {
 				if name != "" {
 					delete(ss.stmts, name)
 				}
 			}
 		} else {
-			delete(ss.sqlPrepared, st.Deallocate)
+			ss.forgetPreparedLocked(st.Deallocate)
 			delete(ss.stmts, st.Deallocate)
 		}
 	case sqlrewrite.KindDDL:
 		ss.catStale = true
-		if ss.txStatus != 'I' {
-			// Reloaded inside the transaction, the snapshot shows its
-			// uncommitted DDL; load again once it ends either way.
-			ss.catTxDirty = true
-		}
+		// The DDL may be inside a transaction (BEGIN earlier in the same
+		// string, not yet reported by a ReadyForQuery), where a reload
+		// shows it uncommitted: load again once the server reports idle,
+		// which, outside one, is right away.
+		ss.catTxDirty = true
 		ss.srv.catalogs.invalidate(ss.database)
 	}
 }
@@ -358,7 +429,7 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 		}
 		var pd pgproto3.ParameterDescription
 		if pd.Decode(body) != nil {
-			return ss.decodeError("ParameterDescription")
+			return ss.serverMalformed("ParameterDescription")
 		}
 		for i, pr := range p.stmt.plan.Params {
 			if pr != nil && i < len(pd.ParameterOIDs) {
@@ -369,7 +440,7 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 	case 'T':
 		var rd pgproto3.RowDescription
 		if rd.Decode(body) != nil {
-			return ss.decodeError("RowDescription")
+			return ss.serverMalformed("RowDescription")
 		}
 		fields := cloneFields(rd.Fields)
 		ss.recordDescription(p.object, p.stmt, p.portal, fields)
@@ -396,7 +467,7 @@ func (ss *session) hiddenDescribe(p *pending, typ byte, body []byte) error {
 	case 'T':
 		var rd pgproto3.RowDescription
 		if rd.Decode(body) != nil {
-			return ss.decodeError("RowDescription")
+			return ss.serverMalformed("RowDescription")
 		}
 		ss.recordDescription('P', nil, p.portal, cloneFields(rd.Fields))
 	case 'n':

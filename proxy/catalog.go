@@ -1,14 +1,13 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -277,59 +276,119 @@ func (cc *catalogCache) invalidate(db string) {
 	delete(cc.byDB, db)
 }
 
+// catalogSavepoint wraps a reload inside the client's transaction: a
+// reload that fails (a lock or statement timeout, a cancel) is rolled back
+// to it instead of aborting the client's transaction.
+const catalogSavepoint = "pgcloak_catalog"
+
 // refreshCatalogIfStale reloads the session's catalog snapshot after DDL or
 // when it is older than the cache's TTL, but only when no request is in
-// flight, so the reload query cannot interleave with the client's own.
+// flight, so the reload cannot interleave with the client's own.
 func (ss *session) refreshCatalogIfStale() {
 	ss.mu.Lock()
-	due := ss.catStale || ss.cat.expired(ss.srv.catalogs.ttl)
-	// Not inside an extended-protocol batch either: the reload query
-	// would end the batch's implicit transaction (or, after an error in
-	// it, be ignored by the server until Sync).
+	stale := ss.catStale
+	due := stale || ss.cat.expired(ss.srv.catalogs.ttl)
 	idle := len(ss.queue) == 0 && !ss.extOpen
-	inTx := ss.txStatus != 'I'
+	tx := ss.txStatus
 	cur := ss.state.current
 	ss.mu.Unlock()
-	if !due || !idle {
+	// Not inside an extended-protocol batch either: the reload would end
+	// the batch's implicit transaction (or, after an error in it, be
+	// ignored until Sync). Nor in a failed transaction, which refuses
+	// every query but its end.
+	if !due || !idle || tx == 'E' {
 		return
 	}
-	if cat := ss.srv.catalogs.fresh(ss.database); cat != nil && !inTx {
-		ss.mu.Lock()
-		if !ss.catStale || cat.loaded.After(ss.cat.loaded) {
-			ss.cat, ss.catStale = cat, false
-		}
-		ss.mu.Unlock()
-		if !ss.catStale {
-			return
-		}
-	}
-	iq := newInternalQuery(catalogQuery(ss.srv.cfg.Policy))
-	if err := ss.send(&pending{kind: pendInternal, iq: iq}, &pgproto3.Query{String: iq.sql}); err != nil {
+	if tx == 'I' && ss.adoptShared(stale) {
 		return
 	}
-	if err := ss.uw.flush(); err != nil {
-		return
-	}
-	select {
-	case <-iq.done:
-	case <-ss.done:
-		return
-	}
-	if iq.err != nil || len(iq.results) != 1 {
-		ss.log.Debug("catalog reload failed; keeping the old snapshot", "err", iq.err)
-		return
-	}
-	cat, err := buildCatalog(ss.srv.cfg.Policy, iq.results[0], expandSearchPath(cur.searchPath, cur.currentRole()))
+	cat, err := ss.loadCatalog(tx == 'T', cur)
 	if err != nil {
-		ss.log.Warn("catalog reload failed", "err", err)
+		ss.mu.Lock()
+		// An old snapshot is still right where no DDL ran since; after
+		// DDL it is not known to be (see catalogUnknownLocked).
+		ss.catFailed = ss.catStale
+		ss.mu.Unlock()
+		ss.log.Warn("catalog reload failed; keeping the old snapshot", "err", err, "after_ddl", stale)
 		return
 	}
 	ss.mu.Lock()
-	ss.cat, ss.catStale = cat, false
+	ss.cat, ss.catStale, ss.catFailed = cat, false, false
 	ss.mu.Unlock()
-	if !inTx {
+	if tx == 'I' {
+		// Inside a transaction the snapshot may show uncommitted DDL.
 		ss.srv.catalogs.store(ss.database, cat)
 	}
+}
+
+// adoptShared takes the database's shared snapshot when it is young
+// enough and, after DDL of this session's, newer than the session's own.
+func (ss *session) adoptShared(stale bool) bool {
+	cat := ss.srv.catalogs.fresh(ss.database)
+	if cat == nil {
+		return false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if stale && !cat.loaded.After(ss.cat.loaded) {
+		return false
+	}
+	ss.cat, ss.catStale, ss.catFailed = cat, false, false
+	return true
+}
+
+// loadCatalog runs the catalog query in the session, within a savepoint
+// inside a transaction.
+func (ss *session) loadCatalog(inTx bool, cur settings) (*catalog, error) {
+	sqls, at := []string{catalogQuery(ss.srv.cfg.Policy)}, 0
+	if inTx {
+		sqls, at = []string{"SAVEPOINT " + catalogSavepoint, sqls[0], "RELEASE SAVEPOINT " + catalogSavepoint}, 1
+	}
+	iq, err := ss.runInternal(sqls...)
+	if err != nil {
+		return nil, err
+	}
+	if iq.err != nil {
+		if inTx {
+			ss.rollBackReload()
+		}
+		return nil, iq.err
+	}
+	if len(iq.results) != len(sqls) {
+		return nil, errors.New("unexpected answer to the catalog query")
+	}
+	return buildCatalog(ss.srv.cfg.Policy, iq.results[at], expandSearchPath(cur.searchPath, cur.currentRole()))
+}
+
+// rollBackReload undoes a failed reload inside the client's transaction,
+// which the failure aborted.
+func (ss *session) rollBackReload() {
+	iq, err := ss.runInternal("ROLLBACK TO SAVEPOINT "+catalogSavepoint, "RELEASE SAVEPOINT "+catalogSavepoint)
+	if err == nil {
+		err = iq.err
+	}
+	if err != nil {
+		// The client's next statement meets the aborted transaction.
+		ss.log.Warn("rolling back a failed catalog reload failed", "err", err)
+	}
+}
+
+// catalogUnknownLocked is the refusal for statements that resolve a
+// relation while the catalog may not be what DDL left it: reloading it
+// failed, or the transaction is failed, where the server refuses the
+// reload (and would refuse the statement too). Nil when the snapshot is
+// usable. Statements that resolve no relation (ROLLBACK, SET, SELECT 1)
+// still pass.
+func (ss *session) catalogUnknownLocked() error {
+	switch {
+	case !ss.catStale:
+		return nil
+	case ss.txStatus == 'E':
+		return newSQLError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
+	case ss.catFailed:
+		return newSQLError("58000", "catalog could not be reloaded after DDL; statements using relations are refused until it is")
+	}
+	return nil
 }
 
 // mentionedIn reports a relation with encrypted columns whose name occurs

@@ -5,6 +5,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/proxy/internal/copydata"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -24,20 +25,31 @@ type copyOut struct {
 	rw *copydata.Rewriter
 }
 
-// copyInFor returns the plan of the COPY FROM STDIN in plan that needs
-// encryption, if any.
-func copyInFor(plan *sqlrewrite.Plan) (*sqlrewrite.CopyPlan, error) {
+// copyInFor prepares the rewriting of the COPY FROM STDIN in plan that
+// needs encryption, if any, for request req. It refuses a string with
+// another COPY from the client besides: the data of each COPY is only
+// told apart by the order of CopyDone messages, and a mistake would send
+// plaintext to the wrong table. (A COPY on a plain table carries no plan,
+// so its direction is unknown and it counts.)
+func (ss *session) copyInFor(plan *sqlrewrite.Plan, req *pending) (*copyIn, error) {
 	var found *sqlrewrite.CopyPlan
+	copies := 0
 	for _, st := range plan.Statements {
-		if st.Copy == nil || !st.Copy.From || !hasRules(st.Copy) {
+		if st == nil || st.Kind != sqlrewrite.KindCopy || st.Copy != nil && !st.Copy.From {
 			continue
 		}
-		if found != nil {
-			return nil, newSQLError("0A000", "only one COPY FROM STDIN into an encrypted table per query string")
+		copies++
+		if st.Copy != nil && hasRules(st.Copy) {
+			found = st.Copy
 		}
-		found = st.Copy
 	}
-	return found, nil
+	if found == nil {
+		return nil, nil
+	}
+	if copies > 1 {
+		return nil, newSQLError("0A000", "a COPY FROM STDIN into a table with encrypted columns must be the only COPY of its query string")
+	}
+	return ss.newCopyIn(found, req)
 }
 
 func hasRules(cp *sqlrewrite.CopyPlan) bool {
@@ -83,30 +95,42 @@ func ruleMask(rules []*policy.ColumnRule) []bool {
 	return cols
 }
 
-func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) *copyIn {
-	ci := &copyIn{req: req}
+// newCopyIn builds the rewriter for a COPY FROM STDIN before it is sent:
+// a COPY whose data the proxy could not rewrite must not start.
+func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) (*copyIn, error) {
 	format := wireFormat(cp.Format)
 	tc := ss.textContext()
+	// Each column's cipher once, before the COPY starts: a key that is
+	// unavailable refuses it rather than failing it halfway.
+	ciphers := make([]*keymap.ColumnCipher, len(cp.Rules))
+	for i, r := range cp.Rules {
+		if r == nil {
+			continue
+		}
+		c, err := ss.cipher(r)
+		if err != nil {
+			return nil, err
+		}
+		ciphers[i] = c
+	}
 	encrypt := func(row int64, col int, value []byte, null bool) ([]byte, bool, error) {
 		if null {
 			return nil, true, nil
 		}
-		ct, err := ss.encryptValue(cp.Rules[col], format, value, tc)
+		value, err := encryptValue(ciphers[col], cp.Rules[col], format, value, tc)
 		if err != nil {
 			return nil, false, newSQLError(sqlState(err), "COPY row %d: %v", row, err)
 		}
 		if format == 1 {
-			return ct, false, nil
+			return value, false, nil
 		}
-		return append([]byte(`\x`), hex.EncodeToString(ct)...), false, nil
+		return append([]byte(`\x`), hex.EncodeToString(value)...), false, nil
 	}
 	rw, err := copydata.NewRewriter(copyFormat(cp.Format), len(cp.Columns), ruleMask(cp.Rules), encrypt)
 	if err != nil {
-		ci.fail(ss, newSQLError("0A000", "COPY format: %v", err))
-		return ci
+		return nil, newSQLError("0A000", "COPY format: %v", err)
 	}
-	ci.rw = rw
-	return ci
+	return &copyIn{rw: rw, req: req}, nil
 }
 
 // fail aborts the COPY upstream; the server's answer to CopyFail is then
@@ -173,12 +197,12 @@ func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
 		}
 	}
 	tc := ss.textContext()
-	var buf []byte
+	var buf, scratch []byte
 	decrypt := func(row int64, col int, value []byte, null bool) ([]byte, bool, error) {
 		if null {
 			return nil, true, nil
 		}
-		out, isNull, err := actions[col].render(buf[:0], value, tc)
+		out, isNull, err := actions[col].render(buf[:0], value, tc, &scratch)
 		if err != nil {
 			return nil, false, err
 		}

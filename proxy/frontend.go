@@ -12,11 +12,26 @@ import (
 
 const byteaOID = 17
 
-// refusedStatement is a statement name no client uses: describing it makes
-// PostgreSQL raise an error without side effects, which puts the server in
-// the state the client expects after the proxy's own error (transaction
-// aborted, rest of the batch skipped).
-const refusedStatement = "pgcloak.refused"
+// Names of the proxy's own prepared statements. A refusal or an injected
+// abort Parses a statement that is not SQL: the Parse fails whatever
+// statements the client has (even one of that name), creates nothing,
+// and, being named, leaves the client's unnamed statement alone. The
+// failure puts the server in the state the client expects after the
+// proxy's own error (transaction aborted, rest of the batch skipped).
+const (
+	refusedStatement = "pgcloak.refused"
+	abortStatement   = "pgcloak.abort"
+	notSQL           = "pgcloak refused"
+)
+
+// failingParse is a Parse that always fails without side effects.
+func failingParse(name string) *pgproto3.Parse {
+	return &pgproto3.Parse{Name: name, Query: notSQL}
+}
+
+// setConfigOID is pg_catalog.set_config, whose changes to role,
+// search_path or TimeZone the proxy must see in SQL.
+const setConfigOID = 2078
 
 // frontend holds the frontend loop's own state.
 type frontend struct {
@@ -26,6 +41,12 @@ type frontend struct {
 	// mode, until the client ends the COPY: a Sync sent meanwhile is
 	// swallowed by the server if the COPY started.
 	copyReq *pending
+	// barrier is the last request that changes what planning depends
+	// on (see needsBarrier) and may not have completed. The frontend
+	// waits for it lazily, before the next message it plans, never
+	// before relaying COPY data, Sync or Flush, which the request may
+	// be waiting for itself.
+	barrier *pending
 }
 
 // frontendLoop reads client messages until the client leaves.
@@ -48,7 +69,8 @@ func (ss *session) frontendLoop() error {
 			return err
 		}
 		if typ == 'X' {
-			return nil
+			// Nothing follows Terminate: make sure it leaves.
+			return ss.uw.flush()
 		}
 	}
 }
@@ -56,6 +78,16 @@ func (ss *session) frontendLoop() error {
 func isExtended(typ byte) bool {
 	switch typ {
 	case 'P', 'B', 'D', 'E', 'C', 'H':
+		return true
+	}
+	return false
+}
+
+// isPlanned reports the messages whose handling depends on session state
+// (and so waits for a barrier).
+func isPlanned(typ byte) bool {
+	switch typ {
+	case 'Q', 'P', 'B', 'D', 'E', 'C', 'F':
 		return true
 	}
 	return false
@@ -88,6 +120,12 @@ func (ss *session) protocolViolation(msg string) {
 }
 
 func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
+	if fe.barrier != nil && isPlanned(typ) {
+		dropped, err := ss.settle(fe, typ)
+		if err != nil || dropped {
+			return err
+		}
+	}
 	if fe.copy != nil && typ != 'd' && typ != 'c' && typ != 'f' && typ != 'H' && typ != 'S' {
 		// Anything else ends COPY mode, as it does for the server, which
 		// ignores Flush and Sync in copy-in mode.
@@ -119,11 +157,63 @@ func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
 	case 'X':
 		return ss.sendRaw(nil, typ, body)
 	case 'F':
-		return ss.sendRaw(&pending{kind: pendFunctionCall}, typ, body)
+		return ss.functionCall(body)
 	default:
 		ss.protocolViolation(fmt.Sprintf("invalid frontend message type %q", typ))
 		return &malformedError{fmt.Sprintf("invalid frontend message type %q", typ)}
 	}
+}
+
+// settle waits for fe.barrier's request to complete before a message that
+// is planned. When that request is a COPY FROM STDIN the server has
+// started and the client did not end, the message is a protocol violation
+// that would leave both sides waiting: the server takes it as one (it
+// fails the COPY and discards the message), and so does the proxy, which
+// then reports dropped.
+func (ss *session) settle(fe *frontend, typ byte) (dropped bool, err error) {
+	b := fe.barrier
+	fe.barrier = nil
+	if err := ss.uw.flush(); err != nil {
+		return false, err
+	}
+	var copying chan struct{} // nil: never ready
+	if b == fe.copyReq {
+		copying = b.copyIn
+	}
+	select {
+	case <-b.barrier:
+		return false, nil
+	case <-copying:
+		fe.barrier = b
+		return true, ss.failCopyForClient(fe, typ)
+	case <-ss.done:
+		return false, errSessionClosed
+	}
+}
+
+// failCopyForClient fails the COPY in progress because the client sent a
+// message of type typ in the middle of it, as PostgreSQL would.
+func (ss *session) failCopyForClient(fe *frontend, typ byte) error {
+	req := fe.copyReq
+	fe.copy, fe.copyReq = nil, nil
+	ss.mu.Lock()
+	req.err = newSQLError("08P01", "unexpected message type 0x%02X during COPY from stdin", typ)
+	ss.mu.Unlock()
+	return ss.send(nil, &pgproto3.CopyFail{Message: "pgcloak: protocol violation during COPY"})
+}
+
+// holdBarrier makes the next planned message wait for p when stmts change
+// what planning depends on. Set before p is queued: the backend may
+// release it as soon as it is sent.
+func (fe *frontend) holdBarrier(p *pending, stmts ...*sqlrewrite.Statement) {
+	if !needsBarrier(stmts) {
+		return
+	}
+	p.barrier = make(chan struct{})
+	if hasCopy(stmts...) {
+		p.copyIn = make(chan struct{})
+	}
+	fe.barrier = p
 }
 
 func (ss *session) decodeError(what string) error {
@@ -137,9 +227,14 @@ func (ss *session) plan(sql string) (*sqlrewrite.Plan, string, error) {
 	ss.refreshCatalogIfStale()
 	ss.mu.Lock()
 	cat := ss.cat
+	unknown := ss.catalogUnknownLocked() != nil
 	ss.mu.Unlock()
-	if plan, ok := sqlrewrite.PlainPlan(sql, cat); ok {
-		return plan, sql, nil
+	if !unknown {
+		// A catalog the proxy could not reload might name any relation
+		// encrypted: no text is plain then (see catalogUnknownLocked).
+		if plan, ok := sqlrewrite.PlainPlan(sql, cat); ok {
+			return plan, sql, nil
+		}
 	}
 	// Each statement of the string is analysed and authorized in the
 	// session state the earlier ones leave (see sequence.go).
@@ -157,9 +252,13 @@ func (ss *session) plan(sql string) (*sqlrewrite.Plan, string, error) {
 	if err := sim.check(plan); err != nil {
 		return nil, "", err
 	}
+	if err := checkZoneOrder(plan); err != nil {
+		return nil, "", err
+	}
 	tc := ss.textContext()
+	ciphers := ss.newCiphers()
 	out, err := plan.Rewrite(func(lit *sqlrewrite.Literal) (string, error) {
-		return ss.literalSQL(lit, tc)
+		return ss.literalSQL(ciphers, lit, tc)
 	})
 	if err != nil {
 		return nil, "", err
@@ -242,7 +341,8 @@ func (ss *session) authorizeAs(role string, stmts []*sqlrewrite.Statement) error
 
 // needsBarrier reports whether statements change what the analysis of the
 // next ones depends on (role, search_path, prepared statements, the
-// catalog, transaction state); the frontend then waits for them to finish.
+// catalog, transaction state); the frontend then waits for them to finish
+// before it plans another message (see frontend.barrier).
 func needsBarrier(stmts []*sqlrewrite.Statement) bool {
 	for _, st := range stmts {
 		if st == nil {
@@ -283,31 +383,19 @@ func (ss *session) query(fe *frontend, body []byte) error {
 		return ss.refuse(err, true)
 	}
 	p := &pending{kind: pendQuery, plan: plan}
-	if needsBarrier(plan.Statements) {
-		p.barrier = make(chan struct{})
-	}
-	cp, err := copyInFor(plan)
+	ci, err := ss.copyInFor(plan, p)
 	if err != nil {
 		return ss.refuse(err, true)
 	}
-	if cp != nil {
-		fe.copy = ss.newCopyIn(cp, p)
-	}
+	fe.copy = ci
 	if hasCopy(plan.Statements...) {
 		fe.copyReq = p
 	}
+	fe.holdBarrier(p, plan.Statements...)
 	if sql == q.String {
-		err = ss.sendRaw(p, 'Q', body)
-	} else {
-		err = ss.send(p, &pgproto3.Query{String: sql})
+		return ss.sendRaw(p, 'Q', body)
 	}
-	if err != nil {
-		return err
-	}
-	if p.barrier != nil {
-		return ss.wait(p.barrier)
-	}
-	return nil
+	return ss.send(p, &pgproto3.Query{String: sql})
 }
 
 // refuse answers a request with the proxy's error in a way that keeps the
@@ -319,15 +407,35 @@ func (ss *session) refuse(err error, simple bool) error {
 	p := &pending{kind: pendRefused, err: err, simple: simple}
 	if simple {
 		// A syntax error: PostgreSQL runs nothing and aborts an open
-		// transaction, exactly as for a refused statement.
-		return ss.send(p, &pgproto3.Query{String: "pgcloak refused"})
+		// transaction, exactly as for a refused statement. (Like the
+		// client's own Query would, it drops the unnamed statement.)
+		return ss.send(p, &pgproto3.Query{String: notSQL})
 	}
-	return ss.send(p, &pgproto3.Describe{ObjectType: 'S', Name: refusedStatement})
+	return ss.send(p, failingParse(refusedStatement))
 }
 
 func (ss *session) refuseExtended(fe *frontend, err error) error {
 	fe.skipUntilSync = true
 	return ss.refuse(err, false)
+}
+
+// functionCall handles a fast-path FunctionCall. set_config would change
+// role, search_path or TimeZone unseen, so it is refused; the server is
+// made to fail a call to a function that does not exist instead, which,
+// like the client's call, ends at ReadyForQuery, is skipped inside a
+// failed batch, and leaves the unnamed statement alone.
+func (ss *session) functionCall(body []byte) error {
+	var fc pgproto3.FunctionCall
+	if fc.Decode(body) != nil {
+		return ss.decodeError("FunctionCall")
+	}
+	if fc.Function != setConfigOID {
+		return ss.sendRaw(&pending{kind: pendFunctionCall}, 'F', body)
+	}
+	err := newSQLError("0A000", "set_config through the fast-path function call interface is not supported: use SELECT set_config(…)")
+	ss.log.Info("statement refused", "err", err.Error())
+	metricRefused.Inc()
+	return ss.send(&pending{kind: pendRefused, err: err, simple: true}, &pgproto3.FunctionCall{Function: 0})
 }
 
 // parse handles Parse: the statement is planned, its literals encrypted,
@@ -406,13 +514,16 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 		return ss.refuseExtended(fe, err)
 	}
 	pt := &portal{name: msg.DestinationPortal, stmt: st, resultFormats: msg.ResultFormatCodes}
+	p := &pending{kind: pendBind, portal: pt}
 	ss.mu.Lock()
 	pt.epoch = ss.rfqSent
-	if msg.DestinationPortal == "" || ss.portals[msg.DestinationPortal] == nil {
+	// As for Parse: a named portal that exists makes the Bind fail.
+	p.prevPortal = ss.portals[msg.DestinationPortal]
+	if msg.DestinationPortal == "" || p.prevPortal == nil {
 		ss.portals[msg.DestinationPortal] = pt
+		p.created = true
 	}
 	ss.mu.Unlock()
-	p := &pending{kind: pendBind, portal: pt}
 	if !changed {
 		return ss.sendRaw(p, 'B', body)
 	}
@@ -428,11 +539,16 @@ func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (boo
 		formats[i] = formatFor(msg.ParameterFormatCodes, i)
 	}
 	tc := ss.textContext()
+	ciphers := ss.newCiphers()
 	for i, pr := range plan.Params {
 		if pr == nil || i >= len(msg.Parameters) || msg.Parameters[i] == nil {
 			continue
 		}
-		ct, err := ss.encryptValue(pr.Rule, formats[i], msg.Parameters[i], tc)
+		c, err := ciphers.get(pr.Rule)
+		if err != nil {
+			return false, err
+		}
+		ct, err := encryptValue(c, pr.Rule, formats[i], msg.Parameters[i], tc)
 		if err != nil {
 			return false, fmt.Errorf("parameter $%d: %w", i+1, err)
 		}
@@ -469,45 +585,45 @@ func (ss *session) execute(fe *frontend, body []byte) error {
 	}
 	ss.mu.Lock()
 	pt := ss.portals[msg.Portal]
+	known := false
+	if pt != nil {
+		// The backend records descriptions under ss.mu.
+		_, known = pt.resultFields()
+	}
 	ss.mu.Unlock()
 	p := &pending{kind: pendExecute, portal: pt}
 	var msgs []encoder
 	if pt != nil {
-		if _, known := pt.resultFields(); !known {
+		// Refused before anything is sent: a COPY the proxy cannot
+		// rewrite must not start.
+		ci, err := ss.copyInFor(pt.stmt.plan, p)
+		if err != nil {
+			return ss.refuseExtended(fe, err)
+		}
+		if !known {
 			if err := ss.send(&pending{kind: pendHiddenDescribe, portal: pt},
 				&pgproto3.Describe{ObjectType: 'P', Name: msg.Portal}); err != nil {
 				return err
 			}
 		}
 		st := pt.stmt.statement()
-		if st != nil && needsBarrier([]*sqlrewrite.Statement{st}) {
-			p.barrier = make(chan struct{})
+		fe.holdBarrier(p, st)
+		if p.barrier != nil {
 			// The server holds results until Sync or Flush.
 			msgs = append(msgs, &pgproto3.Flush{})
 		}
-		if cp, err := copyInFor(pt.stmt.plan); err != nil {
-			return ss.refuseExtended(fe, err)
-		} else if cp != nil {
-			fe.copy = ss.newCopyIn(cp, p)
-		}
+		fe.copy = ci
 		if hasCopy(st) {
 			fe.copyReq = p
 		}
 	}
 	ss.uw.mu.Lock()
+	defer ss.uw.mu.Unlock()
 	ss.pushLocked(p)
-	err := ss.uw.rawLocked('E', body)
-	if err == nil {
-		err = ss.uw.sendLocked(msgs...)
-	}
-	ss.uw.mu.Unlock()
-	if err != nil {
+	if err := ss.uw.rawLocked('E', body); err != nil {
 		return err
 	}
-	if p.barrier != nil {
-		return ss.wait(p.barrier)
-	}
-	return nil
+	return ss.uw.sendLocked(msgs...)
 }
 
 func (ss *session) closeObject(body []byte) error {
@@ -523,9 +639,13 @@ func (ss *session) closeObject(body []byte) error {
 	p := &pending{kind: pendClose, object: msg.ObjectType, name: msg.Name}
 	ss.mu.Lock()
 	if msg.ObjectType == 'S' {
+		// One namespace: Close drops a statement made by SQL PREPARE too.
 		p.prevStmt = ss.stmts[msg.Name]
+		p.prevPrepared = ss.sqlPrepared[msg.Name]
 		delete(ss.stmts, msg.Name)
+		ss.forgetPreparedLocked(msg.Name)
 	} else {
+		p.prevPortal = ss.portals[msg.Name]
 		delete(ss.portals, msg.Name)
 	}
 	ss.mu.Unlock()
@@ -534,7 +654,9 @@ func (ss *session) closeObject(body []byte) error {
 
 // statementLocked is the prepared statement name refers to: one the client
 // parsed, or one made by SQL PREPARE, as the two share PostgreSQL's
-// namespace (without its plan a Bind would go out unencrypted).
+// namespace (without its plan a Bind would go out unencrypted). The one
+// standing for an SQL-level statement is kept, with its description, for
+// as long as that statement lives.
 func (ss *session) statementLocked(name string) *preparedStmt {
 	if st := ss.stmts[name]; st != nil || name == "" {
 		return st
@@ -543,11 +665,30 @@ func (ss *session) statementLocked(name string) *preparedStmt {
 	if prep == nil {
 		return nil
 	}
-	st := &preparedStmt{name: name, plan: &sqlrewrite.Plan{Params: prep.Params}}
+	if st := ss.sqlStmts[name]; st != nil && st.prep == prep {
+		return st
+	}
+	st := &preparedStmt{name: name, plan: &sqlrewrite.Plan{Params: prep.Params}, prep: prep}
 	if prep.Statement != nil {
 		st.plan.Statements = []*sqlrewrite.Statement{prep.Statement}
 	}
+	if ss.sqlStmts == nil {
+		ss.sqlStmts = map[string]*preparedStmt{}
+	}
+	ss.sqlStmts[name] = st
 	return st
+}
+
+// forgetPreparedLocked drops the SQL-level prepared statement name.
+func (ss *session) forgetPreparedLocked(name string) {
+	delete(ss.sqlPrepared, name)
+	delete(ss.sqlStmts, name)
+}
+
+// forgetAllPreparedLocked drops every SQL-level prepared statement.
+func (ss *session) forgetAllPreparedLocked() {
+	ss.sqlPrepared = map[string]*sqlrewrite.Prepared{}
+	ss.sqlStmts = nil
 }
 
 // settleStatement waits when the proxy's record of statement name rests

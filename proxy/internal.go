@@ -9,15 +9,14 @@ import (
 // internalQuery is a query the proxy runs on the session's own upstream
 // connection (search_path, the catalog). Its results never reach the client.
 type internalQuery struct {
-	sql     string
 	results [][][]string // per statement, rows of text values
 	rows    [][]string
 	err     error
 	done    chan struct{}
 }
 
-func newInternalQuery(sql string) *internalQuery {
-	return &internalQuery{sql: sql, done: make(chan struct{})}
+func newInternalQuery() *internalQuery {
+	return &internalQuery{done: make(chan struct{})}
 }
 
 func (iq *internalQuery) finished() bool {
@@ -62,5 +61,50 @@ func (iq *internalQuery) handle(typ byte, body []byte) {
 func (iq *internalQuery) fail(err error) {
 	if iq.err == nil {
 		iq.err = err
+	}
+}
+
+// internalName names the statement and portal the proxy's own statements
+// run under. A simple Query would make PostgreSQL drop the client's
+// unnamed statement and portal; named ones of the proxy's leave them be.
+const internalName = "pgcloak.internal"
+
+// internalMessages is an extended-protocol batch running each of sqls in
+// turn, then Sync. Closing a statement or portal that does not exist is
+// no error, so leftovers of a batch that failed halfway are closed first.
+func internalMessages(sqls ...string) []encoder {
+	closeBoth := []encoder{
+		&pgproto3.Close{ObjectType: 'P', Name: internalName},
+		&pgproto3.Close{ObjectType: 'S', Name: internalName},
+	}
+	msgs := append([]encoder(nil), closeBoth...)
+	for _, sql := range sqls {
+		msgs = append(msgs,
+			&pgproto3.Parse{Name: internalName, Query: sql},
+			&pgproto3.Bind{DestinationPortal: internalName, PreparedStatement: internalName},
+			&pgproto3.Execute{Portal: internalName},
+		)
+		msgs = append(msgs, closeBoth...)
+	}
+	return append(msgs, &pgproto3.Sync{})
+}
+
+// runInternal runs sqls as one batch of the proxy's own, while no request
+// of the client's is in flight, and waits for its ReadyForQuery. Its
+// answer, errors included, never reaches the client nor changes the
+// client's session state (see backendMessage).
+func (ss *session) runInternal(sqls ...string) (*internalQuery, error) {
+	iq := newInternalQuery()
+	if err := ss.send(&pending{kind: pendInternal, iq: iq}, internalMessages(sqls...)...); err != nil {
+		return nil, err
+	}
+	if err := ss.uw.flush(); err != nil {
+		return nil, err
+	}
+	select {
+	case <-iq.done:
+		return iq, nil
+	case <-ss.done:
+		return nil, errSessionClosed
 	}
 }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -12,12 +14,15 @@ type preparedStmt struct {
 	name string
 	plan *sqlrewrite.Plan
 	// fields are PostgreSQL's description of the result (bytea for
-	// encrypted columns), once a Describe has answered; noData when the
-	// statement returns no rows.
+	// encrypted columns), once a Describe has answered (described); nil
+	// when the statement returns no rows.
 	fields    []pgproto3.FieldDescription
 	described bool
 	// env is what the plan's analysis depended on (frontend only).
 	env planEnv
+	// prep is the SQL-level prepared statement this one stands for, if it
+	// was made by PREPARE rather than Parse.
+	prep *sqlrewrite.Prepared
 }
 
 // statement is the plan's single statement (the extended protocol allows
@@ -85,7 +90,7 @@ const (
 	pendClose                             // CloseComplete
 	pendSync                              // ReadyForQuery
 	pendRefused                           // an error the proxy caused on purpose
-	pendInternal                          // a query of the proxy's own
+	pendInternal                          // a batch of the proxy's own, up to its ReadyForQuery
 	pendFunctionCall                      // FunctionCallResponse, ReadyForQuery
 )
 
@@ -98,13 +103,16 @@ type pending struct {
 	stmtIdx int              // pendQuery: statement whose result is flowing
 
 	stmt    *preparedStmt // pendParse, pendDescribe 'S', pendExecute
-	created bool          // pendParse: the Parse added stmt to the map
-	// prevStmt is the statement a Parse replaced (the unnamed one) or a
-	// Close removed, restored when the server skips the request.
-	prevStmt *preparedStmt
-	name     string  // pendClose: the object's name
-	portal   *portal // pendBind, pendDescribe 'P', pendHiddenDescribe, pendExecute
-	object   byte    // pendDescribe, pendClose: 'S' or 'P'
+	created bool          // pendParse, pendBind: the request added stmt or portal to its map
+	// prevStmt, prevPrepared and prevPortal are what a Parse or Bind
+	// replaced (the unnamed one) or a Close removed, restored when the
+	// server skips the request.
+	prevStmt     *preparedStmt
+	prevPrepared *sqlrewrite.Prepared
+	prevPortal   *portal
+	name         string  // pendClose: the object's name
+	portal       *portal // pendBind, pendDescribe 'P', pendHiddenDescribe, pendExecute
+	object       byte    // pendDescribe, pendClose: 'S' or 'P'
 
 	// copyReq (pendSync) is the request whose COPY FROM STDIN the Sync
 	// was sent during, if any; copyInStarted marks a request the server
@@ -112,10 +120,13 @@ type pending struct {
 	// copy-in mode.
 	copyReq       *pending
 	copyInStarted bool
+	// copyIn, when set, is closed at the request's first CopyInResponse,
+	// for a frontend waiting on the request's barrier.
+	copyIn chan struct{}
 
 	// err replaces the server's error (pendRefused, or a COPY the proxy
-	// failed); simple marks a refusal made for a simple Query, which ends
-	// at ReadyForQuery.
+	// failed); simple marks a refusal that stands for a request ending
+	// at ReadyForQuery (a simple Query, a FunctionCall).
 	err    error
 	simple bool
 
@@ -126,8 +137,11 @@ type pending struct {
 	discard bool
 
 	// barrier, when set, is closed once the request completes so the
-	// frontend loop can wait for session state to settle.
-	barrier chan struct{}
+	// frontend loop can wait for session state to settle. It is set
+	// before the request is queued (or under ss.mu) and never cleared:
+	// the frontend reads it while the backend releases the request.
+	barrier  chan struct{}
+	released sync.Once
 
 	shape      *resultShape // result columns being decrypted
 	shapeKnown bool         // pendExecute: shape worked out (nil if plain)
@@ -173,20 +187,24 @@ func (p *pending) statement() *sqlrewrite.Statement {
 	return nil
 }
 
+// release wakes whoever waits for the request; safe to call more than
+// once.
 func (p *pending) release() {
-	if p.barrier != nil {
-		close(p.barrier)
-		p.barrier = nil
-	}
+	p.released.Do(func() {
+		if p.barrier != nil {
+			close(p.barrier)
+		}
+	})
 }
 
-// push queues a request; the caller sends it upstream right after, under
-// the upstream writer's lock, so queue order is wire order.
+// pushLocked queues a request; the caller holds the upstream writer's lock
+// and sends the request right after, so queue order is wire order.
 func (ss *session) pushLocked(p *pending) {
 	ss.mu.Lock()
 	if p.kind == pendSync && p.copyReq != nil && p.copyReq.copyInStarted {
 		// Swallowed by the server's COPY: nothing will answer it.
 		ss.mu.Unlock()
+		p.release()
 		return
 	}
 	if ss.skipping && p.kind != pendSync {
@@ -230,10 +248,10 @@ func (ss *session) sendRaw(p *pending, typ byte, body []byte) error {
 	return ss.uw.rawLocked(typ, body)
 }
 
-// undoLocked reverts what the frontend recorded for a Parse or Close the
-// server skipped after an error, so the proxy's statements stay the
-// server's (a stale plan would leave a later Bind's parameters
-// unencrypted). Undo newest first.
+// undoLocked reverts what the frontend recorded for a Parse, Bind or Close
+// the server skipped after an error, so the proxy's statements and portals
+// stay the server's (a stale plan would leave a later Bind's parameters
+// unencrypted, a stale portal a result undecrypted). Undo newest first.
 func (ss *session) undoLocked(p *pending) {
 	switch p.kind {
 	case pendParse:
@@ -244,19 +262,44 @@ func (ss *session) undoLocked(p *pending) {
 				delete(ss.stmts, p.stmt.name)
 			}
 		}
-	case pendClose:
-		if p.object == 'S' && p.prevStmt != nil && ss.stmts[p.name] == nil {
-			ss.stmts[p.name] = p.prevStmt
+	case pendBind:
+		if p.created && p.portal != nil && ss.portals[p.portal.name] == p.portal {
+			if p.prevPortal != nil {
+				ss.portals[p.portal.name] = p.prevPortal
+			} else {
+				delete(ss.portals, p.portal.name)
+			}
 		}
+	case pendClose:
+		ss.undoCloseLocked(p)
 	}
 }
 
-// failedLocked forgets the statement of a Parse the server rejected: a
-// named one does not exist, and PostgreSQL drops the unnamed one before
-// parsing.
+func (ss *session) undoCloseLocked(p *pending) {
+	if p.object != 'S' {
+		if p.prevPortal != nil && ss.portals[p.name] == nil {
+			ss.portals[p.name] = p.prevPortal
+		}
+		return
+	}
+	if p.prevStmt != nil && ss.stmts[p.name] == nil {
+		ss.stmts[p.name] = p.prevStmt
+	}
+	if p.prevPrepared != nil && ss.sqlPrepared[p.name] == nil {
+		ss.sqlPrepared[p.name] = p.prevPrepared
+	}
+}
+
+// failedLocked forgets what a Parse or Bind the server rejected recorded:
+// a named statement or portal does not exist, and PostgreSQL drops the
+// unnamed statement before parsing; an unnamed portal that failed to bind
+// is unusable whether or not the server dropped the previous one.
 func (ss *session) failedLocked(p *pending) {
-	if p.kind == pendParse && p.created && ss.stmts[p.stmt.name] == p.stmt {
+	switch {
+	case p.kind == pendParse && p.created && ss.stmts[p.stmt.name] == p.stmt:
 		delete(ss.stmts, p.stmt.name)
+	case p.kind == pendBind && p.created && p.portal != nil && ss.portals[p.portal.name] == p.portal:
+		delete(ss.portals, p.portal.name)
 	}
 }
 
@@ -276,12 +319,6 @@ func (ss *session) pop() {
 	ss.queue = ss.queue[1:]
 	ss.mu.Unlock()
 	p.release()
-}
-
-func (ss *session) queueEmpty() bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return len(ss.queue) == 0
 }
 
 // releaseWaiters wakes anything waiting on a request that will never

@@ -41,9 +41,17 @@ func (e planEnv) sqlEnv(prepared func(string) (*sqlrewrite.Prepared, bool)) *sql
 // would let a name PostgreSQL resolves to an encrypted table be treated as
 // plain. A temp table shadowing an encrypted one is treated as encrypted
 // (and pinned: the statement then uses the encrypted table).
+//
+// When the catalog is not known (catalogUnknownLocked), the environment's
+// catalog refuses every relation it resolves; being new each time, it is
+// never the same as a statement's earlier environment.
 func (ss *session) planEnvLocked() planEnv {
 	cur := ss.state.current
-	return planEnv{cat: ss.cat, path: expandSearchPath(cur.searchPath, cur.currentRole())}
+	env := planEnv{cat: ss.cat, path: expandSearchPath(cur.searchPath, cur.currentRole())}
+	if refusal := ss.catalogUnknownLocked(); refusal != nil {
+		env.cat = &afterDDL{base: ss.cat, path: env.path, refusal: refusal}
+	}
+	return env
 }
 
 func (ss *session) planEnvNow() planEnv {
@@ -59,24 +67,53 @@ type prepSource struct {
 	env  planEnv
 }
 
-// afterDDL stands for the catalog after DDL earlier in the same query
-// string, which the proxy cannot know before it ran: every name may now be
-// a relation with encrypted columns. Resolving one is recorded, and the
-// statement refused (fail closed); statements that name no relation pass.
+// afterDDL stands for a catalog the proxy cannot know: after DDL earlier
+// in the same query string, which has not run yet, or after DDL when the
+// catalog could not be reloaded. Every name may now be a relation with
+// encrypted columns. Resolving one is reported to resolved (when set), and
+// the statement refused with refusal (fail closed); statements that name
+// no relation pass.
 type afterDDL struct {
-	base sqlrewrite.Catalog
-	path []string
-	sim  *querySim
+	base     sqlrewrite.Catalog
+	path     []string
+	resolved func()
+	refusal  error
 }
 
-func (c *afterDDL) SchemasWith(name string) []string { c.sim.touch(); return c.path }
+func (c *afterDDL) SchemasWith(name string) []string { c.touch(); return c.path }
 
 func (c *afterDDL) Relation(schema, name string) *sqlrewrite.Relation {
-	c.sim.touch()
+	c.touch()
 	return c.base.Relation(schema, name)
 }
 
 func (c *afterDDL) EncryptedName(string) bool { return true }
+
+func (c *afterDDL) touch() {
+	if c.resolved != nil {
+		c.resolved()
+	}
+}
+
+// errDDLInString refuses a statement after DDL in the same string.
+var errDDLInString = newSQLError("0A000", "a statement after DDL in the same query string uses a relation whose definition the proxy cannot know yet; send it separately")
+
+// analyzeIn analyses text in env. When env's catalog is not known, a
+// statement that resolves any relation is refused.
+func analyzeIn(text string, env planEnv, prepared func(string) (*sqlrewrite.Prepared, bool)) (*sqlrewrite.Plan, error) {
+	c, unknown := env.cat.(*afterDDL)
+	if !unknown {
+		return sqlrewrite.Analyze(text, env.sqlEnv(prepared))
+	}
+	probe := *c
+	resolved := false
+	probe.resolved = func() { resolved = true }
+	plan, err := sqlrewrite.Analyze(text, planEnv{cat: &probe, path: env.path}.sqlEnv(prepared))
+	if resolved {
+		return nil, c.refusal
+	}
+	return plan, err
+}
 
 // querySim follows the session state through the statements of one query
 // string while sqlrewrite analyses them (Env.Next), recording the role and
@@ -111,13 +148,16 @@ type simExecute struct {
 	p    *simPrepared
 }
 
-// newQuerySim snapshots the session for analysing sql, reloading the
-// catalog first when DDL made it stale and nothing is in flight.
+// newQuerySim snapshots the session for analysing sql. The caller
+// refreshed the catalog first when it was due.
 func (ss *session) newQuerySim(sql string) *querySim {
-	ss.refreshCatalogIfStale()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	sim := &querySim{ss: ss, sql: sql, state: *ss.state, cat: ss.cat, failedTx: ss.txStatus == 'E', prepared: map[string]*simPrepared{}}
+	env := ss.planEnvLocked()
+	sim := &querySim{ss: ss, sql: sql, state: *ss.state, cat: env.cat, failedTx: ss.txStatus == 'E', prepared: map[string]*simPrepared{}}
+	if c, ok := env.cat.(*afterDDL); ok {
+		c.resolved = sim.touch
+	}
 	sim.state.savepoints = slices.Clone(sim.state.savepoints)
 	sim.mark()
 	return sim
@@ -146,18 +186,14 @@ func (sim *querySim) next(st *sqlrewrite.Statement) *sqlrewrite.Env {
 }
 
 // lookup finds a prepared statement for EXECUTE, as of the statement being
-// analysed.
+// analysed: one of the string's own PREPAREs, or the session's, made by
+// SQL PREPARE or by protocol Parse (one namespace in PostgreSQL).
 func (sim *querySim) lookup(name string) (*sqlrewrite.Prepared, bool) {
 	p, ok := sim.prepared[name]
 	if !ok && !sim.cleared {
 		ss := sim.ss
 		ss.mu.Lock()
-		if prep := ss.sqlPrepared[name]; prep != nil {
-			p = &simPrepared{prep: prep}
-			if src, ok := ss.prepSrc[prep]; ok {
-				p.src = src
-			}
-		}
+		p = ss.sessionPreparedLocked(name)
 		ss.mu.Unlock()
 	}
 	sim.executes = append(sim.executes, simExecute{stmt: len(sim.envs) - 1, name: name, p: p})
@@ -165,6 +201,26 @@ func (sim *querySim) lookup(name string) (*sqlrewrite.Prepared, bool) {
 		return nil, false
 	}
 	return p.prep, true
+}
+
+// sessionPreparedLocked is the session's prepared statement name as EXECUTE
+// sees it, with where it came from.
+func (ss *session) sessionPreparedLocked(name string) *simPrepared {
+	if prep := ss.sqlPrepared[name]; prep != nil {
+		p := &simPrepared{prep: prep}
+		if src, ok := ss.prepSrc[prep]; ok {
+			p.src = src
+		}
+		return p
+	}
+	st := ss.stmts[name]
+	if name == "" || st == nil || st.plan == nil {
+		return nil
+	}
+	return &simPrepared{
+		prep: &sqlrewrite.Prepared{Name: name, Params: st.plan.Params, Statement: st.statement()},
+		src:  prepSource{text: st.plan.SQL, env: st.env},
+	}
 }
 
 // step applies what a statement does to the session state, assuming it
@@ -200,7 +256,7 @@ func (sim *querySim) step(st *sqlrewrite.Statement) {
 		}
 	case sqlrewrite.KindDDL:
 		if _, ok := sim.cat.(*afterDDL); !ok {
-			sim.cat = &afterDDL{base: sim.cat, sim: sim}
+			sim.cat = &afterDDL{base: sim.cat, resolved: sim.touch, refusal: errDDLInString}
 		}
 	}
 	if c, ok := sim.cat.(*afterDDL); ok {
@@ -217,7 +273,10 @@ func (sim *querySim) check(plan *sqlrewrite.Plan) error {
 	ss := sim.ss
 	for i, st := range plan.Statements {
 		if i < len(sim.touched) && sim.touched[i] {
-			return newSQLError("0A000", "a statement after DDL in the same query string uses a relation whose definition the proxy cannot know yet; send it separately")
+			if c, ok := sim.envs[i].cat.(*afterDDL); ok && c.refusal != nil {
+				return c.refusal
+			}
+			return errDDLInString
 		}
 		role := sim.roles[min(i, len(sim.roles)-1)]
 		if err := ss.authorizeAs(role, []*sqlrewrite.Statement{st}); err != nil {
@@ -263,11 +322,11 @@ func (src prepSource) stillValid(name string, env planEnv) error {
 	if src.env.same(env) {
 		return nil
 	}
-	then, err := sqlrewrite.Analyze(src.text, src.env.sqlEnv(nil))
+	then, err := analyzeIn(src.text, src.env, nil)
 	if err != nil {
 		return stalePrepared(name)
 	}
-	now, err := sqlrewrite.Analyze(src.text, env.sqlEnv(nil))
+	now, err := analyzeIn(src.text, env, nil)
 	if err != nil {
 		return err
 	}
@@ -281,28 +340,27 @@ func stalePrepared(name string) error {
 	return newSQLError("0A000", "prepared statement %q was prepared under another search_path or catalog, and PostgreSQL would now run it on different columns; prepare it again", name)
 }
 
-// replanned checks a protocol-level prepared statement before a Bind:
-// when the environment changed since its Parse, PostgreSQL analyses it
+// replanned checks a prepared statement before a Bind: when the
+// environment changed since its Parse (or PREPARE), PostgreSQL analyses it
 // again, so the proxy does too, and refuses it when its plan would differ.
+// An unchanged environment costs a comparison.
 func (ss *session) replanned(st *preparedStmt) error {
-	if st.plan == nil || st.plan.SQL == "" {
+	ss.refreshCatalogIfStale()
+	ss.mu.Lock()
+	env := ss.planEnvLocked()
+	src, fromSQL := ss.prepSrc[st.prep]
+	ss.mu.Unlock()
+	if st.prep != nil {
 		// Made by SQL PREPARE: check its source.
-		ss.mu.Lock()
-		prep := ss.sqlPrepared[st.name]
-		src, ok := ss.prepSrc[prep]
-		env := ss.planEnvLocked()
-		ss.mu.Unlock()
-		if prep == nil || !ok {
+		if !fromSQL {
 			return nil
 		}
 		return src.stillValid(st.name, env)
 	}
-	sim := ss.newQuerySim(st.plan.SQL)
-	env := sim.envs[0]
 	if st.env.cat == nil || st.env.same(env) {
 		return nil
 	}
-	now, err := sqlrewrite.Analyze(st.plan.SQL, env.sqlEnv(sim.lookup))
+	now, err := analyzeIn(st.plan.SQL, env, ss.newQuerySim(st.plan.SQL).lookup)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -48,20 +50,26 @@ type session struct {
 	closed   bool
 	done     chan struct{} // closed by close
 
-	mu          sync.Mutex
-	state       *sessionState
-	cat         *catalog
+	mu    sync.Mutex
+	state *sessionState
+	cat   *catalog
+	// catStale: DDL ran since cat was loaded; catFailed: reloading it
+	// since failed (see catalogUnknownLocked).
 	catStale    bool
+	catFailed   bool
 	params      map[string]string // ParameterStatus as last reported
 	stmts       map[string]*preparedStmt
 	portals     map[string]*portal
 	sqlPrepared map[string]*sqlrewrite.Prepared
-	queue       []*pending
-	rfqSent     uint64 // requests sent that end in ReadyForQuery
-	rfqSeen     uint64 // ReadyForQuery messages received
-	txStatus    byte   // as of the last ReadyForQuery
-	catTxDirty  bool   // DDL ran inside the current transaction
-	abortTx     bool   // the proxy failed a result in the current request
+	// sqlStmts are the preparedStmt standing for SQL-level prepared
+	// statements (see statementLocked).
+	sqlStmts   map[string]*preparedStmt
+	queue      []*pending
+	rfqSent    uint64 // requests sent that end in ReadyForQuery
+	rfqSeen    uint64 // ReadyForQuery messages received
+	txStatus   byte   // as of the last ReadyForQuery
+	catTxDirty bool   // DDL ran inside the current transaction
+	abortTx    bool   // the proxy failed a result in the current request
 	// extOpen: extended-protocol requests were sent since the last Sync.
 	// skipping: the server reported an error in that batch and ignores
 	// everything up to the next Sync, so requests sent meanwhile get no
@@ -108,8 +116,8 @@ func (ss *session) close() {
 
 func (ss *session) run() {
 	defer ss.close()
-	if err := ss.startup(); err != nil {
-		if !errors.Is(err, errCancelHandled) && !isDisconnect(err) {
+	if err := ss.guarded(ss.startup); err != nil {
+		if !errors.Is(err, errCancelHandled) && !isQuiet(err) {
 			ss.log.Info("session ended during startup", "err", err)
 		}
 		return
@@ -118,12 +126,12 @@ func (ss *session) run() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := ss.backendLoop(); err != nil && !isDisconnect(err) {
+		if err := ss.guarded(ss.backendLoop); !isQuiet(err) {
 			ss.log.Info("upstream side ended", "err", err)
 		}
 		ss.close()
 	}()
-	if err := ss.frontendLoop(); err != nil && !isDisconnect(err) {
+	if err := ss.guarded(ss.frontendLoop); !isQuiet(err) {
 		ss.log.Info("client side ended", "err", err)
 	}
 	ss.close()
@@ -131,10 +139,41 @@ func (ss *session) run() {
 	ss.releaseWaiters()
 }
 
-var errCancelHandled = errors.New("cancel request handled")
+var (
+	errCancelHandled = errors.New("cancel request handled")
+	errPanicked      = errors.New("internal error")
+)
+
+// guarded runs one side of the session, turning a panic (a bug in
+// analysis or in a codec) into the end of this session only. The log
+// names where it happened but not the panic's value, which could hold
+// SQL text or a value.
+func (ss *session) guarded(fn func() error) (err error) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		what := fmt.Sprintf("%T", r)
+		if re, ok := r.(runtime.Error); ok {
+			what = re.Error()
+		}
+		ss.log.Error("session closed after an internal error", "panic", what, "stack", string(debug.Stack()))
+		ss.close()
+		err = errPanicked
+	}()
+	return fn()
+}
+
+// isQuiet reports an end of session not worth logging: none, a
+// disconnect, or one already logged.
+func isQuiet(err error) bool {
+	return err == nil || isDisconnect(err) || errors.Is(err, errPanicked)
+}
 
 func isDisconnect(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, errSessionClosed) ||
 		strings.Contains(err.Error(), "connection reset by peer") || strings.Contains(err.Error(), "broken pipe")
 }
 
@@ -273,7 +312,10 @@ func (ss *session) answerSSL() error {
 	if err := tc.Handshake(); err != nil {
 		return fmt.Errorf("TLS handshake with client: %w", err)
 	}
+	// close (Server.Close, from another goroutine) reads ss.client.
+	ss.closeMu.Lock()
 	ss.client = tc
+	ss.closeMu.Unlock()
 	ss.cr = newMsgReader(tc, ss.srv.cfg.Server.MaxMessageBytes)
 	ss.cw = newMsgWriter(tc)
 	return nil
@@ -412,8 +454,10 @@ func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
 	if cat == nil {
 		queries = append(queries, catalogQuery(ss.srv.cfg.Policy))
 	}
-	iq := newInternalQuery(strings.Join(queries, ";\n"))
-	if err := ss.uw.send(&pgproto3.Query{String: iq.sql}); err != nil {
+	// Nothing of the client's exists yet: a simple Query may drop the
+	// unnamed statement.
+	iq := newInternalQuery()
+	if err := ss.uw.send(&pgproto3.Query{String: strings.Join(queries, ";\n")}); err != nil {
 		return err
 	}
 	if err := ss.uw.flush(); err != nil {

@@ -574,8 +574,10 @@ func TestWritePathSQLPrepare(t *testing.T) {
 			sqWant(t, "EXECUTE sel", sqRows(t, ctx, conn, m, "EXECUTE sel('P-SSN"+sfx+"')"), "prep"+sfx+"|p-diag")
 			sqMustExec(t, ctx, conn, m, "DEALLOCATE ins")
 			sqMustExec(t, ctx, conn, m, "DEALLOCATE PREPARE sel")
+			// Gone: PostgreSQL would say 26000; the proxy, which cannot
+			// judge the arguments without the statement, refuses first.
 			_, err := sqExec(ctx, conn, m, "EXECUTE ins('x', 'y', 'z')")
-			wantCode(t, err, "26000")
+			wantCode(t, err, "0A000")
 			sqSealed(t, "prepared ssn", sqDirectBytes(t, ctx, h, "SELECT ssn FROM patients WHERE name = $1", "prep"+sfx)[0], "P-SSN"+sfx)
 			// An argument for an encrypted parameter must be a constant.
 			sqMustExec(t, ctx, conn, m, "PREPARE ins2(text, text) AS INSERT INTO patients (name, ssn) VALUES ($1, $2)")

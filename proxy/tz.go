@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
 // posixFixedZone reads a POSIX TZ string without daylight-saving rules: the
@@ -57,3 +61,52 @@ func posixFixedZone(s string) (*time.Location, bool) {
 	}
 	return time.FixedZone(name, sign*secs), true
 }
+
+// checkZoneOrder refuses a query string in which the session's TimeZone
+// changes (SET TIME ZONE, set_config, RESET ALL, DISCARD ALL) before a
+// statement whose timestamptz values of an encrypted column the proxy
+// converts: it encrypts all of a string's literals, and sets up its COPY,
+// in the zone in force when the string arrives, while PostgreSQL would
+// read them in the new one; and it learns the new zone (ParameterStatus)
+// only at the string's end, too late to format results in it. Sent
+// separately, the statement is planned once the new zone is known.
+func checkZoneOrder(plan *sqlrewrite.Plan) error {
+	changed := false
+	for _, st := range plan.Statements {
+		if st == nil {
+			continue
+		}
+		changed = changed || changesZone(st)
+		if changed && usesTimestamptz(plan, st) {
+			return newSQLError("0A000", "a timestamptz value of an encrypted column follows a change of TimeZone in the same query string; send it separately")
+		}
+	}
+	return nil
+}
+
+func changesZone(st *sqlrewrite.Statement) bool {
+	for _, e := range st.Effects {
+		switch e.Setting {
+		case sqlrewrite.SettingTimeZone, sqlrewrite.SettingAll, sqlrewrite.SettingDiscardAll:
+			return true
+		}
+	}
+	return false
+}
+
+// usesTimestamptz reports a timestamptz literal the proxy encrypts in st,
+// a timestamptz column st may return, or one it COPYs.
+func usesTimestamptz(plan *sqlrewrite.Plan, st *sqlrewrite.Statement) bool {
+	for _, e := range plan.Edits {
+		if e.Literal != nil && e.Start >= st.Start && e.End <= st.End && isTimestamptz(e.Literal.Rule) {
+			return true
+		}
+	}
+	rules := st.Outputs
+	if st.Copy != nil {
+		rules = append(slices.Clip(rules), st.Copy.Rules...)
+	}
+	return slices.ContainsFunc(rules, isTimestamptz)
+}
+
+func isTimestamptz(r *policy.ColumnRule) bool { return r != nil && r.Type == policy.TypeTimestamptz }

@@ -53,21 +53,42 @@ func errorResponse(err error) *pgproto3.ErrorResponse {
 
 const keyTimeout = 10 * time.Second
 
-// cipher returns the column's cipher; a key store miss happens here, once
-// per statement, never per row.
+// cipher returns the column's cipher. It may ask the key store (a miss in
+// the keyring's cache), so callers resolve it once per statement, COPY or
+// Bind, never per value.
 func (ss *session) cipher(rule *policy.ColumnRule) (*keymap.ColumnCipher, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), keyTimeout)
 	defer cancel()
 	return ss.srv.cfg.Keyring.Cipher(ctx, rule)
 }
 
-// encryptValue canonicalises a client value of the column's logical type
-// and encrypts it.
-func (ss *session) encryptValue(rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
-	c, err := ss.cipher(rule)
+// ciphers resolves each column rule's cipher once for the values of one
+// statement or Bind.
+type ciphers struct {
+	ss     *session
+	byRule map[*policy.ColumnRule]*keymap.ColumnCipher
+}
+
+func (ss *session) newCiphers() *ciphers { return &ciphers{ss: ss} }
+
+func (cs *ciphers) get(rule *policy.ColumnRule) (*keymap.ColumnCipher, error) {
+	if c := cs.byRule[rule]; c != nil {
+		return c, nil
+	}
+	c, err := cs.ss.cipher(rule)
 	if err != nil {
 		return nil, err
 	}
+	if cs.byRule == nil {
+		cs.byRule = map[*policy.ColumnRule]*keymap.ColumnCipher{}
+	}
+	cs.byRule[rule] = c
+	return c, nil
+}
+
+// encryptValue canonicalises a client value of the column's logical type
+// and encrypts it with c, the column's cipher.
+func encryptValue(c *keymap.ColumnCipher, rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
 	canonical, err := keymap.CodecFor(rule.Type).Canonical(format, value, tc)
 	if err != nil {
 		return nil, columnValueError(rule, err)
@@ -86,8 +107,12 @@ func columnValueError(rule *policy.ColumnRule, err error) error {
 
 // literalSQL returns the SQL text that replaces a literal: its ciphertext
 // as a bytea constant.
-func (ss *session) literalSQL(lit *sqlrewrite.Literal, tc *keymap.TextContext) (string, error) {
-	ct, err := ss.encryptValue(lit.Rule, 0, []byte(lit.Value), tc)
+func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.TextContext) (string, error) {
+	c, err := cs.get(lit.Rule)
+	if err != nil {
+		return "", err
+	}
+	ct, err := encryptValue(c, lit.Rule, 0, []byte(lit.Value), tc)
 	if err != nil {
 		return "", err
 	}
@@ -123,6 +148,7 @@ type colAction struct {
 type resultShape struct {
 	actions []colAction // nil rule: passed through
 	tc      *keymap.TextContext
+	scratch []byte // decoded ciphertext, reused from value to value
 }
 
 // shapeFor plans the decryption of a result whose columns PostgreSQL
@@ -218,7 +244,7 @@ func (shape *resultShape) rewriteRow(dst, body []byte) ([]byte, error) {
 			continue
 		}
 		var err error
-		if dst, err = a.appendValue(dst, v, shape.tc); err != nil {
+		if dst, err = a.appendValue(dst, v, shape.tc, &shape.scratch); err != nil {
 			return nil, err
 		}
 	}
@@ -235,10 +261,10 @@ func appendField(dst, v []byte, null bool) []byte {
 }
 
 // appendValue appends the client's view of one stored value as a field.
-func (a *colAction) appendValue(dst, stored []byte, tc *keymap.TextContext) ([]byte, error) {
+func (a *colAction) appendValue(dst, stored []byte, tc *keymap.TextContext, scratch *[]byte) ([]byte, error) {
 	lenAt := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
-	out, null, err := a.render(dst, stored, tc)
+	out, null, err := a.render(dst, stored, tc, scratch)
 	if err != nil {
 		return nil, err
 	}
@@ -250,8 +276,9 @@ func (a *colAction) appendValue(dst, stored []byte, tc *keymap.TextContext) ([]b
 }
 
 // render appends the client's view of one stored value (in the column's
-// wire format) to dst, or reports that the client sees NULL.
-func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext) ([]byte, bool, error) {
+// wire format) to dst, or reports that the client sees NULL. scratch holds
+// the decoded ciphertext of text-format values, reused by the caller.
+func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *[]byte) ([]byte, bool, error) {
 	switch a.mode {
 	case showNull:
 		return dst, true, nil
@@ -269,9 +296,10 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext) ([]byte, 
 	raw := stored
 	if a.format == 0 {
 		var err error
-		if raw, err = decodeByteaText(stored); err != nil {
+		if raw, err = decodeByteaText((*scratch)[:0], stored); err != nil {
 			return nil, false, columnValueError(a.rule, err)
 		}
+		*scratch = raw
 	}
 	plain, err := a.cipher.Decrypt(raw)
 	if err != nil {
@@ -294,18 +322,18 @@ var byteaCodec = keymap.CodecFor(policy.TypeBytea)
 // maskText is what on_denied: mask shows for a text column.
 const maskText = "********"
 
-// decodeByteaText decodes bytea's text output: hex (\x…), or the escape
-// format a session with bytea_output = escape gets.
-func decodeByteaText(s []byte) ([]byte, error) {
+// decodeByteaText decodes bytea's text output, appending to dst: hex
+// (\x…), or the escape format a session with bytea_output = escape gets.
+func decodeByteaText(dst, s []byte) ([]byte, error) {
 	if len(s) < 2 || s[0] != '\\' || s[1] != 'x' {
 		out, err := byteaCodec.Canonical(keymap.TextFormat, s, nil)
 		if err != nil {
 			return nil, newSQLError("XX001", "stored value is not valid bytea output")
 		}
-		return out, nil
+		return append(dst, out...), nil
 	}
-	out := make([]byte, hex.DecodedLen(len(s)-2))
-	if _, err := hex.Decode(out, s[2:]); err != nil {
+	out, err := hex.AppendDecode(dst, s[2:])
+	if err != nil {
 		return nil, newSQLError("XX001", "stored value is not valid hex")
 	}
 	return out, nil

@@ -1,0 +1,78 @@
+package proxy
+
+// Regression tests for the per-message costs a review found: work the
+// proxy repeated for every Bind, Execute or value.
+
+import (
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+// idleSession is a session with no connection, enough for planning state.
+func idleSession() *session {
+	return &session{
+		srv:         &Server{catalogs: newCatalogCache(time.Hour)},
+		cat:         &catalog{loaded: time.Now()},
+		state:       newSessionState(settings{sessionAuth: "doctor", searchPath: []string{"public"}}),
+		txStatus:    'I',
+		stmts:       map[string]*preparedStmt{},
+		portals:     map[string]*portal{},
+		sqlPrepared: map[string]*sqlrewrite.Prepared{},
+	}
+}
+
+// An SQL-level prepared statement keeps one preparedStmt, and with it the
+// description a Describe recorded: otherwise every Execute sent a hidden
+// Describe.
+func TestStatementLockedKeepsSQLPrepared(t *testing.T) {
+	ss := idleSession()
+	prep := &sqlrewrite.Prepared{Name: "p", Statement: &sqlrewrite.Statement{Kind: sqlrewrite.KindSelect}}
+	ss.sqlPrepared["p"] = prep
+	a := ss.statementLocked("p")
+	a.described = true
+	if b := ss.statementLocked("p"); b != a || !b.described {
+		t.Fatal("the SQL-level statement's description was lost")
+	}
+	// PREPARE again under the same name: a statement of its own.
+	ss.sqlPrepared["p"] = &sqlrewrite.Prepared{Name: "p"}
+	if c := ss.statementLocked("p"); c == a || c.described {
+		t.Fatal("a new PREPARE kept the old statement's description")
+	}
+	ss.forgetPreparedLocked("p")
+	if ss.statementLocked("p") != nil {
+		t.Fatal("a deallocated statement is still found")
+	}
+}
+
+// A Bind in an unchanged environment costs a comparison, not a new
+// simulation of the session.
+func TestReplannedUnchangedEnvironmentIsCheap(t *testing.T) {
+	ss := idleSession()
+	st := &preparedStmt{name: "s", plan: &sqlrewrite.Plan{SQL: "SELECT $1"}, env: ss.planEnvNow()}
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := ss.replanned(st); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 { // the expanded search path
+		t.Fatalf("%v allocations per Bind", allocs)
+	}
+}
+
+// Decoding a text-format ciphertext reuses the caller's buffer.
+func TestDecodeByteaTextReusesScratch(t *testing.T) {
+	value := []byte(`\x` + hex.EncodeToString(make([]byte, 64)))
+	scratch := make([]byte, 0, 64)
+	allocs := testing.AllocsPerRun(100, func() {
+		out, err := decodeByteaText(scratch[:0], value)
+		if err != nil || len(out) != 64 {
+			t.Fatal(out, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per value", allocs)
+	}
+}
