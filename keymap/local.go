@@ -1,7 +1,6 @@
 package keymap
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -105,20 +104,19 @@ func (s *LocalStore) Load(ctx context.Context, name string) (*keyset.Handle, err
 
 // Create implements Store.
 func (s *LocalStore) Create(ctx context.Context, name string, kind policy.KeyKind) error {
-	tmpl, err := templateFor(kind)
-	if err != nil {
-		return err
-	}
 	if name == "" {
 		return errors.New("key name is empty")
+	}
+	if _, err := templateFor(kind); err != nil {
+		return err
 	}
 	return s.mutate(ctx, func(f *localFile) error {
 		if _, ok := f.Keys[name]; ok {
 			return ErrKeyExists
 		}
-		h, err := keyset.NewHandle(tmpl)
+		h, err := newKeyset(kind)
 		if err != nil {
-			return fmt.Errorf("generating keyset: %w", err)
+			return err
 		}
 		wrapped, err := s.wrap(name, h)
 		if err != nil {
@@ -161,23 +159,11 @@ func (s *LocalStore) Rotate(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		tmpl, err := templateFor(k.Kind)
-		if err != nil {
-			return err
-		}
 		h, err := s.unwrap(name, k)
 		if err != nil {
 			return err
 		}
-		m := keyset.NewManagerFromHandle(h)
-		id, err := m.Add(tmpl)
-		if err != nil {
-			return fmt.Errorf("adding key version: %w", err)
-		}
-		if err := m.SetPrimary(id); err != nil {
-			return fmt.Errorf("promoting key version: %w", err)
-		}
-		if h, err = m.Handle(); err != nil {
+		if h, err = rotateKeyset(h, k.Kind); err != nil {
 			return err
 		}
 		k.Keyset, err = s.wrap(name, h)
@@ -247,18 +233,14 @@ func (s *LocalStore) describe(name string, k *localKey) (KeyInfo, error) {
 }
 
 func (s *LocalStore) wrap(name string, h *keyset.Handle) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := h.WriteWithAssociatedData(keyset.NewBinaryWriter(&buf), s.master, []byte(name)); err != nil {
-		return nil, fmt.Errorf("encrypting keyset: %w", err)
-	}
-	return buf.Bytes(), nil
+	return wrapKeyset(h, s.master, name)
 }
 
 func (s *LocalStore) unwrap(name string, k *localKey) (*keyset.Handle, error) {
 	if len(k.Keyset) == 0 {
 		return nil, fmt.Errorf("%w: keyset missing from %s", ErrStoreUnavailable, s.path)
 	}
-	h, err := keyset.ReadWithAssociatedData(keyset.NewBinaryReader(bytes.NewReader(k.Keyset)), s.master, []byte(name))
+	h, err := unwrapKeyset(k.Keyset, s.master, name)
 	if err != nil {
 		// Tink's message says nothing secret, but it says nothing useful
 		// either; the likely causes are these.

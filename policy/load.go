@@ -52,6 +52,7 @@ var sectionOf = map[string]string{
 	"Keystore":      "keystore",
 	"LocalKeystore": "keystore.local",
 	"VaultKeystore": "keystore.vault",
+	"VaultAppRole":  "keystore.vault.approle",
 	"Policy":        "policy",
 }
 

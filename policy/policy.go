@@ -63,12 +63,38 @@ type LocalKeystore struct {
 
 // VaultKeystore keeps keysets in Vault KV v2, wrapped by a transit key.
 type VaultKeystore struct {
-	Address      string `yaml:"address" mapstructure:"address"`
-	Auth         string `yaml:"auth" mapstructure:"auth"`
+	Address string `yaml:"address" mapstructure:"address"`
+	// CAFile verifies Vault's TLS certificate ("" uses the system roots).
+	CAFile string `yaml:"ca_file" mapstructure:"ca_file"`
+	// Auth is token or approle.
+	Auth string `yaml:"auth" mapstructure:"auth"`
+	// TokenEnv and TokenFile give the token for auth: token (the file
+	// wins when set).
+	TokenEnv  string       `yaml:"token_env" mapstructure:"token_env"`
+	TokenFile string       `yaml:"token_file" mapstructure:"token_file"`
+	AppRole   VaultAppRole `yaml:"approle" mapstructure:"approle"`
+	// KVMount/KVPath hold one KV v2 document per key; TransitMount/KEK
+	// name the transit key that wraps the keysets.
 	KVMount      string `yaml:"kv_mount" mapstructure:"kv_mount"`
 	KVPath       string `yaml:"kv_path" mapstructure:"kv_path"`
 	TransitMount string `yaml:"transit_mount" mapstructure:"transit_mount"`
 	KEK          string `yaml:"kek" mapstructure:"kek"`
+	// Timeout bounds each request to Vault, as a Go duration.
+	Timeout string `yaml:"timeout" mapstructure:"timeout"`
+	// GrantsPath, when set, is the KV v2 path (in KVMount) of the
+	// role → keys grants document, which then replaces policy.roles; it is
+	// re-read every GrantsInterval and on SIGHUP.
+	GrantsPath     string `yaml:"grants_path" mapstructure:"grants_path"`
+	GrantsInterval string `yaml:"grants_interval" mapstructure:"grants_interval"`
+}
+
+// VaultAppRole is where AppRole credentials come from.
+type VaultAppRole struct {
+	Mount        string `yaml:"mount" mapstructure:"mount"`
+	RoleID       string `yaml:"role_id" mapstructure:"role_id"`
+	RoleIDFile   string `yaml:"role_id_file" mapstructure:"role_id_file"`
+	SecretIDEnv  string `yaml:"secret_id_env" mapstructure:"secret_id_env"`
+	SecretIDFile string `yaml:"secret_id_file" mapstructure:"secret_id_file"`
 }
 
 // Policy names the keys, the encrypted columns and the role grants.
@@ -117,11 +143,11 @@ const (
 
 // Role grants a database role the use of keys.
 type Role struct {
-	Role     string   `yaml:"role"`
-	Read     []string `yaml:"read"`
-	Write    []string `yaml:"write"`
-	OnDenied OnDenied `yaml:"on_denied"`
-	Line     int      `yaml:"-"`
+	Role     string   `yaml:"role" json:"role"`
+	Read     []string `yaml:"read" json:"read"`
+	Write    []string `yaml:"write" json:"write"`
+	OnDenied OnDenied `yaml:"on_denied" json:"on_denied"`
+	Line     int      `yaml:"-" json:"-"`
 }
 
 // Defaults returns the configuration every loaded file starts from.
@@ -143,11 +169,15 @@ func Defaults() Config {
 				MasterKeyEnv: "PGCLOAK_MASTER_KEY",
 			},
 			Vault: VaultKeystore{
-				Auth:         "token",
-				KVMount:      "secret",
-				KVPath:       "pgcloak/keys",
-				TransitMount: "transit",
-				KEK:          "pgcloak-kek",
+				Auth:           "token",
+				TokenEnv:       "VAULT_TOKEN",
+				AppRole:        VaultAppRole{Mount: "approle", SecretIDEnv: "PGCLOAK_VAULT_SECRET_ID"},
+				KVMount:        "secret",
+				KVPath:         "pgcloak/keys",
+				TransitMount:   "transit",
+				KEK:            "pgcloak-kek",
+				Timeout:        "10s",
+				GrantsInterval: "30s",
 			},
 			CacheTTL: "5m",
 		},

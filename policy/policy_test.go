@@ -62,6 +62,11 @@ func TestLoadProblems(t *testing.T) {
 		{"bad upstream tls", "upstream:\n  tls: {mode: sometimes}\n", []string{`upstream.tls.mode`}},
 		{"tiny max message", "server:\n  max_message_bytes: 10\n", []string{`max_message_bytes must be at least 1024`}},
 		{"not yaml", "server: [\n", []string{`line`}},
+		{"vault without address", "keystore:\n  provider: vault\n", []string{`keystore.vault.address is empty`}},
+		{"approle without ids", "keystore:\n  provider: vault\n  vault: {address: 'https://v:8200', auth: approle, approle: {secret_id_env: ''}}\n",
+			[]string{`role_id or role_id_file is required`, `secret_id_env or secret_id_file is required`}},
+		{"bad vault timeout", "keystore:\n  vault: {timeout: soon}\n", []string{`keystore.vault.timeout: "soon"`}},
+		{"misspelt approle field", "keystore:\n  vault:\n    approle: {role: x}\n", []string{`line 3: unknown field "role" in keystore.vault.approle`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

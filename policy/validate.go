@@ -37,6 +37,7 @@ func (c *Config) Validate() Problems {
 		add(0, "keystore.cache_ttl: %v", err)
 	}
 	oneOf(&ps, "keystore.vault.auth", c.Keystore.Vault.Auth, "token", "approle")
+	ps = append(ps, c.Keystore.Vault.validate(c.Keystore.Provider == "vault")...)
 
 	keys := map[string]*Key{}
 	for i := range c.Policy.Keys {
@@ -79,15 +80,34 @@ func (c *Config) Validate() Problems {
 		}
 	}
 
-	roles := map[string]int{}
-	for _, r := range c.Policy.Roles {
+	ps = append(ps, validateRoles(keys, c.Policy.Roles)...)
+	return ps.sorted()
+}
+
+// ValidateGrants checks role grants that come from elsewhere than the
+// config file (a Vault document) against the policy's keys.
+func (p Policy) ValidateGrants(roles []Role) Problems {
+	keys := map[string]*Key{}
+	for i := range p.Keys {
+		keys[p.Keys[i].Name] = &p.Keys[i]
+	}
+	return validateRoles(keys, roles)
+}
+
+func validateRoles(keys map[string]*Key, roles []Role) Problems {
+	var ps Problems
+	add := func(line int, format string, args ...any) {
+		ps = append(ps, Problem{Line: line, Message: fmt.Sprintf(format, args...)})
+	}
+	seen := map[string]int{}
+	for i, r := range roles {
 		if r.Role == "" {
-			add(r.Line, "role entry has no role name")
+			add(r.Line, "role entry %d has no role name", i+1)
 		}
-		if first, dup := roles[r.Role]; dup {
+		if first, dup := seen[r.Role]; dup {
 			add(r.Line, "role %q is listed twice (first on line %d)", r.Role, first)
 		}
-		roles[r.Role] = r.Line
+		seen[r.Role] = r.Line
 		for _, list := range [][]string{r.Read, r.Write} {
 			for _, k := range list {
 				if keys[k] == nil {
@@ -101,7 +121,7 @@ func (c *Config) Validate() Problems {
 			add(r.Line, "role %q: on_denied %q is not one of null, mask, ciphertext, error", r.Role, r.OnDenied)
 		}
 	}
-	return ps.sorted()
+	return ps
 }
 
 func oneOf(ps *Problems, field, value string, allowed ...string) {
@@ -121,4 +141,41 @@ func splitQualified(name string) (schema, table string, ok bool) {
 		return "", name, false
 	}
 	return name[:i], name[i+1:], true
+}
+
+// validate checks the Vault settings; the rest is only required when Vault
+// is the provider (or serves the grants).
+func (v VaultKeystore) validate(provider bool) Problems {
+	var ps Problems
+	add := func(format string, args ...any) {
+		ps = append(ps, Problem{Message: fmt.Sprintf(format, args...)})
+	}
+	for _, f := range []struct{ name, value string }{{"timeout", v.Timeout}, {"grants_interval", v.GrantsInterval}} {
+		if d, err := time.ParseDuration(f.value); err != nil || d <= 0 {
+			add("keystore.vault.%s: %q is not a positive duration", f.name, f.value)
+		}
+	}
+	if !provider && v.GrantsPath == "" {
+		return ps
+	}
+	if v.Address == "" {
+		add("keystore.vault.address is empty")
+	}
+	if v.KVMount == "" || v.TransitMount == "" || v.KEK == "" || v.KVPath == "" {
+		add("keystore.vault: kv_mount, kv_path, transit_mount and kek must all be set")
+	}
+	switch v.Auth {
+	case "token":
+		if v.TokenEnv == "" && v.TokenFile == "" {
+			add("keystore.vault: auth token needs token_env or token_file")
+		}
+	case "approle":
+		if v.AppRole.RoleID == "" && v.AppRole.RoleIDFile == "" {
+			add("keystore.vault.approle: role_id or role_id_file is required")
+		}
+		if v.AppRole.SecretIDEnv == "" && v.AppRole.SecretIDFile == "" {
+			add("keystore.vault.approle: secret_id_env or secret_id_file is required")
+		}
+	}
+	return ps
 }

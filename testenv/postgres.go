@@ -58,24 +58,37 @@ type PG struct {
 }
 
 // Run is for TestMain: func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }. It runs
-// the tests and stops the server, if one was started, also on SIGINT and SIGTERM. A failure
-// to stop it fails the run.
+// the tests and stops the servers (PostgreSQL, Vault), if started, also on SIGINT and
+// SIGTERM. A failure to stop one fails the run.
 func Run(m *testing.M) (code int) {
 	shared.enterRun()
+	vaultShared.enterRun()
 	release := stopOnSignal()
 	defer release()
 	defer func() {
-		if err := shared.shutdown(); err != nil {
-			fmt.Fprintf(os.Stderr, "testenv: stopping PostgreSQL: %v\n", err)
-			if code == 0 {
-				code = 1
-			}
+		if !shutdownAll() && code == 0 {
+			code = 1
 		}
 	}()
 	return m.Run()
 }
 
-// stopOnSignal stops the server before the process dies of SIGINT or SIGTERM, which no
+// shutdownAll stops every server of the test binary, reporting failures on stderr; it
+// returns false if any failed.
+func shutdownAll() bool {
+	ok := true
+	if err := vaultShared.shutdown(); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: stopping Vault: %v\n", err)
+		ok = false
+	}
+	if err := shared.shutdown(); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: stopping PostgreSQL: %v\n", err)
+		ok = false
+	}
+	return ok
+}
+
+// stopOnSignal stops the servers before the process dies of SIGINT or SIGTERM, which no
 // deferred call would see, then dies of the same signal.
 func stopOnSignal() (release func()) {
 	sigs := make(chan os.Signal, 1)
@@ -84,9 +97,7 @@ func stopOnSignal() (release func()) {
 	go func() {
 		select {
 		case sig := <-sigs:
-			if err := shared.shutdown(); err != nil {
-				fmt.Fprintf(os.Stderr, "testenv: stopping PostgreSQL: %v\n", err)
-			}
+			shutdownAll()
 			signal.Stop(sigs)
 			if p, err := os.FindProcess(os.Getpid()); err == nil {
 				_ = p.Signal(sig)

@@ -32,17 +32,22 @@ func newKeysCommand(g *globalFlags) *cobra.Command {
 	return keys
 }
 
-// withStore loads the config and opens its key store.
-func withStore(g *globalFlags) (*policy.Config, keymap.Store, error) {
+// withStore loads the config, opens its key store and runs fn with them.
+func withStore(cmd *cobra.Command, g *globalFlags, fn func(*policy.Config, *store) error) error {
 	cfg, err := loadConfig(g.configPath)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	store, err := openStore(cfg)
+	log, err := g.logger()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	return cfg, store, nil
+	st, err := openStore(cmd.Context(), cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(cfg, st)
 }
 
 func newKeysCreateCommand(g *globalFlags) *cobra.Command {
@@ -55,30 +60,28 @@ func newKeysCreateCommand(g *globalFlags) *cobra.Command {
 			if all == (len(args) == 1) {
 				return errors.New("give a key name or --all")
 			}
-			cfg, store, err := withStore(g)
-			if err != nil {
+			return withStore(cmd, g, func(cfg *policy.Config, st *store) error {
+				idx := policy.NewIndex(cfg.Policy)
+				if !all {
+					k, ok := idx.Key(args[0])
+					if !ok {
+						return fmt.Errorf("key %q is not defined in policy.keys", args[0])
+					}
+					if err := st.Create(cmd.Context(), k.Name, k.Kind); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "created %s key %s\n", k.Kind, k.Name)
+					return nil
+				}
+				created, err := keymap.CreateMissing(cmd.Context(), st, idx.Keys())
+				for _, name := range created {
+					fmt.Fprintf(cmd.OutOrStdout(), "created %s\n", name)
+				}
+				if err == nil && len(created) == 0 {
+					fmt.Fprintln(cmd.OutOrStdout(), "every policy key exists already")
+				}
 				return err
-			}
-			idx := policy.NewIndex(cfg.Policy)
-			if !all {
-				k, ok := idx.Key(args[0])
-				if !ok {
-					return fmt.Errorf("key %q is not defined in policy.keys", args[0])
-				}
-				if err := store.Create(cmd.Context(), k.Name, k.Kind); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "created %s key %s\n", k.Kind, k.Name)
-				return nil
-			}
-			created, err := keymap.CreateMissing(cmd.Context(), store, idx.Keys())
-			for _, name := range created {
-				fmt.Fprintf(cmd.OutOrStdout(), "created %s\n", name)
-			}
-			if err == nil && len(created) == 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "every policy key exists already")
-			}
-			return err
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "create every policy key that does not exist yet")
@@ -91,21 +94,19 @@ func newKeysListCommand(g *globalFlags) *cobra.Command {
 		Short: "List keys with their kinds, versions and state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, store, err := withStore(g)
-			if err != nil {
-				return err
-			}
-			infos, err := store.List(cmd.Context())
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tKIND\tSTATE\tVERSIONS\tPRIMARY\tCREATED")
-			for _, k := range infos {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", k.Name, k.Kind, k.State, k.Versions, k.PrimaryID,
-					k.Created.UTC().Format(time.RFC3339))
-			}
-			return w.Flush()
+			return withStore(cmd, g, func(_ *policy.Config, st *store) error {
+				infos, err := st.List(cmd.Context())
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "NAME\tKIND\tSTATE\tVERSIONS\tPRIMARY\tCREATED")
+				for _, k := range infos {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", k.Name, k.Kind, k.State, k.Versions, k.PrimaryID,
+						k.Created.UTC().Format(time.RFC3339))
+				}
+				return w.Flush()
+			})
 		},
 	}
 }
@@ -116,15 +117,13 @@ func keyActionCommand(g *globalFlags, use, short string, act func(*cobra.Command
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, store, err := withStore(g)
-			if err != nil {
-				return err
-			}
-			if err := act(cmd, store, args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: done (%s)\n", args[0], use)
-			return nil
+			return withStore(cmd, g, func(_ *policy.Config, st *store) error {
+				if err := act(cmd, st, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: done (%s)\n", args[0], use)
+				return nil
+			})
 		},
 	}
 }
@@ -139,17 +138,38 @@ func newKeysDestroyCommand(g *globalFlags) *cobra.Command {
 			if !yes {
 				return errors.New("destroy is irreversible: every value under this key becomes unreadable; repeat with --yes")
 			}
-			_, store, err := withStore(g)
-			if err != nil {
-				return err
-			}
-			if err := store.Destroy(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: destroyed\n", args[0])
-			return nil
+			return withStore(cmd, g, func(_ *policy.Config, st *store) error {
+				if err := st.Destroy(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: destroyed\n", args[0])
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm destruction")
 	return cmd
+}
+
+func newKEKCommand(g *globalFlags) *cobra.Command {
+	kek := &cobra.Command{Use: "kek", Short: "Manage the key-encryption key that wraps stored keysets"}
+	kek.AddCommand(&cobra.Command{
+		Use:   "rewrap",
+		Short: "Re-encrypt stored keysets under the newest transit key version (table data is untouched)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd, g, func(_ *policy.Config, st *store) error {
+				if st.vault == nil || st.Store != keymap.Store(st.vault) {
+					return errors.New("kek rewrap needs keystore.provider vault (the local store's keysets are wrapped by its master key)")
+				}
+				n, err := st.vault.Rewrap(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "rewrapped %d keyset(s) under the newest version of the transit key\n", n)
+				return nil
+			})
+		},
+	})
+	return kek
 }

@@ -34,11 +34,13 @@ func newRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.configPath, "config", "./pgcloak.yaml", "config file")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(newMigrateCommands(g)...)
 	root.AddCommand(
 		newServeCommand(g),
 		newDemoCommand(g),
 		newPolicyCommand(g),
 		newKeysCommand(g),
+		newKEKCommand(g),
 		newVersionCommand(),
 	)
 	return root

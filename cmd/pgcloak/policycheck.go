@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -35,7 +36,11 @@ func newPolicyCommand(g *globalFlags) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			problems := checkLive(ctx, cfg, dsn)
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			problems := checkLive(ctx, cfg, dsn, log)
 			for _, p := range problems {
 				fmt.Fprintln(out, "problem:", p)
 			}
@@ -53,10 +58,10 @@ func newPolicyCommand(g *globalFlags) *cobra.Command {
 }
 
 // checkLive compares the policy with the database schema and the key store.
-func checkLive(ctx context.Context, cfg *policy.Config, dsn string) []string {
+func checkLive(ctx context.Context, cfg *policy.Config, dsn string, log *slog.Logger) []string {
 	idx := policy.NewIndex(cfg.Policy)
 	var problems []string
-	problems = append(problems, checkKeys(ctx, cfg, idx)...)
+	problems = append(problems, checkKeys(ctx, cfg, idx, log)...)
 	conn, err := connectForCheck(ctx, cfg, dsn)
 	if err != nil {
 		return append(problems, fmt.Sprintf("cannot connect to PostgreSQL for the schema check: %v", err))
@@ -66,6 +71,16 @@ func checkLive(ctx context.Context, cfg *policy.Config, dsn string) []string {
 }
 
 func connectForCheck(ctx context.Context, cfg *policy.Config, dsn string) (*pgx.Conn, error) {
+	pc, err := parseCheckDSN(cfg, dsn)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, pc)
+}
+
+// parseCheckDSN is the connection the CLI makes straight to PostgreSQL:
+// --dsn, else upstream.address with the PG* environment variables.
+func parseCheckDSN(cfg *policy.Config, dsn string) (*pgx.ConnConfig, error) {
 	if dsn == "" {
 		host, port, err := net.SplitHostPort(cfg.Upstream.Address)
 		if err != nil {
@@ -73,15 +88,16 @@ func connectForCheck(ctx context.Context, cfg *policy.Config, dsn string) (*pgx.
 		}
 		dsn = fmt.Sprintf("host=%s port=%s", host, port)
 	}
-	return pgx.Connect(ctx, dsn)
+	return pgx.ParseConfig(dsn)
 }
 
-func checkKeys(ctx context.Context, cfg *policy.Config, idx *policy.Index) []string {
-	store, err := openStore(cfg)
+func checkKeys(ctx context.Context, cfg *policy.Config, idx *policy.Index, log *slog.Logger) []string {
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return []string{fmt.Sprintf("key store: %v", err)}
 	}
-	infos, err := store.List(ctx)
+	defer st.Close()
+	infos, err := st.List(ctx)
 	if err != nil {
 		return []string{fmt.Sprintf("key store: %v", err)}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -40,17 +41,31 @@ func serve(ctx context.Context, g *globalFlags, cfg *policy.Config) error {
 	if err != nil {
 		return err
 	}
-	store, err := openStore(cfg)
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	srv, err := proxy.NewServer(proxy.Config{
+	defer st.Close()
+	pcfg := proxy.Config{
 		Server:   cfg.Server,
 		Upstream: cfg.Upstream,
 		Policy:   policy.NewIndex(cfg.Policy),
-		Keyring:  keymap.NewKeyring(store, cacheTTL(cfg)),
+		Keyring:  keymap.NewKeyring(st, cacheTTL(cfg)),
 		Logger:   log,
-	})
+	}
+	grants, err := grantsFromVault(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	if grants != nil {
+		pcfg.Grants = grants
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go grants.Run(ctx, grantsInterval(cfg), hup)
+		log.Info("role grants come from Vault", "path", cfg.Keystore.Vault.GrantsPath, "interval", grantsInterval(cfg).String())
+	}
+	srv, err := proxy.NewServer(pcfg)
 	if err != nil {
 		return err
 	}

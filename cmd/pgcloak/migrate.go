@@ -1,0 +1,543 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
+)
+
+// A column migration moves a column's rows between plaintext and
+// ciphertext, in place, in batches. Plaintext rests in the bytea column as
+// the UTF-8 text form of the value (as PostgreSQL prints it with TimeZone
+// UTC and DateStyle ISO); ciphertext is pgcloak's format. Every batch is a
+// transaction that updates a row only if it still holds the value read
+// (compare and set), so a run can be interrupted at any point and run
+// again, and applications writing through the proxy meanwhile are never
+// overwritten. The state of a migration is kept in pgcloak.column_migrations
+// for proxies to see.
+
+type migrateAction string
+
+const (
+	actionEncrypt   migrateAction = "encrypt"
+	actionReencrypt migrateAction = "reencrypt"
+	actionDecrypt   migrateAction = "decrypt"
+)
+
+// migrateOptions are the flags of encrypt, reencrypt and decrypt.
+type migrateOptions struct {
+	table, column string
+	dsn           string
+	batch         int
+	settle        time.Duration
+	progress      string // auto | bar | log
+}
+
+func newMigrateCommands(g *globalFlags) []*cobra.Command {
+	return []*cobra.Command{
+		migrateCommand(g, actionEncrypt, "Turn a column of plaintext into ciphertext in place (resumable)"),
+		migrateCommand(g, actionReencrypt, "Move a column's rows to its key's newest version after a rotation (resumable)"),
+		migrateCommand(g, actionDecrypt, "Turn an encrypted column back into plaintext of its logical type (resumable)"),
+	}
+}
+
+func migrateCommand(g *globalFlags, action migrateAction, short string) *cobra.Command {
+	o := &migrateOptions{}
+	cmd := &cobra.Command{
+		Use:   string(action) + " --table T --column C",
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd, g, func(cfg *policy.Config, st *store) error {
+				log, err := g.logger()
+				if err != nil {
+					return err
+				}
+				m, err := newMigration(cmd.Context(), cfg, st, action, o, log, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				defer m.conn.Close(context.Background())
+				return m.run(cmd.Context(), cmd.OutOrStdout())
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.table, "table", "", "schema-qualified table (public is assumed without a schema)")
+	f.StringVar(&o.column, "column", "", "the policy column to migrate")
+	f.StringVar(&o.dsn, "dsn", "", "PostgreSQL connection string (default: upstream.address with PG* environment variables)")
+	f.IntVar(&o.batch, "batch", 1000, "rows per transaction")
+	f.DurationVar(&o.settle, "settle", 35*time.Second,
+		"keep sweeping until this long after the start, so proxies that had not yet seen the migration (catalog refresh, 30s) are covered")
+	f.StringVar(&o.progress, "progress", "auto", "auto (a bar on a terminal, counts in the log otherwise), bar or log")
+	cmd.MarkFlagRequired("table")
+	cmd.MarkFlagRequired("column")
+	return cmd
+}
+
+// migration is one run of encrypt, reencrypt or decrypt.
+type migration struct {
+	action migrateAction
+	opts   *migrateOptions
+	log    *slog.Logger
+	errOut io.Writer
+
+	conn   *pgx.Conn
+	rule   *policy.ColumnRule
+	cipher *keymap.ColumnCipher
+	codec  *keymap.Codec
+	tc     *keymap.TextContext
+
+	qualified string   // "schema"."table"
+	column    string   // "column"
+	pk        []string // quoted primary key columns
+	pkTypes   []string
+
+	// afterBatch, when set, is called after each committed batch (tests
+	// interrupt runs with it).
+	afterBatch func(changed int)
+}
+
+func newMigration(ctx context.Context, cfg *policy.Config, st *store, action migrateAction, o *migrateOptions, log *slog.Logger, errOut io.Writer) (*migration, error) {
+	schema, table, ok := strings.Cut(o.table, ".")
+	if !ok {
+		schema, table = "public", o.table
+	}
+	rule := policy.NewIndex(cfg.Policy).Column(schema, table, o.column)
+	if rule == nil {
+		return nil, fmt.Errorf("%s.%s.%s is not a column of the policy: add it to policy.columns first", schema, table, o.column)
+	}
+	if o.batch <= 0 {
+		return nil, errors.New("--batch must be positive")
+	}
+	c, err := keymap.NewKeyring(st, time.Hour).Cipher(ctx, rule)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := connectForMigration(ctx, cfg, o.dsn)
+	if err != nil {
+		return nil, err
+	}
+	m := &migration{
+		action: action, opts: o, log: log, errOut: errOut,
+		conn: conn, rule: rule, cipher: c, codec: keymap.CodecFor(rule.Type),
+		tc:        &keymap.TextContext{Location: time.UTC},
+		qualified: pgx.Identifier{schema, table}.Sanitize(),
+		column:    pgx.Identifier{o.column}.Sanitize(),
+	}
+	if err := m.loadPrimaryKey(ctx); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	return m, nil
+}
+
+func connectForMigration(ctx context.Context, cfg *policy.Config, dsn string) (*pgx.Conn, error) {
+	pc, err := parseCheckDSN(cfg, dsn)
+	if err != nil {
+		return nil, err
+	}
+	// Plaintext is moved in its text form, which these settings fix.
+	pc.RuntimeParams["TimeZone"] = "UTC"
+	pc.RuntimeParams["DateStyle"] = "ISO, MDY"
+	pc.RuntimeParams["extra_float_digits"] = "1"
+	pc.RuntimeParams["bytea_output"] = "hex"
+	pc.RuntimeParams["lock_timeout"] = "10s"
+	pc.RuntimeParams["application_name"] = "pgcloak-migrate"
+	return pgx.ConnectConfig(ctx, pc)
+}
+
+func (m *migration) loadPrimaryKey(ctx context.Context) error {
+	rows, err := m.conn.Query(ctx, `SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
+		FROM pg_catalog.pg_index i
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+		WHERE i.indrelid = $1::regclass AND i.indisprimary
+		ORDER BY array_position(i.indkey::int2[], a.attnum)`, m.qualified)
+	if err != nil {
+		return fmt.Errorf("reading the primary key of %s: %w", m.qualified, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return err
+		}
+		m.pk = append(m.pk, pgx.Identifier{name}.Sanitize())
+		m.pkTypes = append(m.pkTypes, typ)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(m.pk) == 0 {
+		return fmt.Errorf("%s has no primary key: migrations walk rows in primary-key order", m.qualified)
+	}
+	return nil
+}
+
+// ciphertextHead is how every pgcloak ciphertext starts (magic, version).
+var ciphertextHead = []byte{0xC7, 'p', 'g', 'c', 0x01}
+
+// run performs the migration: prepare the column, sweep until nothing is
+// left to do and the settle time has passed, finish the column.
+func (m *migration) run(ctx context.Context, out io.Writer) error {
+	start := time.Now()
+	if err := m.begin(ctx); err != nil {
+		return err
+	}
+	total := 0
+	for pass := 1; ; pass++ {
+		n, err := m.sweep(ctx, pass)
+		total += n
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("interrupted after %d rows; run the same command again to resume", total)
+			}
+			return err
+		}
+		if n == 0 && time.Since(start) >= m.opts.settle {
+			break
+		}
+		if n == 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("interrupted after %d rows; run the same command again to resume", total)
+			case <-time.After(min(time.Second, m.opts.settle)):
+			}
+		}
+	}
+	if err := m.finish(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s of %s.%s done: %d rows changed\n", m.action, m.qualified, m.column, total)
+	return nil
+}
+
+// begin records the migration and, for encrypt, turns the column into
+// bytea holding each value's text form.
+func (m *migration) begin(ctx context.Context) error {
+	if _, err := m.conn.Exec(ctx, migrationsDDL); err != nil {
+		return fmt.Errorf("creating pgcloak.column_migrations: %w", err)
+	}
+	if _, err := m.conn.Exec(ctx, `INSERT INTO pgcloak.column_migrations AS cm (schema_name, table_name, column_name, action, key_name, started)
+		VALUES ($1, $2, $3, $4, $5, now())
+		ON CONFLICT (schema_name, table_name, column_name) DO UPDATE SET action = EXCLUDED.action, key_name = EXCLUDED.key_name,
+			started = CASE WHEN cm.finished IS NULL AND cm.action = EXCLUDED.action THEN cm.started ELSE now() END, finished = NULL`,
+		m.rule.Schema, m.rule.Table, m.rule.Column, string(m.action), m.rule.KeyName); err != nil {
+		return err
+	}
+	if m.action != actionEncrypt {
+		return nil
+	}
+	typ, err := m.columnType(ctx)
+	if err != nil || typ == "bytea" {
+		return err
+	}
+	m.log.Info("changing the column to bytea (text form of each value)", "column", m.rule.Name(), "from", typ)
+	_, err = m.conn.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE bytea USING pg_catalog.convert_to(%s::text, 'UTF8')`,
+		m.qualified, m.column, m.column))
+	return err
+}
+
+const migrationsDDL = `CREATE SCHEMA IF NOT EXISTS pgcloak;
+CREATE TABLE IF NOT EXISTS pgcloak.column_migrations (
+  schema_name name NOT NULL,
+  table_name  name NOT NULL,
+  column_name name NOT NULL,
+  action      text NOT NULL,
+  key_name    text NOT NULL,
+  started     timestamptz NOT NULL,
+  finished    timestamptz,
+  PRIMARY KEY (schema_name, table_name, column_name)
+);`
+
+func (m *migration) columnType(ctx context.Context) (string, error) {
+	var typ string
+	err := m.conn.QueryRow(ctx, `SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
+		WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped`, m.qualified, m.rule.Column).Scan(&typ)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("column %s does not exist", m.rule.Name())
+	}
+	return typ, err
+}
+
+// finish marks the migration done; decrypt also gives the column back its
+// logical type.
+func (m *migration) finish(ctx context.Context) error {
+	if m.action == actionDecrypt {
+		m.log.Info("changing the column back to its logical type", "column", m.rule.Name(), "type", sqlType(m.rule.Type))
+		if _, err := m.conn.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s`,
+			m.qualified, m.column, sqlType(m.rule.Type), fromTextForm(m.column, m.rule.Type))); err != nil {
+			return err
+		}
+	}
+	_, err := m.conn.Exec(ctx, `UPDATE pgcloak.column_migrations SET finished = now()
+		WHERE schema_name = $1 AND table_name = $2 AND column_name = $3`, m.rule.Schema, m.rule.Table, m.rule.Column)
+	return err
+}
+
+// sqlType is the PostgreSQL type a decrypted column gets back.
+func sqlType(t policy.LogicalType) string {
+	if t == policy.TypeChar {
+		return "bpchar" // plain "char" would be char(1)
+	}
+	return string(t)
+}
+
+// fromTextForm converts a bytea column holding text forms to type t.
+func fromTextForm(col string, t policy.LogicalType) string {
+	text := "pg_catalog.convert_from(" + col + ", 'UTF8')"
+	if t == policy.TypeBytea {
+		return "pg_catalog.decode(substring(" + text + " from 3), 'hex')"
+	}
+	return text + "::" + sqlType(t)
+}
+
+// todo is the condition of the rows a sweep must change.
+func (m *migration) todo() string {
+	head := "substring(" + m.column + " from 1 for 5)"
+	switch m.action {
+	case actionEncrypt:
+		return m.column + " IS NOT NULL AND " + head + " IS DISTINCT FROM $1"
+	case actionReencrypt:
+		return head + " = $1 AND substring(" + m.column + " from 6 for 5) IS DISTINCT FROM $2"
+	default:
+		return head + " = $1"
+	}
+}
+
+// sweep walks the whole table once in primary-key order, changing every
+// row that needs it, one transaction per batch. It returns the rows
+// changed.
+func (m *migration) sweep(ctx context.Context, pass int) (int, error) {
+	remaining, err := m.count(ctx)
+	if err != nil || remaining == 0 {
+		return 0, err
+	}
+	bar := m.newProgress(remaining, pass)
+	defer bar.done()
+	var after []string // primary key of the last row seen, as text
+	changed := 0
+	for {
+		rows, last, err := m.nextBatch(ctx, after)
+		if err != nil {
+			return changed, err
+		}
+		if len(rows) == 0 {
+			return changed, nil
+		}
+		n, err := m.apply(ctx, rows)
+		if err != nil {
+			return changed, err
+		}
+		changed += n
+		bar.add(len(rows))
+		after = last
+		if m.afterBatch != nil {
+			m.afterBatch(n)
+		}
+	}
+}
+
+func (m *migration) params() []any {
+	switch m.action {
+	case actionReencrypt:
+		return []any{ciphertextHead, m.primaryPrefix()}
+	default:
+		return []any{ciphertextHead}
+	}
+}
+
+// primaryPrefix is the Tink output prefix of the key's primary version,
+// which every ciphertext under it carries after pgcloak's header.
+func (m *migration) primaryPrefix() []byte {
+	ct, err := m.cipher.Encrypt(nil)
+	if err != nil || len(ct) < 10 {
+		return nil
+	}
+	return ct[5:10]
+}
+
+func (m *migration) count(ctx context.Context) (int, error) {
+	var n int
+	err := m.conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE %s`, m.qualified, m.todo()), m.params()...).Scan(&n)
+	return n, err
+}
+
+// row is one row to change: its key (text), the value read and the new one.
+type row struct {
+	key      []string
+	old, new []byte
+}
+
+func (m *migration) nextBatch(ctx context.Context, after []string) ([]row, []string, error) {
+	keys := strings.Join(m.pk, ", ")
+	textKeys := make([]string, len(m.pk))
+	for i, k := range m.pk {
+		textKeys[i] = k + "::text"
+	}
+	cursor := "true"
+	if after != nil {
+		casts := make([]string, len(m.pk))
+		for i := range m.pk {
+			casts[i] = fmt.Sprintf("($%d::text[])[%d]::%s", len(m.params())+1, i+1, m.pkTypes[i])
+		}
+		cursor = "(" + keys + ") > (" + strings.Join(casts, ", ") + ")"
+	}
+	args := m.params()
+	if after != nil {
+		args = append(args, after)
+	}
+	q := fmt.Sprintf(`SELECT %s, %s FROM %s WHERE %s AND %s ORDER BY %s LIMIT %d`,
+		strings.Join(textKeys, ", "), m.column, m.qualified, cursor, m.todo(), keys, m.opts.batch)
+	rs, err := m.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rs.Close()
+	var out []row
+	for rs.Next() {
+		vals := make([]any, len(m.pk)+1)
+		key := make([]string, len(m.pk))
+		for i := range key {
+			vals[i] = &key[i]
+		}
+		var old []byte
+		vals[len(m.pk)] = &old
+		if err := rs.Scan(vals...); err != nil {
+			return nil, nil, err
+		}
+		nv, err := m.convert(old)
+		if err != nil {
+			return nil, nil, fmt.Errorf("row (%s) = (%s): %w", keys, strings.Join(key, ", "), err)
+		}
+		out = append(out, row{key: key, old: old, new: nv})
+	}
+	if err := rs.Err(); err != nil {
+		return nil, nil, err
+	}
+	if len(out) == 0 {
+		return nil, nil, nil
+	}
+	return out, out[len(out)-1].key, nil
+}
+
+// convert computes a row's new value. Errors never include the value.
+func (m *migration) convert(old []byte) ([]byte, error) {
+	switch m.action {
+	case actionEncrypt:
+		canonical, err := m.codec.Canonical(0, old, m.tc)
+		if err != nil {
+			return nil, err
+		}
+		return m.cipher.Encrypt(canonical)
+	case actionReencrypt:
+		canonical, err := m.cipher.Decrypt(old)
+		if err != nil {
+			return nil, err
+		}
+		return m.cipher.Encrypt(canonical)
+	default:
+		canonical, err := m.cipher.Decrypt(old)
+		if err != nil {
+			return nil, err
+		}
+		return m.codec.AppendText(nil, canonical, m.tc)
+	}
+}
+
+// apply writes a batch in one transaction; a row changed since it was read
+// (by an application through the proxy) is left alone.
+func (m *migration) apply(ctx context.Context, rows []row) (int, error) {
+	keyArrays := make([]any, len(m.pk))
+	for i := range m.pk {
+		col := make([]string, len(rows))
+		for j, r := range rows {
+			col[j] = r.key[i]
+		}
+		keyArrays[i] = col
+	}
+	olds := make([][]byte, len(rows))
+	news := make([][]byte, len(rows))
+	for j, r := range rows {
+		olds[j], news[j] = r.old, r.new
+	}
+	names := make([]string, len(m.pk))
+	match := make([]string, len(m.pk))
+	for i := range m.pk {
+		names[i] = fmt.Sprintf("k%d", i)
+		match[i] = fmt.Sprintf("t.%s = v.k%d::%s", m.pk[i], i, m.pkTypes[i])
+	}
+	args := append(keyArrays, olds, news)
+	unnest := make([]string, len(args))
+	for i := range args {
+		unnest[i] = fmt.Sprintf("$%d", i+1)
+	}
+	for i := range m.pk {
+		unnest[i] += "::text[]"
+	}
+	unnest[len(m.pk)] += "::bytea[]"
+	unnest[len(m.pk)+1] += "::bytea[]"
+	q := fmt.Sprintf(`UPDATE %s AS t SET %s = v.new FROM unnest(%s) AS v(%s, old, new)
+		WHERE %s AND t.%s = v.old`,
+		m.qualified, m.column, strings.Join(unnest, ", "), strings.Join(names, ", "), strings.Join(match, " AND "), m.column)
+	tag, err := m.conn.Exec(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// progress reports a sweep: a bar on a terminal, counts in the log.
+type progress struct {
+	bar  *progressbar.ProgressBar
+	log  *slog.Logger
+	what string
+	n    int
+	max  int
+	last time.Time
+}
+
+func (m *migration) newProgress(total, pass int) *progress {
+	p := &progress{log: m.log, what: fmt.Sprintf("%s %s (pass %d)", m.action, m.rule.Name(), pass), max: total}
+	useBar := m.opts.progress == "bar"
+	if m.opts.progress == "auto" {
+		f, ok := m.errOut.(*os.File)
+		useBar = ok && term.IsTerminal(int(f.Fd()))
+	}
+	if useBar {
+		p.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(m.errOut), progressbar.OptionSetDescription(p.what),
+			progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond))
+	}
+	return p
+}
+
+func (p *progress) add(n int) {
+	p.n += n
+	if p.bar != nil {
+		p.bar.Add(n)
+		return
+	}
+	if time.Since(p.last) >= 2*time.Second || p.n >= p.max {
+		p.log.Info(p.what, "rows", p.n, "of", p.max)
+		p.last = time.Now()
+	}
+}
+
+func (p *progress) done() {
+	if p.bar != nil {
+		p.bar.Finish()
+	}
+}
