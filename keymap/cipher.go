@@ -23,7 +23,13 @@ type randomized struct{ a tink.AEAD }
 func (p randomized) seal(pt, ad []byte) ([]byte, error) { return p.a.Encrypt(pt, ad) }
 func (p randomized) open(ct, ad []byte) ([]byte, error) { return p.a.Decrypt(ct, ad) }
 
-type deterministic struct{ d tink.DeterministicAEAD }
+// deterministic is a deterministic keyset: d encrypts under the primary
+// version and decrypts under any; versions encrypt under each enabled
+// version, the primary first (see ColumnCipher.Candidates).
+type deterministic struct {
+	d        tink.DeterministicAEAD
+	versions []tink.DeterministicAEAD
+}
 
 func (p deterministic) seal(pt, ad []byte) ([]byte, error) {
 	return p.d.EncryptDeterministically(pt, ad)
@@ -47,9 +53,44 @@ func newPrimitive(h *keyset.Handle, kind policy.KeyKind) (primitive, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keyset is not a deterministic (AES-SIV) keyset: %w", err)
 		}
-		return deterministic{d}, nil
+		versions, err := versionPrimitives(h, d)
+		if err != nil {
+			return nil, err
+		}
+		return deterministic{d: d, versions: versions}, nil
 	}
 	return nil, fmt.Errorf("unknown key kind %q", kind)
+}
+
+// versionPrimitives builds, once per keyset load, a deterministic primitive
+// for each enabled key version: primary, the one d already is, first, then
+// the others in keyset order. Each is the keyset with that version made
+// primary (on a copy), so no key material leaves Tink.
+func versionPrimitives(h *keyset.Handle, primary tink.DeterministicAEAD) ([]tink.DeterministicAEAD, error) {
+	out := []tink.DeterministicAEAD{primary}
+	for i := 0; i < h.Len(); i++ {
+		e, err := h.Entry(i)
+		if err != nil {
+			return nil, fmt.Errorf("reading keyset: %w", err)
+		}
+		if e.IsPrimary() || e.KeyStatus() != keyset.Enabled {
+			continue
+		}
+		m := keyset.NewManagerFromHandle(h)
+		if err := m.SetPrimary(e.KeyID()); err != nil {
+			return nil, fmt.Errorf("key version %d: %w", e.KeyID(), err)
+		}
+		vh, err := m.Handle()
+		if err != nil {
+			return nil, fmt.Errorf("key version %d: %w", e.KeyID(), err)
+		}
+		d, err := daead.New(vh)
+		if err != nil {
+			return nil, fmt.Errorf("key version %d is not a deterministic (AES-SIV) key: %w", e.KeyID(), err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // ColumnCipher encrypts and decrypts the canonical values of one column. It is
@@ -90,6 +131,44 @@ func (c *ColumnCipher) Encrypt(canonical []byte) ([]byte, error) {
 	// to prefix the header is the floor.
 	out := make([]byte, 0, headerLen+len(ct))
 	return append(appendHeader(out), ct...), nil
+}
+
+// ErrNotDeterministic is returned by Candidates for a column whose key is
+// randomized: its ciphertexts of one value differ every time.
+var ErrNotDeterministic = errors.New("keymap: candidates exist only for deterministic keys")
+
+// Candidates returns every ciphertext a value of a deterministic column may
+// be stored as: its encryption under each enabled version of the key, the
+// primary version first. After a rotation a column holds values under
+// several versions until reencrypt finishes, and an equality search must
+// match any of them. Disabled versions are left out (they do not decrypt
+// either). The primitives are built once per keyset load; a call costs one
+// encryption per version.
+func (c *ColumnCipher) Candidates(canonical []byte) ([][]byte, error) {
+	d, ok := c.p.(deterministic)
+	if !ok {
+		return nil, ErrNotDeterministic
+	}
+	out := make([][]byte, 0, len(d.versions))
+	for _, v := range d.versions {
+		ct, err := v.EncryptDeterministically(canonical, c.ad)
+		if err != nil {
+			return nil, fmt.Errorf("keymap: encrypting a value of %s failed", c.rule.Name())
+		}
+		buf := make([]byte, 0, headerLen+len(ct))
+		out = append(out, append(appendHeader(buf), ct...))
+	}
+	return out, nil
+}
+
+// Versions is the number of enabled key versions a deterministic cipher
+// encrypts candidates under (1 for a randomized one, which only ever uses
+// its primary).
+func (c *ColumnCipher) Versions() int {
+	if d, ok := c.p.(deterministic); ok {
+		return len(d.versions)
+	}
+	return 1
 }
 
 // Decrypt turns a stored bytea back into the canonical value. Anything that

@@ -431,8 +431,13 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 		if pd.Decode(body) != nil {
 			return ss.serverMalformed("ParameterDescription")
 		}
-		for i, pr := range p.stmt.plan.Params {
-			if pr != nil && i < len(pd.ParameterOIDs) {
+		plan := p.stmt.plan
+		if n := plan.ClientParams; n > 0 && n <= len(pd.ParameterOIDs) {
+			// The hidden parameters are the proxy's, not the client's.
+			pd.ParameterOIDs = pd.ParameterOIDs[:n]
+		}
+		for i, pr := range plan.Params {
+			if pr != nil && pr.Source == 0 && i < len(pd.ParameterOIDs) {
 				pd.ParameterOIDs[i] = pr.Rule.Type.OID()
 			}
 		}

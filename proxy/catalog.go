@@ -26,6 +26,103 @@ type catalog struct {
 	relations   map[string]*sqlrewrite.Relation // schema.name
 	schemasWith map[string][]string             // relname → schemas
 	byOID       map[uint32]map[uint16]*policy.ColumnRule
+	// states is what the database holds in each policy column it has
+	// (see columnState); a column missing from it is taken as encrypted.
+	states map[*policy.ColumnRule]columnState
+}
+
+// colMode is what a policy column holds in the database, from its type
+// and the migration pgcloak.column_migrations records for it.
+type colMode uint8
+
+const (
+	// modeEncrypted: bytea of ciphertexts, the normal case.
+	modeEncrypted colMode = iota
+	// modeMixedEncrypt, modeMixedDecrypt: bytea in the middle of an
+	// encrypt or decrypt migration, holding ciphertexts and the text
+	// forms of plaintext values. Reads accept both; writes store
+	// ciphertext during encrypt, the text form during decrypt; searches
+	// look for both.
+	modeMixedEncrypt
+	modeMixedDecrypt
+	// modeDecryptFinishing: the end of a decrypt, before its ALTER gives
+	// the column its type back: read and searched as mixed, but writes
+	// are refused, since a proxy that has not yet seen the ALTER would
+	// send a bytea where PostgreSQL now wants the logical type.
+	modeDecryptFinishing
+	// modeUnconverted: of another type than bytea (or bytea holding
+	// plaintext after decrypt): reads pass through, writes and searches
+	// are refused. encrypt records itself and turns the column into
+	// bytea in one transaction, so a column of its own type is never
+	// written through the proxy, even by a proxy with an old snapshot.
+	modeUnconverted
+)
+
+// Actions recorded in pgcloak.column_migrations (see cmd/pgcloak).
+const (
+	actionEncrypt          = "encrypt"
+	actionDecrypt          = "decrypt"
+	actionDecryptFinishing = "decrypt-finishing"
+)
+
+// columnState is a policy column's state in the database.
+type columnState struct {
+	mode   colMode
+	pgType string // PostgreSQL's name of the column's type
+	bytea  bool   // the column is bytea in PostgreSQL
+}
+
+// mixed reports a column in the middle of an encrypt or decrypt.
+func (s columnState) mixed() bool {
+	return s.mode == modeMixedEncrypt || s.mode == modeMixedDecrypt || s.mode == modeDecryptFinishing
+}
+
+// state returns what the database holds in rule's column.
+func (c *catalog) state(rule *policy.ColumnRule) columnState {
+	if s, ok := c.states[rule]; ok {
+		return s
+	}
+	return columnState{mode: modeEncrypted, bytea: true, pgType: "bytea"}
+}
+
+// readMode is how values of a result column with a policy column's rule
+// are shown.
+type readMode uint8
+
+const (
+	readPass     readMode = iota // passed through: not a ciphertext column
+	readStrict                   // every value must decrypt
+	readTolerant                 // ciphertexts decrypt; other values are text forms of plaintext
+)
+
+// readMode decides how a result column of rule whose PostgreSQL type is
+// typeOID is shown. The type in the result is what the server has now,
+// which can be newer than the snapshot: a column still of its own type in
+// the snapshot but bytea in the result has been changed by an encrypt
+// migration (whose ALTER comes first), and one of another type than bytea
+// in the result holds plaintext whatever the snapshot says.
+func (c *catalog) readMode(rule *policy.ColumnRule, typeOID uint32) readMode {
+	if typeOID != byteaOID {
+		return readPass
+	}
+	return c.byteaReadMode(rule)
+}
+
+// byteaReadMode is readMode for a value known to be bytea, or, for COPY,
+// which reports no types, as the snapshot has it.
+func (c *catalog) byteaReadMode(rule *policy.ColumnRule) readMode {
+	switch s := c.state(rule); s.mode {
+	case modeEncrypted:
+		return readStrict
+	case modeMixedEncrypt, modeMixedDecrypt, modeDecryptFinishing:
+		return readTolerant
+	default:
+		if rule.Type == policy.TypeBytea || s.bytea {
+			// Plaintext bytea (after decrypt of a bytea column).
+			return readPass
+		}
+		return readTolerant
+	}
 }
 
 func (c *catalog) SchemasWith(name string) []string { return c.schemasWith[name] }
@@ -75,15 +172,82 @@ UNION
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 )
 SELECT 'r', r.oid::int8, r.nspname::text, r.relname::text, r.relkind::text, a.attnum::int4, a.attname::text,
-  CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid) END
+  CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid) END,
+  (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END)::int8, pg_catalog.format_type(a.atttypid, a.atttypmod)
 FROM rels r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 UNION ALL
-SELECT 's', 0, n.nspname::text, c.relname::text, c.relkind::text, 0, '', NULL
+SELECT 's', 0, n.nspname::text, c.relname::text, c.relkind::text, 0, '', NULL, 0, NULL
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname IN (SELECT relname FROM rels UNION SELECT ` + relnameList(idx) + `)
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
+UNION ALL
+SELECT 'm', 0, n.nspname::text, c.relname::text, c.relkind::text, 0, '', NULL, 0,
+  CASE WHEN pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
+    THEN 'readable' ELSE 'unreadable' END
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'pgcloak' AND c.relname = 'column_migrations'
 ORDER BY 1, 2, 6`
+}
+
+// migrationsQuery reads the column migrations of pgcloak encrypt,
+// reencrypt and decrypt. It is only run when the catalog query found the
+// table readable ('m' row): the catalog query itself must not fail where
+// no migration ever ran.
+const migrationsQuery = `SELECT schema_name::text, table_name::text, column_name::text, action, (finished IS NULL)::text
+FROM pgcloak.column_migrations`
+
+// migrationsTable reports what the catalog query's rows say of
+// pgcloak.column_migrations: whether it exists, and whether the session
+// may read it.
+func migrationsTable(rows [][]string) (exists, readable bool) {
+	for _, row := range rows {
+		if len(row) == 10 && row[0] == "m" {
+			return true, row[9] == "readable"
+		}
+	}
+	return false, false
+}
+
+// migration is one row of pgcloak.column_migrations.
+type migration struct {
+	action   string
+	finished bool
+}
+
+func migrationsByColumn(rows [][]string) (map[string]migration, error) {
+	out := map[string]migration{}
+	for _, row := range rows {
+		if len(row) != 5 {
+			return nil, fmt.Errorf("migrations query returned %d columns", len(row))
+		}
+		out[row[0]+"."+row[1]+"."+row[2]] = migration{action: row[3], finished: row[4] != "true"}
+	}
+	return out, nil
+}
+
+// stateOf works out a policy column's state from its type in PostgreSQL
+// and its migration, if any.
+func stateOf(rule *policy.ColumnRule, typeOID uint32, typeName string, m migration, hasMigration bool) columnState {
+	s := columnState{pgType: typeName, bytea: typeOID == byteaOID}
+	pending := hasMigration && !m.finished
+	switch {
+	case s.bytea && pending && m.action == actionEncrypt:
+		s.mode = modeMixedEncrypt
+	case s.bytea && pending && m.action == actionDecrypt:
+		s.mode = modeMixedDecrypt
+	case s.bytea && pending && m.action == actionDecryptFinishing:
+		s.mode = modeDecryptFinishing
+	case s.bytea && hasMigration && m.finished && m.action == actionDecrypt && rule.Type == policy.TypeBytea:
+		// A bytea column decrypt left holding plaintext bytea.
+		s.mode = modeUnconverted
+	case s.bytea:
+		s.mode = modeEncrypted
+	default:
+		s.mode = modeUnconverted
+	}
+	return s
 }
 
 func relnameList(idx *policy.Index) string {
@@ -100,37 +264,49 @@ func relnameList(idx *policy.Index) string {
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 type catalogRel struct {
-	oid     uint32
-	schema  string
-	name    string
-	kind    string
-	attnums []uint16
-	columns []string
-	viewdef string
+	oid      uint32
+	schema   string
+	name     string
+	kind     string
+	attnums  []uint16
+	columns  []string
+	types    []uint32 // type OIDs (of a domain: its base type)
+	typNames []string
+	viewdef  string
 }
 
-// buildCatalog turns the rows of catalogQuery into a snapshot. searchPath is
-// the loading session's, which pg_get_viewdef qualified names against.
-func buildCatalog(idx *policy.Index, rows [][]string, searchPath []string) (*catalog, error) {
+// buildCatalog turns the rows of catalogQuery, and those of
+// migrationsQuery when it ran, into a snapshot. searchPath is the loading
+// session's, which pg_get_viewdef qualified names against.
+func buildCatalog(idx *policy.Index, rows [][]string, searchPath []string, migrationRows [][]string) (*catalog, error) {
 	c := &catalog{
 		loaded:      time.Now(),
 		relations:   map[string]*sqlrewrite.Relation{},
 		schemasWith: map[string][]string{},
 		byOID:       map[uint32]map[uint16]*policy.ColumnRule{},
+		states:      map[*policy.ColumnRule]columnState{},
+	}
+	migrations, err := migrationsByColumn(migrationRows)
+	if err != nil {
+		return nil, err
 	}
 	rels := map[uint32]*catalogRel{}
 	var order []uint32
 	for _, row := range rows {
-		if len(row) != 8 {
+		if len(row) != 10 {
 			return nil, fmt.Errorf("catalog query returned %d columns", len(row))
 		}
-		if row[0] == "s" {
+		switch row[0] {
+		case "s":
 			c.schemasWith[row[3]] = append(c.schemasWith[row[3]], row[2])
+			continue
+		case "m":
 			continue
 		}
 		oid64, err1 := strconv.ParseUint(row[1], 10, 32)
 		attnum, err2 := strconv.ParseUint(row[5], 10, 16)
-		if err1 != nil || err2 != nil {
+		typ, err3 := strconv.ParseUint(row[8], 10, 32)
+		if err1 != nil || err2 != nil || err3 != nil {
 			return nil, fmt.Errorf("catalog query returned a bad number")
 		}
 		oid := uint32(oid64)
@@ -142,6 +318,8 @@ func buildCatalog(idx *policy.Index, rows [][]string, searchPath []string) (*cat
 		}
 		r.attnums = append(r.attnums, uint16(attnum))
 		r.columns = append(r.columns, row[6])
+		r.types = append(r.types, uint32(typ))
+		r.typNames = append(r.typNames, row[9])
 	}
 	// Policy tables are encrypted names even where the database lacks
 	// them: a statement naming one must never be taken for plain.
@@ -159,6 +337,7 @@ func buildCatalog(idx *policy.Index, rows [][]string, searchPath []string) (*cat
 			continue
 		}
 		if t := idx.Table(r.schema, r.name); t != nil {
+			c.tableStates(r, t.Columns, migrations)
 			c.addRelation(r, t.Columns, false)
 		}
 	}
@@ -175,6 +354,16 @@ func buildCatalog(idx *policy.Index, rows [][]string, searchPath []string) (*cat
 	return c, nil
 }
 
+// tableStates records the state of each policy column of table r.
+func (c *catalog) tableStates(r *catalogRel, rules map[string]*policy.ColumnRule, migrations map[string]migration) {
+	for i, col := range r.columns {
+		if rule := rules[col]; rule != nil {
+			m, ok := migrations[r.schema+"."+r.name+"."+col]
+			c.states[rule] = stateOf(rule, r.types[i], r.typNames[i], m, ok)
+		}
+	}
+}
+
 func (c *catalog) addRelation(r *catalogRel, encrypted map[string]*policy.ColumnRule, view bool) {
 	c.relations[r.schema+"."+r.name] = &sqlrewrite.Relation{
 		Schema: r.schema, Name: r.name, Columns: r.columns, Encrypted: encrypted, View: view,
@@ -185,6 +374,7 @@ func (c *catalog) addRelation(r *catalogRel, encrypted map[string]*policy.Column
 			attrs[r.attnums[i]] = rule
 		}
 	}
+
 	c.byOID[r.oid] = attrs
 	if _, ok := c.schemasWith[r.name]; !ok {
 		c.schemasWith[r.name] = []string{r.schema}
@@ -337,12 +527,29 @@ func (ss *session) adoptShared(stale bool) bool {
 	return true
 }
 
-// loadCatalog runs the catalog query in the session, within a savepoint
-// inside a transaction.
+// loadCatalog runs the catalog query in the session, and the migrations
+// query when there are migrations to read, each within a savepoint inside
+// a transaction.
 func (ss *session) loadCatalog(inTx bool, cur settings) (*catalog, error) {
-	sqls, at := []string{catalogQuery(ss.srv.cfg.Policy)}, 0
+	rows, err := ss.catalogRows(inTx, catalogQuery(ss.srv.cfg.Policy))
+	if err != nil {
+		return nil, err
+	}
+	var migrations [][]string
+	if ss.migrationsReadable(rows) {
+		if migrations, err = ss.catalogRows(inTx, migrationsQuery); err != nil {
+			return nil, err
+		}
+	}
+	return buildCatalog(ss.srv.cfg.Policy, rows, expandSearchPath(cur.searchPath, cur.currentRole()), migrations)
+}
+
+// catalogRows runs one query of the proxy's own in the session, within a
+// savepoint inside a transaction, and returns its rows.
+func (ss *session) catalogRows(inTx bool, sql string) ([][]string, error) {
+	sqls, at := []string{sql}, 0
 	if inTx {
-		sqls, at = []string{"SAVEPOINT " + catalogSavepoint, sqls[0], "RELEASE SAVEPOINT " + catalogSavepoint}, 1
+		sqls, at = []string{"SAVEPOINT " + catalogSavepoint, sql, "RELEASE SAVEPOINT " + catalogSavepoint}, 1
 	}
 	iq, err := ss.runInternal(sqls...)
 	if err != nil {
@@ -357,7 +564,20 @@ func (ss *session) loadCatalog(inTx bool, cur settings) (*catalog, error) {
 	if len(iq.results) != len(sqls) {
 		return nil, errors.New("unexpected answer to the catalog query")
 	}
-	return buildCatalog(ss.srv.cfg.Policy, iq.results[at], expandSearchPath(cur.searchPath, cur.currentRole()))
+	return iq.results[at], nil
+}
+
+// migrationsReadable reports, from the catalog query's rows, whether
+// pgcloak.column_migrations is to be read. When the session's role may not
+// read it, columns are taken as not being migrated (bytea: encrypted;
+// another type: refused for writes), which fails closed, and that is
+// logged once.
+func (ss *session) migrationsReadable(rows [][]string) bool {
+	exists, readable := migrationsTable(rows)
+	if exists && !readable && ss.srv.migrationsWarned.CompareAndSwap(false, true) {
+		ss.log.Warn("pgcloak.column_migrations is not readable by the session's role: columns being migrated are not recognised; grant SELECT on it (and USAGE on schema pgcloak) to the application roles")
+	}
+	return readable
 }
 
 // rollBackReload undoes a failed reload inside the client's transaction,

@@ -5,7 +5,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/proxy/internal/copydata"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -102,22 +101,20 @@ func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) (*copyIn, er
 	tc := ss.textContext()
 	// Each column's cipher once, before the COPY starts: a key that is
 	// unavailable refuses it rather than failing it halfway.
-	ciphers := make([]*keymap.ColumnCipher, len(cp.Rules))
-	for i, r := range cp.Rules {
+	cs := ss.newCiphers()
+	for _, r := range cp.Rules {
 		if r == nil {
 			continue
 		}
-		c, err := ss.cipher(r)
-		if err != nil {
+		if _, err := cs.get(r); err != nil {
 			return nil, err
 		}
-		ciphers[i] = c
 	}
 	encrypt := func(row int64, col int, value []byte, null bool) ([]byte, bool, error) {
 		if null {
 			return nil, true, nil
 		}
-		value, err := encryptValue(ciphers[col], cp.Rules[col], format, value, tc)
+		value, err := cs.store(cp.Rules[col], format, value, tc, true)
 		if err != nil {
 			return nil, false, newSQLError(sqlState(err), "COPY row %d: %v", row, err)
 		}
@@ -187,13 +184,24 @@ func (ss *session) copyOutResponse(p *pending, typ byte, body []byte) error {
 func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
 	ss.mu.Lock()
 	role := ss.state.current.currentRole()
+	cat := ss.cat
 	ss.mu.Unlock()
 	grants := ss.srv.cfg.Grants.For(role)
 	format := wireFormat(cp.Format)
 	actions := make([]colAction, len(cp.Rules))
+	// COPY reports no column types: the snapshot says what each holds.
+	rules := make([]*policy.ColumnRule, len(cp.Rules))
 	for i, r := range cp.Rules {
-		if r != nil {
-			actions[i] = ss.actionFor(r, format, grants)
+		if r == nil {
+			continue
+		}
+		mode := cat.byteaReadMode(r)
+		if s := cat.state(r); !s.bytea {
+			mode = readPass
+		}
+		if mode != readPass {
+			rules[i] = r
+			actions[i] = ss.actionFor(r, format, grants, mode == readTolerant)
 		}
 	}
 	tc := ss.textContext()
@@ -209,7 +217,7 @@ func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
 		buf = out
 		return out, isNull, nil
 	}
-	rw, err := copydata.NewRewriter(copyFormat(cp.Format), len(cp.Columns), ruleMask(cp.Rules), decrypt)
+	rw, err := copydata.NewRewriter(copyFormat(cp.Format), len(cp.Columns), ruleMask(rules), decrypt)
 	if err != nil {
 		return nil, newSQLError("0A000", "COPY format: %v", err)
 	}

@@ -3,14 +3,20 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
-const byteaOID = 17
+const (
+	byteaOID      = 17
+	byteaArrayOID = 1001
+)
 
 // Names of the proxy's own prepared statements. A refusal or an injected
 // abort Parses a statement that is not SQL: the Parse fails whatever
@@ -222,8 +228,10 @@ func (ss *session) decodeError(what string) error {
 }
 
 // plan analyses SQL, checks the current role's grants and encrypts the
-// literals; the error is what the client must see instead.
-func (ss *session) plan(sql string) (*sqlrewrite.Plan, string, error) {
+// literals; the error is what the client must see instead. declared is the
+// number of parameter types a Parse declares (0 for a Query): hidden
+// parameters are numbered after the client's.
+func (ss *session) plan(sql string, declared int) (*sqlrewrite.Plan, string, error) {
 	ss.refreshCatalogIfStale()
 	ss.mu.Lock()
 	cat := ss.cat
@@ -255,6 +263,7 @@ func (ss *session) plan(sql string) (*sqlrewrite.Plan, string, error) {
 	if err := checkZoneOrder(plan); err != nil {
 		return nil, "", err
 	}
+	plan.SetClientParams(declared)
 	tc := ss.textContext()
 	ciphers := ss.newCiphers()
 	out, err := plan.Rewrite(func(lit *sqlrewrite.Literal) (string, error) {
@@ -308,9 +317,15 @@ func (ss *session) authorize(stmts []*sqlrewrite.Statement) error {
 // encrypted columns.
 func (ss *session) authorizeAs(role string, stmts []*sqlrewrite.Statement) error {
 	g := ss.srv.cfg.Grants.For(role)
+	ss.mu.Lock()
+	cat := ss.cat
+	ss.mu.Unlock()
 	for _, st := range stmts {
 		if st == nil {
 			continue
+		}
+		if err := checkConverted(cat, st); err != nil {
+			return err
 		}
 		for _, r := range st.Writes {
 			if !g.CanWrite(r.KeyName) {
@@ -323,6 +338,10 @@ func (ss *session) authorizeAs(role string, stmts []*sqlrewrite.Statement) error
 			}
 		}
 		for _, r := range st.Outputs {
+			if cat.state(r).mode == modeUnconverted {
+				// Plaintext in PostgreSQL: passed through as it is.
+				continue
+			}
 			if !g.CanRead(r.KeyName) {
 				if g.OnDenied == policy.DeniedError {
 					return newSQLError("42501", "role %q may not read column %s (key %q)", role, r.Name(), r.KeyName)
@@ -333,6 +352,30 @@ func (ss *session) authorizeAs(role string, stmts []*sqlrewrite.Statement) error
 			// it runs, rather than in the middle of its result.
 			if _, err := ss.cipher(r); err != nil {
 				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkConverted refuses a statement that writes or searches a policy
+// column that is not encrypted in PostgreSQL (and not being encrypted):
+// its values would be stored or compared in plaintext where the policy
+// wants ciphertext. It also refuses writes at the end of a decrypt, whose
+// ALTER a write could race.
+func checkConverted(cat *catalog, st *sqlrewrite.Statement) error {
+	for _, r := range st.Writes {
+		if cat.state(r).mode == modeDecryptFinishing {
+			return newSQLError("0A000", "column %s is being given back its type by pgcloak decrypt; writes to it are refused until that ends", r.Name())
+		}
+	}
+	for _, rules := range [][]*policy.ColumnRule{st.Writes, st.Searches} {
+		for _, r := range rules {
+			if s := cat.state(r); s.mode == modeUnconverted {
+				if s.bytea {
+					return newSQLError("0A000", "column %s holds plaintext after pgcloak decrypt; remove it from the policy or run pgcloak encrypt", r.Name())
+				}
+				return newSQLError("0A000", "column %s is %s in PostgreSQL; run pgcloak encrypt", r.Name(), s.pgType)
 			}
 		}
 	}
@@ -378,7 +421,7 @@ func (ss *session) query(fe *frontend, body []byte) error {
 	if q.Decode(body) != nil {
 		return ss.decodeError("Query")
 	}
-	plan, sql, err := ss.plan(q.String)
+	plan, sql, err := ss.plan(q.String, 0)
 	if err != nil {
 		return ss.refuse(err, true)
 	}
@@ -450,7 +493,7 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 			return err
 		}
 	}
-	plan, sql, err := ss.plan(msg.Query)
+	plan, sql, err := ss.plan(msg.Query, len(msg.ParameterOIDs))
 	if err != nil {
 		return ss.refuseExtended(fe, err)
 	}
@@ -467,8 +510,11 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 			oids = append(oids, 0)
 		}
 		oids[i] = byteaOID
+		if pr.Source > 0 {
+			oids[i] = byteaArrayOID
+		}
 	}
-	st := &preparedStmt{name: msg.Name, plan: plan, env: ss.planEnvNow()}
+	st := &preparedStmt{name: msg.Name, plan: plan, env: ss.planEnvNow(), declared: len(msg.ParameterOIDs)}
 	created := false
 	ss.mu.Lock()
 	// A named statement that exists makes PostgreSQL reject the Parse;
@@ -530,33 +576,75 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 	return ss.send(p, &msg)
 }
 
+// encryptParams encrypts the parameters bound for encrypted columns and
+// appends the hidden parameters, computed from the client's values.
 func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (bool, error) {
 	if len(plan.Params) == 0 {
 		return false, nil
 	}
-	formats := make([]int16, len(msg.Parameters))
+	hidden := plan.Hidden()
+	if len(hidden) > 0 && len(msg.Parameters) != plan.ClientParams {
+		// PostgreSQL's own check, made here since the count it sees
+		// includes the hidden parameters.
+		return false, newSQLError("08P01", "bind message supplies %d parameters, but prepared statement %q requires %d",
+			len(msg.Parameters), msg.PreparedStatement, plan.ClientParams)
+	}
+	formats := make([]int16, len(msg.Parameters), len(msg.Parameters)+len(hidden))
 	for i := range formats {
 		formats[i] = formatFor(msg.ParameterFormatCodes, i)
 	}
 	tc := ss.textContext()
 	ciphers := ss.newCiphers()
+	// Hidden parameters first: they are computed from the client's
+	// values, which the loop below replaces.
+	extra := make([][]byte, len(hidden))
+	for j, h := range hidden {
+		src := h.Source - 1
+		if src < 0 || src >= len(msg.Parameters) {
+			return false, newSQLError("08P01", "bind message lacks parameter $%d", h.Source)
+		}
+		v, err := ss.candidatesParam(ciphers, h, formats[src], msg.Parameters[src], tc)
+		if err != nil {
+			return false, fmt.Errorf("parameter $%d: %w", h.Source, err)
+		}
+		extra[j] = v
+	}
 	for i, pr := range plan.Params {
-		if pr == nil || i >= len(msg.Parameters) || msg.Parameters[i] == nil {
+		if pr == nil || pr.Source > 0 || i >= len(msg.Parameters) || msg.Parameters[i] == nil {
 			continue
 		}
-		c, err := ciphers.get(pr.Rule)
-		if err != nil {
-			return false, err
-		}
-		ct, err := encryptValue(c, pr.Rule, formats[i], msg.Parameters[i], tc)
+		v, err := ciphers.store(pr.Rule, formats[i], msg.Parameters[i], tc, pr.Write)
 		if err != nil {
 			return false, fmt.Errorf("parameter $%d: %w", i+1, err)
 		}
-		msg.Parameters[i] = ct
+		msg.Parameters[i] = v
 		formats[i] = 1
+	}
+	for _, v := range extra {
+		msg.Parameters = append(msg.Parameters, v)
+		formats = append(formats, 1)
 	}
 	msg.ParameterFormatCodes = formats
 	return true, nil
+}
+
+// byteaArrays encodes hidden parameters (bytea[] in binary format).
+// pgtype.Map is not safe for concurrent use; sessions share a pool.
+var byteaArrays = sync.Pool{New: func() any { return pgtype.NewMap() }}
+
+// candidatesParam is the value of a hidden parameter: the candidates of
+// the client's value, or {NULL} for NULL, as a binary bytea[].
+func (ss *session) candidatesParam(cs *ciphers, h *sqlrewrite.ParamRule, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
+	cands := [][]byte{nil}
+	if value != nil {
+		var err error
+		if cands, err = cs.candidates(h.Rule, format, value, tc); err != nil {
+			return nil, err
+		}
+	}
+	m := byteaArrays.Get().(*pgtype.Map)
+	defer byteaArrays.Put(m)
+	return m.Encode(byteaArrayOID, pgtype.BinaryFormatCode, cands, nil)
 }
 
 func (ss *session) describe(body []byte) error {
@@ -668,7 +756,7 @@ func (ss *session) statementLocked(name string) *preparedStmt {
 	if st := ss.sqlStmts[name]; st != nil && st.prep == prep {
 		return st
 	}
-	st := &preparedStmt{name: name, plan: &sqlrewrite.Plan{Params: prep.Params}, prep: prep}
+	st := &preparedStmt{name: name, plan: &sqlrewrite.Plan{Params: prep.Params, ClientParams: prep.ClientParams}, prep: prep}
 	if prep.Statement != nil {
 		st.plan.Statements = []*sqlrewrite.Statement{prep.Statement}
 	}

@@ -23,6 +23,8 @@ type preparedStmt struct {
 	// prep is the SQL-level prepared statement this one stands for, if it
 	// was made by PREPARE rather than Parse.
 	prep *sqlrewrite.Prepared
+	// declared is the number of parameter types the Parse declared.
+	declared int
 }
 
 // statement is the plan's single statement (the extended protocol allows

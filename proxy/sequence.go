@@ -218,7 +218,7 @@ func (ss *session) sessionPreparedLocked(name string) *simPrepared {
 		return nil
 	}
 	return &simPrepared{
-		prep: &sqlrewrite.Prepared{Name: name, Params: st.plan.Params, Statement: st.statement()},
+		prep: &sqlrewrite.Prepared{Name: name, Params: st.plan.Params, ClientParams: st.plan.ClientParams, Statement: st.statement()},
 		src:  prepSource{text: st.plan.SQL, env: st.env},
 	}
 }
@@ -364,6 +364,7 @@ func (ss *session) replanned(st *preparedStmt) error {
 	if err != nil {
 		return err
 	}
+	now.SetClientParams(st.declared)
 	if planSignature(now) != planSignature(st.plan) {
 		return stalePrepared(st.name)
 	}
@@ -376,17 +377,26 @@ func (ss *session) replanned(st *preparedStmt) error {
 // rules, and the columns each statement writes, searches and returns.
 func planSignature(p *sqlrewrite.Plan) string {
 	var b strings.Builder
+	literal := func(l *sqlrewrite.Literal) {
+		if l != nil {
+			fmt.Fprintf(&b, "l%+v%q%t%t", *l.Rule, l.Value, l.Write, l.Candidates)
+		}
+	}
 	for _, e := range p.Edits {
 		fmt.Fprintf(&b, "e%d-%d%q", e.Start, e.End, e.Text)
-		if l := e.Literal; l != nil {
-			fmt.Fprintf(&b, "l%+v%q%t", *l.Rule, l.Value, l.Write)
+		literal(e.Literal)
+		for _, part := range e.Parts {
+			fmt.Fprintf(&b, "(%q%d", part.Text, part.Hidden)
+			literal(part.Literal)
+			b.WriteByte(')')
 		}
 		b.WriteByte(';')
 	}
-	params := func(ps []*sqlrewrite.ParamRule) {
+	params := func(ps []*sqlrewrite.ParamRule, client int) {
+		fmt.Fprintf(&b, "c%d;", client)
 		for i, pr := range ps {
 			if pr != nil {
-				fmt.Fprintf(&b, "p%d%+v%t;", i, *pr.Rule, pr.Write)
+				fmt.Fprintf(&b, "p%d%+v%t%d%t;", i, *pr.Rule, pr.Write, pr.Source, pr.Candidates)
 			}
 		}
 	}
@@ -411,11 +421,11 @@ func planSignature(p *sqlrewrite.Plan) string {
 			}
 		}
 		if st.Prepare != nil {
-			params(st.Prepare.Params)
+			params(st.Prepare.Params, st.Prepare.ClientParams)
 			stmt(st.Prepare.Statement)
 		}
 	}
-	params(p.Params)
+	params(p.Params, p.ClientParams)
 	for _, st := range p.Statements {
 		stmt(st)
 	}

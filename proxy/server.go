@@ -51,6 +51,9 @@ type Server struct {
 	upTLS     *tls.Config // nil when TLS to PostgreSQL is off
 	catalogs  *catalogCache
 	locations sync.Map // TimeZone name → *time.Location
+	// migrationsWarned: the warning that a role cannot read
+	// pgcloak.column_migrations was logged.
+	migrationsWarned atomic.Bool
 
 	mu       sync.Mutex
 	ln       net.Listener

@@ -454,39 +454,27 @@ func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
 	if cat == nil {
 		queries = append(queries, catalogQuery(ss.srv.cfg.Policy))
 	}
-	// Nothing of the client's exists yet: a simple Query may drop the
-	// unnamed statement.
-	iq := newInternalQuery()
-	if err := ss.uw.send(&pgproto3.Query{String: strings.Join(queries, ";\n")}); err != nil {
+	iq, err := ss.setupQuery(queries)
+	if err != nil {
 		return err
-	}
-	if err := ss.uw.flush(); err != nil {
-		return err
-	}
-	for !iq.finished() {
-		typ, body, err := ss.ur.next()
-		if err != nil {
-			return err
-		}
-		if typ == 'S' {
-			ss.noteParameter(body)
-			if err := ss.cw.raw(typ, body); err != nil {
-				return err
-			}
-			continue
-		}
-		iq.handle(typ, body)
-	}
-	if iq.err != nil {
-		return iq.err
 	}
 	if len(iq.results) != len(queries) || len(iq.results[0]) != 1 {
 		return errors.New("unexpected answer to the session setup query")
 	}
 	searchPath := sqlrewrite.ParseSearchPath(iq.results[0][0][0])
 	if cat == nil {
-		var err error
-		cat, err = buildCatalog(ss.srv.cfg.Policy, iq.results[1], expandSearchPath(searchPath, user))
+		var migrations [][]string
+		if ss.migrationsReadable(iq.results[1]) {
+			mq, err := ss.setupQuery([]string{migrationsQuery})
+			if err != nil {
+				return err
+			}
+			if len(mq.results) != 1 {
+				return errors.New("unexpected answer to the migrations query")
+			}
+			migrations = mq.results[0]
+		}
+		cat, err = buildCatalog(ss.srv.cfg.Policy, iq.results[1], expandSearchPath(searchPath, user), migrations)
 		if err != nil {
 			return err
 		}
@@ -499,6 +487,37 @@ func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
 		searchPath:  searchPath,
 	})
 	return nil
+}
+
+// setupQuery runs queries as one simple Query before the session starts,
+// forwarding the ParameterStatus messages that arrive meanwhile. Nothing of
+// the client's exists yet: a simple Query may drop the unnamed statement.
+func (ss *session) setupQuery(queries []string) (*internalQuery, error) {
+	iq := newInternalQuery()
+	if err := ss.uw.send(&pgproto3.Query{String: strings.Join(queries, ";\n")}); err != nil {
+		return nil, err
+	}
+	if err := ss.uw.flush(); err != nil {
+		return nil, err
+	}
+	for !iq.finished() {
+		typ, body, err := ss.ur.next()
+		if err != nil {
+			return nil, err
+		}
+		if typ == 'S' {
+			ss.noteParameter(body)
+			if err := ss.cw.raw(typ, body); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		iq.handle(typ, body)
+	}
+	if iq.err != nil {
+		return nil, iq.err
+	}
+	return iq, nil
 }
 
 // expandSearchPath resolves "$user" to the current role, as PostgreSQL does

@@ -63,13 +63,87 @@ func (ss *session) cipher(rule *policy.ColumnRule) (*keymap.ColumnCipher, error)
 }
 
 // ciphers resolves each column rule's cipher once for the values of one
-// statement or Bind.
+// statement or Bind, and turns client values into what PostgreSQL stores
+// or searches, by the columns' states in cat.
 type ciphers struct {
 	ss     *session
+	cat    *catalog
 	byRule map[*policy.ColumnRule]*keymap.ColumnCipher
 }
 
-func (ss *session) newCiphers() *ciphers { return &ciphers{ss: ss} }
+func (ss *session) newCiphers() *ciphers {
+	ss.mu.Lock()
+	cat := ss.cat
+	ss.mu.Unlock()
+	return &ciphers{ss: ss, cat: cat}
+}
+
+// utc is the text context of the text forms of plaintext at rest, which
+// pgcloak's migrations write with TimeZone UTC and DateStyle ISO.
+var utc = &keymap.TextContext{Location: time.UTC}
+
+// canonical parses a client value of rule's logical type.
+func canonical(rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
+	c, err := keymap.CodecFor(rule.Type).Canonical(format, value, tc)
+	if err != nil {
+		return nil, columnValueError(rule, err)
+	}
+	return c, nil
+}
+
+// textForm is how a migration stores a plaintext value: its text in UTC,
+// as UTF-8.
+func textForm(rule *policy.ColumnRule, canonical []byte) ([]byte, error) {
+	out, err := keymap.CodecFor(rule.Type).AppendText(nil, canonical, utc)
+	if err != nil {
+		return nil, columnValueError(rule, err)
+	}
+	return out, nil
+}
+
+// store returns what PostgreSQL gets for a client value bound for rule's
+// column: its ciphertext or, when write is set and the column is being
+// decrypted, its text form, which the decrypt sweep writes too.
+func (cs *ciphers) store(rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext, write bool) ([]byte, error) {
+	c, err := cs.get(rule)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := canonical(rule, format, value, tc)
+	if err != nil {
+		return nil, err
+	}
+	if write && cs.cat != nil && cs.cat.state(rule).mode == modeMixedDecrypt {
+		return textForm(rule, pt)
+	}
+	return c.Encrypt(pt)
+}
+
+// candidates returns every form a client value may be stored as in rule's
+// deterministic column: its ciphertext under each enabled key version,
+// primary first, and, in the middle of a migration, its text form.
+func (cs *ciphers) candidates(rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext) ([][]byte, error) {
+	c, err := cs.get(rule)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := canonical(rule, format, value, tc)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.Candidates(pt)
+	if err != nil {
+		return nil, err
+	}
+	if cs.cat != nil && cs.cat.state(rule).mixed() {
+		tf, err := textForm(rule, pt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tf)
+	}
+	return out, nil
+}
 
 func (cs *ciphers) get(rule *policy.ColumnRule) (*keymap.ColumnCipher, error) {
 	if c := cs.byRule[rule]; c != nil {
@@ -86,16 +160,6 @@ func (cs *ciphers) get(rule *policy.ColumnRule) (*keymap.ColumnCipher, error) {
 	return c, nil
 }
 
-// encryptValue canonicalises a client value of the column's logical type
-// and encrypts it with c, the column's cipher.
-func encryptValue(c *keymap.ColumnCipher, rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
-	canonical, err := keymap.CodecFor(rule.Type).Canonical(format, value, tc)
-	if err != nil {
-		return nil, columnValueError(rule, err)
-	}
-	return c.Encrypt(canonical)
-}
-
 // columnValueError names the column in a value error (never the value).
 func columnValueError(rule *policy.ColumnRule, err error) error {
 	var st interface{ SQLState() string }
@@ -106,21 +170,35 @@ func columnValueError(rule *policy.ColumnRule, err error) error {
 }
 
 // literalSQL returns the SQL text that replaces a literal: its ciphertext
-// as a bytea constant.
+// (or text form, see ciphers.store) as a bytea constant, or for
+// candidates an array of them: ARRAY['\x…'::bytea, '\x…'::bytea].
 func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.TextContext) (string, error) {
-	c, err := cs.get(lit.Rule)
+	if lit.Candidates {
+		cands, err := cs.candidates(lit.Rule, keymap.TextFormat, []byte(lit.Value), tc)
+		if err != nil {
+			return "", err
+		}
+		buf := append(make([]byte, 0, 8+len(cands)*(2*64+16)), "ARRAY["...)
+		for i, ct := range cands {
+			if i > 0 {
+				buf = append(buf, ", "...)
+			}
+			buf = appendByteaLiteral(buf, ct)
+		}
+		return string(append(buf, ']')), nil
+	}
+	v, err := cs.store(lit.Rule, keymap.TextFormat, []byte(lit.Value), tc, lit.Write)
 	if err != nil {
 		return "", err
 	}
-	ct, err := encryptValue(c, lit.Rule, 0, []byte(lit.Value), tc)
-	if err != nil {
-		return "", err
-	}
-	buf := make([]byte, 0, 2*len(ct)+16)
+	return string(appendByteaLiteral(make([]byte, 0, 2*len(v)+16), v)), nil
+}
+
+// appendByteaLiteral appends '\x…'::bytea.
+func appendByteaLiteral(buf, v []byte) []byte {
 	buf = append(buf, `'\x`...)
-	buf = hex.AppendEncode(buf, ct)
-	buf = append(buf, `'::bytea`...)
-	return string(buf), nil
+	buf = hex.AppendEncode(buf, v)
+	return append(buf, `'::bytea`...)
 }
 
 // denial is what a role sees of a column it may not read.
@@ -141,6 +219,9 @@ type colAction struct {
 	err    error // the key was unavailable: reported at the first value
 	mode   denial
 	format int16
+	// tolerant: the column is in the middle of a migration, and a stored
+	// value that is not a ciphertext is the text form of its plaintext.
+	tolerant bool
 }
 
 // resultShape is the per-column work for one result set, worked out once
@@ -169,19 +250,23 @@ func (ss *session) shapeFor(fields []pgproto3.FieldDescription, st *sqlrewrite.S
 		if rule == nil {
 			continue
 		}
+		mode := cat.readMode(rule, f.DataTypeOID)
+		if mode == readPass {
+			continue
+		}
 		if shape == nil {
 			// Most results have no encrypted column and cost nothing more.
 			shape = &resultShape{actions: make([]colAction, len(fields)), tc: ss.textContext()}
 			grants = ss.srv.cfg.Grants.For(role)
 		}
-		shape.actions[i] = ss.actionFor(rule, f.Format, grants)
+		shape.actions[i] = ss.actionFor(rule, f.Format, grants, mode == readTolerant)
 	}
 	return shape
 }
 
 // actionFor decides what the role sees of one encrypted column.
-func (ss *session) actionFor(rule *policy.ColumnRule, format int16, grants *policy.Grants) colAction {
-	a := colAction{rule: rule, codec: keymap.CodecFor(rule.Type), format: format}
+func (ss *session) actionFor(rule *policy.ColumnRule, format int16, grants *policy.Grants, tolerant bool) colAction {
+	a := colAction{rule: rule, codec: keymap.CodecFor(rule.Type), format: format, tolerant: tolerant}
 	switch {
 	case grants.CanRead(rule.KeyName):
 		a.cipher, a.err = ss.cipher(rule)
@@ -283,6 +368,16 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 	case showNull:
 		return dst, true, nil
 	case showCiphertext:
+		if a.tolerant {
+			raw, err := a.raw(stored, scratch)
+			if err != nil {
+				return nil, false, err
+			}
+			if !keymap.IsCiphertext(raw) {
+				// Stored plaintext is not shown to a role without the key.
+				return dst, true, nil
+			}
+		}
 		return append(dst, stored...), false, nil
 	case showMask:
 		if !a.rule.Type.IsText() {
@@ -290,20 +385,24 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 		}
 		return append(dst, maskText...), false, nil
 	}
-	if a.err != nil {
-		return nil, false, a.err
-	}
-	raw := stored
-	if a.format == 0 {
-		var err error
-		if raw, err = decodeByteaText((*scratch)[:0], stored); err != nil {
-			return nil, false, columnValueError(a.rule, err)
-		}
-		*scratch = raw
-	}
-	plain, err := a.cipher.Decrypt(raw)
+	raw, err := a.raw(stored, scratch)
 	if err != nil {
-		return nil, false, &sqlError{code: "XX001", msg: fmt.Sprintf("value of column %s does not decrypt: %v", a.rule.Name(), err)}
+		return nil, false, err
+	}
+	var plain []byte
+	if a.tolerant && !keymap.IsCiphertext(raw) {
+		// The text form of a value a migration has not converted yet
+		// (or has converted back), as the migration writes it.
+		if plain, err = a.codec.Canonical(keymap.TextFormat, raw, utc); err != nil {
+			return nil, false, &sqlError{code: "XX001", msg: fmt.Sprintf("value of column %s is neither a ciphertext nor the text form of a %s value", a.rule.Name(), a.rule.Type)}
+		}
+	} else {
+		if a.err != nil {
+			return nil, false, a.err
+		}
+		if plain, err = a.cipher.Decrypt(raw); err != nil {
+			return nil, false, &sqlError{code: "XX001", msg: fmt.Sprintf("value of column %s does not decrypt: %v", a.rule.Name(), err)}
+		}
 	}
 	if a.format == 0 {
 		dst, err = a.codec.AppendText(dst, plain, tc)
@@ -314,6 +413,20 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 		return nil, false, columnValueError(a.rule, err)
 	}
 	return dst, false, nil
+}
+
+// raw is the stored bytea value: decoded from bytea's text output for a
+// text-format column.
+func (a *colAction) raw(stored []byte, scratch *[]byte) ([]byte, error) {
+	if a.format != 0 {
+		return stored, nil
+	}
+	raw, err := decodeByteaText((*scratch)[:0], stored)
+	if err != nil {
+		return nil, columnValueError(a.rule, err)
+	}
+	*scratch = raw
+	return raw, nil
 }
 
 // byteaCodec reads bytea text output in either bytea_output format.

@@ -2,6 +2,7 @@ package sqlrewrite
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
@@ -83,6 +84,7 @@ type analyzer struct {
 	toks    []*pg_query.ScanToken
 	scanErr error
 
+	cur    span // the byte range of the top-level statement being analyzed
 	edits  []Edit
 	editAt map[int]int // index of the edit starting at an offset
 	top    *paramSet   // the bind parameters of the plan
@@ -200,6 +202,7 @@ func (a *analyzer) topStatement(raw *pg_query.RawStmt) (*Statement, error) {
 	}
 	st := &Statement{Start: start, End: end}
 	a.stmt = st
+	a.cur = span{start, end}
 	if err := a.statement(raw.GetStmt(), st); err != nil {
 		return nil, err
 	}
@@ -230,7 +233,40 @@ func (a *analyzer) finish(plan *Plan) error {
 	if len(a.top.rules) > 0 {
 		plan.Params = a.top.rules
 	}
+	if len(a.top.hidden) > 0 {
+		n, err := a.maxParam(0, len(a.sql))
+		if err != nil {
+			return err
+		}
+		plan.ClientParams = max(n, len(a.top.rules))
+		params := make([]*ParamRule, plan.ClientParams, plan.ClientParams+len(a.top.hidden))
+		copy(params, a.top.rules)
+		plan.Params = append(params, a.top.hidden...)
+	}
 	return nil
+}
+
+// maxParam returns the highest $n written in sql[start:end].
+func (a *analyzer) maxParam(start, end int) (int, error) {
+	toks, err := a.tokens()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range toks[a.tokenFrom(start):] {
+		if int(t.Start) >= end {
+			break
+		}
+		if t.Token != pg_query.Token_PARAM {
+			continue
+		}
+		v, err := strconv.Atoi(a.sql[t.Start+1 : t.End])
+		if err != nil {
+			return 0, errLocate
+		}
+		n = max(n, v)
+	}
+	return n, nil
 }
 
 // addEdit records an edit. The same constant may be reached twice (for
@@ -252,7 +288,10 @@ func (a *analyzer) addEdit(e Edit) error {
 		// Overlapping edits are caught when the plan is finished.
 		a.edits = append(a.edits, e)
 		return nil
-	case o.Literal == nil && e.Literal == nil && o.Text == e.Text:
+	case o.Literal == nil && e.Literal == nil && len(o.Parts) == 0 && len(e.Parts) == 0 && o.Text == e.Text:
+		return nil
+	case len(o.Parts) > 0 && len(e.Parts) > 0 && sameParts(o.Parts, e.Parts):
+		// The same comparison analysed twice.
 		return nil
 	case o.Literal != nil && e.Literal != nil && o.Literal.Rule.Interchangeable(e.Literal.Rule):
 		o.Literal.Write = o.Literal.Write || e.Literal.Write
@@ -272,6 +311,39 @@ func ruleName(l *Literal) string {
 type paramSet struct {
 	rules []*ParamRule
 	plain map[int32]bool
+	// hidden are the hidden parameters (see ParamRule.Source), in the
+	// order they are numbered.
+	hidden []*ParamRule
+	// base, for the body of an SQL PREPARE, returns how many parameters
+	// EXECUTE passes; its hidden parameters are numbered after them. It
+	// is nil for the plan's own parameters, whose hidden ones are
+	// numbered when the plan is finished (Part.Hidden).
+	base    func() (int, error)
+	baseVal int
+	baseErr error
+	baseSet bool
+}
+
+// hiddenFor returns the number (from 1) of the hidden parameter that
+// carries the candidates of $n for rule, adding it on first use.
+func (p *paramSet) hiddenFor(n int32, rule *policy.ColumnRule) int {
+	for i, h := range p.hidden {
+		if h.Source == int(n) && (h.Rule == rule || *h.Rule == *rule) {
+			return i + 1
+		}
+	}
+	p.hidden = append(p.hidden, &ParamRule{Rule: rule, Source: int(n), Candidates: true})
+	return len(p.hidden)
+}
+
+// firstHidden returns, for a PREPARE body, the number of the parameter
+// before its first hidden one.
+func (p *paramSet) firstHidden() (int, error) {
+	if !p.baseSet {
+		p.baseVal, p.baseErr = p.base()
+		p.baseSet = true
+	}
+	return p.baseVal, p.baseErr
 }
 
 func (p *paramSet) use(n int32, rule *policy.ColumnRule, write bool) error {

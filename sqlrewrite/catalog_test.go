@@ -85,6 +85,9 @@ func fakeEncrypt(l *Literal) (string, error) {
 	if l.Write {
 		w = "encw"
 	}
+	if l.Candidates {
+		return fmt.Sprintf("ARRAY['<cands:%s:%s>']", l.Rule.Name(), l.Value), nil
+	}
 	return fmt.Sprintf("'<%s:%s:%s>'", w, l.Rule.Name(), l.Value), nil
 }
 
@@ -109,6 +112,9 @@ func paramNames(ps []*ParamRule) string {
 		rw := "r"
 		if p.Write {
 			rw = "w"
+		}
+		if p.Source > 0 {
+			rw = fmt.Sprintf("c$%d", p.Source)
 		}
 		out = append(out, fmt.Sprintf("$%d=%s/%s", i+1, p.Rule.Name(), rw))
 	}

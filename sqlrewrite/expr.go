@@ -288,22 +288,25 @@ func (a *analyzer) aExpr(n *pg_query.Node, e *pg_query.A_Expr, sc *scope) (value
 		if e.GetLexpr() == nil {
 			return a.prefixOp(n, e, op, sc)
 		}
-		if op == "=" || op == "<>" {
-			return plainValue, a.compareNodes(e.GetLexpr(), e.GetRexpr(), sc)
+		switch op {
+		case "=":
+			return plainValue, a.comparison(e, cmpEqual, []*pg_query.Node{e.GetRexpr()}, sc)
+		case "<>":
+			return plainValue, a.comparison(e, cmpNotEqual, []*pg_query.Node{e.GetRexpr()}, sc)
 		}
 		return plainValue, a.operands(e, sc, "operator "+displayOp(op))
-	case pg_query.A_Expr_Kind_AEXPR_DISTINCT, pg_query.A_Expr_Kind_AEXPR_NOT_DISTINCT:
-		return plainValue, a.compareNodes(e.GetLexpr(), e.GetRexpr(), sc)
+	case pg_query.A_Expr_Kind_AEXPR_DISTINCT:
+		return plainValue, a.comparison(e, cmpDistinct, []*pg_query.Node{e.GetRexpr()}, sc)
+	case pg_query.A_Expr_Kind_AEXPR_NOT_DISTINCT:
+		return plainValue, a.comparison(e, cmpNotDistinct, []*pg_query.Node{e.GetRexpr()}, sc)
 	case pg_query.A_Expr_Kind_AEXPR_IN:
-		if op != "=" && op != "<>" {
-			return plainValue, a.operands(e, sc, "IN")
+		switch op {
+		case "=":
+			return plainValue, a.comparison(e, cmpEqual, e.GetRexpr().GetList().GetItems(), sc)
+		case "<>":
+			return plainValue, a.comparison(e, cmpNotEqual, e.GetRexpr().GetList().GetItems(), sc)
 		}
-		for _, item := range e.GetRexpr().GetList().GetItems() {
-			if err := a.compareNodes(e.GetLexpr(), item, sc); err != nil {
-				return plainValue, err
-			}
-		}
-		return plainValue, nil
+		return plainValue, a.operands(e, sc, "IN")
 	case pg_query.A_Expr_Kind_AEXPR_OP_ANY, pg_query.A_Expr_Kind_AEXPR_OP_ALL:
 		return plainValue, a.anyArray(e, op, sc)
 	case pg_query.A_Expr_Kind_AEXPR_LIKE:
@@ -371,12 +374,17 @@ func (a *analyzer) anyArray(e *pg_query.A_Expr, op string, sc *scope) error {
 		a.flowOut(l)
 		return a.plain(e.GetRexpr(), sc, what)
 	}
-	for _, el := range arr.GetElements() {
-		if err := a.compareNodes(e.GetLexpr(), el, sc); err != nil {
-			return err
-		}
+	all := e.GetKind() == pg_query.A_Expr_Kind_AEXPR_OP_ALL
+	kind := cmpEqual // = ANY
+	switch {
+	case op == "=" && all:
+		kind = cmpEqualAll
+	case op == "<>" && all:
+		kind = cmpNotEqual
+	case op == "<>":
+		kind = cmpNotEqualAny
 	}
-	return nil
+	return a.comparison(e, kind, arr.GetElements(), sc)
 }
 
 // compareNodes handles an equality-like comparison l op r, row-wise for

@@ -12,6 +12,8 @@ package sqlrewrite
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/pgcloak/pgcloak/policy"
 )
@@ -69,9 +71,17 @@ type Plan struct {
 	// Edits are the splices to apply to SQL, sorted and non-overlapping.
 	Edits []Edit
 	// Params maps $n (index n-1) to the column rule its value must be
-	// encrypted under; nil entries are plain parameters. Its length is the
-	// highest encrypted parameter number.
+	// encrypted under; nil entries are plain parameters. Without hidden
+	// parameters its length is the highest encrypted parameter number.
+	// With them (ClientParams > 0), Params[:ClientParams] are the client's
+	// parameters and each entry after is a hidden parameter the proxy adds
+	// and fills ($ClientParams+1, …; see ParamRule.Source).
 	Params []*ParamRule
+	// ClientParams is, for a plan with hidden parameters, how many
+	// parameters the client binds: the highest $n the SQL uses, or more
+	// after SetClientParams. PostgreSQL gets ClientParams+len(Hidden())
+	// parameters. It is 0 for a plan without hidden parameters.
+	ClientParams int
 }
 
 // ParamRule says how the proxy must treat one bind parameter.
@@ -80,14 +90,33 @@ type ParamRule struct {
 	// Write is true when the value is stored (needs the write grant),
 	// false when it is only compared (needs the read grant).
 	Write bool
+	// Source, set on a hidden parameter only, is the number n of the
+	// client's parameter $n whose value the proxy computes it from.
+	Source int
+	// Candidates marks a hidden parameter that carries, as bytea[],
+	// every ciphertext the source's value may be stored as in Rule's
+	// column (one per enabled key version, primary first; see
+	// keymap.ColumnCipher.Candidates), or {NULL} when the source is NULL.
+	Candidates bool
 }
 
 // Edit replaces SQL[Start:End] with Text, or, when Literal is set, with the
-// encrypted form of Literal's value.
+// encrypted form of Literal's value, or, when Parts is set, with the
+// concatenation of the parts.
 type Edit struct {
 	Start, End int
 	Text       string
 	Literal    *Literal
+	Parts      []Part
+}
+
+// Part is a piece of an Edit's replacement: Text, or a Literal the proxy
+// renders, or (Hidden > 0) the plan's hidden parameter number Hidden,
+// written $n with n = ClientParams+Hidden.
+type Part struct {
+	Text    string
+	Literal *Literal
+	Hidden  int
 }
 
 // Literal is a constant the proxy must encrypt before PostgreSQL sees it.
@@ -98,6 +127,34 @@ type Literal struct {
 	Value string
 	// Write is true when the value is stored, false when compared.
 	Write bool
+	// Candidates asks for every ciphertext the value may be stored as
+	// (see ParamRule.Candidates), as an array:
+	// ARRAY['\x…'::bytea, '\x…'::bytea].
+	Candidates bool
+}
+
+// Hidden returns the hidden parameters, which the proxy adds after the
+// client's: Hidden()[i] is $ClientParams+i+1.
+func (p *Plan) Hidden() []*ParamRule {
+	if p.ClientParams == 0 || p.ClientParams > len(p.Params) {
+		return nil
+	}
+	return p.Params[p.ClientParams:]
+}
+
+// SetClientParams records that the client binds n parameters, when that
+// is more than the SQL uses (a Parse may declare more parameter types):
+// the hidden parameters move after them. It does nothing to a plan
+// without hidden parameters, or for n not above ClientParams.
+func (p *Plan) SetClientParams(n int) {
+	hidden := p.Hidden()
+	if len(hidden) == 0 || n <= p.ClientParams {
+		return
+	}
+	params := make([]*ParamRule, n, n+len(hidden))
+	copy(params, p.Params[:p.ClientParams])
+	p.Params = append(params, hidden...)
+	p.ClientParams = n
 }
 
 // Touches reports whether the plan involves encrypted data at all.
@@ -108,6 +165,11 @@ func (p *Plan) Touches() bool {
 	for _, e := range p.Edits {
 		if e.Literal != nil {
 			return true
+		}
+		for _, part := range e.Parts {
+			if part.Literal != nil || part.Hidden > 0 {
+				return true
+			}
 		}
 	}
 	for _, s := range p.Statements {
@@ -130,9 +192,15 @@ func (p *Plan) Rewrite(encrypt func(*Literal) (string, error)) (string, error) {
 		e := &p.Edits[i]
 		out = append(out, p.SQL[last:e.Start]...)
 		s := e.Text
-		if e.Literal != nil {
+		switch {
+		case e.Literal != nil:
 			var err error
 			if s, err = encrypt(e.Literal); err != nil {
+				return "", err
+			}
+		case len(e.Parts) > 0:
+			var err error
+			if s, err = p.renderParts(e.Parts, encrypt); err != nil {
 				return "", err
 			}
 		}
@@ -141,6 +209,27 @@ func (p *Plan) Rewrite(encrypt func(*Literal) (string, error)) (string, error) {
 	}
 	out = append(out, p.SQL[last:]...)
 	return string(out), nil
+}
+
+// renderParts renders an edit's parts.
+func (p *Plan) renderParts(parts []Part, encrypt func(*Literal) (string, error)) (string, error) {
+	var b strings.Builder
+	for _, part := range parts {
+		switch {
+		case part.Literal != nil:
+			s, err := encrypt(part.Literal)
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(s)
+		case part.Hidden > 0:
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(p.ClientParams + part.Hidden))
+		default:
+			b.WriteString(part.Text)
+		}
+	}
+	return b.String(), nil
 }
 
 // appendSeparated appends a replacement, with a space on either side where
@@ -256,6 +345,10 @@ type Effect struct {
 type Prepared struct {
 	Name   string
 	Params []*ParamRule
+	// ClientParams is, as for Plan, the number of parameters EXECUTE
+	// passes when the statement has hidden parameters (0 otherwise):
+	// EXECUTE must then add one argument per hidden parameter.
+	ClientParams int
 	// Statement is the analysis of the prepared statement's body.
 	Statement *Statement
 }

@@ -187,7 +187,7 @@ var planCases = []planCase{
 			}
 		}},
 	{name: "multi-statement params and edits", sql: `SELECT 1 FROM patients WHERE ssn = 'a'; UPDATE visits SET note = 'n' WHERE patient_ssn = 'b'`,
-		want:  `SELECT 1 FROM "public".patients WHERE ssn = '<enc:public.patients.ssn:a>'; UPDATE "public".visits SET note = '<encw:public.visits.note:n>' WHERE patient_ssn = '<enc:public.visits.patient_ssn:b>'`,
+		want:  `SELECT 1 FROM "public".patients WHERE (ssn = ANY(ARRAY['<cands:public.patients.ssn:a>'])); UPDATE "public".visits SET note = '<encw:public.visits.note:n>' WHERE (patient_ssn = ANY(ARRAY['<cands:public.visits.patient_ssn:b>']))`,
 		check: expectKinds(KindSelect, KindUpdate)},
 	{name: "empty", sql: ``, check: expectKinds()},
 	{name: "only a comment", sql: `-- nothing here`, check: expectKinds()},
@@ -200,11 +200,12 @@ var planCases = []planCase{
 	{name: "unparsable unterminated without encrypted names", sql: `SELECT 1; SELECT 'abc`, check: expectKinds(KindOther)},
 	// PREPARE / EXECUTE / DEALLOCATE.
 	{name: "prepare with types", sql: `PREPARE q (int, text, varchar(10), date) AS SELECT name FROM patients WHERE id = $1 AND ssn = $2 AND ssn <> $3::text AND diagnosis IS NULL`,
-		want: `PREPARE q (int, bytea, bytea, date) AS SELECT name FROM "public".patients WHERE id = $1 AND ssn = $2 AND ssn <> $3 AND diagnosis IS NULL`,
+		want: `PREPARE q (int, bytea, bytea, date) AS SELECT name FROM "public".patients WHERE id = $1 AND (ssn = ANY($5::bytea[])) AND (ssn <> ALL($6::bytea[])) AND diagnosis IS NULL`,
 		check: func(t *testing.T, p *Plan) {
 			expectKinds(KindPrepare)(t, p)
 			pr := p.Statements[0].Prepare
-			if pr == nil || pr.Name != "q" || paramNames(pr.Params) != "$1=-,$2="+pSSN+"/r,$3="+pSSN+"/r" {
+			if pr == nil || pr.Name != "q" || pr.ClientParams != 4 ||
+				paramNames(pr.Params) != "$1=-,$2="+pSSN+"/r,$3="+pSSN+"/r,$4=-,$5="+pSSN+"/c$2,$6="+pSSN+"/c$3" {
 				t.Fatalf("prepared = %+v", pr)
 			}
 			if pr.Statement.Kind != KindSelect || ruleNames(pr.Statement.Searches) != pSSN {
@@ -295,7 +296,7 @@ var planCases = []planCase{
 	{name: "create table like", sql: `CREATE TABLE copy (LIKE patients INCLUDING ALL)`, check: expectKinds(KindDDL)},
 	{name: "create table referencing plain", sql: `CREATE TABLE notes (id int REFERENCES patients (id))`, check: expectKinds(KindDDL)},
 	{name: "create view with literal", sql: `CREATE VIEW flagged AS SELECT id, ssn FROM patients WHERE ssn = 'x'`,
-		want: `CREATE VIEW flagged AS SELECT id, ssn FROM "public".patients WHERE ssn = '<enc:public.patients.ssn:x>'`,
+		want: `CREATE VIEW flagged AS SELECT id, ssn FROM "public".patients WHERE (ssn = ANY(ARRAY['<cands:public.patients.ssn:x>']))`,
 		check: func(t *testing.T, p *Plan) {
 			expectKinds(KindDDL)(t, p)
 			if len(p.Statements[0].Outputs) != 0 || ruleNames(p.Statements[0].Searches) != pSSN {
@@ -304,14 +305,15 @@ var planCases = []planCase{
 		}},
 	{name: "create materialized view", sql: `CREATE MATERIALIZED VIEW mv AS SELECT ssn FROM "public".patients`, check: expectKinds(KindDDL)},
 	{name: "create table as plain", sql: `CREATE TABLE names AS SELECT name FROM "public".patients WHERE ssn = $1`,
+		want: `CREATE TABLE names AS SELECT name FROM "public".patients WHERE (ssn = ANY($2::bytea[]))`,
 		check: func(t *testing.T, p *Plan) {
 			expectKinds(KindDDL)(t, p)
-			if paramNames(p.Params) != "$1="+pSSN+"/r" {
+			if paramNames(p.Params) != "$1="+pSSN+"/r,$2="+pSSN+"/c$1" || p.ClientParams != 1 {
 				t.Errorf("params %s", paramNames(p.Params))
 			}
 		}},
 	{name: "explain", sql: `EXPLAIN (ANALYZE, COSTS OFF) UPDATE patients SET ssn = 'x' WHERE ssn = 'y'`,
-		want: `EXPLAIN (ANALYZE, COSTS OFF) UPDATE "public".patients SET ssn = '<encw:public.patients.ssn:x>' WHERE ssn = '<enc:public.patients.ssn:y>'`,
+		want: `EXPLAIN (ANALYZE, COSTS OFF) UPDATE "public".patients SET ssn = '<encw:public.patients.ssn:x>' WHERE (ssn = ANY(ARRAY['<cands:public.patients.ssn:y>']))`,
 		check: func(t *testing.T, p *Plan) {
 			st := p.Statements[0]
 			if st.Kind != KindOther || ruleNames(st.Writes) != pSSN || len(st.Outputs) != 0 {
@@ -319,7 +321,7 @@ var planCases = []planCase{
 			}
 		}},
 	{name: "declare cursor", sql: `DECLARE c CURSOR FOR SELECT ssn FROM patients WHERE ssn = 'x'`,
-		want: `DECLARE c CURSOR FOR SELECT ssn FROM "public".patients WHERE ssn = '<enc:public.patients.ssn:x>'`,
+		want: `DECLARE c CURSOR FOR SELECT ssn FROM "public".patients WHERE (ssn = ANY(ARRAY['<cands:public.patients.ssn:x>']))`,
 		check: func(t *testing.T, p *Plan) {
 			if ruleNames(p.Statements[0].Outputs) != pSSN {
 				t.Errorf("cursor outputs %s", ruleNames(p.Statements[0].Outputs))
@@ -416,12 +418,12 @@ func TestTouches(t *testing.T) {
 // TestRewriteSeparatesWords checks that a replacement never runs into an
 // adjacent word: 'x'AND is valid SQL, '\x…'::byteaAND is not.
 func TestRewriteSeparatesWords(t *testing.T) {
-	p := mustAnalyze(t, `SELECT 1 FROM patients WHERE ssn='x'AND id=1`, testEnv())
+	p := mustAnalyze(t, `UPDATE patients SET ssn='x'WHERE id=1`, testEnv())
 	got, err := p.Rewrite(func(*Literal) (string, error) { return `'\x00'::bytea`, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `SELECT 1 FROM "public".patients WHERE ssn='\x00'::bytea AND id=1`; got != want {
+	if want := `UPDATE "public".patients SET ssn='\x00'::bytea WHERE id=1`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }

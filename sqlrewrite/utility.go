@@ -17,6 +17,10 @@ func (a *analyzer) prepare(ps *pg_query.PrepareStmt, st *Statement) error {
 	p := &Prepared{Name: ps.GetName(), Statement: inner}
 	st.Prepare = p
 	params := &paramSet{}
+	params.base = func() (int, error) {
+		n, err := a.maxParam(st.Start, st.End)
+		return max(n, len(ps.GetArgtypes())), err
+	}
 	if err := a.nestedStatement(ps.GetQuery(), inner, params); err != nil {
 		return err
 	}
@@ -24,6 +28,19 @@ func (a *analyzer) prepare(ps *pg_query.PrepareStmt, st *Statement) error {
 		return err
 	}
 	p.Params = params.rules
+	if len(params.hidden) > 0 {
+		base, err := params.firstHidden()
+		if err != nil {
+			return err
+		}
+		padded := make([]*ParamRule, base, base+len(params.hidden))
+		copy(padded, params.rules)
+		p.Params = append(padded, params.hidden...)
+		p.ClientParams = base
+		if err := a.declareParams(ps, st, p); err != nil {
+			return err
+		}
+	}
 	for i, t := range ps.GetArgtypes() {
 		if i >= len(p.Params) || p.Params[i] == nil {
 			continue
@@ -40,8 +57,60 @@ func (a *analyzer) prepare(ps *pg_query.PrepareStmt, st *Statement) error {
 	return nil
 }
 
+// declareParams makes sure PREPARE declares the type of every encrypted
+// parameter up to the last one: one whose every use became a comparison
+// with candidates no longer appears in the body, and PostgreSQL could not
+// infer its type. Plain parameters it adds are declared unknown, which
+// PostgreSQL infers as if undeclared.
+func (a *analyzer) declareParams(ps *pg_query.PrepareStmt, st *Statement, p *Prepared) error {
+	last := 0
+	for i, pr := range p.Params[:p.ClientParams] {
+		if pr != nil {
+			last = i + 1
+		}
+	}
+	declared := len(ps.GetArgtypes())
+	if last <= declared {
+		return nil
+	}
+	types := make([]string, 0, last-declared)
+	for _, pr := range p.Params[declared:last] {
+		if pr != nil {
+			types = append(types, "bytea")
+		} else {
+			types = append(types, "unknown")
+		}
+	}
+	list := strings.Join(types, ", ")
+	if _, err := a.tokens(); err != nil {
+		return err
+	}
+	i := a.tokenFrom(st.Start)
+	if a.tok(i).Token != pg_query.Token_PREPARE || !isWordToken(a.tok(i+1)) {
+		return errLocate
+	}
+	if declared == 0 {
+		if a.tok(i+2).Token != pg_query.Token_AS {
+			return errLocate
+		}
+		at := int(a.tok(i + 1).End)
+		return a.addEdit(Edit{Start: at, End: at, Text: "(" + list + ")"})
+	}
+	if a.tok(i+2).Token != pg_query.Token_ASCII_40 {
+		return errLocate
+	}
+	j, err := a.skipBalanced(i + 2)
+	if err != nil {
+		return err
+	}
+	at := int(a.tok(j - 1).Start)
+	return a.addEdit(Edit{Start: at, End: at, Text: ", " + list})
+}
+
 // execute handles SQL-level EXECUTE: an argument for an encrypted
-// parameter must be a constant (encrypted now) or NULL.
+// parameter must be a constant (encrypted now) or NULL. A statement with
+// hidden parameters gets their arguments appended: the candidates of the
+// constant its source parameter receives.
 func (a *analyzer) execute(es *pg_query.ExecuteStmt, st *Statement) error {
 	st.Kind, st.Execute = KindExecute, es.GetName()
 	var p *Prepared
@@ -67,9 +136,16 @@ func (a *analyzer) execute(es *pg_query.ExecuteStmt, st *Statement) error {
 		st.Columns = p.Statement.Columns
 	}
 	empty := &scope{}
-	for i, arg := range es.GetParams() {
+	args := es.GetParams()
+	var hidden []*ParamRule
+	clientParams := len(args)
+	if p != nil && p.ClientParams > 0 {
+		hidden, clientParams = p.Params[p.ClientParams:], p.ClientParams
+	}
+	vals := make([]value, len(args))
+	for i, arg := range args {
 		var pr *ParamRule
-		if p != nil && i < len(p.Params) {
+		if p != nil && i < clientParams && i < len(p.Params) {
 			pr = p.Params[i]
 		}
 		if pr == nil || pr.Rule == nil {
@@ -80,35 +156,97 @@ func (a *analyzer) execute(es *pg_query.ExecuteStmt, st *Statement) error {
 			}
 			continue
 		}
-		if err := a.executeArg(arg, pr, empty); err != nil {
+		v, err := a.executeArg(arg, pr, empty)
+		if err != nil {
 			return err
 		}
+		vals[i] = v
 	}
-	return nil
+	if len(hidden) == 0 {
+		return nil
+	}
+	if len(args) != clientParams {
+		return syntaxRefusal("wrong number of parameters for prepared statement %q: expected %d, got %d", es.GetName(), clientParams, len(args))
+	}
+	return a.hiddenArgs(es, args, vals, hidden)
 }
 
-func (a *analyzer) executeArg(arg *pg_query.Node, pr *ParamRule, sc *scope) error {
-	v, err := a.expr(arg, sc)
+// hiddenArgs appends to EXECUTE's arguments one per hidden parameter: the
+// candidates of its source argument, a constant or NULL.
+func (a *analyzer) hiddenArgs(es *pg_query.ExecuteStmt, args []*pg_query.Node, vals []value, hidden []*ParamRule) error {
+	var b partsBuilder
+	for _, h := range hidden {
+		if h.Source < 1 || h.Source > len(args) {
+			return refuse(h.Rule.Name(), "prepared statement %s has a parameter pgcloak cannot fill", es.GetName())
+		}
+		b.text(", ")
+		switch v := vals[h.Source-1]; v.kind {
+		case valLit:
+			val, err := a.literalValue(args[h.Source-1], h.Rule)
+			if err != nil {
+				return err
+			}
+			b.parts(Part{Literal: &Literal{Rule: h.Rule, Value: val, Candidates: true}})
+		case valNull:
+			b.text("ARRAY[NULL::bytea]")
+		default:
+			return refuse(h.Rule.Name(), "the EXECUTE argument for encrypted column %s must be a constant or NULL", h.Rule.Name())
+		}
+	}
+	at, err := a.executeArgsEnd(es)
 	if err != nil {
 		return err
 	}
+	return a.addEdit(Edit{Start: at, End: at, Parts: b.done()})
+}
+
+// executeArgsEnd is where EXECUTE's argument list closes: the position of
+// its ")". The statement has no locations, so its tokens are searched for
+// EXECUTE name (.
+func (a *analyzer) executeArgsEnd(es *pg_query.ExecuteStmt) (int, error) {
+	if _, err := a.tokens(); err != nil {
+		return 0, err
+	}
+	open := -1
+	for i := a.tokenFrom(a.cur.start); i+2 < len(a.toks) && int(a.toks[i].Start) < a.cur.end; i++ {
+		if a.toks[i].Token == pg_query.Token_EXECUTE && isWordToken(a.toks[i+1]) && a.toks[i+2].Token == pg_query.Token_ASCII_40 {
+			open = i + 2
+		}
+	}
+	if open < 0 {
+		return 0, errLocate
+	}
+	j, err := a.skipBalanced(open)
+	if err != nil || int(a.tok(j-1).End) > a.cur.end {
+		return 0, errLocate
+	}
+	return int(a.tok(j - 1).Start), nil
+}
+
+func (a *analyzer) executeArg(arg *pg_query.Node, pr *ParamRule, sc *scope) (value, error) {
+	v, err := a.expr(arg, sc)
+	if err != nil {
+		return v, err
+	}
 	switch v.kind {
 	case valNull:
-		return a.dropNullCast(v)
+		return v, a.dropNullCast(v)
 	case valLit:
 		if pr.Write {
 			a.wrote(pr.Rule)
 		}
-		return a.encryptLiteral(v, pr.Rule, pr.Write)
+		return v, a.encryptLiteral(v, pr.Rule, pr.Write)
 	}
-	return refuse(pr.Rule.Name(), "the EXECUTE argument for encrypted column %s must be a constant or NULL", pr.Rule.Name())
+	return v, refuse(pr.Rule.Name(), "the EXECUTE argument for encrypted column %s must be a constant or NULL", pr.Rule.Name())
 }
 
 // explain analyzes the explained statement like a direct one; EXPLAIN
 // returns a plan, not rows, so there are no outputs.
 func (a *analyzer) explain(es *pg_query.ExplainStmt, st *Statement) error {
 	st.Kind = KindOther
-	if !a.deep {
+	// EXECUTE's arguments may be bound for encrypted columns whatever
+	// names the text mentions.
+	if !a.deep && es.GetQuery().GetExecuteStmt() == nil {
 		return nil
 	}
 	inner := &Statement{}
@@ -126,7 +264,7 @@ func (a *analyzer) explain(es *pg_query.ExplainStmt, st *Statement) error {
 // table must not receive ciphertext; a materialized view may, like a view.
 func (a *analyzer) createTableAs(c *pg_query.CreateTableAsStmt, st *Statement) error {
 	st.Kind = KindDDL
-	if !a.deep {
+	if !a.deep && c.GetQuery().GetExecuteStmt() == nil {
 		return nil
 	}
 	matview := c.GetObjtype() == pg_query.ObjectType_OBJECT_MATVIEW

@@ -226,28 +226,39 @@ func (m *migration) run(ctx context.Context, out io.Writer) error {
 }
 
 // begin records the migration and, for encrypt, turns the column into
-// bytea holding each value's text form.
+// bytea holding each value's text form, in the same transaction: a proxy
+// sees the column either of its own type with no migration (writes
+// refused) or bytea being encrypted, never a bytea it takes for plain.
 func (m *migration) begin(ctx context.Context) error {
 	if _, err := m.conn.Exec(ctx, migrationsDDL); err != nil {
 		return fmt.Errorf("creating pgcloak.column_migrations: %w", err)
 	}
-	if _, err := m.conn.Exec(ctx, `INSERT INTO pgcloak.column_migrations AS cm (schema_name, table_name, column_name, action, key_name, started)
+	return pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+		if err := m.record(ctx, tx, string(m.action)); err != nil {
+			return err
+		}
+		if m.action != actionEncrypt {
+			return nil
+		}
+		typ, err := m.columnType(ctx, tx)
+		if err != nil || typ == "bytea" {
+			return err
+		}
+		m.log.Info("changing the column to bytea (text form of each value)", "column", m.rule.Name(), "from", typ)
+		_, err = tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE bytea USING pg_catalog.convert_to(%s::text, 'UTF8')`,
+			m.qualified, m.column, m.column))
+		return err
+	})
+}
+
+// record writes the migration's row with action, unfinished. A run that
+// resumes the same action keeps its start time.
+func (m *migration) record(ctx context.Context, tx pgx.Tx, action string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO pgcloak.column_migrations AS cm (schema_name, table_name, column_name, action, key_name, started)
 		VALUES ($1, $2, $3, $4, $5, now())
 		ON CONFLICT (schema_name, table_name, column_name) DO UPDATE SET action = EXCLUDED.action, key_name = EXCLUDED.key_name,
 			started = CASE WHEN cm.finished IS NULL AND cm.action = EXCLUDED.action THEN cm.started ELSE now() END, finished = NULL`,
-		m.rule.Schema, m.rule.Table, m.rule.Column, string(m.action), m.rule.KeyName); err != nil {
-		return err
-	}
-	if m.action != actionEncrypt {
-		return nil
-	}
-	typ, err := m.columnType(ctx)
-	if err != nil || typ == "bytea" {
-		return err
-	}
-	m.log.Info("changing the column to bytea (text form of each value)", "column", m.rule.Name(), "from", typ)
-	_, err = m.conn.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE bytea USING pg_catalog.convert_to(%s::text, 'UTF8')`,
-		m.qualified, m.column, m.column))
+		m.rule.Schema, m.rule.Table, m.rule.Column, action, m.rule.KeyName)
 	return err
 }
 
@@ -263,9 +274,9 @@ CREATE TABLE IF NOT EXISTS pgcloak.column_migrations (
   PRIMARY KEY (schema_name, table_name, column_name)
 );`
 
-func (m *migration) columnType(ctx context.Context) (string, error) {
+func (m *migration) columnType(ctx context.Context, tx pgx.Tx) (string, error) {
 	var typ string
-	err := m.conn.QueryRow(ctx, `SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
+	err := tx.QueryRow(ctx, `SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
 		WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped`, m.qualified, m.rule.Column).Scan(&typ)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", fmt.Errorf("column %s does not exist", m.rule.Name())
@@ -273,19 +284,53 @@ func (m *migration) columnType(ctx context.Context) (string, error) {
 	return typ, err
 }
 
-// finish marks the migration done; decrypt also gives the column back its
-// logical type.
+// finish marks the migration done. decrypt also gives the column back its
+// logical type, in two steps: first it records that it is finishing, which
+// makes proxies refuse writes to the column, and waits the settle time so
+// that every proxy has seen that; then, after a last sweep, it changes the
+// type and marks the migration finished in one transaction. A proxy that
+// wrote a bytea into the column after its type changed would store the
+// bytea's hex text in a text column.
 func (m *migration) finish(ctx context.Context) error {
 	if m.action == actionDecrypt {
-		m.log.Info("changing the column back to its logical type", "column", m.rule.Name(), "type", sqlType(m.rule.Type))
-		if _, err := m.conn.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s`,
-			m.qualified, m.column, sqlType(m.rule.Type), fromTextForm(m.column, m.rule.Type))); err != nil {
+		if err := m.finishDecrypt(ctx); err != nil {
 			return err
 		}
 	}
 	_, err := m.conn.Exec(ctx, `UPDATE pgcloak.column_migrations SET finished = now()
 		WHERE schema_name = $1 AND table_name = $2 AND column_name = $3`, m.rule.Schema, m.rule.Table, m.rule.Column)
 	return err
+}
+
+// actionDecryptFinishing is recorded while decrypt waits for proxies to stop
+// writing before its ALTER (see finish). The proxy knows it by this name.
+const actionDecryptFinishing = "decrypt-finishing"
+
+func (m *migration) finishDecrypt(ctx context.Context) error {
+	if err := pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+		return m.record(ctx, tx, actionDecryptFinishing)
+	}); err != nil {
+		return err
+	}
+	m.log.Info("waiting for proxies to stop writing the column before changing its type", "column", m.rule.Name(), "wait", m.opts.settle)
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("interrupted before the column got its type back; run the same command again to resume")
+	case <-time.After(m.opts.settle):
+	}
+	if _, err := m.sweep(ctx, 0); err != nil {
+		return err
+	}
+	m.log.Info("changing the column back to its logical type", "column", m.rule.Name(), "type", sqlType(m.rule.Type))
+	return pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE %s USING %s`,
+			m.qualified, m.column, sqlType(m.rule.Type), fromTextForm(m.column, m.rule.Type))); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE pgcloak.column_migrations SET action = $4, finished = now()
+			WHERE schema_name = $1 AND table_name = $2 AND column_name = $3`, m.rule.Schema, m.rule.Table, m.rule.Column, string(actionDecrypt))
+		return err
+	})
 }
 
 // sqlType is the PostgreSQL type a decrypted column gets back.
@@ -511,7 +556,11 @@ type progress struct {
 }
 
 func (m *migration) newProgress(total, pass int) *progress {
-	p := &progress{log: m.log, what: fmt.Sprintf("%s %s (pass %d)", m.action, m.rule.Name(), pass), max: total}
+	what := fmt.Sprintf("%s %s (pass %d)", m.action, m.rule.Name(), pass)
+	if pass == 0 {
+		what = fmt.Sprintf("%s %s (final pass)", m.action, m.rule.Name())
+	}
+	p := &progress{log: m.log, what: what, max: total}
 	useBar := m.opts.progress == "bar"
 	if m.opts.progress == "auto" {
 		f, ok := m.errOut.(*os.File)

@@ -1,0 +1,409 @@
+package sqlrewrite
+
+import (
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"github.com/pgcloak/pgcloak/policy"
+)
+
+// After a key rotation a deterministic column holds ciphertexts under
+// several key versions (and, in the middle of a migration, text forms of
+// plaintext) until reencrypt finishes, so one ciphertext of a constant
+// finds only some of the rows holding its value. A search comparison of
+// such a column with constants, parameters and NULL is therefore
+// rewritten, as one edit over the whole comparison, into a comparison
+// with every form the value may be stored as (its candidates):
+//
+//	ssn = 'x'                   (ssn = ANY(ARRAY['\x…'::bytea, '\x…'::bytea]))
+//	ssn <> $1                   (ssn <> ALL($2::bytea[]))
+//	ssn IN ('x', $1, NULL)      (ssn = ANY(ARRAY[…] || ($2::bytea[] || ARRAY[NULL::bytea])))
+//	ssn NOT IN (…)              (ssn <> ALL(…))
+//	ssn = ALL(ARRAY['x', 'y'])  (ssn = ANY(ARRAY[…]) AND ssn = ANY(ARRAY[…]))
+//	ssn <> ANY(ARRAY['x', 'y']) (ssn <> ALL(ARRAY[…]) OR ssn <> ALL(ARRAY[…]))
+//	ssn IS NOT DISTINCT FROM $1 (coalesce(ssn = ANY($2::bytea[]), ssn IS NULL AND ($2::bytea[])[1] IS NULL))
+//	ssn IS DISTINCT FROM 'x'    (NOT coalesce(ssn = ANY(ARRAY[…]), false))
+//
+// A constant becomes an ARRAY the proxy renders (Literal.Candidates); a
+// parameter $n a hidden parameter of type bytea[] the proxy computes from
+// the client's $n at Bind ({NULL} for NULL, so NULL semantics stay
+// PostgreSQL's). $n itself stays a parameter of the client's, encrypted as
+// usual, so it may be used elsewhere in the statement.
+//
+// Other comparisons keep the one ciphertext of the key's primary version
+// (row comparisons, constants in a subquery's output, a ciphertext that is
+// not a column reference), as do comparisons of two encrypted columns,
+// which match only ciphertexts of the same version until reencrypt.
+
+// cmpKind is the meaning of an equality-like comparison of one value with
+// a list of operands.
+type cmpKind uint8
+
+const (
+	cmpEqual       cmpKind = iota // =, IN, = ANY: equal to some operand
+	cmpNotEqual                   // <>, NOT IN, <> ALL: equal to none
+	cmpEqualAll                   // = ALL: equal to every operand
+	cmpNotEqualAny                // <> ANY: not equal to some operand
+	cmpNotDistinct                // IS NOT DISTINCT FROM
+	cmpDistinct                   // IS DISTINCT FROM
+)
+
+// comparison analyses l op items (one item for a binary comparison, the
+// list of IN or of ARRAY[…] otherwise).
+func (a *analyzer) comparison(e *pg_query.A_Expr, kind cmpKind, items []*pg_query.Node, sc *scope) error {
+	l := e.GetLexpr()
+	binary := e.GetKind() == pg_query.A_Expr_Kind_AEXPR_OP || e.GetKind() == pg_query.A_Expr_Kind_AEXPR_DISTINCT ||
+		e.GetKind() == pg_query.A_Expr_Kind_AEXPR_NOT_DISTINCT
+	if l.GetRowExpr() != nil || binary && items[0].GetRowExpr() != nil {
+		// Row-wise: each pair on its own.
+		for _, it := range items {
+			if err := a.compareNodes(l, it, sc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	lv, err := a.expr(l, sc)
+	if err != nil {
+		return err
+	}
+	rvs := make([]value, len(items))
+	for i, it := range items {
+		if rvs[i], err = a.expr(it, sc); err != nil {
+			return err
+		}
+	}
+	col, colNode, ops, opNodes := lv, l, rvs, items
+	if binary && lv.kind != valEnc {
+		col, colNode, ops, opNodes = rvs[0], items[0], []value{lv}, []*pg_query.Node{l}
+	}
+	if a.candidateForm(col, colNode, ops) {
+		return a.rewriteComparison(e, kind, binary, col.rule, colNode, l, items, ops, opNodes)
+	}
+	for i := range items {
+		if err := a.compareValues(lv, rvs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// candidateForm reports whether a comparison of col with ops is rewritten
+// into a comparison with candidates: col is a reference to a column under
+// a deterministic key, and ops are constants, parameters and NULL, not
+// all NULL.
+func (a *analyzer) candidateForm(col value, colNode *pg_query.Node, ops []value) bool {
+	if col.kind != valEnc || !col.rule.Deterministic() || colNode.GetColumnRef() == nil || len(ops) == 0 {
+		return false
+	}
+	some := false
+	for _, v := range ops {
+		switch v.kind {
+		case valLit, valParam:
+			some = true
+		case valNull:
+		default:
+			return false
+		}
+	}
+	return some
+}
+
+// rewriteComparison records the edit that replaces the whole comparison.
+func (a *analyzer) rewriteComparison(e *pg_query.A_Expr, kind cmpKind, binary bool, rule *policy.ColumnRule,
+	colNode, l *pg_query.Node, items []*pg_query.Node, ops []value, opNodes []*pg_query.Node) error {
+	colSpan, err := a.columnRefSpan(colNode.GetColumnRef())
+	if err != nil {
+		return err
+	}
+	// The candidates of each operand; NULLs make one NULL element.
+	var operands [][]Part
+	param, null := false, false
+	for i, v := range ops {
+		switch v.kind {
+		case valLit:
+			val, err := a.literalValue(opNodes[i], rule)
+			if err != nil {
+				return err
+			}
+			operands = append(operands, []Part{{Literal: &Literal{Rule: rule, Value: val, Candidates: true}}})
+		case valParam:
+			if err := a.checkCasts(opNodes[i], rule); err != nil {
+				return err
+			}
+			if err := a.params.use(v.param, rule, false); err != nil {
+				return err
+			}
+			parts, err := a.hiddenParam(v.param, rule)
+			if err != nil {
+				return err
+			}
+			operands = append(operands, parts)
+			param = true
+		case valNull:
+			if !null {
+				operands = append(operands, []Part{{Text: "ARRAY[NULL::bytea]"}})
+				null = true
+			}
+		}
+	}
+	a.searched(rule)
+
+	whole, err := a.comparisonSpan(e, binary, colNode, colSpan, l, items)
+	if err != nil {
+		return err
+	}
+	col := a.sql[colSpan.start:colSpan.end]
+	var b partsBuilder
+	b.text("(")
+	switch kind {
+	case cmpEqual, cmpNotEqual:
+		op := " = ANY("
+		if kind == cmpNotEqual {
+			op = " <> ALL("
+		}
+		b.text(col + op)
+		b.concat(operands)
+		b.text(")")
+	case cmpEqualAll, cmpNotEqualAny:
+		op, conj := " = ANY(", " AND "
+		if kind == cmpNotEqualAny {
+			op, conj = " <> ALL(", " OR "
+		}
+		for i, o := range operands {
+			if i > 0 {
+				b.text(conj)
+			}
+			b.text(col + op)
+			b.parts(o...)
+			b.text(")")
+		}
+	case cmpNotDistinct, cmpDistinct:
+		// One operand, not NULL: NULL is NOT DISTINCT FROM only NULL.
+		if kind == cmpDistinct {
+			b.text("NOT ")
+		}
+		b.text("coalesce(" + col + " = ANY(")
+		b.parts(operands[0]...)
+		b.text("), ")
+		if param {
+			// A NULL parameter arrives as {NULL}.
+			b.text(col + " IS NULL AND (")
+			b.parts(operands[0]...)
+			b.text(")[1] IS NULL")
+		} else {
+			b.text("false")
+		}
+		b.text(")")
+	}
+	b.text(")")
+	return a.addEdit(Edit{Start: whole.start, End: whole.end, Parts: b.done()})
+}
+
+// hiddenParam returns the parts that stand for the candidates of $n.
+func (a *analyzer) hiddenParam(n int32, rule *policy.ColumnRule) ([]Part, error) {
+	h := a.params.hiddenFor(n, rule)
+	if a.params.base == nil {
+		return []Part{{Hidden: h}, {Text: "::bytea[]"}}, nil
+	}
+	base, err := a.params.firstHidden()
+	if err != nil {
+		return nil, err
+	}
+	return []Part{{Text: "$" + strconv.Itoa(base+h) + "::bytea[]"}}, nil
+}
+
+// comparisonSpan is the byte range of the whole comparison: from its left
+// operand to its right operand, or to the parenthesis closing IN (…) or
+// ANY/ALL (…), with parentheses around either operand.
+func (a *analyzer) comparisonSpan(e *pg_query.A_Expr, binary bool, colNode *pg_query.Node, colSpan span,
+	l *pg_query.Node, items []*pg_query.Node) (span, error) {
+	operandSpan := func(n *pg_query.Node) (span, error) {
+		if n == colNode {
+			return a.outerParens(colSpan)
+		}
+		sp, err := a.valueSpan(n)
+		if err != nil {
+			return span{}, err
+		}
+		return a.outerParens(sp)
+	}
+	left, err := operandSpan(l)
+	if err != nil {
+		return span{}, err
+	}
+	var end int
+	if binary {
+		right, err := operandSpan(items[0])
+		if err != nil {
+			return span{}, err
+		}
+		end = right.end
+	} else {
+		i, err := a.tokenAt(e.GetLocation())
+		if err != nil {
+			return span{}, err
+		}
+		if a.tok(i).Token == pg_query.Token_OPERATOR {
+			// OPERATOR(pg_catalog.=) ANY (…)
+			if i, err = a.skipBalanced(i + 1); err != nil {
+				return span{}, err
+			}
+		} else {
+			i++
+		}
+		for isListKeyword(a.tok(i).Token) {
+			i++
+		}
+		if a.tok(i).Token != pg_query.Token_ASCII_40 {
+			return span{}, errLocate
+		}
+		j, err := a.skipBalanced(i)
+		if err != nil {
+			return span{}, err
+		}
+		end = int(a.tok(j - 1).End)
+	}
+	whole := span{left.start, end}
+	if whole.start >= whole.end || !a.balanced(whole) {
+		return span{}, errLocate
+	}
+	return whole, nil
+}
+
+func isListKeyword(t pg_query.Token) bool {
+	switch t {
+	case pg_query.Token_NOT, pg_query.Token_NOT_LA, pg_query.Token_IN_P,
+		pg_query.Token_ANY, pg_query.Token_SOME, pg_query.Token_ALL:
+		return true
+	}
+	return false
+}
+
+// outerParens widens sp over parentheses written around it: "((ssn))".
+func (a *analyzer) outerParens(sp span) (span, error) {
+	if _, err := a.tokens(); err != nil {
+		return span{}, err
+	}
+	for {
+		before, after := a.tokenFrom(sp.start)-1, a.tokenFrom(sp.end)
+		if before < 0 || a.tok(before).Token != pg_query.Token_ASCII_40 || a.tok(after).Token != pg_query.Token_ASCII_41 {
+			return sp, nil
+		}
+		sp = span{int(a.tok(before).Start), int(a.tok(after).End)}
+	}
+}
+
+// balanced reports whether the parentheses and brackets of sp's tokens
+// pair up within it.
+func (a *analyzer) balanced(sp span) bool {
+	depth := 0
+	for i := a.tokenFrom(sp.start); i < len(a.toks) && int(a.toks[i].Start) < sp.end; i++ {
+		switch a.toks[i].Token {
+		case pg_query.Token_ASCII_40, pg_query.Token_ASCII_91:
+			depth++
+		case pg_query.Token_ASCII_41, pg_query.Token_ASCII_93:
+			depth--
+			if depth < 0 {
+				return false
+			}
+		}
+	}
+	return depth == 0
+}
+
+// columnRefSpan is the byte range of a column reference: name, or
+// qualified names joined by dots.
+func (a *analyzer) columnRefSpan(cr *pg_query.ColumnRef) (span, error) {
+	i, err := a.tokenAt(cr.GetLocation())
+	if err != nil {
+		return span{}, err
+	}
+	if !isWordToken(a.tok(i)) {
+		return span{}, errLocate
+	}
+	start := int(a.tok(i).Start)
+	for parts := 1; parts < len(cr.GetFields()); parts++ {
+		if a.tok(i+1).Token != pg_query.Token_ASCII_46 || !isWordToken(a.tok(i+2)) {
+			return span{}, errLocate
+		}
+		i += 2
+	}
+	return span{start, int(a.tok(i).End)}, nil
+}
+
+// partsBuilder assembles an edit's parts, merging adjacent text.
+type partsBuilder struct {
+	out []Part
+	sb  strings.Builder
+}
+
+func (b *partsBuilder) text(s string) { b.sb.WriteString(s) }
+
+func (b *partsBuilder) parts(ps ...Part) {
+	for _, p := range ps {
+		if p.Literal == nil && p.Hidden == 0 {
+			b.text(p.Text)
+			continue
+		}
+		b.flush()
+		b.out = append(b.out, p)
+	}
+}
+
+// concat writes the arrays operands concatenated with ||, nested as a
+// balanced tree: a chain of thousands (a long IN list) would exhaust
+// PostgreSQL's stack when it parses the expression.
+func (b *partsBuilder) concat(operands [][]Part) {
+	switch len(operands) {
+	case 0:
+	case 1:
+		b.parts(operands[0]...)
+	default:
+		mid := len(operands) / 2
+		b.nested(operands[:mid])
+		b.text(" || ")
+		b.nested(operands[mid:])
+	}
+}
+
+func (b *partsBuilder) nested(operands [][]Part) {
+	if len(operands) == 1 {
+		b.parts(operands[0]...)
+		return
+	}
+	b.text("(")
+	b.concat(operands)
+	b.text(")")
+}
+
+func (b *partsBuilder) flush() {
+	if b.sb.Len() > 0 {
+		b.out = append(b.out, Part{Text: b.sb.String()})
+		b.sb.Reset()
+	}
+}
+
+func (b *partsBuilder) done() []Part {
+	b.flush()
+	return b.out
+}
+
+// sameParts reports whether two edits' parts ask for the same text.
+func sameParts(x, y []Part) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	for i := range x {
+		p, q := x[i], y[i]
+		if p.Text != q.Text || p.Hidden != q.Hidden || (p.Literal == nil) != (q.Literal == nil) {
+			return false
+		}
+		if p.Literal != nil && (p.Literal.Value != q.Literal.Value || p.Literal.Candidates != q.Literal.Candidates ||
+			p.Literal.Write != q.Literal.Write || *p.Literal.Rule != *q.Literal.Rule) {
+			return false
+		}
+	}
+	return true
+}
