@@ -263,7 +263,9 @@ var workloads = []workload{
 	}},
 }
 
-func ssnFor(id int64) string { return fmt.Sprintf("%03d-%02d-%04d", id%1000, id%100, id%10000) + "-" + strconv.FormatInt(id, 10) }
+func ssnFor(id int64) string {
+	return fmt.Sprintf("%03d-%02d-%04d", id%1000, id%100, id%10000) + "-" + strconv.FormatInt(id, 10)
+}
 
 func encryptedWorkloads(ctx context.Context, direct, proxyAddr string, o options) ([]result, error) {
 	directDSN := "postgres://postgres@" + direct + "/bench?sslmode=disable"

@@ -3,6 +3,8 @@ package keymap
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/tink-crypto/tink-go/v2/aead"
@@ -29,6 +31,8 @@ func (p randomized) open(ct, ad []byte) ([]byte, error) { return p.a.Decrypt(ct,
 type deterministic struct {
 	d        tink.DeterministicAEAD
 	versions []tink.DeterministicAEAD
+	// ids names the versions (Tink key ids, in the same order).
+	ids string
 }
 
 func (p deterministic) seal(pt, ad []byte) ([]byte, error) {
@@ -53,11 +57,11 @@ func newPrimitive(h *keyset.Handle, kind policy.KeyKind) (primitive, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keyset is not a deterministic (AES-SIV) keyset: %w", err)
 		}
-		versions, err := versionPrimitives(h, d)
+		versions, ids, err := versionPrimitives(h, d)
 		if err != nil {
 			return nil, err
 		}
-		return deterministic{d: d, versions: versions}, nil
+		return deterministic{d: d, versions: versions, ids: ids}, nil
 	}
 	return nil, fmt.Errorf("unknown key kind %q", kind)
 }
@@ -66,31 +70,36 @@ func newPrimitive(h *keyset.Handle, kind policy.KeyKind) (primitive, error) {
 // for each enabled key version: primary, the one d already is, first, then
 // the others in keyset order. Each is the keyset with that version made
 // primary (on a copy), so no key material leaves Tink.
-func versionPrimitives(h *keyset.Handle, primary tink.DeterministicAEAD) ([]tink.DeterministicAEAD, error) {
+func versionPrimitives(h *keyset.Handle, primary tink.DeterministicAEAD) ([]tink.DeterministicAEAD, string, error) {
 	out := []tink.DeterministicAEAD{primary}
+	var ids []string
+	if p, err := h.Primary(); err == nil {
+		ids = append(ids, strconv.FormatUint(uint64(p.KeyID()), 10))
+	}
 	for i := 0; i < h.Len(); i++ {
 		e, err := h.Entry(i)
 		if err != nil {
-			return nil, fmt.Errorf("reading keyset: %w", err)
+			return nil, "", fmt.Errorf("reading keyset: %w", err)
 		}
 		if e.IsPrimary() || e.KeyStatus() != keyset.Enabled {
 			continue
 		}
 		m := keyset.NewManagerFromHandle(h)
 		if err := m.SetPrimary(e.KeyID()); err != nil {
-			return nil, fmt.Errorf("key version %d: %w", e.KeyID(), err)
+			return nil, "", fmt.Errorf("key version %d: %w", e.KeyID(), err)
 		}
 		vh, err := m.Handle()
 		if err != nil {
-			return nil, fmt.Errorf("key version %d: %w", e.KeyID(), err)
+			return nil, "", fmt.Errorf("key version %d: %w", e.KeyID(), err)
 		}
 		d, err := daead.New(vh)
 		if err != nil {
-			return nil, fmt.Errorf("key version %d is not a deterministic (AES-SIV) key: %w", e.KeyID(), err)
+			return nil, "", fmt.Errorf("key version %d is not a deterministic (AES-SIV) key: %w", e.KeyID(), err)
 		}
 		out = append(out, d)
+		ids = append(ids, strconv.FormatUint(uint64(e.KeyID()), 10))
 	}
-	return out, nil
+	return out, strings.Join(ids, ","), nil
 }
 
 // ColumnCipher encrypts and decrypts the canonical values of one column. It is
@@ -159,6 +168,16 @@ func (c *ColumnCipher) Candidates(canonical []byte) ([][]byte, error) {
 		out = append(out, append(appendHeader(buf), ct...))
 	}
 	return out, nil
+}
+
+// KeyVersions names the key versions Candidates encrypts under (Tink key
+// ids, primary first; "" for a randomized key): a value computed by
+// Candidates is complete while KeyVersions stays the same.
+func (c *ColumnCipher) KeyVersions() string {
+	if d, ok := c.p.(deterministic); ok {
+		return d.ids
+	}
+	return ""
 }
 
 // Versions is the number of enabled key versions a deterministic cipher

@@ -55,6 +55,7 @@ type localKey struct {
 	Kind      policy.KeyKind `json:"kind"`
 	State     KeyState       `json:"state"`
 	Created   time.Time      `json:"created"`
+	Rotated   time.Time      `json:"rotated,omitzero"`
 	Destroyed *time.Time     `json:"destroyed,omitempty"`
 	// Keyset is a Tink EncryptedKeyset (binary); absent once destroyed.
 	Keyset []byte `json:"keyset,omitempty"`
@@ -166,6 +167,7 @@ func (s *LocalStore) Rotate(ctx context.Context, name string) error {
 		if h, err = rotateKeyset(h, k.Kind); err != nil {
 			return err
 		}
+		k.Rotated = time.Now().UTC()
 		k.Keyset, err = s.wrap(name, h)
 		return err
 	})
@@ -217,7 +219,7 @@ func (f *localFile) usable(name string) (*localKey, error) {
 }
 
 func (s *LocalStore) describe(name string, k *localKey) (KeyInfo, error) {
-	info := KeyInfo{Name: name, Kind: k.Kind, State: k.State, Created: k.Created}
+	info := KeyInfo{Name: name, Kind: k.Kind, State: k.State, Created: k.Created, Rotated: k.Rotated}
 	if k.State == KeyDestroyed {
 		return info, nil
 	}

@@ -48,4 +48,7 @@ type KeyInfo struct {
 	Versions  int    // key versions in the keyset; 0 once destroyed
 	PrimaryID uint32 // Tink key id new values are encrypted under; 0 once destroyed
 	Created   time.Time
+	// Rotated is when the newest version was added (zero if never):
+	// proxies encrypt under it once their key cache has expired after it.
+	Rotated time.Time
 }

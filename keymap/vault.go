@@ -40,6 +40,7 @@ type vaultDoc struct {
 	Kind    policy.KeyKind
 	State   KeyState
 	Created time.Time
+	Rotated time.Time // zero if never rotated
 	// Keyset is the Tink EncryptedKeyset (binary), absent once destroyed.
 	Keyset []byte
 	// Versions and PrimaryID describe the keyset without unwrapping it.
@@ -62,6 +63,9 @@ func (d *vaultDoc) setKeyset(s *VaultStore, name string, h *keyset.Handle) error
 
 func (d *vaultDoc) data() map[string]any {
 	m := map[string]any{"kind": string(d.Kind), "state": string(d.State), "created": d.Created.UTC().Format(time.RFC3339Nano)}
+	if !d.Rotated.IsZero() {
+		m["rotated"] = d.Rotated.UTC().Format(time.RFC3339Nano)
+	}
 	if len(d.Keyset) > 0 {
 		m["keyset"] = base64.StdEncoding.EncodeToString(d.Keyset)
 		m["versions"] = d.Versions
@@ -92,6 +96,11 @@ func docFrom(s *vault.KVSecret) (*vaultDoc, error) {
 	var err error
 	if d.Created, err = time.Parse(time.RFC3339Nano, str("created")); err != nil {
 		return nil, fmt.Errorf("%w: malformed key document (created)", ErrStoreUnavailable)
+	}
+	if r := str("rotated"); r != "" {
+		if d.Rotated, err = time.Parse(time.RFC3339Nano, r); err != nil {
+			return nil, fmt.Errorf("%w: malformed key document (rotated)", ErrStoreUnavailable)
+		}
 	}
 	if ks := str("keyset"); ks != "" {
 		if d.Keyset, err = base64.StdEncoding.DecodeString(ks); err != nil {
@@ -277,7 +286,7 @@ func (s *VaultStore) List(ctx context.Context) ([]KeyInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, KeyInfo{Name: n, Kind: d.Kind, State: d.State, Created: d.Created, Versions: d.Versions, PrimaryID: d.PrimaryID})
+		out = append(out, KeyInfo{Name: n, Kind: d.Kind, State: d.State, Created: d.Created, Rotated: d.Rotated, Versions: d.Versions, PrimaryID: d.PrimaryID})
 	}
 	return out, nil
 }
@@ -292,6 +301,7 @@ func (s *VaultStore) Rotate(ctx context.Context, name string) error {
 		if h, err = rotateKeyset(h, d.Kind); err != nil {
 			return err
 		}
+		d.Rotated = time.Now().UTC()
 		return d.setKeyset(s, name, h)
 	})
 }

@@ -46,7 +46,7 @@ const (
 	modeMixedEncrypt
 	modeMixedDecrypt
 	// modeDecryptFinishing: the end of a decrypt, before its ALTER gives
-	// the column its type back: read and searched as mixed, but writes
+	// the column its type back: read as mixed, but writes and searches
 	// are refused, since a proxy that has not yet seen the ALTER would
 	// send a bytea where PostgreSQL now wants the logical type.
 	modeDecryptFinishing

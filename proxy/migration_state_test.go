@@ -336,8 +336,8 @@ COMMIT;`)
 	checkReads("mixed decrypt")
 	search("mixed decrypt", "SELECT name FROM people WHERE ssn IN ($1, 'S-8', 'S-6b')", []any{"S-7"}, "p6", "p7", "p8")
 
-	// 6. decrypt finishing: writes are refused before the column gets its
-	// type back, so no proxy can race the ALTER.
+	// 6. decrypt finishing: writes and searches are refused before the
+	// column gets its type back, so no proxy can race the ALTER.
 	h.pg.ExecAdmin(t, `UPDATE pgcloak.column_migrations SET action = 'decrypt-finishing'`)
 	eventually(t, "decrypt finishing", func() error {
 		_, err := conn.Exec(ctx, "UPDATE people SET ssn = 'S-10' WHERE false")
@@ -347,7 +347,9 @@ COMMIT;`)
 		return nil
 	})
 	checkReads("decrypt finishing")
-	search("decrypt finishing", "SELECT name FROM people WHERE ssn IN ($1, 'S-8')", []any{"S-7"}, "p7", "p8")
+	if _, err := conn.Exec(ctx, "SELECT name FROM people WHERE ssn IN ($1, 'S-8')", "S-7"); sqlstate(err) != "0A000" {
+		t.Fatalf("a search while decrypt finishes: %v", err)
+	}
 
 	// 7. The sweep writes text forms, the column gets its type back and
 	// decrypt finishes: reads pass, writes are refused.

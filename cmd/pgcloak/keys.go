@@ -117,11 +117,15 @@ func keyActionCommand(g *globalFlags, use, short string, act func(*cobra.Command
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStore(cmd, g, func(_ *policy.Config, st *store) error {
+			return withStore(cmd, g, func(cfg *policy.Config, st *store) error {
 				if err := act(cmd, st, args[0]); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: done (%s)\n", args[0], use)
+				if use == "rotate" {
+					fmt.Fprintf(cmd.OutOrStdout(), "proxies encrypt under the new version once their key cache expires (keystore.cache_ttl, %s); then run pgcloak reencrypt on each column under %s\n",
+						cacheTTL(cfg), args[0])
+				}
 				return nil
 			})
 		},

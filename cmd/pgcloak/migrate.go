@@ -81,7 +81,7 @@ func migrateCommand(g *globalFlags, action migrateAction, short string) *cobra.C
 	f.StringVar(&o.dsn, "dsn", "", "PostgreSQL connection string (default: upstream.address with PG* environment variables)")
 	f.IntVar(&o.batch, "batch", 1000, "rows per transaction")
 	f.DurationVar(&o.settle, "settle", 35*time.Second,
-		"keep sweeping until this long after the start, so proxies that had not yet seen the migration (catalog refresh, 30s) are covered")
+		"how long proxies take to see a migration (their catalog refresh is 30s): sweeping goes on this long, and decrypt waits this long before its first sweep and before changing the column's type")
 	f.StringVar(&o.progress, "progress", "auto", "auto (a bar on a terminal, counts in the log otherwise), bar or log")
 	cmd.MarkFlagRequired("table")
 	cmd.MarkFlagRequired("column")
@@ -95,11 +95,14 @@ type migration struct {
 	log    *slog.Logger
 	errOut io.Writer
 
-	conn   *pgx.Conn
-	rule   *policy.ColumnRule
-	cipher *keymap.ColumnCipher
-	codec  *keymap.Codec
-	tc     *keymap.TextContext
+	conn *pgx.Conn
+	rule *policy.ColumnRule
+	keys keymap.Store
+	// keyCacheTTL is how long proxies keep a keyset (keystore.cache_ttl).
+	keyCacheTTL time.Duration
+	cipher      *keymap.ColumnCipher
+	codec       *keymap.Codec
+	tc          *keymap.TextContext
 
 	qualified string   // "schema"."table"
 	column    string   // "column"
@@ -133,7 +136,7 @@ func newMigration(ctx context.Context, cfg *policy.Config, st *store, action mig
 	}
 	m := &migration{
 		action: action, opts: o, log: log, errOut: errOut,
-		conn: conn, rule: rule, cipher: c, codec: keymap.CodecFor(rule.Type),
+		conn: conn, rule: rule, keys: st, keyCacheTTL: cacheTTL(cfg), cipher: c, codec: keymap.CodecFor(rule.Type),
 		tc:        &keymap.TextContext{Location: time.UTC},
 		qualified: pgx.Identifier{schema, table}.Sanitize(),
 		column:    pgx.Identifier{o.column}.Sanitize(),
@@ -197,6 +200,9 @@ func (m *migration) run(ctx context.Context, out io.Writer) error {
 	if err := m.begin(ctx); err != nil {
 		return err
 	}
+	if err := m.awaitProxies(ctx); err != nil {
+		return err
+	}
 	total := 0
 	for pass := 1; ; pass++ {
 		n, err := m.sweep(ctx, pass)
@@ -225,6 +231,42 @@ func (m *migration) run(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
+// awaitProxies waits, before the first sweep, until every proxy can find
+// the rows the sweep converts. reencrypt moves rows to the newest key
+// version, which a proxy's equality searches include only once its key
+// cache has expired after the rotation; decrypt turns rows into text
+// forms, which a proxy looks for once it has seen the migration (its
+// catalog refresh, covered by --settle). encrypt needs no wait: until a
+// proxy sees it, the proxy refuses searches on the column.
+func (m *migration) awaitProxies(ctx context.Context) error {
+	var until time.Time
+	switch m.action {
+	case actionReencrypt:
+		infos, err := m.keys.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, k := range infos {
+			if k.Name == m.rule.KeyName && !k.Rotated.IsZero() {
+				until = k.Rotated.Add(m.keyCacheTTL)
+			}
+		}
+	case actionDecrypt:
+		until = time.Now().Add(m.opts.settle)
+	}
+	wait := time.Until(until)
+	if wait <= 0 {
+		return nil
+	}
+	m.log.Info("waiting for proxies to catch up before the first sweep", "column", m.rule.Name(), "action", string(m.action), "wait", wait.Round(time.Second))
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("interrupted before the first sweep; run the same command again to resume")
+	case <-time.After(wait):
+		return nil
+	}
+}
+
 // begin records the migration and, for encrypt, turns the column into
 // bytea holding each value's text form, in the same transaction: a proxy
 // sees the column either of its own type with no migration (writes
@@ -234,21 +276,41 @@ func (m *migration) begin(ctx context.Context) error {
 		return fmt.Errorf("creating pgcloak.column_migrations: %w", err)
 	}
 	return pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+		resuming, err := m.resuming(ctx, tx)
+		if err != nil {
+			return err
+		}
 		if err := m.record(ctx, tx, string(m.action)); err != nil {
 			return err
 		}
-		if m.action != actionEncrypt {
+		if m.action != actionEncrypt || resuming {
 			return nil
 		}
 		typ, err := m.columnType(ctx, tx)
-		if err != nil || typ == "bytea" {
+		if err != nil || (typ == "bytea" && m.rule.Type != policy.TypeBytea) {
 			return err
 		}
+		// A bytea column of logical type bytea holds raw plaintext: it
+		// gets text forms too, so that proxies and the sweep read every
+		// unconverted value the same way. Ciphertexts (a column encrypted
+		// before) stay.
+		using := fmt.Sprintf(`pg_catalog.convert_to(%s::text, 'UTF8')`, m.column)
+		if typ == "bytea" {
+			using = fmt.Sprintf(`CASE WHEN pg_catalog.substr(%[1]s, 1, 5) = '\xc770676301'::bytea THEN %[1]s ELSE %[2]s END`, m.column, using)
+		}
 		m.log.Info("changing the column to bytea (text form of each value)", "column", m.rule.Name(), "from", typ)
-		_, err = tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE bytea USING pg_catalog.convert_to(%s::text, 'UTF8')`,
-			m.qualified, m.column, m.column))
+		_, err = tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE bytea USING %s`, m.qualified, m.column, using))
 		return err
 	})
+}
+
+// resuming reports whether the same action was started and not finished.
+func (m *migration) resuming(ctx context.Context, tx pgx.Tx) (bool, error) {
+	var n int
+	err := tx.QueryRow(ctx, `SELECT count(*) FROM pgcloak.column_migrations
+		WHERE schema_name = $1 AND table_name = $2 AND column_name = $3 AND action = $4 AND finished IS NULL`,
+		m.rule.Schema, m.rule.Table, m.rule.Column, string(m.action)).Scan(&n)
+	return n > 0, err
 }
 
 // record writes the migration's row with action, unfinished. A run that
@@ -286,11 +348,11 @@ func (m *migration) columnType(ctx context.Context, tx pgx.Tx) (string, error) {
 
 // finish marks the migration done. decrypt also gives the column back its
 // logical type, in two steps: first it records that it is finishing, which
-// makes proxies refuse writes to the column, and waits the settle time so
-// that every proxy has seen that; then, after a last sweep, it changes the
-// type and marks the migration finished in one transaction. A proxy that
-// wrote a bytea into the column after its type changed would store the
-// bytea's hex text in a text column.
+// makes proxies refuse writes and searches on the column, and waits the
+// settle time so that every proxy has seen that; then, after a last sweep,
+// it changes the type and marks the migration finished in one transaction.
+// A proxy that wrote a bytea into the column after its type changed would
+// store the bytea's hex text in a text column.
 func (m *migration) finish(ctx context.Context) error {
 	if m.action == actionDecrypt {
 		if err := m.finishDecrypt(ctx); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/testenv"
@@ -20,6 +23,7 @@ const migratePolicy = `upstream:
   address: %s
 keystore:
   local: {path: %s, master_key_file: %s}
+  cache_ttl: 1s
 policy:
   keys:
     - {name: ssn, kind: deterministic}
@@ -36,11 +40,7 @@ policy:
 func migrationFixture(t *testing.T, rows int) (*testenv.PG, *policy.Config, *store) {
 	t.Helper()
 	pg := testenv.Postgres(t)
-	pg.ExecAdmin(t, fmt.Sprintf(`CREATE TABLE people (id int PRIMARY KEY, name text, ssn text, born date);
-		INSERT INTO people SELECT g, 'n' || g, CASE WHEN g %% 97 = 0 THEN NULL ELSE lpad(g::text, 9, '0') END,
-			DATE '1950-01-01' + (g %% 20000)
-		FROM generate_series(1, %d) g;
-		CREATE TABLE people_plain AS SELECT * FROM people;`, rows))
+	createPeople(t, pg, rows)
 	dir := t.TempDir()
 	_, ks, err := keymap.NewLocalStoreInDir(dir)
 	if err != nil {
@@ -62,6 +62,19 @@ func migrationFixture(t *testing.T, rows int) (*testenv.PG, *policy.Config, *sto
 		t.Fatal(err)
 	}
 	return pg, cfg, st
+}
+
+// createPeople creates people with rows rows of plaintext (ssn is id as
+// nine digits, NULL every 97th row) and people_plain, a copy to compare
+// with.
+func createPeople(t *testing.T, pg *testenv.PG, rows int) {
+	t.Helper()
+	pg.ExecAdmin(t, fmt.Sprintf(`CREATE TABLE people (id int PRIMARY KEY, name text, ssn text, born date);
+		INSERT INTO people SELECT g, 'n' || g, CASE WHEN g %% 97 = 0 THEN NULL ELSE lpad(g::text, 9, '0') END,
+			DATE '1950-01-01' + (g %% 20000)
+		FROM generate_series(1, %d) g;
+		CREATE TABLE people_plain (LIKE people INCLUDING ALL);
+		INSERT INTO people_plain SELECT * FROM people;`, rows))
 }
 
 func runMigration(t *testing.T, ctx context.Context, pg *testenv.PG, cfg *policy.Config, st *store, action migrateAction, column string, afterBatch func(int)) error {
@@ -245,4 +258,91 @@ func TestMigrateRefusesUnknownColumnAndTableWithoutKey(t *testing.T) {
 	if err := runMigration(t, context.Background(), pg, cfg, st, actionEncrypt, "ssn", nil); err == nil || !strings.Contains(err.Error(), "no primary key") {
 		t.Fatalf("table without primary key: %v", err)
 	}
+}
+
+// TestMigrateByteaColumnRoundTrip: a column of logical type bytea holds raw
+// bytes, not text: encrypt keeps every byte (backslashes, the bytes of
+// "\x41"), running it again changes nothing, and decrypt gives them back.
+func TestMigrateByteaColumnRoundTrip(t *testing.T) {
+	pg := testenv.Postgres(t)
+	pg.ExecAdmin(t, `CREATE TABLE blobs (id int PRIMARY KEY, data bytea);
+		INSERT INTO blobs VALUES (1, '\x5c7831'), (2, '\x00ff5c'), (3, ''), (4, NULL), (5, '\x41');
+		CREATE TABLE blobs_plain AS SELECT * FROM blobs;`)
+	dir := t.TempDir()
+	_, ks, err := keymap.NewLocalStoreInDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "pgcloak.yaml")
+	body := fmt.Sprintf(`upstream: {address: %s}
+keystore:
+  local: {path: %s, master_key_file: %s}
+policy:
+  keys: [{name: blobs, kind: randomized}]
+  columns: [{table: public.blobs, column: data, key: blobs, type: bytea}]
+`, pg.Address(), ks.Path, ks.MasterKeyFile)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := openStore(ctx, cfg, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keymap.CreateMissing(ctx, st, cfg.Policy.Keys); err != nil {
+		t.Fatal(err)
+	}
+	run := func(action migrateAction) {
+		t.Helper()
+		o := &migrateOptions{table: "public.blobs", column: "data", dsn: pg.DSN(), batch: 2, progress: "log"}
+		m, err := newMigration(ctx, cfg, st, action, o, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.conn.Close(ctx)
+		if err := m.run(ctx, io.Discard); err != nil {
+			t.Fatalf("%s: %v", action, err)
+		}
+	}
+	c, err := keymap.NewKeyring(st, time.Hour).Cipher(ctx, policy.NewIndex(cfg.Policy).Column("public", "blobs", "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := pg.Connect(t)
+	compare := func(encrypted bool) {
+		t.Helper()
+		rows, err := conn.Query(ctx, `SELECT b.id, b.data, p.data FROM blobs b JOIN blobs_plain p USING (id) ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type pair struct {
+			ID        int
+			Got, Want []byte
+		}
+		pairs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pair])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pairs {
+			got := p.Got
+			if encrypted && got != nil {
+				if got, err = c.Decrypt(got); err != nil {
+					t.Fatalf("row %d: %v", p.ID, err)
+				}
+			}
+			if (got == nil) != (p.Want == nil) || !bytes.Equal(got, p.Want) {
+				t.Errorf("row %d: %x, want %x (encrypted %v)", p.ID, got, p.Want, encrypted)
+			}
+		}
+	}
+	run(actionEncrypt)
+	compare(true)
+	run(actionEncrypt)
+	compare(true)
+	run(actionDecrypt)
+	compare(false)
 }

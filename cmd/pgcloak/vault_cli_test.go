@@ -52,7 +52,7 @@ func TestVaultCLI(t *testing.T) {
 	}
 	run("created ssn", "keys", "create", "--all")
 	run("policy OK", "policy", "check", "--dsn", pg.DSN())
-	run("ssn: done (rotate)", "keys", "rotate", "ssn")
+	run("(keystore.cache_ttl, 5m0s); then run pgcloak reencrypt on each column under ssn", "keys", "rotate", "ssn")
 	out := run("ssn", "keys", "list")
 	if !strings.Contains(out, "ssn       deterministic  enabled  2") {
 		t.Fatalf("keys list after rotate:\n%s", out)
