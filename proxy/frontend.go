@@ -231,7 +231,7 @@ func (ss *session) decodeError(what string) error {
 // literals; the error is what the client must see instead. declared is the
 // number of parameter types a Parse declares (0 for a Query): hidden
 // parameters are numbered after the client's.
-func (ss *session) plan(sql string, declared int) (*sqlrewrite.Plan, string, error) {
+func (ss *session) plan(sql string, declared int) (*sqlrewrite.Plan, string, keyVersions, error) {
 	ss.refreshCatalogIfStale()
 	ss.mu.Lock()
 	cat := ss.cat
@@ -241,38 +241,58 @@ func (ss *session) plan(sql string, declared int) (*sqlrewrite.Plan, string, err
 		// A catalog the proxy could not reload might name any relation
 		// encrypted: no text is plain then (see catalogUnknownLocked).
 		if plan, ok := sqlrewrite.PlainPlan(sql, cat); ok {
-			return plan, sql, nil
+			return plan, sql, nil, nil
 		}
 	}
 	// Each statement of the string is analysed and authorized in the
 	// session state the earlier ones leave (see sequence.go).
 	sim := ss.newQuerySim(sql)
 	if err := ss.checkLexing(sql); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	plan, err := sqlrewrite.Analyze(sql, sim.env())
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if err := ss.checkEncoding(plan); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if err := sim.check(plan); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if err := checkZoneOrder(plan); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	plan.SetClientParams(declared)
 	tc := ss.textContext()
-	ciphers := ss.newCiphers()
+	ciphers := ss.newCiphers().forPlan(plan)
 	out, err := plan.Rewrite(func(lit *sqlrewrite.Literal) (string, error) {
 		return ss.literalSQL(ciphers, lit, tc)
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	return plan, out, nil
+	if ciphers.lits != nil {
+		ss.recordPrepareKeys(plan, ciphers.lits)
+	}
+	return plan, out, ciphers.lits, nil
+}
+
+// recordPrepareKeys notes the key versions of the constants in the
+// string's SQL PREPAREs (all of the string's, to be safe), which EXECUTE
+// checks.
+func (ss *session) recordPrepareKeys(plan *sqlrewrite.Plan, kv keyVersions) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for _, st := range plan.Statements {
+		if st.Kind != sqlrewrite.KindPrepare || st.Prepare == nil {
+			continue
+		}
+		if src, ok := ss.prepSrc[st.Prepare]; ok {
+			src.keys = kv
+			ss.prepSrc[st.Prepare] = src
+		}
+	}
 }
 
 // checkLexing refuses statements that may touch encrypted tables while
@@ -361,21 +381,40 @@ func (ss *session) authorizeAs(role string, stmts []*sqlrewrite.Statement) error
 // checkConverted refuses a statement that writes or searches a policy
 // column that is not encrypted in PostgreSQL (and not being encrypted):
 // its values would be stored or compared in plaintext where the policy
-// wants ciphertext. It also refuses writes at the end of a decrypt, whose
-// ALTER a write could race.
+// wants ciphertext. It also refuses them at the end of a decrypt, whose
+// ALTER they could race: a bytea written or compared after it would be
+// stored as text or fail.
 func checkConverted(cat *catalog, st *sqlrewrite.Statement) error {
-	for _, r := range st.Writes {
-		if cat.state(r).mode == modeDecryptFinishing {
-			return newSQLError("0A000", "column %s is being given back its type by pgcloak decrypt; writes to it are refused until that ends", r.Name())
-		}
+	if err := checkForms(cat, st); err != nil {
+		return err
 	}
 	for _, rules := range [][]*policy.ColumnRule{st.Writes, st.Searches} {
 		for _, r := range rules {
-			if s := cat.state(r); s.mode == modeUnconverted {
+			s := cat.state(r)
+			if s.mode == modeDecryptFinishing {
+				return newSQLError("0A000", "column %s is being given back its type by pgcloak decrypt; writes and searches on it are refused", r.Name())
+			}
+			if s.mode == modeUnconverted {
 				if s.bytea {
 					return newSQLError("0A000", "column %s holds plaintext after pgcloak decrypt; remove it from the policy or run pgcloak encrypt", r.Name())
 				}
 				return newSQLError("0A000", "column %s is %s in PostgreSQL; run pgcloak encrypt", r.Name(), s.pgType)
+			}
+		}
+	}
+	return nil
+}
+
+// checkForms refuses a statement that copies a column that is being
+// migrated, which holds text forms, into another column of its key, which
+// holds only ciphertexts. (A parameter or constant written to several
+// columns is stored as a ciphertext unless all of them are being
+// decrypted: see ciphers.textFormWrite.)
+func checkForms(cat *catalog, st *sqlrewrite.Statement) error {
+	for _, w := range st.Writes {
+		for _, c := range st.Copies {
+			if c != w && cat.state(c).mixed() {
+				return newSQLError("0A000", "column %s cannot be copied into %s while pgcloak encrypt or decrypt runs on it", c.Name(), w.Name())
 			}
 		}
 	}
@@ -421,7 +460,7 @@ func (ss *session) query(fe *frontend, body []byte) error {
 	if q.Decode(body) != nil {
 		return ss.decodeError("Query")
 	}
-	plan, sql, err := ss.plan(q.String, 0)
+	plan, sql, _, err := ss.plan(q.String, 0)
 	if err != nil {
 		return ss.refuse(err, true)
 	}
@@ -493,7 +532,7 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 			return err
 		}
 	}
-	plan, sql, err := ss.plan(msg.Query, len(msg.ParameterOIDs))
+	plan, sql, keys, err := ss.plan(msg.Query, len(msg.ParameterOIDs))
 	if err != nil {
 		return ss.refuseExtended(fe, err)
 	}
@@ -514,7 +553,7 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 			oids[i] = byteaArrayOID
 		}
 	}
-	st := &preparedStmt{name: msg.Name, plan: plan, env: ss.planEnvNow(), declared: len(msg.ParameterOIDs)}
+	st := &preparedStmt{name: msg.Name, plan: plan, env: ss.planEnvNow(), declared: len(msg.ParameterOIDs), keys: keys}
 	created := false
 	ss.mu.Lock()
 	// A named statement that exists makes PostgreSQL reject the Parse;
@@ -594,7 +633,7 @@ func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (boo
 		formats[i] = formatFor(msg.ParameterFormatCodes, i)
 	}
 	tc := ss.textContext()
-	ciphers := ss.newCiphers()
+	ciphers := ss.newCiphers().forPlan(plan)
 	// Hidden parameters first: they are computed from the client's
 	// values, which the loop below replaces.
 	extra := make([][]byte, len(hidden))
@@ -612,6 +651,11 @@ func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (boo
 	for i, pr := range plan.Params {
 		if pr == nil || pr.Source > 0 || i >= len(msg.Parameters) || msg.Parameters[i] == nil {
 			continue
+		}
+		if pr.Compared {
+			if err := ciphers.checkSingle(pr.Rule); err != nil {
+				return false, err
+			}
 		}
 		v, err := ciphers.store(pr.Rule, formats[i], msg.Parameters[i], tc, pr.Write)
 		if err != nil {

@@ -25,6 +25,8 @@ type preparedStmt struct {
 	prep *sqlrewrite.Prepared
 	// declared is the number of parameter types the Parse declared.
 	declared int
+	// keys are the key versions of the constants in its SQL.
+	keys keyVersions
 }
 
 // statement is the plan's single statement (the extended protocol allows

@@ -65,6 +65,7 @@ func (ss *session) planEnvNow() planEnv {
 type prepSource struct {
 	text string
 	env  planEnv
+	keys keyVersions // of the constants in the SQL sent for it
 }
 
 // afterDDL stands for a catalog the proxy cannot know: after DDL earlier
@@ -290,6 +291,9 @@ func (sim *querySim) check(plan *sqlrewrite.Plan) error {
 		if err := ex.p.src.stillValid(ex.name, sim.envs[ex.stmt]); err != nil {
 			return err
 		}
+		if err := ss.checkKeyVersions(ex.name, ex.p.src.keys); err != nil {
+			return err
+		}
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -355,7 +359,13 @@ func (ss *session) replanned(st *preparedStmt) error {
 		if !fromSQL {
 			return nil
 		}
+		if err := ss.checkKeyVersions(st.name, src.keys); err != nil {
+			return err
+		}
 		return src.stillValid(st.name, env)
+	}
+	if err := ss.checkKeyVersions(st.name, st.keys); err != nil {
+		return err
 	}
 	if st.env.cat == nil || st.env.same(env) {
 		return nil

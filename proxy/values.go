@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -69,6 +70,74 @@ type ciphers struct {
 	ss     *session
 	cat    *catalog
 	byRule map[*policy.ColumnRule]*keymap.ColumnCipher
+	// lits records the key versions of the constants rendered as
+	// candidates (see keyVersions).
+	lits keyVersions
+	// writes are the columns the plan writes, when known (see store).
+	writes []*policy.ColumnRule
+}
+
+// forPlan notes the columns plan writes, which decide the form a written
+// value takes (see store).
+func (cs *ciphers) forPlan(plan *sqlrewrite.Plan) *ciphers {
+	for _, st := range plan.Statements {
+		if st != nil {
+			cs.writes = append(cs.writes, st.Writes...)
+		}
+	}
+	return cs
+}
+
+// textFormWrite reports whether a value bound for rule's column is stored
+// as its text form: when the column is being decrypted, and so is every
+// column of its key the plan writes (a value written to two columns is
+// stored once, in one form: ciphertext, which the decrypt sweep converts).
+func (cs *ciphers) textFormWrite(rule *policy.ColumnRule) bool {
+	if cs.cat == nil || cs.cat.state(rule).mode != modeMixedDecrypt {
+		return false
+	}
+	for _, w := range cs.writes {
+		if w.KeyName == rule.KeyName && cs.cat.state(w).mode != modeMixedDecrypt {
+			return false
+		}
+	}
+	return true
+}
+
+// keyVersions records, for each column whose constants a statement's SQL
+// holds encrypted, what they stand for (ciphers.literalTag): the key
+// versions they were encrypted under and the column's migration state. A
+// prepared statement keeps its SQL: after a rotation its constants would
+// miss rows under the new version, and after a migration's state changes
+// they would be in the wrong form.
+type keyVersions map[*policy.ColumnRule]string
+
+// recordLiteral notes that a constant of rule was rendered.
+func (cs *ciphers) recordLiteral(rule *policy.ColumnRule) {
+	if cs.lits == nil {
+		cs.lits = keyVersions{}
+	}
+	cs.lits[rule] = cs.literalTag(rule)
+}
+
+// checkKeyVersions refuses prepared statement name when its constants no
+// longer stand for what they did.
+func (ss *session) checkKeyVersions(name string, kv keyVersions) error {
+	if len(kv) == 0 {
+		return nil
+	}
+	cs := ss.newCiphers()
+	for rule := range kv {
+		if _, err := cs.get(rule); err != nil {
+			return err
+		}
+	}
+	for rule, tag := range kv {
+		if cs.literalTag(rule) != tag {
+			return newSQLError("0A000", "prepared statement %q holds constants of column %s encrypted under key versions or a migration state that have changed since; prepare it again", name, rule.Name())
+		}
+	}
+	return nil
 }
 
 func (ss *session) newCiphers() *ciphers {
@@ -113,10 +182,35 @@ func (cs *ciphers) store(rule *policy.ColumnRule, format int16, value []byte, tc
 	if err != nil {
 		return nil, err
 	}
-	if write && cs.cat != nil && cs.cat.state(rule).mode == modeMixedDecrypt {
+	if write && cs.textFormWrite(rule) {
 		return textForm(rule, pt)
 	}
 	return c.Encrypt(pt)
+}
+
+// checkSingle refuses a value compared as its one ciphertext (see
+// sqlrewrite.ParamRule.Compared) when rule's column may hold the value in
+// another form: under another key version (after a rotation) or as a
+// text form (during a migration).
+func (cs *ciphers) checkSingle(rule *policy.ColumnRule) error {
+	c, err := cs.get(rule)
+	if err != nil {
+		return err
+	}
+	if c.Versions() > 1 || (cs.cat != nil && cs.cat.state(rule).mixed()) {
+		return newSQLError("0A000", "column %s: a row comparison, IN (VALUES …) or subquery constant matches one key version only, and the key has several (after a rotation) or the column is being migrated; compare with =, <>, IN or NOT IN", rule.Name())
+	}
+	return nil
+}
+
+// literalTag identifies what a constant of rule rendered now stands for:
+// the key versions and whether text forms are involved (see keyVersions).
+func (cs *ciphers) literalTag(rule *policy.ColumnRule) string {
+	tag := cs.byRule[rule].KeyVersions()
+	if cs.cat != nil {
+		tag += "/" + strconv.Itoa(int(cs.cat.state(rule).mode))
+	}
+	return tag
 }
 
 // candidates returns every form a client value may be stored as in rule's
@@ -178,6 +272,7 @@ func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.T
 		if err != nil {
 			return "", err
 		}
+		cs.recordLiteral(lit.Rule)
 		buf := append(make([]byte, 0, 8+len(cands)*(2*64+16)), "ARRAY["...)
 		for i, ct := range cands {
 			if i > 0 {
@@ -187,10 +282,16 @@ func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.T
 		}
 		return string(append(buf, ']')), nil
 	}
+	if lit.Compared {
+		if err := cs.checkSingle(lit.Rule); err != nil {
+			return "", err
+		}
+	}
 	v, err := cs.store(lit.Rule, keymap.TextFormat, []byte(lit.Value), tc, lit.Write)
 	if err != nil {
 		return "", err
 	}
+	cs.recordLiteral(lit.Rule)
 	return string(appendByteaLiteral(make([]byte, 0, 2*len(v)+16), v)), nil
 }
 

@@ -396,6 +396,7 @@ func addRule(list []*policy.ColumnRule, r *policy.ColumnRule) []*policy.ColumnRu
 func (a *analyzer) wrote(r *policy.ColumnRule)    { a.stmt.Writes = addRule(a.stmt.Writes, r) }
 func (a *analyzer) searched(r *policy.ColumnRule) { a.stmt.Searches = addRule(a.stmt.Searches, r) }
 func (a *analyzer) outputs(r *policy.ColumnRule)  { a.stmt.Outputs = addRule(a.stmt.Outputs, r) }
+func (a *analyzer) copied(r *policy.ColumnRule)   { a.stmt.Copies = addRule(a.stmt.Copies, r) }
 
 // nodeName is a node's type name for messages ("FuncCall").
 func nodeName(n *pg_query.Node) string {

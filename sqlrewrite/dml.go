@@ -59,9 +59,9 @@ func (a *analyzer) assign(t targetCol, v value) error {
 	}
 	switch v.kind {
 	case valLit:
-		return a.encryptLiteral(v, t.rule, true)
+		return a.encryptLiteral(v, t.rule, true, false)
 	case valParam:
-		return a.encryptParam(v, t.rule, true)
+		return a.encryptParam(v, t.rule, true, false)
 	case valNull:
 		return a.dropNullCast(v)
 	case valDefault:
@@ -70,6 +70,7 @@ func (a *analyzer) assign(t targetCol, v value) error {
 		if !t.rule.Interchangeable(v.rule) {
 			return refuse(t.rule.Name(), "copying encrypted column %s into %s is not possible: their ciphertexts are bound to different keys or columns", v.rule.Name(), t.rule.Name())
 		}
+		a.copied(v.rule)
 		return nil
 	}
 	return refuse(t.rule.Name(), "column %s is encrypted: it can only be assigned a constant, a parameter, NULL, DEFAULT or a column encrypted under the same key", t.rule.Name())

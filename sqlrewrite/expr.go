@@ -432,9 +432,9 @@ func (a *analyzer) compareValues(l, r value) error {
 		}
 		return nil
 	case valLit:
-		return a.encryptLiteral(r, l.rule, false)
+		return a.encryptLiteral(r, l.rule, false, true)
 	case valParam:
-		return a.encryptParam(r, l.rule, false)
+		return a.encryptParam(r, l.rule, false, true)
 	case valNull:
 		return a.dropNullCast(r)
 	}
@@ -446,8 +446,9 @@ func randomizedEquality(r *policy.ColumnRule) *Error {
 }
 
 // encryptLiteral records the edit that replaces a constant with its
-// ciphertext under rule.
-func (a *analyzer) encryptLiteral(v value, rule *policy.ColumnRule, write bool) error {
+// ciphertext under rule; compared marks one compared as that single
+// ciphertext (see Literal.Compared).
+func (a *analyzer) encryptLiteral(v value, rule *policy.ColumnRule, write, compared bool) error {
 	val, err := a.literalValue(v.node, rule)
 	if err != nil {
 		return err
@@ -459,14 +460,17 @@ func (a *analyzer) encryptLiteral(v value, rule *policy.ColumnRule, write bool) 
 	if !write {
 		a.searched(rule)
 	}
-	return a.addEdit(Edit{Start: sp.start, End: sp.end, Literal: &Literal{Rule: rule, Value: val, Write: write}})
+	return a.addEdit(Edit{Start: sp.start, End: sp.end, Literal: &Literal{Rule: rule, Value: val, Write: write, Compared: compared}})
 }
 
 // encryptParam records that $n carries a value of rule; a cast on it is
 // removed, since the parameter becomes bytea.
-func (a *analyzer) encryptParam(v value, rule *policy.ColumnRule, write bool) error {
+func (a *analyzer) encryptParam(v value, rule *policy.ColumnRule, write, compared bool) error {
 	if err := a.params.use(v.param, rule, write); err != nil {
 		return err
+	}
+	if compared {
+		a.params.rules[v.param-1].Compared = true
 	}
 	if !write {
 		a.searched(rule)

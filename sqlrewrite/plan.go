@@ -90,6 +90,11 @@ type ParamRule struct {
 	// Write is true when the value is stored (needs the write grant),
 	// false when it is only compared (needs the read grant).
 	Write bool
+	// Compared is true when the value is compared as its one ciphertext
+	// under the key's primary version somewhere in the SQL (forms not
+	// rewritten to candidates: row comparisons, IN (VALUES …), subquery
+	// constants), which misses values stored under other versions.
+	Compared bool
 	// Source, set on a hidden parameter only, is the number n of the
 	// client's parameter $n whose value the proxy computes it from.
 	Source int
@@ -127,6 +132,9 @@ type Literal struct {
 	Value string
 	// Write is true when the value is stored, false when compared.
 	Write bool
+	// Compared is true for a value compared as its one ciphertext (see
+	// ParamRule.Compared).
+	Compared bool
 	// Candidates asks for every ciphertext the value may be stored as
 	// (see ParamRule.Candidates), as an array:
 	// ARRAY['\x…'::bytea, '\x…'::bytea].
@@ -304,6 +312,9 @@ type Statement struct {
 	Writes   []*policy.ColumnRule
 	Searches []*policy.ColumnRule
 	Outputs  []*policy.ColumnRule
+	// Copies are the encrypted columns whose stored values the statement
+	// copies into a column (one of Writes, under the same key).
+	Copies []*policy.ColumnRule
 	// Columns is, for a statement returning rows, the rule of each result
 	// column that carries a ciphertext (nil for plain ones), by position.
 	// PostgreSQL reports no column of origin for some (UNION, INTERSECT,

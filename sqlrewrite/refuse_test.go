@@ -21,6 +21,12 @@ type refuseCase struct {
 const na = CodeFeatureNotSupported
 
 var refuseCases = []refuseCase{
+	// Comparisons with constants that PostgreSQL would keep.
+	{name: "view with literal", sql: `CREATE VIEW flagged AS SELECT id, ssn FROM patients WHERE ssn = 'x'`, code: na, column: pSSN,
+		contains: "a view cannot compare encrypted column public.patients.ssn with a constant"},
+	{name: "view with row comparison", sql: `CREATE VIEW flagged AS SELECT id FROM patients WHERE (ssn, name) = ('x', 'y')`, code: na, column: pSSN},
+	{name: "materialized view with literal", sql: `CREATE MATERIALIZED VIEW flagged AS SELECT id FROM patients WHERE ssn IN ('x', 'y')`, code: na, column: pSSN,
+		contains: "a materialized view cannot compare"},
 	// Predicates that need plaintext.
 	{name: "randomized equality", sql: `SELECT * FROM patients WHERE diagnosis = 'flu'`, code: na, column: pDiag,
 		contains: "is encrypted with a randomized key: equality comparison is not possible"},

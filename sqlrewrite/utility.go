@@ -133,6 +133,9 @@ func (a *analyzer) execute(es *pg_query.ExecuteStmt, st *Statement) error {
 		for _, r := range p.Statement.Outputs {
 			a.outputs(r)
 		}
+		for _, r := range p.Statement.Copies {
+			a.copied(r)
+		}
 		st.Columns = p.Statement.Columns
 	}
 	empty := &scope{}
@@ -235,9 +238,27 @@ func (a *analyzer) executeArg(arg *pg_query.Node, pr *ParamRule, sc *scope) (val
 		if pr.Write {
 			a.wrote(pr.Rule)
 		}
-		return v, a.encryptLiteral(v, pr.Rule, pr.Write)
+		return v, a.encryptLiteral(v, pr.Rule, pr.Write, pr.Compared)
 	}
 	return v, refuse(pr.Rule.Name(), "the EXECUTE argument for encrypted column %s must be a constant or NULL", pr.Rule.Name())
+}
+
+// runsExecute reports whether n is an EXECUTE, directly or as the query
+// of a CREATE TABLE AS or of a nested EXPLAIN.
+func runsExecute(n *pg_query.Node) bool {
+	for n != nil {
+		switch {
+		case n.GetExecuteStmt() != nil:
+			return true
+		case n.GetCreateTableAsStmt() != nil:
+			n = n.GetCreateTableAsStmt().GetQuery()
+		case n.GetExplainStmt() != nil:
+			n = n.GetExplainStmt().GetQuery()
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // explain analyzes the explained statement like a direct one; EXPLAIN
@@ -246,14 +267,14 @@ func (a *analyzer) explain(es *pg_query.ExplainStmt, st *Statement) error {
 	st.Kind = KindOther
 	// EXECUTE's arguments may be bound for encrypted columns whatever
 	// names the text mentions.
-	if !a.deep && es.GetQuery().GetExecuteStmt() == nil {
+	if !a.deep && !runsExecute(es.GetQuery()) {
 		return nil
 	}
 	inner := &Statement{}
 	if err := a.nestedStatement(es.GetQuery(), inner, nil); err != nil {
 		return err
 	}
-	st.Writes, st.Searches = inner.Writes, inner.Searches
+	st.Writes, st.Searches, st.Copies = inner.Writes, inner.Searches, inner.Copies
 	if inner.Kind == KindDDL {
 		st.Kind = KindDDL
 	}
@@ -280,7 +301,7 @@ func (a *analyzer) createTableAs(c *pg_query.CreateTableAsStmt, st *Statement) e
 		if len(inner.Outputs) > 0 && !matview {
 			return refuse(inner.Outputs[0].Name(), "CREATE TABLE AS would copy encrypted column %s into a new table without encryption rules", inner.Outputs[0].Name())
 		}
-		st.Searches, st.Writes = inner.Searches, inner.Writes
+		st.Searches, st.Writes, st.Copies = inner.Searches, inner.Writes, inner.Copies
 		return nil
 	}
 	sh, err := a.nestedShape(c.GetQuery())
@@ -288,6 +309,9 @@ func (a *analyzer) createTableAs(c *pg_query.CreateTableAsStmt, st *Statement) e
 		return err
 	}
 	if matview {
+		if err := a.noStoredComparisons("a materialized view"); err != nil {
+			return err
+		}
 		return a.discardShape(sh)
 	}
 	return a.intoPlain(sh, "CREATE TABLE AS")
@@ -317,7 +341,33 @@ func (a *analyzer) createView(v *pg_query.ViewStmt, st *Statement) error {
 		// proxy's name resolution does not follow.
 		return refuse("", "a temporary view over encrypted columns is not supported")
 	}
+	if err := a.noStoredComparisons("a view"); err != nil {
+		return err
+	}
 	return a.discardShape(sh)
+}
+
+// noStoredComparisons refuses a statement whose SQL PostgreSQL keeps (a
+// view) when it compares an encrypted column with a constant: the
+// constant's ciphertexts are fixed at creation, so the comparison would
+// stop matching after a key rotation (and during a migration it would
+// hold the value's plaintext form).
+func (a *analyzer) noStoredComparisons(what string) error {
+	for _, e := range a.edits {
+		if e.Start < a.cur.start || e.End > a.cur.end {
+			continue
+		}
+		lits := []*Literal{e.Literal}
+		for _, p := range e.Parts {
+			lits = append(lits, p.Literal)
+		}
+		for _, l := range lits {
+			if l != nil && (l.Candidates || l.Compared) {
+				return refuse(l.Rule.Name(), "%s cannot compare encrypted column %s with a constant: its ciphertexts would be fixed at creation and stop matching after a key rotation", what, l.Rule.Name())
+			}
+		}
+	}
+	return nil
 }
 
 // declareCursor records what FETCH will return.
