@@ -176,6 +176,10 @@ func (c *loadCall) wait(ctx context.Context, name string) (*keyEntry, error) {
 }
 
 func (k *Keyring) fetch(ctx context.Context, rule *policy.ColumnRule) (*keyEntry, error) {
+	// The entry expires ttl after the read began, not after it ended, so
+	// that a keyset changed in the store is in use within ttl of the
+	// change (reencrypt waits for that).
+	start := k.now()
 	h, err := k.store.Load(ctx, rule.KeyName)
 	if err != nil {
 		return nil, &KeyError{Key: rule.KeyName, Err: err}
@@ -185,7 +189,7 @@ func (k *Keyring) fetch(ctx context.Context, rule *policy.ColumnRule) (*keyEntry
 		return nil, &KeyError{Key: rule.KeyName, Err: err}
 	}
 	e := &keyEntry{kind: rule.Kind, p: p, ciphers: map[*policy.ColumnRule]*ColumnCipher{}}
-	e.expires.Store(k.now().Add(k.ttl).UnixNano())
+	e.expires.Store(start.Add(k.ttl).UnixNano())
 	return e, nil
 }
 

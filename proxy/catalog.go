@@ -29,6 +29,10 @@ type catalog struct {
 	// states is what the database holds in each policy column it has
 	// (see columnState); a column missing from it is taken as encrypted.
 	states map[*policy.ColumnRule]columnState
+	// migrationsUnknown: pgcloak.column_migrations exists but the
+	// loading role may not read it, so a column being migrated cannot be
+	// told from an encrypted one (see checkConverted).
+	migrationsUnknown bool
 }
 
 // colMode is what a policy column holds in the database, from its type
@@ -504,9 +508,16 @@ func (ss *session) refreshCatalogIfStale() {
 	}
 	ss.mu.Lock()
 	ss.cat, ss.catStale, ss.catFailed = cat, false, false
+	if tx == 'T' {
+		// Read in the transaction's snapshot, which at REPEATABLE READ
+		// can be older than the reload: reloaded again when it ends.
+		ss.catTxDirty = true
+	}
 	ss.mu.Unlock()
-	if tx == 'I' {
-		// Inside a transaction the snapshot may show uncommitted DDL.
+	if tx == 'I' && !cat.migrationsUnknown {
+		// Inside a transaction the snapshot may show uncommitted DDL;
+		// one loaded by a role that cannot read the migrations is its
+		// own.
 		ss.srv.catalogs.store(ss.database, cat)
 	}
 }
@@ -535,13 +546,29 @@ func (ss *session) loadCatalog(inTx bool, cur settings) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ss.catalogFrom(rows, expandSearchPath(cur.searchPath, cur.currentRole()), func() ([][]string, error) {
+		return ss.catalogRows(inTx, migrationsQuery)
+	})
+}
+
+// catalogFrom builds a snapshot from the catalog query's rows, reading the
+// column migrations with readMigrations when the session's role may.
+func (ss *session) catalogFrom(rows [][]string, searchPath []string, readMigrations func() ([][]string, error)) (*catalog, error) {
 	var migrations [][]string
-	if ss.migrationsReadable(rows) {
-		if migrations, err = ss.catalogRows(inTx, migrationsQuery); err != nil {
+	readable := ss.migrationsReadable(rows)
+	if readable {
+		var err error
+		if migrations, err = readMigrations(); err != nil {
 			return nil, err
 		}
 	}
-	return buildCatalog(ss.srv.cfg.Policy, rows, expandSearchPath(cur.searchPath, cur.currentRole()), migrations)
+	cat, err := buildCatalog(ss.srv.cfg.Policy, rows, searchPath, migrations)
+	if err != nil {
+		return nil, err
+	}
+	exists, _ := migrationsTable(rows)
+	cat.migrationsUnknown = exists && !readable
+	return cat, nil
 }
 
 // catalogRows runs one query of the proxy's own in the session, within a
@@ -569,13 +596,12 @@ func (ss *session) catalogRows(inTx bool, sql string) ([][]string, error) {
 
 // migrationsReadable reports, from the catalog query's rows, whether
 // pgcloak.column_migrations is to be read. When the session's role may not
-// read it, columns are taken as not being migrated (bytea: encrypted;
-// another type: refused for writes), which fails closed, and that is
-// logged once.
+// read it, writes and searches on policy columns are refused (see
+// checkConverted), and that is logged once.
 func (ss *session) migrationsReadable(rows [][]string) bool {
 	exists, readable := migrationsTable(rows)
 	if exists && !readable && ss.srv.migrationsWarned.CompareAndSwap(false, true) {
-		ss.log.Warn("pgcloak.column_migrations is not readable by the session's role: columns being migrated are not recognised; grant SELECT on it (and USAGE on schema pgcloak) to the application roles")
+		ss.log.Warn("pgcloak.column_migrations is not readable by the session's role: writes and searches on policy columns are refused; grant SELECT on it (and USAGE on schema pgcloak) to the application roles")
 	}
 	return readable
 }

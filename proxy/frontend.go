@@ -385,6 +385,13 @@ func (ss *session) authorizeAs(role string, stmts []*sqlrewrite.Statement) error
 // ALTER they could race: a bytea written or compared after it would be
 // stored as text or fail.
 func checkConverted(cat *catalog, st *sqlrewrite.Statement) error {
+	if cat.migrationsUnknown {
+		for _, rules := range [][]*policy.ColumnRule{st.Writes, st.Searches} {
+			if len(rules) > 0 {
+				return newSQLError("0A000", "pgcloak.column_migrations is not readable by this role, so pgcloak cannot tell whether column %s is being migrated; grant SELECT on it and USAGE on schema pgcloak", rules[0].Name())
+			}
+		}
+	}
 	if err := checkForms(cat, st); err != nil {
 		return err
 	}

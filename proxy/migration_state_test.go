@@ -34,6 +34,7 @@ policy:
     - {role: doctor, read: [ssn, dates], write: [ssn, dates]}
     - {role: auditor, read: [], on_denied: mask}
     - {role: archivist, read: [], on_denied: ciphertext}
+    - {role: billing, read: [ssn], write: [ssn]}
 `
 
 const migSchema = `
@@ -415,14 +416,31 @@ func sweep(t *testing.T, ctx context.Context, direct *pgx.Conn, kr *keymap.Keyri
 }
 
 // TestMigrationsTableUnreadable: a role that may not read
-// pgcloak.column_migrations still works; columns are then taken as not
-// being migrated.
+// pgcloak.column_migrations cannot tell a column being migrated from an
+// encrypted one: its writes and searches on policy columns are refused
+// (reads still work), and the snapshot it loaded is not shared with roles
+// that may read the table.
 func TestMigrationsTableUnreadable(t *testing.T) {
 	h := newHarness(t, migPolicy, strings.ReplaceAll(migSchema, "ssn text", "ssn bytea")+`
 UPDATE public.people SET ssn = NULL;
-ALTER TABLE public.people ALTER COLUMN seen TYPE bytea USING NULL;`)
-	h.pg.ExecAdmin(t, `CREATE SCHEMA pgcloak; CREATE TABLE pgcloak.column_migrations (schema_name name, table_name name, column_name name, action text, key_name text, started timestamptz, finished timestamptz)`)
+ALTER TABLE public.people ALTER COLUMN seen TYPE bytea USING NULL;`, func(c *proxy.Config) {
+		c.CatalogTTL = 100 * time.Millisecond
+	})
+	h.pg.ExecAdmin(t, `CREATE SCHEMA pgcloak; CREATE TABLE pgcloak.column_migrations (schema_name name, table_name name, column_name name, action text, key_name text, started timestamptz, finished timestamptz);
+GRANT USAGE ON SCHEMA pgcloak TO doctor; GRANT SELECT ON pgcloak.column_migrations TO doctor;`)
+	time.Sleep(200 * time.Millisecond) // snapshots from before the table expire
 	ctx := ctxT(t)
+	billing := h.connect("billing") // loads the first snapshot, without migrations
+	_, err := billing.Exec(ctx, "SELECT name FROM people WHERE ssn = $1", "S-1")
+	if sqlstate(err) != "0A000" || !strings.Contains(err.Error(), "pgcloak.column_migrations is not readable") {
+		t.Fatalf("a search by a role that cannot read the migrations: %v", err)
+	}
+	if _, err := billing.Exec(ctx, "UPDATE people SET ssn = $1 WHERE id = 2", "S-2"); sqlstate(err) != "0A000" {
+		t.Fatalf("a write by a role that cannot read the migrations: %v", err)
+	}
+	if got := names(t, ctx, billing, pgx.QueryExecModeCacheDescribe, "SELECT name FROM people WHERE id = $1", 1); !slices.Equal(got, []string{"p1"}) {
+		t.Fatalf("a read: %v", got)
+	}
 	conn := h.connect("doctor")
 	if _, err := conn.Exec(ctx, "UPDATE people SET ssn = $1 WHERE id = 1", "S-1"); err != nil {
 		t.Fatal(err)
@@ -432,5 +450,36 @@ ALTER TABLE public.people ALTER COLUMN seen TYPE bytea USING NULL;`)
 	}
 	if !strings.Contains(h.logBuf.String(), "pgcloak.column_migrations is not readable") {
 		t.Error("no warning about the unreadable migrations table")
+	}
+}
+
+// TestCatalogReloadInsideRepeatableRead: a catalog reloaded inside a
+// REPEATABLE READ transaction shows the migration state of the
+// transaction's snapshot; it is reloaded when the transaction ends, so
+// decrypt's finishing phase is seen right after.
+func TestCatalogReloadInsideRepeatableRead(t *testing.T) {
+	h := newHarness(t, migPolicy, strings.ReplaceAll(migSchema, "ssn text", "ssn bytea")+`
+UPDATE public.people SET ssn = NULL;
+ALTER TABLE public.people ALTER COLUMN seen TYPE bytea USING NULL;`+migTable+`
+INSERT INTO pgcloak.column_migrations VALUES ('public', 'people', 'ssn', 'decrypt', 'ssn', now(), NULL);`, func(c *proxy.Config) {
+		c.CatalogTTL = 200 * time.Millisecond
+	})
+	ctx := ctxT(t)
+	conn := h.connect("doctor")
+	if _, err := conn.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	h.pg.ExecAdmin(t, `UPDATE pgcloak.column_migrations SET action = 'decrypt-finishing'`)
+	time.Sleep(300 * time.Millisecond) // the snapshot expires
+	// Reloaded inside the transaction: still mixed decrypt there.
+	if _, err := conn.Exec(ctx, "SELECT name FROM people WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := conn.Exec(ctx, "UPDATE people SET ssn = $1 WHERE id = 1", "S-1")
+	if sqlstate(err) != "0A000" || !strings.Contains(err.Error(), "pgcloak decrypt") {
+		t.Fatalf("a write right after the transaction: %v", err)
 	}
 }

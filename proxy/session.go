@@ -68,7 +68,7 @@ type session struct {
 	rfqSent    uint64 // requests sent that end in ReadyForQuery
 	rfqSeen    uint64 // ReadyForQuery messages received
 	txStatus   byte   // as of the last ReadyForQuery
-	catTxDirty bool   // DDL ran inside the current transaction
+	catTxDirty bool   // DDL ran, or the catalog was reloaded, inside the current transaction
 	abortTx    bool   // the proxy failed a result in the current request
 	// extOpen: extended-protocol requests were sent since the last Sync.
 	// skipping: the server reported an error in that batch and ignores
@@ -463,22 +463,22 @@ func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
 	}
 	searchPath := sqlrewrite.ParseSearchPath(iq.results[0][0][0])
 	if cat == nil {
-		var migrations [][]string
-		if ss.migrationsReadable(iq.results[1]) {
+		cat, err = ss.catalogFrom(iq.results[1], expandSearchPath(searchPath, user), func() ([][]string, error) {
 			mq, err := ss.setupQuery([]string{migrationsQuery})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if len(mq.results) != 1 {
-				return errors.New("unexpected answer to the migrations query")
+				return nil, errors.New("unexpected answer to the migrations query")
 			}
-			migrations = mq.results[0]
-		}
-		cat, err = buildCatalog(ss.srv.cfg.Policy, iq.results[1], expandSearchPath(searchPath, user), migrations)
+			return mq.results[0], nil
+		})
 		if err != nil {
 			return err
 		}
-		ss.srv.catalogs.store(ss.database, cat)
+		if !cat.migrationsUnknown {
+			ss.srv.catalogs.store(ss.database, cat)
+		}
 	}
 	ss.cat = cat
 	ss.txStatus = 'I'

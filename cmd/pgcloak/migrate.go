@@ -197,8 +197,13 @@ var ciphertextHead = []byte{0xC7, 'p', 'g', 'c', 0x01}
 // left to do and the settle time has passed, finish the column.
 func (m *migration) run(ctx context.Context, out io.Writer) error {
 	start := time.Now()
-	if err := m.begin(ctx); err != nil {
+	done, err := m.begin(ctx)
+	if err != nil {
 		return err
+	}
+	if done {
+		fmt.Fprintf(out, "%s of %s.%s: already done\n", m.action, m.qualified, m.column)
+		return nil
 	}
 	if err := m.awaitProxies(ctx); err != nil {
 		return err
@@ -234,10 +239,11 @@ func (m *migration) run(ctx context.Context, out io.Writer) error {
 // awaitProxies waits, before the first sweep, until every proxy can find
 // the rows the sweep converts. reencrypt moves rows to the newest key
 // version, which a proxy's equality searches include only once its key
-// cache has expired after the rotation; decrypt turns rows into text
-// forms, which a proxy looks for once it has seen the migration (its
-// catalog refresh, covered by --settle). encrypt needs no wait: until a
-// proxy sees it, the proxy refuses searches on the column.
+// cache has expired after the rotation (plus --settle for a reload in
+// flight, which takes up to the key store's timeout); decrypt turns rows
+// into text forms, which a proxy looks for once it has seen the migration
+// (its catalog refresh, covered by --settle). encrypt needs no wait: until
+// a proxy sees it, the proxy refuses searches on the column.
 func (m *migration) awaitProxies(ctx context.Context) error {
 	var until time.Time
 	switch m.action {
@@ -248,7 +254,7 @@ func (m *migration) awaitProxies(ctx context.Context) error {
 		}
 		for _, k := range infos {
 			if k.Name == m.rule.KeyName && !k.Rotated.IsZero() {
-				until = k.Rotated.Add(m.keyCacheTTL)
+				until = k.Rotated.Add(m.keyCacheTTL + m.opts.settle)
 			}
 		}
 	case actionDecrypt:
@@ -270,25 +276,50 @@ func (m *migration) awaitProxies(ctx context.Context) error {
 // begin records the migration and, for encrypt, turns the column into
 // bytea holding each value's text form, in the same transaction: a proxy
 // sees the column either of its own type with no migration (writes
-// refused) or bytea being encrypted, never a bytea it takes for plain.
-func (m *migration) begin(ctx context.Context) error {
+// refused) or bytea being encrypted, never a bytea it takes for plain. It
+// reports done for a decrypt that has nothing left to do, and refuses an
+// action the column's recorded state does not allow.
+func (m *migration) begin(ctx context.Context) (done bool, err error) {
 	if _, err := m.conn.Exec(ctx, migrationsDDL); err != nil {
-		return fmt.Errorf("creating pgcloak.column_migrations: %w", err)
+		return false, fmt.Errorf("creating pgcloak.column_migrations: %w", err)
 	}
-	return pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
-		resuming, err := m.resuming(ctx, tx)
+	err = pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
+		prev, err := m.recorded(ctx, tx)
 		if err != nil {
 			return err
+		}
+		typ, err := m.columnType(ctx, tx)
+		if err != nil {
+			return err
+		}
+		alter := false
+		switch m.action {
+		case actionReencrypt:
+			if prev.unfinished() && prev.action != string(actionReencrypt) {
+				return fmt.Errorf("%s has an unfinished pgcloak %s: run it again to finish it first", m.rule.Name(), prev.baseAction())
+			}
+			if typ != "bytea" || prev.is(actionDecrypt, true) {
+				return fmt.Errorf("%s holds plaintext (%s): run pgcloak encrypt first", m.rule.Name(), typ)
+			}
+		case actionDecrypt:
+			if prev.is(actionDecrypt, true) && (typ != "bytea" || m.rule.Type == policy.TypeBytea) {
+				done = true
+				return nil
+			}
+			if typ != "bytea" {
+				return fmt.Errorf("%s is %s in PostgreSQL: it holds no ciphertext to decrypt", m.rule.Name(), typ)
+			}
+		case actionEncrypt:
+			// Text forms are there already while an encrypt or decrypt
+			// is unfinished; otherwise the column gets them.
+			migrating := prev.unfinished() && prev.action != string(actionReencrypt)
+			alter = !migrating && (typ != "bytea" || m.rule.Type == policy.TypeBytea)
 		}
 		if err := m.record(ctx, tx, string(m.action)); err != nil {
 			return err
 		}
-		if m.action != actionEncrypt || resuming {
+		if !alter {
 			return nil
-		}
-		typ, err := m.columnType(ctx, tx)
-		if err != nil || (typ == "bytea" && m.rule.Type != policy.TypeBytea) {
-			return err
 		}
 		// A bytea column of logical type bytea holds raw plaintext: it
 		// gets text forms too, so that proxies and the sweep read every
@@ -302,15 +333,39 @@ func (m *migration) begin(ctx context.Context) error {
 		_, err = tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE bytea USING %s`, m.qualified, m.column, using))
 		return err
 	})
+	return done, err
 }
 
-// resuming reports whether the same action was started and not finished.
-func (m *migration) resuming(ctx context.Context, tx pgx.Tx) (bool, error) {
-	var n int
-	err := tx.QueryRow(ctx, `SELECT count(*) FROM pgcloak.column_migrations
-		WHERE schema_name = $1 AND table_name = $2 AND column_name = $3 AND action = $4 AND finished IS NULL`,
-		m.rule.Schema, m.rule.Table, m.rule.Column, string(m.action)).Scan(&n)
-	return n > 0, err
+// recordedMigration is a column's row in pgcloak.column_migrations.
+type recordedMigration struct {
+	action   string // "" when there is none
+	finished bool
+}
+
+func (r recordedMigration) unfinished() bool { return r.action != "" && !r.finished }
+
+func (r recordedMigration) is(a migrateAction, finished bool) bool {
+	return r.baseAction() == string(a) && r.finished == finished
+}
+
+// baseAction is the action, decrypt for decrypt-finishing.
+func (r recordedMigration) baseAction() string {
+	if r.action == actionDecryptFinishing {
+		return string(actionDecrypt)
+	}
+	return r.action
+}
+
+// recorded reads the column's migration row, locking it.
+func (m *migration) recorded(ctx context.Context, tx pgx.Tx) (recordedMigration, error) {
+	var r recordedMigration
+	err := tx.QueryRow(ctx, `SELECT action, finished IS NOT NULL FROM pgcloak.column_migrations
+		WHERE schema_name = $1 AND table_name = $2 AND column_name = $3 FOR UPDATE`,
+		m.rule.Schema, m.rule.Table, m.rule.Column).Scan(&r.action, &r.finished)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return recordedMigration{}, nil
+	}
+	return r, err
 }
 
 // record writes the migration's row with action, unfinished. A run that
@@ -334,7 +389,9 @@ CREATE TABLE IF NOT EXISTS pgcloak.column_migrations (
   started     timestamptz NOT NULL,
   finished    timestamptz,
   PRIMARY KEY (schema_name, table_name, column_name)
-);`
+);
+GRANT USAGE ON SCHEMA pgcloak TO PUBLIC;
+GRANT SELECT ON pgcloak.column_migrations TO PUBLIC;`
 
 func (m *migration) columnType(ctx context.Context, tx pgx.Tx) (string, error) {
 	var typ string
@@ -364,6 +421,37 @@ func (m *migration) finish(ctx context.Context) error {
 	return err
 }
 
+// awaitOlderTransactions waits until no other client session of the
+// database is in a transaction that began before since: at REPEATABLE
+// READ or SERIALIZABLE such a transaction still reads the migration state
+// from before, so a proxy reloading its catalog in it would not see the
+// finishing phase. (Sessions of other roles show no transaction start
+// unless the migration's role may read all statistics; those are not
+// waited for.)
+func (m *migration) awaitOlderTransactions(ctx context.Context, since time.Time) error {
+	logged := false
+	for {
+		var n int
+		if err := m.conn.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_stat_activity
+			WHERE datname = pg_catalog.current_database() AND pid <> pg_catalog.pg_backend_pid()
+			  AND backend_type = 'client backend' AND xact_start < $1`, since).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if !logged {
+			m.log.Info("waiting for transactions that began before the finishing phase to end", "column", m.rule.Name(), "transactions", n)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("interrupted before the column got its type back; run the same command again to resume")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // actionDecryptFinishing is recorded while decrypt waits for proxies to stop
 // writing before its ALTER (see finish). The proxy knows it by this name.
 const actionDecryptFinishing = "decrypt-finishing"
@@ -374,11 +462,18 @@ func (m *migration) finishDecrypt(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	var recorded time.Time
+	if err := m.conn.QueryRow(ctx, `SELECT pg_catalog.clock_timestamp()`).Scan(&recorded); err != nil {
+		return err
+	}
 	m.log.Info("waiting for proxies to stop writing the column before changing its type", "column", m.rule.Name(), "wait", m.opts.settle)
 	select {
 	case <-ctx.Done():
 		return fmt.Errorf("interrupted before the column got its type back; run the same command again to resume")
 	case <-time.After(m.opts.settle):
+	}
+	if err := m.awaitOlderTransactions(ctx, recorded); err != nil {
+		return err
 	}
 	if _, err := m.sweep(ctx, 0); err != nil {
 		return err

@@ -296,15 +296,27 @@ policy:
 	if _, err := keymap.CreateMissing(ctx, st, cfg.Policy.Keys); err != nil {
 		t.Fatal(err)
 	}
-	run := func(action migrateAction) {
+	runCut := func(action migrateAction, cutAfter int) error {
 		t.Helper()
 		o := &migrateOptions{table: "public.blobs", column: "data", dsn: pg.DSN(), batch: 2, progress: "log"}
-		m, err := newMigration(ctx, cfg, st, action, o, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+		cut, cancel := context.WithCancel(ctx)
+		defer cancel()
+		m, err := newMigration(cut, cfg, st, action, o, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer m.conn.Close(ctx)
-		if err := m.run(ctx, io.Discard); err != nil {
+		batches := 0
+		m.afterBatch = func(int) {
+			if batches++; batches == cutAfter {
+				cancel()
+			}
+		}
+		return m.run(cut, io.Discard)
+	}
+	run := func(action migrateAction) {
+		t.Helper()
+		if err := runCut(action, 0); err != nil {
 			t.Fatalf("%s: %v", action, err)
 		}
 	}
@@ -343,6 +355,100 @@ policy:
 	compare(true)
 	run(actionEncrypt)
 	compare(true)
+	// An interrupted decrypt leaves text forms, which encrypt must not
+	// encode again.
+	if err := runCut(actionDecrypt, 1); err == nil {
+		t.Fatal("decrypt was not interrupted")
+	}
+	run(actionEncrypt)
+	compare(true)
 	run(actionDecrypt)
 	compare(false)
+	run(actionDecrypt) // already done: changes nothing
+	compare(false)
+}
+
+// TestMigrateStateChecks: each command checks what the column's recorded
+// migration allows, so that no sequence of commands leaves rows wrong.
+func TestMigrateStateChecks(t *testing.T) {
+	pg, cfg, st := migrationFixture(t, 3000)
+	ctx := context.Background()
+	interrupted := func(action migrateAction) {
+		t.Helper()
+		cut, cancel := context.WithCancel(ctx)
+		defer cancel()
+		batches := 0
+		err := runMigration(t, cut, pg, cfg, st, action, "ssn", func(int) {
+			if batches++; batches == 1 {
+				cancel()
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), "run the same command again to resume") {
+			t.Fatalf("%s interrupted: %v", action, err)
+		}
+	}
+	must := func(action migrateAction) {
+		t.Helper()
+		if err := runMigration(t, ctx, pg, cfg, st, action, "ssn", nil); err != nil {
+			t.Fatalf("%s: %v", action, err)
+		}
+	}
+	refused := func(action migrateAction, want string) {
+		t.Helper()
+		err := runMigration(t, ctx, pg, cfg, st, action, "ssn", nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: %v, want an error saying %q", action, err, want)
+		}
+	}
+	refused(actionReencrypt, "holds plaintext (text): run pgcloak encrypt first")
+	refused(actionDecrypt, "it holds no ciphertext to decrypt")
+	interrupted(actionEncrypt)
+	refused(actionReencrypt, "has an unfinished pgcloak encrypt")
+	must(actionEncrypt)
+	checkColumn(t, pg, cfg, st, "ssn", true)
+	interrupted(actionDecrypt)
+	refused(actionReencrypt, "has an unfinished pgcloak decrypt")
+	must(actionEncrypt) // back from a half-done decrypt
+	checkColumn(t, pg, cfg, st, "ssn", true)
+	must(actionDecrypt)
+	checkColumn(t, pg, cfg, st, "ssn", false)
+	must(actionDecrypt) // already done
+	checkColumn(t, pg, cfg, st, "ssn", false)
+	refused(actionReencrypt, "holds plaintext")
+	must(actionEncrypt) // again after a decrypt
+	checkColumn(t, pg, cfg, st, "ssn", true)
+}
+
+// TestDecryptWaitsForOlderTransactions: decrypt does not give the column
+// its type back while a transaction that began before its finishing phase
+// is open (at REPEATABLE READ it would still see the migration as before).
+func TestDecryptWaitsForOlderTransactions(t *testing.T) {
+	pg, cfg, st := migrationFixture(t, 500)
+	ctx := context.Background()
+	if err := runMigration(t, ctx, pg, cfg, st, actionEncrypt, "ssn", nil); err != nil {
+		t.Fatal(err)
+	}
+	old := pg.Connect(t)
+	if _, err := old.Exec(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- runMigration(t, ctx, pg, cfg, st, actionDecrypt, "ssn", nil) }()
+	select {
+	case err := <-done:
+		t.Fatalf("decrypt ended while an older transaction was open: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	if _, err := old.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("decrypt did not end after the older transaction did")
+	}
+	checkColumn(t, pg, cfg, st, "ssn", false)
 }
