@@ -522,6 +522,32 @@ func (ss *session) refreshCatalogIfStale() {
 	}
 }
 
+// catchUpCatalog keeps a session that is never idle from keeping its
+// snapshot (and the migration states in it) for good: the reload waits for
+// an idle moment, so once the snapshot is twice the TTL old, a request
+// that starts a new batch waits for the ones in flight to complete first.
+func (ss *session) catchUpCatalog() error {
+	ss.mu.Lock()
+	var last *pending
+	if n := len(ss.queue); n > 0 && !ss.extOpen && ss.cat != nil && time.Since(ss.cat.loaded) > 2*ss.srv.catalogs.ttl {
+		last = ss.queue[n-1]
+	}
+	if last == nil || !last.endsWithReady() {
+		ss.mu.Unlock()
+		return nil
+	}
+	// Still queued, so not yet released: the channel will be closed.
+	if last.barrier == nil {
+		last.barrier = make(chan struct{})
+	}
+	ch := last.barrier
+	ss.mu.Unlock()
+	if err := ss.uw.flush(); err != nil {
+		return err
+	}
+	return ss.wait(ch)
+}
+
 // adoptShared takes the database's shared snapshot when it is young
 // enough and, after DDL of this session's, newer than the session's own.
 func (ss *session) adoptShared(stale bool) bool {

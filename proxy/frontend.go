@@ -140,6 +140,11 @@ func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
 	if typ != 'd' && typ != 'H' && typ != 'S' {
 		fe.copyReq = nil
 	}
+	if typ == 'Q' || typ == 'P' || typ == 'B' {
+		if err := ss.catchUpCatalog(); err != nil {
+			return err
+		}
+	}
 	switch typ {
 	case 'Q':
 		return ss.query(fe, body)

@@ -483,3 +483,73 @@ INSERT INTO pgcloak.column_migrations VALUES ('public', 'people', 'ssn', 'decryp
 		t.Fatalf("a write right after the transaction: %v", err)
 	}
 }
+
+// TestCatalogReloadWhilePipelining: a client that always has a batch in
+// flight still gets its catalog reloaded (the reload waits for an idle
+// moment): decrypt's finishing phase reaches it.
+func TestCatalogReloadWhilePipelining(t *testing.T) {
+	h := newHarness(t, migPolicy, strings.ReplaceAll(migSchema, "ssn text", "ssn bytea")+`
+UPDATE public.people SET ssn = NULL;
+ALTER TABLE public.people ALTER COLUMN seen TYPE bytea USING NULL;`+migTable+`
+INSERT INTO pgcloak.column_migrations VALUES ('public', 'people', 'ssn', 'decrypt', 'ssn', now(), NULL);`, func(c *proxy.Config) {
+		c.CatalogTTL = 100 * time.Millisecond
+	})
+	ctx := ctxT(t)
+	conn := h.connect("doctor")
+	p := conn.PgConn().StartPipeline(ctx)
+	defer p.Close()
+	send := func() {
+		p.SendQueryParams("SELECT pg_catalog.pg_sleep(0.02)", nil, nil, nil, nil)
+		p.SendQueryParams("UPDATE people SET ssn = $1 WHERE false", [][]byte{[]byte("S-9")}, nil, nil, nil)
+		p.SendPipelineSync()
+		if err := p.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// read returns the error of the oldest batch in flight, if any.
+	read := func() error {
+		var batchErr error
+		for {
+			res, err := p.GetResults()
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) {
+				if batchErr == nil {
+					batchErr = err
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("pipeline: %v", err)
+			}
+			switch r := res.(type) {
+			case *pgconn.ResultReader:
+				if _, err := r.Close(); err != nil && batchErr == nil {
+					batchErr = err
+				}
+			case *pgconn.PipelineSync:
+				return batchErr
+			}
+		}
+	}
+	send()
+	start := time.Now()
+	recorded := false
+	for {
+		send() // the next batch goes before the previous one is read
+		err := read()
+		if err != nil {
+			if sqlstate(err) != "0A000" || !strings.Contains(err.Error(), "pgcloak decrypt") {
+				t.Fatalf("update: %v", err)
+			}
+			break // refused: the finishing phase reached the session
+		}
+		if !recorded && time.Since(start) > 300*time.Millisecond {
+			h.pg.ExecAdmin(t, `UPDATE pgcloak.column_migrations SET action = 'decrypt-finishing'`)
+			recorded = true
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the session never saw decrypt's finishing phase")
+		}
+	}
+	read()
+}
