@@ -132,6 +132,13 @@ func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
 			return err
 		}
 	}
+	if (typ == 'Q' || typ == 'P' || typ == 'B') && fe.copy == nil && fe.copyReq == nil {
+		// (Not in the middle of a COPY FROM STDIN, which waits for the
+		// client: the message that ends it must go through.)
+		if err := ss.catchUpCatalog(); err != nil {
+			return err
+		}
+	}
 	if fe.copy != nil && typ != 'd' && typ != 'c' && typ != 'f' && typ != 'H' && typ != 'S' {
 		// Anything else ends COPY mode, as it does for the server, which
 		// ignores Flush and Sync in copy-in mode.
@@ -139,11 +146,6 @@ func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
 	}
 	if typ != 'd' && typ != 'H' && typ != 'S' {
 		fe.copyReq = nil
-	}
-	if typ == 'Q' || typ == 'P' || typ == 'B' {
-		if err := ss.catchUpCatalog(); err != nil {
-			return err
-		}
 	}
 	switch typ {
 	case 'Q':

@@ -620,3 +620,25 @@ func TestRegressionPanicEndsOnlyItsSession(t *testing.T) {
 		t.Fatalf("log:\n%s", logs)
 	}
 }
+
+// A message that ends a COPY FROM STDIN by violating the protocol must
+// reach the server even when the session's catalog is overdue for a
+// reload: waiting for the COPY to finish first would wait forever.
+func TestRegressionCatchUpSkipsCopy(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema, func(c *proxy.Config) { c.CatalogTTL = 20 * time.Millisecond })
+	for _, next := range []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1"}, &pgproto3.Parse{Query: "SELECT 1"}} {
+		c := protoConnect(t, h, "doctor")
+		c.send(&pgproto3.Query{String: "COPY other.patients (name) FROM STDIN"})
+		if tok, err := recvWithin(c, 5*time.Second); err != nil || tok != "CopyIn" {
+			t.Fatalf("COPY: %q, %v", tok, err)
+		}
+		time.Sleep(100 * time.Millisecond) // the snapshot is overdue
+		c.send(next)
+		tok, err := recvWithin(c, 5*time.Second)
+		if err != nil || !strings.HasPrefix(tok, "E:") {
+			t.Fatalf("%T during COPY: %q, %v (the proxy hangs)", next, tok, err)
+		}
+		c.conn.Close()
+	}
+	stillServes(t, h)
+}
