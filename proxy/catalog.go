@@ -502,6 +502,7 @@ func (ss *session) refreshCatalogIfStale() {
 		// An old snapshot is still right where no DDL ran since; after
 		// DDL it is not known to be (see catalogUnknownLocked).
 		ss.catFailed = ss.catStale
+		ss.caughtUp = time.Now() // no catching up for another TTL
 		ss.mu.Unlock()
 		ss.log.Warn("catalog reload failed; keeping the old snapshot", "err", err, "after_ddl", stale)
 		return
@@ -526,16 +527,23 @@ func (ss *session) refreshCatalogIfStale() {
 // snapshot (and the migration states in it) for good: the reload waits for
 // an idle moment, so once the snapshot is twice the TTL old, a request
 // that starts a new batch waits for the ones in flight to complete first.
+//
+// Not in a failed transaction, where no reload can run, and at most once
+// per TTL, so that a reload that keeps failing does not make every request
+// wait.
 func (ss *session) catchUpCatalog() error {
+	ttl := ss.srv.catalogs.ttl
 	ss.mu.Lock()
 	var last *pending
-	if n := len(ss.queue); n > 0 && !ss.extOpen && ss.cat != nil && time.Since(ss.cat.loaded) > 2*ss.srv.catalogs.ttl {
+	if n := len(ss.queue); n > 0 && !ss.extOpen && ss.txStatus != 'E' && ss.cat != nil &&
+		time.Since(ss.cat.loaded) > 2*ttl && time.Since(ss.caughtUp) > ttl {
 		last = ss.queue[n-1]
 	}
 	if last == nil || !last.endsWithReady() {
 		ss.mu.Unlock()
 		return nil
 	}
+	ss.caughtUp = time.Now()
 	// Still queued, so not yet released: the channel will be closed.
 	if last.barrier == nil {
 		last.barrier = make(chan struct{})

@@ -642,3 +642,27 @@ func TestRegressionCatchUpSkipsCopy(t *testing.T) {
 	}
 	stillServes(t, h)
 }
+
+// The catalog catch-up happens at most once per TTL: when the reload keeps
+// failing (here, on a lock held elsewhere), pipelined requests do not each
+// wait for the ones before them and try again.
+func TestRegressionCatchUpOncePerTTL(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema, func(c *proxy.Config) { c.CatalogTTL = 50 * time.Millisecond })
+	c := protoConnect(t, h, "doctor")
+	c.query("SET lock_timeout = '200ms'")
+	release := holdCatalogLock(t, h)
+	defer release()
+	time.Sleep(150 * time.Millisecond) // the snapshot is overdue
+	before := strings.Count(h.logBuf.String(), "catalog reload failed")
+	msgs := []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT pg_catalog.pg_sleep(0.05)"}}
+	for range 10 {
+		msgs = append(msgs, &pgproto3.Query{String: "SELECT 1"})
+	}
+	c.send(msgs...)
+	for range 11 {
+		recvReadyWithin(t, c, 10*time.Second)
+	}
+	if n := strings.Count(h.logBuf.String(), "catalog reload failed") - before; n > 3 {
+		t.Errorf("%d reloads tried for 11 pipelined queries", n)
+	}
+}

@@ -57,6 +57,7 @@ type session struct {
 	// since failed (see catalogUnknownLocked).
 	catStale    bool
 	catFailed   bool
+	caughtUp    time.Time         // when catchUpCatalog last made the session wait, or a reload last failed
 	params      map[string]string // ParameterStatus as last reported
 	stmts       map[string]*preparedStmt
 	portals     map[string]*portal
