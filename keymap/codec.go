@@ -17,6 +17,11 @@ const (
 type TextContext struct {
 	// Location is the session's TimeZone; nil means UTC.
 	Location *time.Location
+	// FloatPrecision is how many significant digits float8 text has, as
+	// float8out prints it (%.*g) when extra_float_digits is 0 or less:
+	// 15 + extra_float_digits, at least 1. 0 means the shortest exact
+	// form, PostgreSQL's default.
+	FloatPrecision int
 }
 
 func (tc *TextContext) location() *time.Location {

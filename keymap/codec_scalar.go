@@ -344,11 +344,15 @@ func (float8Codec) fromBinary(src []byte) ([]byte, error) {
 	return putFloat8(math.Float64frombits(binary.BigEndian.Uint64(src))), nil
 }
 
-func (float8Codec) appendText(dst, canonical []byte, _ *TextContext) ([]byte, error) {
+func (float8Codec) appendText(dst, canonical []byte, tc *TextContext) ([]byte, error) {
 	if len(canonical) != 8 {
 		return nil, errLength
 	}
-	return appendPGFloat(dst, math.Float64frombits(binary.BigEndian.Uint64(canonical))), nil
+	prec := 0
+	if tc != nil {
+		prec = tc.FloatPrecision
+	}
+	return appendPGFloat(dst, math.Float64frombits(binary.BigEndian.Uint64(canonical)), prec), nil
 }
 
 func (float8Codec) appendBinary(dst, canonical []byte) ([]byte, error) {
@@ -400,10 +404,11 @@ func hasNonZeroMantissa(s []byte) bool {
 	return false
 }
 
-// appendPGFloat prints like float8out with the default extra_float_digits:
-// the shortest digits that round-trip, in exponent form when the decimal
-// exponent is < -4 or >= 15 (as %g would), e.g. 1e+20 and 1e-05.
-func appendPGFloat(dst []byte, f float64) []byte {
+// appendPGFloat prints like float8out. With prec 0 (the default
+// extra_float_digits): the shortest digits that round-trip, in exponent
+// form when the decimal exponent is < -4 or >= 15 (as %g would), e.g.
+// 1e+20 and 1e-05. Otherwise %.{prec}g, whose rules Go's 'g' follows.
+func appendPGFloat(dst []byte, f float64, prec int) []byte {
 	switch {
 	case math.IsNaN(f):
 		return append(dst, "NaN"...)
@@ -411,6 +416,8 @@ func appendPGFloat(dst []byte, f float64) []byte {
 		return append(dst, "Infinity"...)
 	case math.IsInf(f, -1):
 		return append(dst, "-Infinity"...)
+	case prec > 0:
+		return strconv.AppendFloat(dst, f, 'g', prec, 64)
 	}
 	var tmp [32]byte
 	e := strconv.AppendFloat(tmp[:0], f, 'e', -1, 64)

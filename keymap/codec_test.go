@@ -553,3 +553,28 @@ func TestAppendKeepsPrefix(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestFloat8TextPrecision: with extra_float_digits <= 0, float8out prints
+// %.{15+n}g.
+func TestFloat8TextPrecision(t *testing.T) {
+	for _, tc := range []struct {
+		in   float64
+		prec int
+		want string
+	}{
+		{0.30000000000000004, 0, "0.30000000000000004"},
+		{0.30000000000000004, 15, "0.3"},
+		{3.141592653589793, 10, "3.141592654"},
+		{123456789012345678, 15, "1.23456789012346e+17"},
+		{1e15, 15, "1e+15"},
+		{100, 15, "100"},
+		{1e-5, 15, "1e-05"},
+		{0.5, 1, "0.5"},
+		{0.25, 1, "0.2"}, // an exact tie rounds to even, as glibc's printf does
+	} {
+		got, err := CodecFor(policy.TypeFloat8).AppendText(nil, putFloat8(tc.in), &TextContext{FloatPrecision: tc.prec})
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%v at precision %d: %q, %v; want %q", tc.in, tc.prec, got, err, tc.want)
+		}
+	}
+}

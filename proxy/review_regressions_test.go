@@ -567,11 +567,12 @@ func fakeUpstream(t *testing.T) string {
 		be.Send(&pgproto3.AuthenticationOk{})
 		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 		be.Flush()
-		// The proxy's setup query: search_path, then the catalog.
+		// The proxy's setup query: search_path and extra_float_digits,
+		// then the catalog.
 		if _, err := be.Receive(); err != nil {
 			return
 		}
-		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("public")}})
+		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("public"), []byte("1")}})
 		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
 		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")})
 		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})

@@ -11,6 +11,7 @@ import (
 	"net"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -451,7 +452,7 @@ func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
 		user = sm.Parameters["user"]
 	}
 	cat := ss.srv.catalogs.fresh(ss.database)
-	queries := []string{"SELECT pg_catalog.current_setting('search_path')"}
+	queries := []string{"SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('extra_float_digits')"}
 	if cat == nil {
 		queries = append(queries, catalogQuery(ss.srv.cfg.Policy))
 	}
@@ -459,7 +460,7 @@ func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
 	if err != nil {
 		return err
 	}
-	if len(iq.results) != len(queries) || len(iq.results[0]) != 1 {
+	if len(iq.results) != len(queries) || len(iq.results[0]) != 1 || len(iq.results[0][0]) != 2 {
 		return errors.New("unexpected answer to the session setup query")
 	}
 	searchPath := sqlrewrite.ParseSearchPath(iq.results[0][0][0])
@@ -486,6 +487,7 @@ func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
 	ss.state = newSessionState(settings{
 		sessionAuth: user,
 		searchPath:  searchPath,
+		floatDigits: iq.results[0][0][1],
 	})
 	return nil
 }
@@ -538,9 +540,20 @@ func expandSearchPath(path []string, role string) []string {
 }
 
 // textContext is how the session's text values are formatted.
+// floatPrecision is keymap.TextContext.FloatPrecision for an
+// extra_float_digits setting.
+func floatPrecision(extraFloatDigits string) int {
+	n, err := strconv.Atoi(extraFloatDigits)
+	if err != nil || n > 0 {
+		return 0
+	}
+	return max(1, 15+n)
+}
+
 func (ss *session) textContext() *keymap.TextContext {
 	ss.mu.Lock()
 	tz := ss.params["TimeZone"]
+	digits := ss.state.current.floatDigits
 	ss.mu.Unlock()
-	return &keymap.TextContext{Location: ss.srv.location(tz)}
+	return &keymap.TextContext{Location: ss.srv.location(tz), FloatPrecision: floatPrecision(digits)}
 }

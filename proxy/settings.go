@@ -12,6 +12,9 @@ type settings struct {
 	role        string // "" is NONE: the current role is sessionAuth
 	sessionAuth string
 	searchPath  []string
+	// floatDigits is extra_float_digits as PostgreSQL reports it, which
+	// decides how float8 values are printed in text.
+	floatDigits string
 }
 
 // currentRole is the role whose grants apply: the one SET ROLE chose, else
@@ -86,10 +89,17 @@ func (r settings) with(s settings, e sqlrewrite.Effect) settings {
 		} else {
 			s.searchPath = slices.Clone(e.Values)
 		}
+	case sqlrewrite.SettingExtraFloatDigits:
+		if e.Reset {
+			s.floatDigits = r.floatDigits
+		} else {
+			s.floatDigits = first()
+		}
 	case sqlrewrite.SettingAll:
 		// RESET ALL leaves role and session_authorization alone
 		// (PostgreSQL marks them GUC_NO_RESET_ALL).
 		s.searchPath = r.searchPath
+		s.floatDigits = r.floatDigits
 	case sqlrewrite.SettingDiscardAll:
 		s = r
 	}

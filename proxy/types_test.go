@@ -1221,12 +1221,9 @@ func tyUnescapeBytea(s []byte) []byte {
 
 // TestTypesExtraFloatDigits: PostgreSQL prints float8 with %.{15+n}g when
 // a session sets extra_float_digits to n <= 0 (the shortest exact form
-// otherwise); the proxy always prints the shortest exact form.
+// otherwise); the proxy follows the setting through SET, SET LOCAL,
+// set_config and RESET, and prints encrypted float8 values alike.
 func TestTypesExtraFloatDigits(t *testing.T) {
-	t.Skip("BUG: extra_float_digits is not a reported setting and pgcloak does not track SET extra_float_digits, " +
-		"so with extra_float_digits <= 0 an encrypted float8 column prints 0.30000000000000004 where PostgreSQL prints 0.3 " +
-		"(text format only; binary is exact). Fixing needs the setting tracked like search_path (SET/RESET/SET LOCAL, " +
-		"startup options, role defaults) and %.{15+n}g formatting in keymap.")
 	cases := tyCases()
 	h := newHarness(t, tyPolicy(cases), tySchema(cases))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -1245,8 +1242,12 @@ func TestTypesExtraFloatDigits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, n := range []int{0, -5, -15, 3} {
-		tySetting(t, ctx, fmt.Sprintf("SET extra_float_digits = %d", n), px, dx)
+	for _, set := range []string{
+		"SET extra_float_digits = 0", "SET extra_float_digits = -5", "SET extra_float_digits TO '-15'",
+		"SET extra_float_digits = 3", "SELECT pg_catalog.set_config('extra_float_digits', '-3', false)",
+		"RESET extra_float_digits",
+	} {
+		tySetting(t, ctx, set, px, dx)
 		want, err := tyQuery(ctx, dx, "SELECT id, v FROM plain_float8 ORDER BY id", simple)
 		if err != nil {
 			t.Fatal(err)
@@ -1255,8 +1256,20 @@ func TestTypesExtraFloatDigits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tyCompare(t, fmt.Sprintf("extra_float_digits = %d", n), got, want, what)
+		tyCompare(t, set, got, want, what)
 	}
+	// SET LOCAL lasts until the transaction ends.
+	tySetting(t, ctx, "SET extra_float_digits = 0", px, dx)
+	tySetting(t, ctx, "BEGIN; SET LOCAL extra_float_digits = -10; COMMIT", px, dx)
+	want, err := tyQuery(ctx, dx, "SELECT id, v FROM plain_float8 ORDER BY id", simple)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tyQuery(ctx, px, "SELECT id, v FROM enc_float8 ORDER BY id", simple)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tyCompare(t, "after SET LOCAL", got, want, what)
 }
 
 func tySetting(t *testing.T, ctx context.Context, set string, conns ...*pgx.Conn) {

@@ -150,6 +150,8 @@ func trackedSetting(name string) (Setting, bool) {
 		return SettingSearchPath, true
 	case "timezone":
 		return SettingTimeZone, true
+	case "extra_float_digits":
+		return SettingExtraFloatDigits, true
 	}
 	return "", false
 }

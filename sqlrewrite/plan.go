@@ -335,6 +335,7 @@ const (
 	SettingSessionAuthorization Setting = "session_authorization"
 	SettingSearchPath           Setting = "search_path"
 	SettingTimeZone             Setting = "timezone"
+	SettingExtraFloatDigits     Setting = "extra_float_digits"
 	SettingAll                  Setting = "all" // RESET ALL
 	SettingDiscardAll           Setting = "discard all"
 )
