@@ -379,7 +379,7 @@ END $$`, r.role, r.enc, protoPassword))
 func requireUpstreamTLS(t *testing.T, pg *testenv.PG) {
 	t.Helper()
 	if !pg.TLS {
-		t.Skip("the test PostgreSQL has ssl=off")
+		testenv.Unavailable(t, "the test PostgreSQL has ssl=off")
 	}
 }
 
@@ -710,7 +710,7 @@ func TestProtoTLSUpstream(t *testing.T) {
 			ca := ""
 			if tc.ca != "" {
 				if pg0.CACertFile == "" {
-					t.Skip("no CA file for the test server")
+					testenv.Unavailable(t, "no CA file for the test server")
 				}
 				ca = pg0.CACertFile
 			}

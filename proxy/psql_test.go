@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgcloak/pgcloak/testenv"
 )
 
 // These tests drive the real psql client through the proxy.
@@ -33,10 +35,7 @@ func psqlPath(t *testing.T) string {
 		if _, serr := os.Stat("/usr/bin/psql"); serr == nil {
 			return "/usr/bin/psql"
 		}
-		if os.Getenv("PGCLOAK_TEST_REQUIRE") == "1" {
-			t.Fatalf("psql not found (PGCLOAK_TEST_REQUIRE=1): %v", err)
-		}
-		t.Skipf("psql not found: %v (set PGCLOAK_TEST_REQUIRE=1 to fail instead)", err)
+		testenv.Unavailable(t, "psql not found: %v", err)
 	}
 	return p
 }

@@ -148,6 +148,14 @@ func serverFor(t testing.TB) *server {
 	return srv
 }
 
+// Unavailable skips t for want of something the test environment should
+// provide (a TLS-enabled server, say), or fails it when the run requires
+// the environment (PGCLOAK_TEST_REQUIRE=1).
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	unavailable(t, format, args...)
+}
+
 // unavailable skips t, or fails it when the run requires PostgreSQL.
 func unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()

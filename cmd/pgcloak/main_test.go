@@ -176,10 +176,7 @@ func TestVersion(t *testing.T) {
 // and what PostgreSQL stores, then stops it and checks nothing is left.
 func TestDemo(t *testing.T) {
 	if _, err := testenv.FindBinDir(context.Background()); err != nil {
-		if os.Getenv(testenv.EnvRequire) == "1" {
-			t.Fatalf("PostgreSQL server binaries: %v", err)
-		}
-		t.Skipf("PostgreSQL server binaries: %v (testenv)", err)
+		testenv.Unavailable(t, "PostgreSQL server binaries: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
