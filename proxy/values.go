@@ -73,18 +73,15 @@ type ciphers struct {
 	// lits records the key versions of the constants rendered as
 	// candidates (see keyVersions).
 	lits keyVersions
-	// writes are the columns the plan writes, when known (see store).
-	writes []*policy.ColumnRule
+	// plan is the plan whose values are encrypted, when known: the
+	// columns it writes decide the form a written value takes (see
+	// textFormWrite).
+	plan *sqlrewrite.Plan
 }
 
-// forPlan notes the columns plan writes, which decide the form a written
-// value takes (see store).
+// forPlan notes the plan whose values cs encrypts.
 func (cs *ciphers) forPlan(plan *sqlrewrite.Plan) *ciphers {
-	for _, st := range plan.Statements {
-		if st != nil {
-			cs.writes = append(cs.writes, st.Writes...)
-		}
-	}
+	cs.plan = plan
 	return cs
 }
 
@@ -96,9 +93,17 @@ func (cs *ciphers) textFormWrite(rule *policy.ColumnRule) bool {
 	if cs.cat == nil || cs.cat.state(rule).mode != modeMixedDecrypt {
 		return false
 	}
-	for _, w := range cs.writes {
-		if w.KeyName == rule.KeyName && cs.cat.state(w).mode != modeMixedDecrypt {
-			return false
+	if cs.plan == nil {
+		return true
+	}
+	for _, st := range cs.plan.Statements {
+		if st == nil {
+			continue
+		}
+		for _, w := range st.Writes {
+			if w.KeyName == rule.KeyName && cs.cat.state(w).mode != modeMixedDecrypt {
+				return false
+			}
 		}
 	}
 	return true

@@ -98,13 +98,6 @@ func (m *msgReader) body(n int) ([]byte, error) {
 // delay flushing until a burst (a pipeline, a result set) is done.
 func (m *msgReader) buffered() bool { return m.r.Buffered() > 0 }
 
-// appendMessage appends a framed message of type typ with body to dst.
-func appendMessage(dst []byte, typ byte, body []byte) []byte {
-	dst = append(dst, typ, 0, 0, 0, 0)
-	binary.BigEndian.PutUint32(dst[len(dst)-4:], uint32(len(body)+4))
-	return append(dst, body...)
-}
-
 // msgWriter buffers messages to one peer. Both session goroutines may write
 // to the upstream side, so writes are serialized.
 type msgWriter struct {

@@ -36,7 +36,6 @@ var genOps = []string{"=", "=", "<>", "!=", "<", "LIKE", "IS DISTINCT FROM", "IS
 
 type gen struct {
 	r *rand.Rand
-	b strings.Builder
 }
 
 func (g *gen) pick(xs []string) string { return xs[g.r.Intn(len(xs))] }

@@ -127,7 +127,7 @@ func validateOptions(opts LocalServerOptions) error {
 		}
 	}
 	if opts.Port < 0 || opts.Port > 65535 {
-		return fmt.Errorf("Port %d out of range", opts.Port)
+		return fmt.Errorf("port %d out of range", opts.Port)
 	}
 	return nil
 }
