@@ -2,6 +2,7 @@ package keymap
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -154,10 +155,19 @@ func newVaultClient(cfg policy.VaultKeystore) (*vault.Client, error) {
 	// Few retries: a request on the query path must fail fast when Vault
 	// is down, and the Keyring keeps serving cached keys meanwhile.
 	vc.MaxRetries = 1
-	if cfg.CAFile != "" {
-		if err := vc.ConfigureTLS(&vault.TLSConfig{CACert: cfg.CAFile}); err != nil {
-			return nil, fmt.Errorf("keystore.vault.ca_file: %w", err)
-		}
+	// Where the proxy sends its token and keysets, and how it checks the
+	// server, come from the config only: DefaultConfig also read the
+	// environment, where VAULT_AGENT_ADDR or VAULT_SRV_LOOKUP would
+	// change the server and VAULT_SKIP_VERIFY or VAULT_CACERT its
+	// verification.
+	vc.AgentAddress, vc.SRVLookup = "", false
+	tr, ok := vc.HttpClient.Transport.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("vault client: unexpected transport %T", vc.HttpClient.Transport)
+	}
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if err := vc.ConfigureTLS(&vault.TLSConfig{CACert: cfg.CAFile}); err != nil {
+		return nil, fmt.Errorf("keystore.vault.ca_file: %w", err)
 	}
 	client, err := vault.NewClient(vc)
 	if err != nil {

@@ -108,9 +108,15 @@ func (a *vaultAuth) appRoleLogin(ctx context.Context) (*vault.Secret, error) {
 	if mount == "" {
 		mount = "approle"
 	}
-	// The login itself must not carry a previous (expired) token.
-	a.client.ClearToken()
-	sec, err := a.client.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{
+	// The login itself must not carry a previous (expired) token, and it
+	// runs on a copy of the client: key reads keep using the old token
+	// until the new one is set, rather than going out with none.
+	lc, err := a.client.Clone()
+	if err != nil {
+		return nil, fmt.Errorf("vault AppRole login: %w", err)
+	}
+	lc.ClearToken()
+	sec, err := lc.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{
 		"role_id": roleID, "secret_id": secretID,
 	})
 	if err != nil {

@@ -340,3 +340,31 @@ func TestVaultGrantWatcher(t *testing.T) {
 		t.Fatal("watcher started without a grants document")
 	}
 }
+
+// TestVaultClientIgnoresEnvironment: the Vault server and how it is
+// verified come from the config alone; VAULT_SKIP_VERIFY, VAULT_CACERT
+// and VAULT_AGENT_ADDR in the proxy's environment change nothing.
+func TestVaultClientIgnoresEnvironment(t *testing.T) {
+	v := testenv.Vault(t)
+	if v.CACertFile == "" {
+		testenv.Unavailable(t, "the test Vault does not use TLS")
+	}
+	t.Setenv("VAULT_SKIP_VERIFY", "1")
+	t.Setenv("VAULT_CACERT", v.CACertFile)
+	t.Setenv("VAULT_AGENT_ADDR", "http://127.0.0.1:1")
+	cfg := vaultConfig(v, "TEST_VAULT_TOKEN")
+	c, err := newVaultClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Sys().Health(); err != nil {
+		t.Fatalf("with the configured CA and address: %v", err)
+	}
+	cfg.CAFile = ""
+	if c, err = newVaultClient(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Sys().Health(); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("without a CA the test Vault's certificate must not verify: %v", err)
+	}
+}
