@@ -37,6 +37,10 @@ func KeyID(b []byte) (uint32, bool) {
 	return binary.BigEndian.Uint32(b[headerLen+1 : headerLen+tinkPrefixLen]), true
 }
 
+// CiphertextHeader returns the bytes every stored ciphertext starts with,
+// for tools that look for ciphertexts in SQL.
+func CiphertextHeader() []byte { return appendHeader(nil) }
+
 // appendHeader starts a stored value.
 func appendHeader(dst []byte) []byte {
 	return append(dst, magic0, magic1, magic2, magic3, formatV1)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -101,6 +102,7 @@ type migration struct {
 	// keyCacheTTL is how long proxies keep a keyset (keystore.cache_ttl).
 	keyCacheTTL time.Duration
 	cipher      *keymap.ColumnCipher
+	primaryID   []byte // for reencrypt: see primaryKeyID
 	codec       *keymap.Codec
 	tc          *keymap.TextContext
 
@@ -141,7 +143,13 @@ func newMigration(ctx context.Context, cfg *policy.Config, st *store, action mig
 		qualified: pgx.Identifier{schema, table}.Sanitize(),
 		column:    pgx.Identifier{o.column}.Sanitize(),
 	}
-	if err := m.loadPrimaryKey(ctx); err != nil {
+	if action == actionReencrypt {
+		if m.primaryID, err = primaryKeyID(c); err != nil {
+			conn.Close(context.Background())
+			return nil, err
+		}
+	}
+	if err := m.loadPrimaryKey(ctx, policy.NewIndex(cfg.Policy)); err != nil {
 		conn.Close(context.Background())
 		return nil, err
 	}
@@ -163,7 +171,7 @@ func connectForMigration(ctx context.Context, cfg *policy.Config, dsn string) (*
 	return pgx.ConnectConfig(ctx, pc)
 }
 
-func (m *migration) loadPrimaryKey(ctx context.Context) error {
+func (m *migration) loadPrimaryKey(ctx context.Context, idx *policy.Index) error {
 	rows, err := m.conn.Query(ctx, `SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
 		FROM pg_catalog.pg_index i
 		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
@@ -178,6 +186,10 @@ func (m *migration) loadPrimaryKey(ctx context.Context) error {
 		if err := rows.Scan(&name, &typ); err != nil {
 			return err
 		}
+		if idx.Column(m.rule.Schema, m.rule.Table, name) != nil {
+			// Rows are named by their key in progress and errors.
+			return fmt.Errorf("the primary key of %s includes policy column %s: migrations walk rows by a primary key that is not encrypted", m.qualified, name)
+		}
 		m.pk = append(m.pk, pgx.Identifier{name}.Sanitize())
 		m.pkTypes = append(m.pkTypes, typ)
 	}
@@ -191,7 +203,7 @@ func (m *migration) loadPrimaryKey(ctx context.Context) error {
 }
 
 // ciphertextHead is how every pgcloak ciphertext starts (magic, version).
-var ciphertextHead = []byte{0xC7, 'p', 'g', 'c', 0x01}
+var ciphertextHead = keymap.CiphertextHeader()
 
 // run performs the migration: prepare the column, sweep until nothing is
 // left to do and the settle time has passed, finish the column.
@@ -327,7 +339,8 @@ func (m *migration) begin(ctx context.Context) (done bool, err error) {
 		// before) stay.
 		using := fmt.Sprintf(`pg_catalog.convert_to(%s::text, 'UTF8')`, m.column)
 		if typ == "bytea" {
-			using = fmt.Sprintf(`CASE WHEN pg_catalog.substr(%[1]s, 1, 5) = '\xc770676301'::bytea THEN %[1]s ELSE %[2]s END`, m.column, using)
+			using = fmt.Sprintf(`CASE WHEN pg_catalog.substr(%[1]s, 1, %[3]d) = '\x%[4]x'::bytea THEN %[1]s ELSE %[2]s END`,
+				m.column, using, len(ciphertextHead), ciphertextHead)
 		}
 		m.log.Info("changing the column to bytea (text form of each value)", "column", m.rule.Name(), "from", typ)
 		_, err = tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ALTER COLUMN %s TYPE bytea USING %s`, m.qualified, m.column, using))
@@ -514,7 +527,8 @@ func (m *migration) todo() string {
 	case actionEncrypt:
 		return m.column + " IS NOT NULL AND " + head + " IS DISTINCT FROM $1"
 	case actionReencrypt:
-		return head + " = $1 AND substring(" + m.column + " from 6 for 5) IS DISTINCT FROM $2"
+		// The key id follows the header and Tink's start byte.
+		return head + " = $1 AND substring(" + m.column + " from 7 for 4) IS DISTINCT FROM $2"
 	default:
 		return head + " = $1"
 	}
@@ -556,20 +570,24 @@ func (m *migration) sweep(ctx context.Context, pass int) (int, error) {
 func (m *migration) params() []any {
 	switch m.action {
 	case actionReencrypt:
-		return []any{ciphertextHead, m.primaryPrefix()}
+		return []any{ciphertextHead, m.primaryID}
 	default:
 		return []any{ciphertextHead}
 	}
 }
 
-// primaryPrefix is the Tink output prefix of the key's primary version,
-// which every ciphertext under it carries after pgcloak's header.
-func (m *migration) primaryPrefix() []byte {
-	ct, err := m.cipher.Encrypt(nil)
-	if err != nil || len(ct) < 10 {
-		return nil
+// primaryKeyID is the id of the key version new values are encrypted
+// under, big-endian, as ciphertexts carry it.
+func primaryKeyID(c *keymap.ColumnCipher) ([]byte, error) {
+	ct, err := c.Encrypt(nil)
+	if err != nil {
+		return nil, err
 	}
-	return ct[5:10]
+	id, ok := keymap.KeyID(ct)
+	if !ok {
+		return nil, errors.New("the key's ciphertexts have an unknown layout")
+	}
+	return binary.BigEndian.AppendUint32(nil, id), nil
 }
 
 func (m *migration) count(ctx context.Context) (int, error) {

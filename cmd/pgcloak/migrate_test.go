@@ -19,12 +19,7 @@ import (
 	"github.com/pgcloak/pgcloak/testenv"
 )
 
-const migratePolicy = `upstream:
-  address: %s
-keystore:
-  local: {path: %s, master_key_file: %s}
-  cache_ttl: 1s
-policy:
+const migratePolicy = `policy:
   keys:
     - {name: ssn, kind: deterministic}
     - {name: dates, kind: randomized}
@@ -35,19 +30,19 @@ policy:
     - {role: postgres, read: [ssn, dates], write: [ssn, dates]}
 `
 
-// migrationFixture is a 100,000-row table with two columns to migrate and a
-// plaintext copy to compare with.
-func migrationFixture(t *testing.T, rows int) (*testenv.PG, *policy.Config, *store) {
+// localConfig writes a config for pg with a fresh local keystore (keys
+// cached for 1s) and policyYAML, loads it and creates its keys.
+func localConfig(t *testing.T, pg *testenv.PG, policyYAML string) (*policy.Config, *store) {
 	t.Helper()
-	pg := testenv.Postgres(t)
-	createPeople(t, pg, rows)
 	dir := t.TempDir()
 	_, ks, err := keymap.NewLocalStoreInDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "pgcloak.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(migratePolicy, pg.Address(), ks.Path, ks.MasterKeyFile)), 0o600); err != nil {
+	body := fmt.Sprintf("upstream: {address: %s}\nkeystore:\n  local: {path: %s, master_key_file: %s}\n  cache_ttl: 1s\n%s",
+		pg.Address(), ks.Path, ks.MasterKeyFile, policyYAML)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := loadConfig(path)
@@ -61,6 +56,16 @@ func migrationFixture(t *testing.T, rows int) (*testenv.PG, *policy.Config, *sto
 	if _, err := keymap.CreateMissing(context.Background(), st, cfg.Policy.Keys); err != nil {
 		t.Fatal(err)
 	}
+	return cfg, st
+}
+
+// migrationFixture is a 100,000-row table with two columns to migrate and a
+// plaintext copy to compare with.
+func migrationFixture(t *testing.T, rows int) (*testenv.PG, *policy.Config, *store) {
+	t.Helper()
+	pg := testenv.Postgres(t)
+	createPeople(t, pg, rows)
+	cfg, st := localConfig(t, pg, migratePolicy)
 	return pg, cfg, st
 }
 
@@ -268,34 +273,11 @@ func TestMigrateByteaColumnRoundTrip(t *testing.T) {
 	pg.ExecAdmin(t, `CREATE TABLE blobs (id int PRIMARY KEY, data bytea);
 		INSERT INTO blobs VALUES (1, '\x5c7831'), (2, '\x00ff5c'), (3, ''), (4, NULL), (5, '\x41');
 		CREATE TABLE blobs_plain AS SELECT * FROM blobs;`)
-	dir := t.TempDir()
-	_, ks, err := keymap.NewLocalStoreInDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "pgcloak.yaml")
-	body := fmt.Sprintf(`upstream: {address: %s}
-keystore:
-  local: {path: %s, master_key_file: %s}
-policy:
+	cfg, st := localConfig(t, pg, `policy:
   keys: [{name: blobs, kind: randomized}]
   columns: [{table: public.blobs, column: data, key: blobs, type: bytea}]
-`, pg.Address(), ks.Path, ks.MasterKeyFile)
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	ctx := context.Background()
-	st, err := openStore(ctx, cfg, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := keymap.CreateMissing(ctx, st, cfg.Policy.Keys); err != nil {
-		t.Fatal(err)
-	}
 	runCut := func(action migrateAction, cutAfter int) error {
 		t.Helper()
 		o := &migrateOptions{table: "public.blobs", column: "data", dsn: pg.DSN(), batch: 2, progress: "log"}
@@ -451,4 +433,21 @@ func TestDecryptWaitsForOlderTransactions(t *testing.T) {
 		t.Fatal("decrypt did not end after the older transaction did")
 	}
 	checkColumn(t, pg, cfg, st, "ssn", false)
+}
+
+// TestMigrateRefusesEncryptedPrimaryKey: rows are named by their primary
+// key in progress and errors, so a key that includes a policy column (its
+// plaintext) is refused.
+func TestMigrateRefusesEncryptedPrimaryKey(t *testing.T) {
+	pg := testenv.Postgres(t)
+	pg.ExecAdmin(t, `CREATE TABLE codes (code text PRIMARY KEY, note text); INSERT INTO codes VALUES ('C-1', 'n')`)
+	cfg, st := localConfig(t, pg, `policy:
+  keys: [{name: codes, kind: deterministic}]
+  columns: [{table: public.codes, column: code, key: codes, type: text}, {table: public.codes, column: note, key: codes, type: text}]
+`)
+	o := &migrateOptions{table: "public.codes", column: "note", dsn: pg.DSN(), batch: 10, progress: "log"}
+	_, err := newMigration(context.Background(), cfg, st, actionEncrypt, o, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "includes policy column code") {
+		t.Fatalf("encrypt of a table keyed by a policy column: %v", err)
+	}
 }
