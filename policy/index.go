@@ -59,6 +59,7 @@ type Index struct {
 	byRelname map[string][]*Table
 	keys      map[string]Key
 	grants    *GrantTable
+	adminRole string
 }
 
 // NewIndex builds the lookups of a validated policy.
@@ -68,6 +69,7 @@ func NewIndex(p Policy) *Index {
 		byRelname: map[string][]*Table{},
 		keys:      map[string]Key{},
 		grants:    NewGrantTable(p.Roles),
+		adminRole: p.AdminRole,
 	}
 	for _, k := range p.Keys {
 		x.keys[k.Name] = k
@@ -141,6 +143,10 @@ func (x *Index) Keys() []Key {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
+
+// AdminRole is the database role trusted to own pgcloak's objects in the
+// database ("": superusers only).
+func (x *Index) AdminRole() string { return x.adminRole }
 
 // Grants returns the config file's grants.
 func (x *Index) Grants() *GrantTable { return x.grants }

@@ -99,9 +99,14 @@ type VaultAppRole struct {
 
 // Policy names the keys, the encrypted columns and the role grants.
 type Policy struct {
-	Keys    []Key    `yaml:"keys" mapstructure:"keys"`
-	Columns []Column `yaml:"columns" mapstructure:"columns"`
-	Roles   []Role   `yaml:"roles" mapstructure:"roles"`
+	// AdminRole is the database role that owns pgcloak's own objects in
+	// the database (the migration state) and runs its admin commands:
+	// only objects it (or a superuser) owns are trusted. "" trusts
+	// superusers only.
+	AdminRole string   `yaml:"admin_role" mapstructure:"admin_role"`
+	Keys      []Key    `yaml:"keys" mapstructure:"keys"`
+	Columns   []Column `yaml:"columns" mapstructure:"columns"`
+	Roles     []Role   `yaml:"roles" mapstructure:"roles"`
 }
 
 // KeyKind says how a key encrypts.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgcloak/pgcloak/dbguard"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
@@ -149,57 +150,91 @@ func (c *catalog) column(oid uint32, attnum uint16) *policy.ColumnRule {
 }
 
 // catalogQuery lists, for the policy tables and every view that depends on
-// them (transitively), their columns and view definitions ('r' rows), and
-// every schema holding a relation of one of their names ('s' rows). It runs
-// in the client's own session, so it sees what the client's role sees.
+// them (transitively), their columns and view definitions ('r' rows), every
+// schema holding a relation of one of their names ('s' rows), and whether
+// pgcloak.column_migrations exists, can be trusted and read ('m' row).
+//
+// It runs in the client's own session, which the client's role may have
+// prepared: every function, operator and type is qualified with pg_catalog
+// (an operator or function of the role's own, in a schema put first on
+// search_path, could otherwise answer instead), and it runs under
+// catalogSearchPath (see catalogRows), so that pg_get_viewdef
+// qualifies every name and the answer is the same whatever the session's
+// search_path.
 func catalogQuery(idx *policy.Index) string {
 	var names []string
 	for _, t := range idx.Tables() {
-		names = append(names, quoteLiteral(t.Schema+"."+t.Name))
-	}
-	if len(names) == 0 {
-		names = append(names, "''")
+		names = append(names, dbguard.QuoteLiteral(t.Schema+"."+t.Name))
 	}
 	return `WITH RECURSIVE deps(oid) AS (
-  SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname || '.' || c.relname IN (` + strings.Join(names, ", ") + `)
+  SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  WHERE (n.nspname::pg_catalog.text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.relname::pg_catalog.text)
+    OPERATOR(pg_catalog.=) ANY (` + textArray(names) + `)
 UNION
   SELECT r.ev_class FROM pg_catalog.pg_depend d
-  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
-  JOIN deps ON d.refobjid = deps.oid
-  WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-    AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-    AND r.ev_class <> d.refobjid
+  JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
+  JOIN deps ON d.refobjid OPERATOR(pg_catalog.=) deps.oid
+  WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+    AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+    AND r.ev_class OPERATOR(pg_catalog.<>) d.refobjid
 ), rels AS (
   SELECT c.oid, n.nspname, c.relname, c.relkind
-  FROM deps JOIN pg_catalog.pg_class c ON c.oid = deps.oid
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 )
-SELECT 'r', r.oid::int8, r.nspname::text, r.relname::text, r.relkind::text, a.attnum::int4, a.attname::text,
-  CASE WHEN r.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(r.oid) END,
-  (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END)::int8, pg_catalog.format_type(a.atttypid, a.atttypmod)
-FROM rels r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+SELECT 'r'::pg_catalog.text, r.oid::pg_catalog.int8, r.nspname::pg_catalog.text, r.relname::pg_catalog.text,
+  r.relkind::pg_catalog.text, a.attnum::pg_catalog.int4, a.attname::pg_catalog.text,
+  CASE WHEN r.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[]) THEN pg_catalog.pg_get_viewdef(r.oid) END,
+  (CASE WHEN t.typtype OPERATOR(pg_catalog.=) 'd'::pg_catalog."char" THEN t.typbasetype ELSE t.oid END)::pg_catalog.int8,
+  pg_catalog.format_type(a.atttypid, a.atttypmod)
+FROM rels r JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) r.oid
+  AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 AND NOT a.attisdropped
+JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
 UNION ALL
-SELECT 's', 0, n.nspname::text, c.relname::text, c.relkind::text, 0, '', NULL, 0, NULL
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relname IN (SELECT relname FROM rels UNION SELECT ` + relnameList(idx) + `)
-  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-  AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'
+SELECT 's', 0, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text, 0, '', NULL, 0, NULL
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+WHERE c.relname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (pg_catalog.array_cat(
+    ARRAY(SELECT relname::pg_catalog.text FROM rels), ` + textArray(quotedRelnames(idx)) + `))
+  AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog."char"[])
+  AND NOT pg_catalog.starts_with(n.nspname::pg_catalog.text, 'pg_temp_')
+  AND NOT pg_catalog.starts_with(n.nspname::pg_catalog.text, 'pg_toast_temp_')
 UNION ALL
-SELECT 'm', 0, n.nspname::text, c.relname::text, c.relkind::text, 0, '', NULL, 0,
-  CASE WHEN pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
-    THEN 'readable' ELSE 'unreadable' END
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'pgcloak' AND c.relname = 'column_migrations'
+SELECT 'm', 0, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text, 0, '', NULL, 0,
+  CASE WHEN NOT ` + dbguard.TrustedTable(idx.AdminRole()) + `
+    THEN '` + migrationsUntrusted + `'
+    WHEN pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
+    THEN '` + migrationsReadable + `' ELSE '` + migrationsUnreadable + `' END
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+WHERE n.nspname OPERATOR(pg_catalog.=) 'pgcloak'::pg_catalog.name AND c.relname OPERATOR(pg_catalog.=) 'column_migrations'::pg_catalog.name
 ORDER BY 1, 2, 6`
 }
 
+// What the catalog query's 'm' row says of pgcloak.column_migrations.
+const (
+	migrationsReadable   = "readable"
+	migrationsUnreadable = "unreadable"
+	// migrationsUntrusted: owned (it or its schema) by a role other than
+	// the admin role or a superuser, not a plain table, or writable by
+	// roles other than its owner. Anyone allowed to create a schema
+	// could have made it, to fake migration states; it is ignored.
+	migrationsUntrusted = "untrusted"
+)
+
+// catalogSearchPath is the search_path the proxy's own catalog queries run
+// under: nothing of the session's, and pg_temp last (for relations; it is
+// never searched for functions or operators).
+const catalogSearchPath = "pg_catalog, pg_temp"
+
+// setCatalogPath sets catalogSearchPath until the end of the transaction,
+// or of the savepoint the caller rolls back to.
+const setCatalogPath = "SELECT pg_catalog.set_config('search_path', '" + catalogSearchPath + "', true)"
+
 // migrationsQuery reads the column migrations of pgcloak encrypt,
 // reencrypt and decrypt. It is only run when the catalog query found the
-// table readable ('m' row): the catalog query itself must not fail where
-// no migration ever ran.
-const migrationsQuery = `SELECT schema_name::text, table_name::text, column_name::text, action, (finished IS NULL)::text
+// table trusted and readable ('m' row): the catalog query itself must not
+// fail where no migration ever ran.
+const migrationsQuery = `SELECT schema_name::pg_catalog.text, table_name::pg_catalog.text, column_name::pg_catalog.text,
+  action::pg_catalog.text, (finished IS NULL)::pg_catalog.text
 FROM pgcloak.column_migrations`
 
 // migrationsTable reports what the catalog query's rows say of
@@ -207,11 +242,22 @@ FROM pgcloak.column_migrations`
 // may read it.
 func migrationsTable(rows [][]string) (exists, readable bool) {
 	for _, row := range rows {
-		if len(row) == 10 && row[0] == "m" {
-			return true, row[9] == "readable"
+		if len(row) == 10 && row[0] == "m" && row[9] != migrationsUntrusted {
+			return true, row[9] == migrationsReadable
 		}
 	}
 	return false, false
+}
+
+// migrationsUntrustedIn reports whether the catalog query found a
+// pgcloak.column_migrations that is not to be trusted.
+func migrationsUntrustedIn(rows [][]string) bool {
+	for _, row := range rows {
+		if len(row) == 10 && row[0] == "m" && row[9] == migrationsUntrusted {
+			return true
+		}
+	}
+	return false
 }
 
 // migration is one row of pgcloak.column_migrations.
@@ -254,18 +300,19 @@ func stateOf(rule *policy.ColumnRule, typeOID uint32, typeName string, m migrati
 	return s
 }
 
-func relnameList(idx *policy.Index) string {
+// quotedRelnames is the policy tables' unqualified names as literals.
+func quotedRelnames(idx *policy.Index) []string {
 	var names []string
 	for _, n := range idx.Relnames() {
-		names = append(names, quoteLiteral(n))
+		names = append(names, dbguard.QuoteLiteral(n))
 	}
-	if len(names) == 0 {
-		return "NULL::text"
-	}
-	return "unnest(ARRAY[" + strings.Join(names, ", ") + "]::text[])"
+	return names
 }
 
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+// textArray is a pg_catalog.text[] of the literals.
+func textArray(literals []string) string {
+	return "ARRAY[" + strings.Join(literals, ", ") + "]::pg_catalog.text[]"
+}
 
 type catalogRel struct {
 	oid      uint32
@@ -280,9 +327,8 @@ type catalogRel struct {
 }
 
 // buildCatalog turns the rows of catalogQuery, and those of
-// migrationsQuery when it ran, into a snapshot. searchPath is the loading
-// session's, which pg_get_viewdef qualified names against.
-func buildCatalog(idx *policy.Index, rows [][]string, searchPath []string, migrationRows [][]string) (*catalog, error) {
+// migrationsQuery when it ran, into a snapshot.
+func buildCatalog(idx *policy.Index, rows [][]string, migrationRows [][]string) (*catalog, error) {
 	c := &catalog{
 		loaded:      time.Now(),
 		relations:   map[string]*sqlrewrite.Relation{},
@@ -350,7 +396,7 @@ func buildCatalog(idx *policy.Index, rows [][]string, searchPath []string, migra
 			c.incomplete = true
 		}
 	}
-	c.addViews(views, searchPath)
+	c.addViews(views)
 	for name, schemas := range c.schemasWith {
 		sort.Strings(schemas)
 		c.schemasWith[name] = schemas
@@ -389,8 +435,10 @@ func (c *catalog) addRelation(r *catalogRel, encrypted map[string]*policy.Column
 // analysing each view's definition, repeating while views over views keep
 // resolving. A view whose definition cannot be analysed is still an
 // encrypted name with no known columns, so statements on it fail closed.
-func (c *catalog) addViews(views []*catalogRel, searchPath []string) {
-	env := &sqlrewrite.Env{Catalog: c, SearchPath: searchPath}
+func (c *catalog) addViews(views []*catalogRel) {
+	// pg_get_viewdef ran under catalogSearchPath, so it qualified every
+	// name: no search path resolves one.
+	env := &sqlrewrite.Env{Catalog: c}
 	pending := views
 	for pass := 0; pass < 8 && len(pending) > 0; pass++ {
 		var next []*catalogRel
@@ -484,7 +532,6 @@ func (ss *session) refreshCatalogIfStale() {
 	due := stale || ss.cat.expired(ss.srv.catalogs.ttl)
 	idle := len(ss.queue) == 0 && !ss.extOpen
 	tx := ss.txStatus
-	cur := ss.state.current
 	ss.mu.Unlock()
 	// Not inside an extended-protocol batch either: the reload would end
 	// the batch's implicit transaction (or, after an error in it, be
@@ -496,7 +543,7 @@ func (ss *session) refreshCatalogIfStale() {
 	if tx == 'I' && ss.adoptShared(stale) {
 		return
 	}
-	cat, err := ss.loadCatalog(tx == 'T', cur)
+	cat, err := ss.loadCatalog(tx == 'T')
 	if err != nil {
 		ss.mu.Lock()
 		// An old snapshot is still right where no DDL ran since; after
@@ -575,19 +622,19 @@ func (ss *session) adoptShared(stale bool) bool {
 // loadCatalog runs the catalog query in the session, and the migrations
 // query when there are migrations to read, each within a savepoint inside
 // a transaction.
-func (ss *session) loadCatalog(inTx bool, cur settings) (*catalog, error) {
+func (ss *session) loadCatalog(inTx bool) (*catalog, error) {
 	rows, err := ss.catalogRows(inTx, catalogQuery(ss.srv.cfg.Policy))
 	if err != nil {
 		return nil, err
 	}
-	return ss.catalogFrom(rows, expandSearchPath(cur.searchPath, cur.currentRole()), func() ([][]string, error) {
+	return ss.catalogFrom(rows, func() ([][]string, error) {
 		return ss.catalogRows(inTx, migrationsQuery)
 	})
 }
 
 // catalogFrom builds a snapshot from the catalog query's rows, reading the
 // column migrations with readMigrations when the session's role may.
-func (ss *session) catalogFrom(rows [][]string, searchPath []string, readMigrations func() ([][]string, error)) (*catalog, error) {
+func (ss *session) catalogFrom(rows [][]string, readMigrations func() ([][]string, error)) (*catalog, error) {
 	var migrations [][]string
 	readable := ss.migrationsReadable(rows)
 	if readable {
@@ -596,7 +643,7 @@ func (ss *session) catalogFrom(rows [][]string, searchPath []string, readMigrati
 			return nil, err
 		}
 	}
-	cat, err := buildCatalog(ss.srv.cfg.Policy, rows, searchPath, migrations)
+	cat, err := buildCatalog(ss.srv.cfg.Policy, rows, migrations)
 	if err != nil {
 		return nil, err
 	}
@@ -605,12 +652,16 @@ func (ss *session) catalogFrom(rows [][]string, searchPath []string, readMigrati
 	return cat, nil
 }
 
-// catalogRows runs one query of the proxy's own in the session, within a
-// savepoint inside a transaction, and returns its rows.
+// catalogRows runs one query of the proxy's own in the session under
+// catalogSearchPath, and returns its rows. Outside a transaction the
+// setting ends with the batch's implicit one; inside, the query runs within
+// a savepoint that is rolled back, which undoes the setting and nothing
+// else (the query only reads).
 func (ss *session) catalogRows(inTx bool, sql string) ([][]string, error) {
-	sqls, at := []string{sql}, 0
+	sqls, at := []string{setCatalogPath, sql}, 1
 	if inTx {
-		sqls, at = []string{"SAVEPOINT " + catalogSavepoint, sql, "RELEASE SAVEPOINT " + catalogSavepoint}, 1
+		sqls, at = []string{"SAVEPOINT " + catalogSavepoint, setCatalogPath, sql,
+			"ROLLBACK TO SAVEPOINT " + catalogSavepoint, "RELEASE SAVEPOINT " + catalogSavepoint}, 2
 	}
 	iq, err := ss.runInternal(sqls...)
 	if err != nil {
@@ -633,6 +684,9 @@ func (ss *session) catalogRows(inTx bool, sql string) ([][]string, error) {
 // read it, writes and searches on policy columns are refused (see
 // checkConverted), and that is logged once.
 func (ss *session) migrationsReadable(rows [][]string) bool {
+	if migrationsUntrustedIn(rows) && ss.srv.untrustedWarned.CompareAndSwap(false, true) {
+		ss.log.Warn("pgcloak.column_migrations is ignored: it or schema pgcloak is not owned by the policy's admin_role (or a superuser), is not a table, or others may write it; run pgcloak policy check")
+	}
 	exists, readable := migrationsTable(rows)
 	if exists && !readable && ss.srv.migrationsWarned.CompareAndSwap(false, true) {
 		ss.log.Warn("pgcloak.column_migrations is not readable by the session's role: writes and searches on policy columns are refused; grant SELECT on it (and USAGE on schema pgcloak) to the application roles")
@@ -669,17 +723,4 @@ func (ss *session) catalogUnknownLocked() error {
 		return newSQLError("58000", "catalog could not be reloaded after DDL; statements using relations are refused until it is")
 	}
 	return nil
-}
-
-// mentionedIn reports a relation with encrypted columns whose name occurs
-// anywhere in sql, case-insensitively: a check that holds however the text
-// is tokenized.
-func (c *catalog) mentionedIn(sql string) (string, bool) {
-	lower := strings.ToLower(sql)
-	for name := range c.schemasWith {
-		if strings.Contains(lower, strings.ToLower(name)) {
-			return name, true
-		}
-	}
-	return "", false
 }

@@ -183,10 +183,10 @@ func (ss *session) copyOutResponse(p *pending, typ byte, body []byte) error {
 
 func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
 	ss.mu.Lock()
-	role := ss.state.current.currentRole()
+	who := granteeOf(ss.state.current)
 	cat := ss.cat
 	ss.mu.Unlock()
-	grants := ss.srv.cfg.Grants.For(role)
+	grants := ss.grantsOf(who)
 	format := wireFormat(cp.Format)
 	actions := make([]colAction, len(cp.Rules))
 	// COPY reports no column types: the snapshot says what each holds.

@@ -240,6 +240,9 @@ func (ss *session) decodeError(what string) error {
 // parameters are numbered after the client's.
 func (ss *session) plan(sql string, declared int) (*sqlrewrite.Plan, string, keyVersions, error) {
 	ss.refreshCatalogIfStale()
+	if err := ss.confirmRole(); err != nil {
+		return nil, "", nil, err
+	}
 	ss.mu.Lock()
 	cat := ss.cat
 	unknown := ss.catalogUnknownLocked() != nil
@@ -254,10 +257,9 @@ func (ss *session) plan(sql string, declared int) (*sqlrewrite.Plan, string, key
 	// Each statement of the string is analysed and authorized in the
 	// session state the earlier ones leave (see sequence.go).
 	sim := ss.newQuerySim(sql)
-	if err := ss.checkLexing(sql); err != nil {
-		return nil, "", nil, err
-	}
-	plan, err := sqlrewrite.Analyze(sql, sim.env())
+	env := sim.env()
+	env.LexRisk = ss.lexRisk()
+	plan, err := sqlrewrite.Analyze(sql, env)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -302,21 +304,32 @@ func (ss *session) recordPrepareKeys(plan *sqlrewrite.Plan, kv keyVersions) {
 	}
 }
 
-// checkLexing refuses statements that may touch encrypted tables while
-// standard_conforming_strings is off: PostgreSQL would then read
-// backslashes in string literals differently from the analysis, which
-// assumes the default.
-func (ss *session) checkLexing(sql string) error {
+// clientOnlyEncodings are the client encodings whose multibyte characters
+// can end in an ASCII byte (PostgreSQL's PG_ENCODING_BE_LAST and after:
+// never a server encoding for that reason).
+var clientOnlyEncodings = map[string]bool{
+	"SJIS": true, "SHIFT_JIS_2004": true, "BIG5": true, "GBK": true, "UHC": true, "GB18030": true, "JOHAB": true,
+}
+
+// lexRisk is what the proxy cannot be sure of about how PostgreSQL will
+// lex the next statement. The settings are as PostgreSQL last reported
+// them, which it does before each ReadyForQuery; with requests in flight,
+// any of them (a function, a trigger, a SET) may change either setting
+// before the server reads the statement, so both are unknown then.
+func (ss *session) lexRisk() sqlrewrite.LexRisk {
 	ss.mu.Lock()
-	scs := ss.params["standard_conforming_strings"]
-	ss.mu.Unlock()
-	if scs == "" || scs == "on" {
-		return nil
+	defer ss.mu.Unlock()
+	if len(ss.queue) > 0 || ss.extOpen {
+		return sqlrewrite.RiskBackslashEscapes | sqlrewrite.RiskSplitBackslash
 	}
-	if name, ok := ss.cat.mentionedIn(sql); ok {
-		return newSQLError("0A000", "standard_conforming_strings must be on for statements on %s", name)
+	var risk sqlrewrite.LexRisk
+	if ss.params["standard_conforming_strings"] != "on" {
+		risk |= sqlrewrite.RiskBackslashEscapes
 	}
-	return nil
+	if enc := ss.params["client_encoding"]; enc == "" || clientOnlyEncodings[enc] {
+		risk |= sqlrewrite.RiskSplitBackslash
+	}
+	return risk
 }
 
 // checkEncoding refuses encrypted text when the client does not speak
@@ -331,18 +344,72 @@ func (ss *session) checkEncoding(plan *sqlrewrite.Plan) error {
 	return newSQLError("0A000", "statements on encrypted columns need client_encoding UTF8, not %s", enc)
 }
 
+// roleQuery asks PostgreSQL for the session's roles. CURRENT_USER and
+// SESSION_USER are keywords, not functions: no search_path can redirect
+// them.
+const roleQuery = "SELECT CURRENT_USER, SESSION_USER"
+
+// confirmRole replaces a role claimed by set_config with the one
+// PostgreSQL reports, when no request is in flight (the query then runs
+// on its own, in the client's transaction if one is open). While requests
+// are in flight, or in a failed transaction, the claim stays and
+// statements that need grants are refused (errRoleClaimed). err is only
+// the session's end.
+func (ss *session) confirmRole() error {
+	ss.mu.Lock()
+	claimed := ss.state.current.roleClaim != 0
+	idle := len(ss.queue) == 0 && !ss.extOpen && ss.txStatus != 'E'
+	ss.mu.Unlock()
+	if !claimed || !idle {
+		return nil
+	}
+	iq, err := ss.runInternal(roleQuery)
+	if err != nil {
+		return err
+	}
+	current, session, ok := roleAnswer(iq)
+	if !ok {
+		ss.log.Warn("could not confirm the session's role with PostgreSQL; statements on encrypted columns are refused until it is", "err", iq.err)
+		return nil
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if claimed := ss.state.current.currentRole(); claimed != current {
+		ss.log.Warn("set_config claimed a role PostgreSQL did not switch to; applying the role PostgreSQL reports", "claimed", claimed, "current_user", current)
+	}
+	ss.state.confirmRole(current, session)
+	return nil
+}
+
+// roleAnswer reads roleQuery's answer.
+func roleAnswer(iq *internalQuery) (current, session string, ok bool) {
+	if iq.err != nil || len(iq.results) == 0 {
+		return "", "", false
+	}
+	rows := iq.results[len(iq.results)-1]
+	if len(rows) != 1 || len(rows[0]) != 2 || rows[0][0] == "" || rows[0][1] == "" {
+		return "", "", false
+	}
+	return rows[0][0], rows[0][1], true
+}
+
 // authorize checks the current role's grants for what the statements do
 // with encrypted columns.
 func (ss *session) authorize(stmts []*sqlrewrite.Statement) error {
 	ss.mu.Lock()
-	role := ss.state.current.currentRole()
+	who := granteeOf(ss.state.current)
 	ss.mu.Unlock()
-	return ss.authorizeAs(role, stmts)
+	return ss.authorizeAs(who, stmts)
 }
 
-// authorizeAs checks role's grants for what the statements do with
+// errRoleClaimed refuses a statement on encrypted columns while the role
+// is one a set_config call claimed and PostgreSQL has not confirmed.
+var errRoleClaimed = newSQLError("0A000", "the role was changed by set_config, which pgcloak confirms with PostgreSQL before it applies that role's grants; send statements on encrypted columns after it in a later request (after Sync), or use SET ROLE")
+
+// authorizeAs checks who's grants for what the statements do with
 // encrypted columns.
-func (ss *session) authorizeAs(role string, stmts []*sqlrewrite.Statement) error {
+func (ss *session) authorizeAs(who grantee, stmts []*sqlrewrite.Statement) error {
+	role := who.role
 	g := ss.srv.cfg.Grants.For(role)
 	ss.mu.Lock()
 	cat := ss.cat
@@ -350,6 +417,9 @@ func (ss *session) authorizeAs(role string, stmts []*sqlrewrite.Statement) error
 	for _, st := range stmts {
 		if st == nil {
 			continue
+		}
+		if who.claimed && (len(st.Writes) > 0 || len(st.Searches) > 0 || len(st.Outputs) > 0) {
+			return errRoleClaimed
 		}
 		if err := checkConverted(cat, st); err != nil {
 			return err
@@ -604,6 +674,9 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 	}
 	if err := ss.replanned(st); err != nil {
 		return ss.refuseExtended(fe, err)
+	}
+	if err := ss.confirmRole(); err != nil {
+		return err
 	}
 	if err := ss.authorize(st.plan.Statements); err != nil {
 		return ss.refuseExtended(fe, err)

@@ -79,6 +79,9 @@ func createRoles(t testing.TB, pg *testenv.PG) {
 	pg.ExecAdmin(t, `DO $$ BEGIN CREATE ROLE clinicians NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
 	pg.ExecAdmin(t, `GRANT clinicians TO doctor, billing, auditor, archivist, strict, nokeys`)
 	pg.ExecAdmin(t, `GRANT billing, auditor TO doctor`)
+	// The attacker of the attack tests: an ordinary login role, member of
+	// nothing.
+	pg.ExecAdmin(t, `DO $$ BEGIN CREATE ROLE mallory LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
 }
 
 // harness is a proxy in front of a fresh test database.
@@ -120,13 +123,27 @@ func newHarness(t testing.TB, policyYAML, schema string, opts ...harnessOption) 
 	if schema != "" {
 		pg.ExecAdmin(t, schema)
 	}
-	cfg, err := policy.Load([]byte(policyYAML))
-	if err != nil {
-		t.Fatalf("policy: %v", err)
-	}
 	store, _, err := keymap.NewLocalStoreInDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
+	}
+	return startProxy(t, pg, store, policyYAML, opts...)
+}
+
+// newHarnessOn starts another proxy in front of base's database, with
+// base's keys and a catalog cache of its own.
+func newHarnessOn(t testing.TB, base *harness, policyYAML string, opts ...harnessOption) *harness {
+	t.Helper()
+	return startProxy(t, base.pg, base.store, policyYAML, opts...)
+}
+
+// startProxy starts a proxy for policyYAML in front of pg, creating the
+// policy's keys in store when missing.
+func startProxy(t testing.TB, pg *testenv.PG, store keymap.Store, policyYAML string, opts ...harnessOption) *harness {
+	t.Helper()
+	cfg, err := policy.Load([]byte(policyYAML))
+	if err != nil {
+		t.Fatalf("policy: %v", err)
 	}
 	if _, err := keymap.CreateMissing(context.Background(), store, cfg.Policy.Keys); err != nil {
 		t.Fatal(err)

@@ -567,12 +567,14 @@ func fakeUpstream(t *testing.T) string {
 		be.Send(&pgproto3.AuthenticationOk{})
 		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 		be.Flush()
-		// The proxy's setup query: search_path and extra_float_digits,
-		// then the catalog.
+		// The proxy's setup query: search_path, extra_float_digits and
+		// the roles, then its search_path, then the catalog.
 		if _, err := be.Receive(); err != nil {
 			return
 		}
-		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("public"), []byte("1")}})
+		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("public"), []byte("1"), []byte("doctor"), []byte("doctor")}})
+		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("pg_catalog, pg_temp")}})
 		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
 		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")})
 		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})

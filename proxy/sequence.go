@@ -131,7 +131,7 @@ type querySim struct {
 	prepared map[string]*simPrepared
 	cleared  bool
 	// Per statement, in order.
-	roles   []string
+	roles   []grantee
 	envs    []planEnv
 	touched []bool // resolved a relation after DDL in the string
 	// executes records the prepared statements EXECUTE looked up.
@@ -166,7 +166,7 @@ func (ss *session) newQuerySim(sql string) *querySim {
 
 func (sim *querySim) mark() {
 	cur := sim.state.current
-	sim.roles = append(sim.roles, cur.currentRole())
+	sim.roles = append(sim.roles, granteeOf(cur))
 	sim.envs = append(sim.envs, planEnv{cat: sim.cat, path: expandSearchPath(cur.searchPath, cur.currentRole())})
 	sim.touched = append(sim.touched, false)
 }
@@ -279,8 +279,7 @@ func (sim *querySim) check(plan *sqlrewrite.Plan) error {
 			}
 			return errDDLInString
 		}
-		role := sim.roles[min(i, len(sim.roles)-1)]
-		if err := ss.authorizeAs(role, []*sqlrewrite.Statement{st}); err != nil {
+		if err := ss.authorizeAs(sim.roles[min(i, len(sim.roles)-1)], []*sqlrewrite.Statement{st}); err != nil {
 			return err
 		}
 	}

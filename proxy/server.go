@@ -54,6 +54,9 @@ type Server struct {
 	// migrationsWarned: the warning that a role cannot read
 	// pgcloak.column_migrations was logged.
 	migrationsWarned atomic.Bool
+	// untrustedWarned: the warning that an untrusted
+	// pgcloak.column_migrations is ignored was logged.
+	untrustedWarned atomic.Bool
 
 	mu       sync.Mutex
 	ln       net.Listener

@@ -236,7 +236,7 @@ func (ss *session) startup() error {
 	if err := ss.relayAuth(); err != nil {
 		return err
 	}
-	if err := ss.afterAuth(sm); err != nil {
+	if err := ss.afterAuth(); err != nil {
 		return err
 	}
 	ss.client.SetDeadline(time.Time{})
@@ -404,7 +404,7 @@ func (ss *session) relayClientAuth() error {
 // afterAuth forwards ParameterStatus and BackendKeyData, then, before the
 // first ReadyForQuery reaches the client, learns the session's search_path
 // and the database's catalog snapshot through the session's own connection.
-func (ss *session) afterAuth(sm *pgproto3.StartupMessage) error {
+func (ss *session) afterAuth() error {
 	for {
 		typ, body, err := ss.ur.next()
 		if err != nil {
@@ -421,7 +421,7 @@ func (ss *session) afterAuth(sm *pgproto3.StartupMessage) error {
 			// initSession reads further messages into the reader's buffer,
 			// which body points into.
 			rfq := append([]byte(nil), body...)
-			if err := ss.initSession(sm); err != nil {
+			if err := ss.initSession(); err != nil {
 				ss.fatal("58000", "cannot read the catalog: "+err.Error())
 				return err
 			}
@@ -446,34 +446,42 @@ func (ss *session) noteParameter(body []byte) {
 	ss.mu.Unlock()
 }
 
-func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
-	user := ss.params["session_authorization"]
-	if user == "" {
-		user = sm.Parameters["user"]
-	}
+func (ss *session) initSession() error {
 	cat := ss.srv.catalogs.fresh(ss.database)
-	queries := []string{"SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('extra_float_digits')"}
+	// The roles come from PostgreSQL: a role's default (ALTER ROLE … SET
+	// role) may make the current user another than the login role.
+	queries := []string{"SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('extra_float_digits'), CURRENT_USER, SESSION_USER"}
 	if cat == nil {
-		queries = append(queries, catalogQuery(ss.srv.cfg.Policy))
+		// Under catalogSearchPath until the end of this query string
+		// (one implicit transaction).
+		queries = append(queries, setCatalogPath, catalogQuery(ss.srv.cfg.Policy))
 	}
 	iq, err := ss.setupQuery(queries)
 	if err != nil {
 		return err
 	}
-	if len(iq.results) != len(queries) || len(iq.results[0]) != 1 || len(iq.results[0][0]) != 2 {
+	if len(iq.results) != len(queries) || len(iq.results[0]) != 1 || len(iq.results[0][0]) != 4 {
 		return errors.New("unexpected answer to the session setup query")
 	}
-	searchPath := sqlrewrite.ParseSearchPath(iq.results[0][0][0])
+	setup := iq.results[0][0]
+	initial := settings{
+		sessionAuth: setup[3],
+		searchPath:  sqlrewrite.ParseSearchPath(setup[0]),
+		floatDigits: setup[1],
+	}
+	if setup[2] != setup[3] {
+		initial.role = setup[2]
+	}
 	if cat == nil {
-		cat, err = ss.catalogFrom(iq.results[1], expandSearchPath(searchPath, user), func() ([][]string, error) {
-			mq, err := ss.setupQuery([]string{migrationsQuery})
+		cat, err = ss.catalogFrom(iq.results[2], func() ([][]string, error) {
+			mq, err := ss.setupQuery([]string{setCatalogPath, migrationsQuery})
 			if err != nil {
 				return nil, err
 			}
-			if len(mq.results) != 1 {
+			if len(mq.results) != 2 {
 				return nil, errors.New("unexpected answer to the migrations query")
 			}
-			return mq.results[0], nil
+			return mq.results[1], nil
 		})
 		if err != nil {
 			return err
@@ -484,11 +492,7 @@ func (ss *session) initSession(sm *pgproto3.StartupMessage) error {
 	}
 	ss.cat = cat
 	ss.txStatus = 'I'
-	ss.state = newSessionState(settings{
-		sessionAuth: user,
-		searchPath:  searchPath,
-		floatDigits: iq.results[0][0][1],
-	})
+	ss.state = newSessionState(initial)
 	return nil
 }
 

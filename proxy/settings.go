@@ -15,6 +15,11 @@ type settings struct {
 	// floatDigits is extra_float_digits as PostgreSQL reports it, which
 	// decides how float8 values are printed in text.
 	floatDigits string
+	// roleClaim, when not 0, numbers the set_config call that last set
+	// role or session_authorization: what it set is a claim PostgreSQL has
+	// not confirmed (see sqlrewrite.Effect.Claimed), and no grants apply
+	// until it does (see session.confirmRole).
+	roleClaim uint64
 }
 
 // currentRole is the role whose grants apply: the one SET ROLE chose, else
@@ -24,6 +29,18 @@ func (s *settings) currentRole() string {
 		return s.role
 	}
 	return s.sessionAuth
+}
+
+// grantee is the role whose grants apply to a statement.
+type grantee struct {
+	role string
+	// claimed: the role is only what a set_config call claimed; no
+	// grants apply until PostgreSQL confirms it.
+	claimed bool
+}
+
+func granteeOf(s settings) grantee {
+	return grantee{role: s.currentRole(), claimed: s.roleClaim != 0}
 }
 
 // sessionState tracks settings the way PostgreSQL's GUC machinery does: a
@@ -39,6 +56,8 @@ type sessionState struct {
 	// failed records an error since the last boundary: the implicit
 	// transaction that ends at the next ReadyForQuery then aborts.
 	failed bool
+	// claims numbers the claimed role changes (settings.roleClaim).
+	claims uint64
 }
 
 type savepoint struct {
@@ -52,16 +71,40 @@ func newSessionState(initial settings) *sessionState {
 
 // apply records a completed statement's effect on a setting.
 func (st *sessionState) apply(e sqlrewrite.Effect) {
+	var claim uint64
+	if e.Claimed && (e.Setting == sqlrewrite.SettingRole || e.Setting == sqlrewrite.SettingSessionAuthorization) {
+		st.claims++
+		claim = st.claims
+	}
 	if e.Local {
-		st.current = st.reset.with(st.current, e)
+		st.current = st.reset.with(st.current, e, claim)
 		return
 	}
-	st.session = st.reset.with(st.session, e)
-	st.current = st.reset.with(st.current, e)
+	st.session = st.reset.with(st.session, e, claim)
+	st.current = st.reset.with(st.current, e, claim)
 }
 
-// with returns s changed by e; the receiver holds the reset values.
-func (r settings) with(s settings, e sqlrewrite.Effect) settings {
+// confirmRole adopts the role PostgreSQL reports for the session in place
+// of a claimed one. The value a commit would keep is confirmed with it
+// when it rests on the same claim: the claim then either took effect in
+// both or in neither.
+func (st *sessionState) confirmRole(currentUser, sessionUser string) {
+	claim := st.current.roleClaim
+	confirm := func(s *settings) {
+		s.sessionAuth, s.role, s.roleClaim = sessionUser, "", 0
+		if currentUser != sessionUser {
+			s.role = currentUser
+		}
+	}
+	confirm(&st.current)
+	if claim != 0 && st.session.roleClaim == claim {
+		confirm(&st.session)
+	}
+}
+
+// with returns s changed by e, a claim numbered claim when not 0; the
+// receiver holds the reset values.
+func (r settings) with(s settings, e sqlrewrite.Effect, claim uint64) settings {
 	first := func() string {
 		if len(e.Values) == 0 {
 			return ""
@@ -75,6 +118,7 @@ func (r settings) with(s settings, e sqlrewrite.Effect) settings {
 		} else {
 			s.role = first()
 		}
+		s.roleClaim = claim
 	case sqlrewrite.SettingSessionAuthorization:
 		// Changing the session authorization also resets the role.
 		s.role = ""
@@ -83,6 +127,7 @@ func (r settings) with(s settings, e sqlrewrite.Effect) settings {
 		} else {
 			s.sessionAuth = first()
 		}
+		s.roleClaim = claim
 	case sqlrewrite.SettingSearchPath:
 		if e.Reset {
 			s.searchPath = r.searchPath

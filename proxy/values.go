@@ -344,7 +344,7 @@ type resultShape struct {
 func (ss *session) shapeFor(fields []pgproto3.FieldDescription, st *sqlrewrite.Statement) *resultShape {
 	ss.mu.Lock()
 	cat := ss.cat
-	role := ss.state.current.currentRole()
+	who := granteeOf(ss.state.current)
 	ss.mu.Unlock()
 	var shape *resultShape
 	var grants *policy.Grants
@@ -363,11 +363,20 @@ func (ss *session) shapeFor(fields []pgproto3.FieldDescription, st *sqlrewrite.S
 		if shape == nil {
 			// Most results have no encrypted column and cost nothing more.
 			shape = &resultShape{actions: make([]colAction, len(fields)), tc: ss.textContext()}
-			grants = ss.srv.cfg.Grants.For(role)
+			grants = ss.grantsOf(who)
 		}
 		shape.actions[i] = ss.actionFor(rule, f.Format, grants, mode == readTolerant)
 	}
 	return shape
+}
+
+// grantsOf is who's grants; a role only claimed has none (see
+// errRoleClaimed, which refuses the statements that would need them).
+func (ss *session) grantsOf(who grantee) *policy.Grants {
+	if who.claimed {
+		return &policy.Grants{}
+	}
+	return ss.srv.cfg.Grants.For(who.role)
 }
 
 // actionFor decides what the role sees of one encrypted column.

@@ -47,9 +47,19 @@ func (e *Env) catalog() Catalog {
 // analyze is the full analysis: parse, then each statement.
 func (a *analyzer) analyze() (*Plan, error) {
 	sql := a.sql
+	if a.deep {
+		if err := a.checkSplitBackslash(); err != nil {
+			return nil, err
+		}
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return a.unparsable()
+	}
+	if a.deep {
+		if err := a.checkBackslashLiterals(); err != nil {
+			return nil, err
+		}
 	}
 	plan := &Plan{SQL: sql}
 	raws := tree.GetStmts()

@@ -182,7 +182,7 @@ func (a *analyzer) setConfig(fc *pg_query.FuncCall) error {
 		return refuse("", "set_config of %s with an is_local flag that is not a constant is not supported", setting)
 	}
 	if c := args[1].GetAConst(); c != nil && c.GetIsnull() {
-		a.stmt.Effects = append(a.stmt.Effects, Effect{Setting: setting, Reset: true, Local: local})
+		a.stmt.Effects = append(a.stmt.Effects, Effect{Setting: setting, Reset: true, Local: local, Claimed: true})
 		return nil
 	}
 	val, ok := constString(args[1])
@@ -193,7 +193,7 @@ func (a *analyzer) setConfig(fc *pg_query.FuncCall) error {
 	if err != nil {
 		return err
 	}
-	e.Local = local
+	e.Local, e.Claimed = local, true
 	a.stmt.Effects = append(a.stmt.Effects, e)
 	return nil
 }

@@ -62,6 +62,10 @@ type Env struct {
 	// with the role, search_path and prepared statements the earlier ones
 	// left.
 	Next func(*Statement) *Env
+	// LexRisk is what may make PostgreSQL lex the text differently from
+	// the analysis (see LexRisk): statements on encrypted data it could
+	// change are refused.
+	LexRisk LexRisk
 }
 
 // Plan is the analysis of one SQL string (one or more statements).
@@ -351,6 +355,12 @@ type Effect struct {
 	Reset bool
 	// Local is SET LOCAL (or set_config(…, true)): undone at transaction end.
 	Local bool
+	// Claimed marks an effect of a set_config call. Unlike SET, a function
+	// call is resolved by PostgreSQL through the session's search_path, so
+	// the call may reach another function (a schema of the role's own put
+	// first, or an overload that wins for unknown-typed literals): the
+	// effect is only what the text claims until PostgreSQL confirms it.
+	Claimed bool
 }
 
 // Prepared is an SQL-level prepared statement.

@@ -122,9 +122,11 @@ func stringEffect(s Setting, v string) (Effect, error) {
 	e := Effect{Setting: s}
 	switch s {
 	case SettingRole:
+		// "none" is no role (the session user), which is not the same
+		// as RESET: that restores the role's default, as ALTER ROLE …
+		// SET role may give one.
 		if v == "none" {
-			e.Reset = true
-			return e, nil
+			v = ""
 		}
 		e.Values = []string{v}
 	case SettingSearchPath:

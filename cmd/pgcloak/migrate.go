@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/pgcloak/pgcloak/dbguard"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 )
@@ -97,8 +98,11 @@ type migration struct {
 	errOut io.Writer
 
 	conn *pgx.Conn
-	rule *policy.ColumnRule
-	keys keymap.Store
+	// adminRole is policy.admin_role: the only owner, with superusers,
+	// whose pgcloak.column_migrations the proxies believe.
+	adminRole string
+	rule      *policy.ColumnRule
+	keys      keymap.Store
 	// keyCacheTTL is how long proxies keep a keyset (keystore.cache_ttl).
 	keyCacheTTL time.Duration
 	cipher      *keymap.ColumnCipher
@@ -138,7 +142,7 @@ func newMigration(ctx context.Context, cfg *policy.Config, st *store, action mig
 	}
 	m := &migration{
 		action: action, opts: o, log: log, errOut: errOut,
-		conn: conn, rule: rule, keys: st, keyCacheTTL: cacheTTL(cfg), cipher: c, codec: keymap.CodecFor(rule.Type),
+		conn: conn, adminRole: cfg.Policy.AdminRole, rule: rule, keys: st, keyCacheTTL: cacheTTL(cfg), cipher: c, codec: keymap.CodecFor(rule.Type),
 		tc:        &keymap.TextContext{Location: time.UTC},
 		qualified: pgx.Identifier{schema, table}.Sanitize(),
 		column:    pgx.Identifier{o.column}.Sanitize(),
@@ -295,6 +299,9 @@ func (m *migration) begin(ctx context.Context) (done bool, err error) {
 	if _, err := m.conn.Exec(ctx, migrationsDDL); err != nil {
 		return false, fmt.Errorf("creating pgcloak.column_migrations: %w", err)
 	}
+	if err := checkMigrationsTrusted(ctx, m.conn, m.adminRole); err != nil {
+		return false, err
+	}
 	err = pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error {
 		prev, err := m.recorded(ctx, tx)
 		if err != nil {
@@ -405,6 +412,26 @@ CREATE TABLE IF NOT EXISTS pgcloak.column_migrations (
 );
 GRANT USAGE ON SCHEMA pgcloak TO PUBLIC;
 GRANT SELECT ON pgcloak.column_migrations TO PUBLIC;`
+
+// checkMigrationsTrusted refuses to record a migration where the proxies
+// would not believe it: in a pgcloak schema or table that someone else
+// made (a role allowed to create schemas could have, to fake states), or
+// that others may write.
+func checkMigrationsTrusted(ctx context.Context, conn *pgx.Conn, adminRole string) error {
+	var exists, trusted bool
+	if err := conn.QueryRow(ctx, dbguard.MigrationsTrustQuery(adminRole)).Scan(&exists, &trusted); err != nil {
+		return fmt.Errorf("checking pgcloak.column_migrations: %w", err)
+	}
+	if !exists || !trusted {
+		who := "a superuser"
+		if adminRole != "" {
+			who = fmt.Sprintf("policy.admin_role %q or a superuser", adminRole)
+		}
+		return fmt.Errorf("pgcloak.column_migrations and schema pgcloak must be a table and a schema owned by %s, writable by no other role; "+
+			"run migrations as that role, and drop or re-own a pgcloak schema someone else created", who)
+	}
+	return nil
+}
 
 func (m *migration) columnType(ctx context.Context, tx pgx.Tx) (string, error) {
 	var typ string

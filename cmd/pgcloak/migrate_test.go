@@ -451,3 +451,23 @@ func TestMigrateRefusesEncryptedPrimaryKey(t *testing.T) {
 		t.Fatalf("encrypt of a table keyed by a policy column: %v", err)
 	}
 }
+
+// A pgcloak schema someone else made is not reused: the proxies would not
+// believe the states recorded there (issue 7, finding 4).
+func TestMigrateRefusesPgcloakSchemaOfAnotherRole(t *testing.T) {
+	pg, cfg, st := migrationFixture(t, 10)
+	pg.ExecAdmin(t, `DO $$ BEGIN CREATE ROLE mallory LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
+	pg.ExecAdmin(t, "CREATE SCHEMA pgcloak AUTHORIZATION mallory")
+	err := runMigration(t, context.Background(), pg, cfg, st, actionEncrypt, "ssn", nil)
+	if err == nil || !strings.Contains(err.Error(), "must be a table and a schema owned by") {
+		t.Fatalf("encrypt in mallory's pgcloak schema: %v", err)
+	}
+	var typ string
+	if err := pg.Connect(t).QueryRow(context.Background(), "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'people'::regclass AND attname = 'ssn'").Scan(&typ); err != nil || typ == "bytea" {
+		t.Fatalf("the column was changed anyway: %q %v", typ, err)
+	}
+	pg.ExecAdmin(t, "ALTER SCHEMA pgcloak OWNER TO postgres; ALTER TABLE pgcloak.column_migrations OWNER TO postgres")
+	if err := runMigration(t, context.Background(), pg, cfg, st, actionEncrypt, "ssn", nil); err != nil {
+		t.Fatalf("encrypt once the schema is the superuser's: %v", err)
+	}
+}

@@ -1,0 +1,86 @@
+package sqlrewrite
+
+import (
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// PostgreSQL lexes a statement after converting it from the session's
+// client_encoding, and reads backslashes in '…' literals by
+// standard_conforming_strings. The analysis lexes the raw bytes as UTF-8
+// with standard_conforming_strings on. Where the two could disagree about
+// where a literal ends, text the analysis took for the inside of a string
+// could run as SQL: such statements are refused.
+//
+// Only a backslash can move a literal's end. Quotes, dollar signs and the
+// characters that open or close comments are all below 0x30, and no byte
+// after the first of a multibyte character is, in any encoding PostgreSQL
+// supports. A backslash (0x5C) can be such a byte in the client-only
+// encodings (SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030, JOHAB), where
+// it then escapes nothing; and with standard_conforming_strings off it
+// escapes the next character of a '…' literal. Other bytes an encoding may
+// join to a character only change the name of an identifier that already
+// holds a non-ASCII byte, which no policy check relies on.
+
+// LexRisk says which of the session's lexing settings the proxy cannot be
+// sure of for a statement: unknown, changing while the statement is in
+// flight, or known to differ from the analysis's.
+type LexRisk uint8
+
+const (
+	// RiskBackslashEscapes: standard_conforming_strings may be off, so a
+	// backslash in a '…' literal may escape the character after it.
+	RiskBackslashEscapes LexRisk = 1 << iota
+	// RiskSplitBackslash: client_encoding may be one whose multibyte
+	// characters can end in the byte of a backslash.
+	RiskSplitBackslash
+)
+
+// checkSplitBackslash refuses, before parsing, a statement whose literals
+// a client-only encoding could end elsewhere.
+func (a *analyzer) checkSplitBackslash() error {
+	if a.env.LexRisk&RiskSplitBackslash == 0 || !hasSplittableBackslash(a.sql) {
+		return nil
+	}
+	return refuse("", "a backslash follows a non-ASCII byte in a statement on encrypted data, which PostgreSQL may read differently under the session's client_encoding; use client_encoding UTF8 and send the statement on its own (after Sync)")
+}
+
+// checkBackslashLiterals refuses a statement with a backslash in a '…'
+// literal while standard_conforming_strings may be off.
+func (a *analyzer) checkBackslashLiterals() error {
+	if a.env.LexRisk&RiskBackslashEscapes == 0 {
+		return nil
+	}
+	toks, err := a.tokens()
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if t.Token != pg_query.Token_SCONST || t.Start < 0 || int(t.End) > len(a.sql) || t.Start >= t.End {
+			continue
+		}
+		text := a.sql[t.Start:t.End]
+		if text[0] != '\'' {
+			// E'…' (always escapes), U&'…' (refused by PostgreSQL when
+			// standard_conforming_strings is off), b'…', x'…'.
+			continue
+		}
+		if strings.IndexByte(text, '\\') >= 0 {
+			return refuse("", "a backslash in a '…' literal of a statement on encrypted data, while standard_conforming_strings is off or may change before the statement runs; set it on, use E'…' literals, or send the statement on its own (after Sync)")
+		}
+	}
+	return nil
+}
+
+// hasSplittableBackslash reports a backslash right after a non-ASCII byte:
+// the one place where a client-only encoding can make PostgreSQL's lexer
+// and the analysis disagree (see above).
+func hasSplittableBackslash(sql string) bool {
+	for i := 1; i < len(sql); i++ {
+		if sql[i] == '\\' && sql[i-1] >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
