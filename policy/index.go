@@ -155,8 +155,10 @@ func (x *Index) Grants() *GrantTable { return x.grants }
 type Grants struct {
 	Role     string
 	OnDenied OnDenied
-	read     map[string]bool
-	write    map[string]bool
+	// ServerSideCode: the role may run code the proxy cannot analyse.
+	ServerSideCode bool
+	read           map[string]bool
+	write          map[string]bool
 }
 
 // CanRead reports whether the role may decrypt with key.
@@ -174,7 +176,8 @@ type GrantTable struct {
 func NewGrantTable(roles []Role) *GrantTable {
 	gt := &GrantTable{roles: map[string]*Grants{}}
 	for _, r := range roles {
-		g := &Grants{Role: r.Role, OnDenied: r.OnDenied, read: map[string]bool{}, write: map[string]bool{}}
+		g := &Grants{Role: r.Role, OnDenied: r.OnDenied, ServerSideCode: r.ServerSideCode == AllowServerSideCode,
+			read: map[string]bool{}, write: map[string]bool{}}
 		if g.OnDenied == "" {
 			g.OnDenied = DeniedNull
 		}

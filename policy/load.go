@@ -144,7 +144,7 @@ func (c *Column) UnmarshalYAML(node *yaml.Node) error {
 
 // UnmarshalYAML decodes a role entry strictly and records its line.
 func (r *Role) UnmarshalYAML(node *yaml.Node) error {
-	if err := checkFields(node, "a policy.roles entry", "role", "read", "write", "on_denied"); err != nil {
+	if err := checkFields(node, "a policy.roles entry", "role", "read", "write", "on_denied", "server_side_code"); err != nil {
 		return err
 	}
 	type plain Role

@@ -152,8 +152,18 @@ type Role struct {
 	Read     []string `yaml:"read" json:"read"`
 	Write    []string `yaml:"write" json:"write"`
 	OnDenied OnDenied `yaml:"on_denied" json:"on_denied"`
-	Line     int      `yaml:"-" json:"-"`
+	// ServerSideCode: "allow" lets the role run code the proxy cannot
+	// analyse (DO blocks, CREATE FUNCTION or PROCEDURE bodies, CALL);
+	// "" refuses it.
+	ServerSideCode ServerSideCode `yaml:"server_side_code" json:"server_side_code"`
+	Line           int            `yaml:"-" json:"-"`
 }
+
+// ServerSideCode is a role's permission to run server-side code.
+type ServerSideCode string
+
+// AllowServerSideCode is the value of server_side_code that allows it.
+const AllowServerSideCode ServerSideCode = "allow"
 
 // Defaults returns the configuration every loaded file starts from.
 func Defaults() Config {

@@ -57,6 +57,7 @@ func TestLoadProblems(t *testing.T) {
 		{"duplicate column", "policy:\n  keys: [{name: a, kind: randomized}]\n  columns:\n    - {table: public.t, column: c, key: a, type: text}\n    - {table: public.t, column: c, key: a, type: int4}\n", []string{`line 5: column public.t.c is listed twice (first on line 4)`}},
 		{"duplicate key", "policy:\n  keys:\n    - {name: a, kind: randomized}\n    - {name: a, kind: deterministic}\n", []string{`line 4: key "a" is defined twice`}},
 		{"bad on_denied", "policy:\n  roles:\n    - {role: r, on_denied: hide}\n", []string{`on_denied "hide"`}},
+		{"bad server_side_code", "policy:\n  roles:\n    - {role: r, server_side_code: yes}\n", []string{`line 3: role "r": server_side_code "yes" is not allow`}},
 		{"bad tls mode", "server:\n  tls: {mode: maybe}\n", []string{`server.tls.mode: "maybe"`}},
 		{"require without cert", "server:\n  tls: {mode: require}\n", []string{`require but cert_file or key_file is empty`}},
 		{"bad upstream tls", "upstream:\n  tls: {mode: sometimes}\n", []string{`upstream.tls.mode`}},
@@ -176,5 +177,19 @@ func TestIndexLookups(t *testing.T) {
 	}
 	if billing.OnDenied != DeniedMask || nobody.OnDenied != DeniedNull || doctor.OnDenied != DeniedNull {
 		t.Errorf("on_denied: billing %q nobody %q doctor %q", billing.OnDenied, nobody.OnDenied, doctor.OnDenied)
+	}
+}
+
+func TestServerSideCodeGrant(t *testing.T) {
+	cfg, err := Load([]byte("policy:\n  admin_role: pgcloak_admin\n  roles:\n    - {role: etl, server_side_code: allow}\n    - {role: app}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := NewIndex(cfg.Policy)
+	if !idx.Grants().For("etl").ServerSideCode || idx.Grants().For("app").ServerSideCode || idx.Grants().For("nobody").ServerSideCode {
+		t.Fatal("server_side_code: only etl may run server-side code")
+	}
+	if idx.AdminRole() != "pgcloak_admin" {
+		t.Fatalf("admin_role = %q", idx.AdminRole())
 	}
 }

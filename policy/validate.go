@@ -120,6 +120,9 @@ func validateRoles(keys map[string]*Key, roles []Role) Problems {
 		default:
 			add(r.Line, "role %q: on_denied %q is not one of null, mask, ciphertext, error", r.Role, r.OnDenied)
 		}
+		if r.ServerSideCode != "" && r.ServerSideCode != AllowServerSideCode {
+			add(r.Line, "role %q: server_side_code %q is not allow (leave it out to refuse)", r.Role, r.ServerSideCode)
+		}
 	}
 	return ps
 }

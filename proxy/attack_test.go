@@ -21,6 +21,11 @@ import (
 
 const attacker = "mallory"
 
+// atkPolicy is testPolicy where mallory, with no key, may run server-side
+// code: the strongest ordinary attacker (see TestAttackServerSideCode for
+// roles that may not).
+const atkPolicy = testPolicy + "    - {role: mallory, read: [], server_side_code: allow}\n"
+
 // atkSchema is testSchema plus mallory's own schema.
 const atkSchema = testSchema + `
 CREATE SCHEMA mallory AUTHORIZATION mallory;
@@ -30,7 +35,7 @@ CREATE SCHEMA mallory AUTHORIZATION mallory;
 // one seeded row (written by doctor) to steal.
 func atkHarness(t *testing.T) *harness {
 	t.Helper()
-	h := newHarness(t, testPolicy, atkSchema)
+	h := newHarness(t, atkPolicy, atkSchema)
 	sxSeed(t, h)
 	return h
 }
@@ -390,7 +395,7 @@ GRANT ALL ON public.patients_v TO PUBLIC;`)
 	h.pg.ExecAdmin(t, `ALTER ROLE mallory IN DATABASE "`+h.pg.Database+`" SET search_path = mallory, pg_catalog, public`)
 	t.Cleanup(func() { h.pg.ExecAdmin(t, `ALTER ROLE mallory IN DATABASE "`+h.pg.Database+`" RESET search_path`) })
 
-	h2 := newHarnessOn(t, h, testPolicy) // a proxy with no snapshot yet
+	h2 := newHarnessOn(t, h, atkPolicy) // a proxy with no snapshot yet
 	mal = h2.connect(attacker)
 	// DDL makes her session load the catalog again, in the session.
 	sxExec(t, ctx, mal, "CREATE TABLE mallory.scratch (x int)")
@@ -446,7 +451,7 @@ func TestAttackForgedMigrationState(t *testing.T) {
 				}
 				h.pg.ExecAdmin(t, s)
 			}
-			h = newHarnessOn(t, h, testPolicy) // loads the catalog with the forgery
+			h = newHarnessOn(t, h, atkPolicy) // loads the catalog with the forgery
 			ctx := ctxT(t)
 			doc := h.connect("doctor")
 			secret := fmt.Sprintf("ATK-MIG-SSN-%d", i)
@@ -464,4 +469,61 @@ func TestAttackForgedMigrationState(t *testing.T) {
 			atkAssertNoPlaintext(t, h, secret, search)
 		})
 	}
+}
+
+// Finding 7: code the proxy cannot see (DO, function and procedure bodies,
+// CALL) is refused for roles the policy does not allow it, whatever names
+// its text spells; doctor, who may write every key, tries to store
+// plaintext and to replay another row's ciphertext with it.
+func TestAttackServerSideCode(t *testing.T) {
+	h := atkHarness(t)
+	const secret = "ATK-CODE-SSN"
+	hidden := "EXECUTE 'INSERT INTO pat' || 'ients (name, ssn) VALUES (''atk-code'', ''" + secret + "'')'"
+	replay := "EXECUTE 'UPDATE pat' || 'ients SET ssn = (SELECT ssn FROM pat' || 'ients ORDER BY id LIMIT 1) WHERE name = ''x'''"
+	attacks := []string{
+		"DO $$ BEGIN " + hidden + "; END $$",
+		"DO LANGUAGE plpgsql $x$ BEGIN " + replay + "; END $x$",
+		"CREATE FUNCTION atk_f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN " + hidden + "; END $$",
+		"CREATE OR REPLACE FUNCTION atk_g() RETURNS void LANGUAGE sql AS $$ SELECT 1 $$",
+		"CREATE PROCEDURE atk_p() LANGUAGE plpgsql AS $$ BEGIN " + hidden + "; END $$",
+		"CREATE FUNCTION atk_s() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END",
+		"SELECT 1; DO $$ BEGIN " + hidden + "; END $$",
+	}
+	for _, m := range sxModes {
+		conn := h.connect("doctor")
+		for _, a := range attacks {
+			if !m.simple() && strings.HasPrefix(a, "SELECT 1;") {
+				continue
+			}
+			err := sxExecMode(ctxT(t), conn, m, a)
+			if pe := wantCode(t, err, "42501"); !strings.Contains(pe.Message, "server-side code") {
+				t.Fatalf("%s (%s): %s", a, m.name, pe.Message)
+			}
+		}
+	}
+	// A procedure the DBA made, called with CALL: refused too, as its
+	// arguments could be plaintext it stores.
+	h.pg.ExecAdmin(t, "CREATE PROCEDURE public.add_patient(n text, s text) LANGUAGE sql AS $$ INSERT INTO patients (name, ssn) VALUES (n, s::bytea) $$")
+	_, err := h.connect("doctor").Exec(ctxT(t), "CALL add_patient('atk-call', '"+secret+"-call')")
+	wantCode(t, err, "42501")
+	atkAssertNoPlaintext(t, h, secret)
+
+	// A role the policy allows runs it.
+	sxExec(t, ctxT(t), h.connect(attacker), "DO $$ BEGIN PERFORM 1; END $$")
+}
+
+// Finding 7: a statement prepared by server-side code was never seen by
+// the proxy, so a Bind to it would pass its parameters unencrypted.
+func TestAttackBindToStatementPreparedServerSide(t *testing.T) {
+	h := atkHarness(t)
+	h.pg.ExecAdmin(t, `CREATE FUNCTION public.prep() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN EXECUTE 'PREPARE srv(text) AS INSERT INTO public.patients (name, ssn) VALUES (''atk-srv'', $1::bytea)'; END $$`)
+	c := atkProtoAs(t, h, "doctor")
+	wantTokens(t, "prepare server-side", c.query("SELECT prep()"), "Row:prep/2278", "D:", "C:SELECT 1", "Z:I")
+	const secret = "ATK-SRV-SSN"
+	c.send(&pgproto3.Bind{PreparedStatement: "srv", Parameters: [][]byte{[]byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	wantTokens(t, "bind to it", c.recvReady(), "E:26000", "Z:I")
+	// SQL EXECUTE with an argument is refused as well.
+	atkWantRefusedOrFailed(t, "EXECUTE", c.query("EXECUTE srv('"+secret+"-sql')"))
+	atkAssertNoPlaintext(t, h, secret)
 }

@@ -418,6 +418,9 @@ func (ss *session) authorizeAs(who grantee, stmts []*sqlrewrite.Statement) error
 		if st == nil {
 			continue
 		}
+		if st.ServerCode != "" && (who.claimed || !g.ServerSideCode) {
+			return newSQLError("42501", "role %q may not run server-side code (%s) through pgcloak, which cannot check what it does with encrypted columns; the policy allows it per role with server_side_code: allow", role, st.ServerCode)
+		}
 		if who.claimed && (len(st.Writes) > 0 || len(st.Searches) > 0 || len(st.Outputs) > 0) {
 			return errRoleClaimed
 		}
@@ -669,8 +672,9 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 	st := ss.statementLocked(msg.PreparedStatement)
 	ss.mu.Unlock()
 	if st == nil {
-		// PostgreSQL reports the unknown statement.
-		return ss.sendRaw(&pending{kind: pendBind}, 'B', body)
+		// Not one the proxy saw prepared (server-side code can PREPARE):
+		// its parameters could be bound for an encrypted column.
+		return ss.refuseExtended(fe, newSQLError("26000", "prepared statement %q does not exist (pgcloak did not see it prepared)", msg.PreparedStatement))
 	}
 	if err := ss.replanned(st); err != nil {
 		return ss.refuseExtended(fe, err)

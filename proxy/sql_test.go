@@ -1165,7 +1165,7 @@ func TestDDLInString(t *testing.T) {
 // INSERT still goes where the proxy analysed it would, never to the
 // encrypted table with plaintext.
 func TestSearchPathChangedServerSide(t *testing.T) {
-	h := newHarness(t, sqPolicy, sqSchema)
+	h := newHarness(t, strings.Replace(sqPolicy, "write: [ssn, clinical, dates, acct]}", "write: [ssn, clinical, dates, acct], server_side_code: allow}", 1), sqSchema)
 	ctx := ctxT(t)
 	doc := h.connect("doctor")
 	sxMustExecMode(t, ctx, doc, sxModes[1], "SET search_path TO other, public")

@@ -306,6 +306,12 @@ type Statement struct {
 	// completes successfully, in order.
 	Effects []Effect
 
+	// ServerCode names the server-side code the statement creates or runs
+	// ("DO", "CREATE FUNCTION", "CALL", …; "" for none): code whose SQL
+	// the proxy never sees, which only roles allowed server-side code may
+	// send.
+	ServerCode string
+
 	// Writes are columns the statement stores values in (write grant);
 	// Searches are columns compared with an encrypted literal or
 	// parameter (read grant); Outputs are encrypted columns the statement

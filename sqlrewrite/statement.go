@@ -6,6 +6,7 @@ import (
 
 // statement classifies and analyzes one statement into st.
 func (a *analyzer) statement(n *pg_query.Node, st *Statement) error {
+	st.ServerCode = serverCode(n)
 	switch x := n.GetNode().(type) {
 	case *pg_query.Node_SelectStmt:
 		return a.selectTop(x.SelectStmt, st)
