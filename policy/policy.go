@@ -23,7 +23,29 @@ type Server struct {
 	Listen          string    `yaml:"listen" mapstructure:"listen"`
 	TLS             ServerTLS `yaml:"tls" mapstructure:"tls"`
 	MaxMessageBytes int       `yaml:"max_message_bytes" mapstructure:"max_message_bytes"`
-	MetricsListen   string    `yaml:"metrics_listen" mapstructure:"metrics_listen"`
+	// MaxStatementBytes bounds the SQL text of a statement the proxy must
+	// parse (one on encrypted data, or any but plain DML), and with it
+	// the statement's tokens; longer ones are refused with 54000. 0 means
+	// DefaultMaxStatementBytes, or MaxMessageBytes when that is smaller.
+	MaxStatementBytes int    `yaml:"max_statement_bytes" mapstructure:"max_statement_bytes"`
+	MetricsListen     string `yaml:"metrics_listen" mapstructure:"metrics_listen"`
+}
+
+// DefaultMaxStatementBytes is server.max_statement_bytes when unset: the
+// 20,000-row INSERT of a bulk loader fits, and analysing what fits costs
+// at most a few hundred MB (see sqlrewrite/limits.go for measurements).
+const DefaultMaxStatementBytes = 1 << 20
+
+// StatementBytesLimit is the effective server.max_statement_bytes.
+func (s Server) StatementBytesLimit() int {
+	switch {
+	case s.MaxStatementBytes > 0:
+		return s.MaxStatementBytes
+	case s.MaxMessageBytes > 0:
+		return min(DefaultMaxStatementBytes, s.MaxMessageBytes)
+	default:
+		return DefaultMaxStatementBytes
+	}
 }
 
 // ServerTLS configures TLS between clients and the proxy.
@@ -172,6 +194,8 @@ func Defaults() Config {
 			Listen:          "127.0.0.1:6432",
 			TLS:             ServerTLS{Mode: "allow"},
 			MaxMessageBytes: 64 << 20,
+			// MaxStatementBytes stays 0: DefaultMaxStatementBytes, or
+			// MaxMessageBytes when that is set lower (StatementBytesLimit).
 		},
 		Upstream: Upstream{
 			Address: "127.0.0.1:5432",

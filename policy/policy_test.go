@@ -62,6 +62,10 @@ func TestLoadProblems(t *testing.T) {
 		{"require without cert", "server:\n  tls: {mode: require}\n", []string{`require but cert_file or key_file is empty`}},
 		{"bad upstream tls", "upstream:\n  tls: {mode: sometimes}\n", []string{`upstream.tls.mode`}},
 		{"tiny max message", "server:\n  max_message_bytes: 10\n", []string{`max_message_bytes must be at least 1024`}},
+		{"tiny max statement", "server:\n  max_statement_bytes: 100\n", []string{`server.max_statement_bytes must be at least 1024, got 100`}},
+		{"negative max statement", "server:\n  max_statement_bytes: -1\n", []string{`server.max_statement_bytes must be at least 1024`}},
+		{"max statement over max message", "server:\n  max_message_bytes: 4096\n  max_statement_bytes: 8192\n",
+			[]string{`server.max_statement_bytes (8192) must not exceed server.max_message_bytes (4096)`}},
 		{"not yaml", "server: [\n", []string{`line`}},
 		{"vault without address", "keystore:\n  provider: vault\n", []string{`keystore.vault.address is empty`}},
 		{"approle without ids", "keystore:\n  provider: vault\n  vault: {address: 'https://v:8200', auth: approle, approle: {secret_id_env: ''}}\n",
@@ -177,6 +181,33 @@ func TestIndexLookups(t *testing.T) {
 	}
 	if billing.OnDenied != DeniedMask || nobody.OnDenied != DeniedNull || doctor.OnDenied != DeniedNull {
 		t.Errorf("on_denied: billing %q nobody %q doctor %q", billing.OnDenied, nobody.OnDenied, doctor.OnDenied)
+	}
+}
+
+// TestStatementBytesLimit: unset, server.max_statement_bytes is 1 MiB, or
+// max_message_bytes when that is smaller (a statement cannot be longer
+// than its message); set, it is what the file says.
+func TestStatementBytesLimit(t *testing.T) {
+	tests := []struct {
+		yaml string
+		want int
+	}{
+		{"", DefaultMaxStatementBytes},
+		{"server:\n  max_message_bytes: 2048\n", 2048},
+		{"server:\n  max_statement_bytes: 4096\n", 4096},
+		{"server:\n  max_message_bytes: 8388608\n  max_statement_bytes: 8388608\n", 8 << 20},
+	}
+	for _, tt := range tests {
+		cfg, err := Load([]byte(tt.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yaml, err)
+		}
+		if got := cfg.Server.StatementBytesLimit(); got != tt.want {
+			t.Errorf("%q: limit %d, want %d", tt.yaml, got, tt.want)
+		}
+	}
+	if got := (Server{}).StatementBytesLimit(); got != DefaultMaxStatementBytes {
+		t.Errorf("zero Server: limit %d, want the default", got)
 	}
 }
 

@@ -6,6 +6,10 @@ import (
 	"time"
 )
 
+// minStatementBytes is the smallest server.max_statement_bytes: below it,
+// ordinary statements on encrypted columns would be refused.
+const minStatementBytes = 1024
+
 // Validate checks everything that can be checked without a database or a key
 // store: allowed values, required fields, and that every reference names
 // something defined. It returns every problem, in file order.
@@ -27,6 +31,13 @@ func (c *Config) Validate() Problems {
 	}
 	if c.Server.MaxMessageBytes < 1024 {
 		add(0, "server.max_message_bytes must be at least 1024, got %d", c.Server.MaxMessageBytes)
+	}
+	switch n := c.Server.MaxStatementBytes; {
+	case n == 0: // unset: StatementBytesLimit derives it
+	case n < minStatementBytes:
+		add(0, "server.max_statement_bytes must be at least %d, got %d", minStatementBytes, n)
+	case n > c.Server.MaxMessageBytes:
+		add(0, "server.max_statement_bytes (%d) must not exceed server.max_message_bytes (%d)", n, c.Server.MaxMessageBytes)
 	}
 	if c.Upstream.Address == "" {
 		add(0, "upstream.address is empty")

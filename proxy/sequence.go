@@ -177,6 +177,7 @@ func (sim *querySim) touch() { sim.touched[len(sim.touched)-1] = true }
 func (sim *querySim) env() *sqlrewrite.Env {
 	env := sim.envs[len(sim.envs)-1].sqlEnv(sim.lookup)
 	env.Next = sim.next
+	env.Limits.MaxStatementBytes = sim.ss.srv.cfg.Server.StatementBytesLimit()
 	return env
 }
 

@@ -47,6 +47,9 @@ func (e *Env) catalog() Catalog {
 // analyze is the full analysis: parse, then each statement.
 func (a *analyzer) analyze() (*Plan, error) {
 	sql := a.sql
+	if err := a.admit(); err != nil {
+		return nil, err
+	}
 	if a.deep {
 		if err := a.checkSplitBackslash(); err != nil {
 			return nil, err
@@ -121,6 +124,22 @@ type analyzer struct {
 	// nested counts the statements being analyzed inside another one
 	// (PREPARE, EXPLAIN, DECLARE, CREATE … AS).
 	nested int
+	// admitted is set once sql passed the limits that every call into
+	// pg_query's C code needs first (admit).
+	admitted bool
+}
+
+// admit checks sql against the Env's limits, once per analyzer; it must
+// precede every pg_query call on sql.
+func (a *analyzer) admit() error {
+	if a.admitted {
+		return nil
+	}
+	if err := a.env.Limits.check(a.sql); err != nil {
+		return err
+	}
+	a.admitted = true
+	return nil
 }
 
 func newAnalyzer(sql string, env *Env) *analyzer {

@@ -13,6 +13,11 @@ import (
 // that would be refused, or whose output positions are unknown, is an
 // error.
 func OutputColumns(sql string, env *Env) ([]*policy.ColumnRule, error) {
+	a := newAnalyzer(sql, env)
+	// A view made straight in PostgreSQL was never bounded by the proxy.
+	if err := a.admit(); err != nil {
+		return nil, err
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return nil, syntaxRefusal("view definition does not parse")
@@ -21,7 +26,6 @@ func OutputColumns(sql string, env *Env) ([]*policy.ColumnRule, error) {
 	if len(stmts) != 1 || stmts[0].GetStmt().GetSelectStmt() == nil {
 		return nil, refuse("", "view definition is not a single SELECT")
 	}
-	a := newAnalyzer(sql, env)
 	a.deep = true
 	a.stmt = &Statement{Kind: KindSelect}
 	sh, err := a.selectStmt(stmts[0].GetStmt().GetSelectStmt(), nil)

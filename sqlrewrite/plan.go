@@ -62,6 +62,8 @@ type Env struct {
 	// with the role, search_path and prepared statements the earlier ones
 	// left.
 	Next func(*Statement) *Env
+	// Limits bounds what analysing the string may cost (see limits.go).
+	Limits Limits
 	// LexRisk is what may make PostgreSQL lex the text differently from
 	// the analysis (see LexRisk): statements on encrypted data it could
 	// change are refused.
@@ -425,6 +427,9 @@ const (
 	CodeInsufficientPriv    = "42501"
 	CodeSyntaxError         = "42601"
 	CodeInvalidText         = "22P02"
+	// Statements too large or too deep to analyse safely (limits.go).
+	CodeProgramLimitExceeded = "54000"
+	CodeStatementTooComplex  = "54001"
 )
 
 func refuse(column, format string, args ...any) *Error {

@@ -20,6 +20,10 @@ func (a *analyzer) tokens() ([]*pg_query.ScanToken, error) {
 	if a.toks != nil || a.scanErr != nil {
 		return a.toks, a.scanErr
 	}
+	if err := a.admit(); err != nil {
+		a.scanErr = err
+		return nil, err
+	}
 	res, err := pg_query.Scan(a.sql)
 	if err != nil {
 		a.scanErr = refuse("", "statement could not be tokenized for rewriting")
