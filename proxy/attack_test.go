@@ -527,3 +527,126 @@ BEGIN EXECUTE 'PREPARE srv(text) AS INSERT INTO public.patients (name, ssn) VALU
 	atkWantRefusedOrFailed(t, "EXECUTE", c.query("EXECUTE srv('"+secret+"-sql')"))
 	atkAssertNoPlaintext(t, h, secret)
 }
+
+// partPolicy covers a partitioned table (two levels of partitions) and an
+// inheritance parent, whose partitions and children it does not name.
+const partPolicy = `
+policy:
+  keys:
+    - {name: ssn, kind: deterministic}
+    - {name: clinical, kind: randomized}
+  columns:
+    - {table: public.events, column: ssn, key: ssn, type: text}
+    - {table: public.notes, column: secret, key: clinical, type: text}
+  roles:
+    - {role: doctor, read: [ssn, clinical], write: [ssn, clinical]}
+`
+
+const partSchema = `
+CREATE TABLE public.events (id int NOT NULL, ssn bytea) PARTITION BY RANGE (id);
+CREATE TABLE public.events_1 PARTITION OF public.events FOR VALUES FROM (0) TO (1000);
+CREATE TABLE public.events_2 PARTITION OF public.events FOR VALUES FROM (1000) TO (2000) PARTITION BY RANGE (id);
+CREATE TABLE public.events_2a PARTITION OF public.events_2 FOR VALUES FROM (1000) TO (1500);
+CREATE TABLE public.notes (id int, secret bytea);
+CREATE TABLE public.notes_child (extra text) INHERITS (public.notes);
+CREATE TABLE public.loose (id int NOT NULL, ssn bytea);
+GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
+`
+
+// Finding 6: a partition or child holds rows of its policy table and gets
+// its rules, whichever name a statement writes through or reads from.
+func TestAttackPartitionsAndChildren(t *testing.T) {
+	h := newHarness(t, partPolicy, partSchema)
+	ctx := ctxT(t)
+	doc := h.connect("doctor")
+	writes := []string{
+		"INSERT INTO events_1 (id, ssn) VALUES (1, 'ATK-PART-1')",
+		"INSERT INTO public.events_2a (id, ssn) VALUES (1001, 'ATK-PART-2')",
+		"INSERT INTO events_2 (id, ssn) VALUES (1002, 'ATK-PART-3')",
+		"INSERT INTO events (id, ssn) VALUES (2, 'ATK-PART-4')",
+		"INSERT INTO notes_child (id, secret, extra) VALUES (1, 'ATK-CHILD-1', 'x')",
+		"UPDATE events_1 SET ssn = 'ATK-PART-5' WHERE id = 1",
+	}
+	for _, w := range writes {
+		sxExec(t, ctx, doc, w)
+	}
+	// COPY into a partition.
+	if _, err := doc.PgConn().CopyFrom(ctx, strings.NewReader("3\tATK-PART-6\n"), "COPY events_1 (id, ssn) FROM STDIN"); err != nil {
+		t.Fatalf("COPY into a partition: %v", err)
+	}
+	// Read back through the parent and through the partition.
+	for _, q := range []string{
+		"SELECT ssn FROM events WHERE id = 1", "SELECT ssn FROM events_1 WHERE id = 1",
+		"SELECT ssn FROM events WHERE ssn = 'ATK-PART-5'", "SELECT ssn FROM events_1 WHERE ssn = 'ATK-PART-5'",
+	} {
+		var ssn string
+		if err := doc.QueryRow(ctx, q).Scan(&ssn); err != nil || ssn != "ATK-PART-5" {
+			t.Fatalf("%s: %q %v", q, ssn, err)
+		}
+	}
+	var secret string
+	if err := doc.QueryRow(ctx, "SELECT secret FROM notes WHERE id = 1").Scan(&secret); err != nil || secret != "ATK-CHILD-1" {
+		t.Fatalf("child row read through its parent: %q %v", secret, err)
+	}
+	// A role without grants may not write through a partition either.
+	_, err := h.connect("billing").Exec(ctx, "INSERT INTO events_1 (id, ssn) VALUES (5, 'ATK-PART-7')")
+	wantCode(t, err, "42501")
+	// Attaching a table of plaintext rows as a partition, or as a child,
+	// is refused.
+	h.pg.ExecAdmin(t, "INSERT INTO public.loose VALUES (1500, 'ATK-LOOSE')")
+	for _, ddl := range []string{
+		"ALTER TABLE events ATTACH PARTITION loose FOR VALUES FROM (1500) TO (1600)",
+		"ALTER TABLE loose INHERIT notes",
+		"CREATE TABLE events_3 PARTITION OF events FOR VALUES FROM (2000) TO (3000)",
+	} {
+		_, err := doc.Exec(ctx, ddl)
+		wantCode(t, err, "0A000")
+	}
+	db := h.direct()
+	for _, q := range []string{"SELECT ssn FROM public.events", "SELECT secret FROM public.notes"} {
+		rows, err := db.Query(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var v []byte
+			if err := rows.Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			if v != nil && !keymap.IsCiphertext(v) {
+				t.Errorf("%s: PostgreSQL holds %q", q, v)
+			}
+		}
+		rows.Close()
+	}
+}
+
+// Finding 5: renaming or moving a policy table, one of its columns or its
+// schema would make its columns plain to the proxy; all are refused, in
+// both protocols, and writes afterwards are still encrypted.
+func TestAttackNamesThatMove(t *testing.T) {
+	h := atkHarness(t)
+	h.pg.ExecAdmin(t, "ALTER TABLE public.patients OWNER TO doctor; ALTER SCHEMA public OWNER TO doctor")
+	moves := []string{
+		"ALTER TABLE patients RENAME COLUMN ssn TO ssn_moved",
+		"ALTER TABLE public.patients RENAME name TO ssn_name",
+		"ALTER TABLE patients RENAME TO patients_moved",
+		"ALTER TABLE IF EXISTS patients SET SCHEMA mallory",
+		"ALTER SCHEMA public RENAME TO public_moved",
+		"ALTER TABLE \"patients\" RENAME TO p",
+		"SET search_path = mallory; ALTER TABLE patients RENAME TO p",
+	}
+	for _, m := range sxModes {
+		doc := h.connect("doctor")
+		for _, mv := range moves {
+			if !m.simple() && strings.Contains(mv, ";") {
+				continue
+			}
+			wantCode(t, sxExecMode(ctxT(t), doc, m, mv), "0A000")
+		}
+	}
+	ctx := ctxT(t)
+	doc := h.connect("doctor")
+	sxExec(t, ctx, doc, "INSERT INTO patients (name, ssn) VALUES ('atk-moved', 'ATK-MOVE-SSN')")
+	atkAssertNoPlaintext(t, h, "ATK-MOVE-SSN")
+}

@@ -136,6 +136,16 @@ func (c *catalog) Relation(schema, name string) *sqlrewrite.Relation {
 	return c.relations[schema+"."+name]
 }
 
+// HoldsPolicyTable implements sqlrewrite.SchemaHolder.
+func (c *catalog) HoldsPolicyTable(schema string) bool {
+	for _, r := range c.relations {
+		if r.Schema == schema && !r.View {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *catalog) EncryptedName(name string) bool {
 	_, ok := c.schemasWith[name]
 	return ok
@@ -166,10 +176,14 @@ func catalogQuery(idx *policy.Index) string {
 	for _, t := range idx.Tables() {
 		names = append(names, dbguard.QuoteLiteral(t.Schema+"."+t.Name))
 	}
-	return `WITH RECURSIVE deps(oid) AS (
-  SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+	return `WITH RECURSIVE kids(oid, root) AS (
+  SELECT c.oid, c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
   WHERE (n.nspname::pg_catalog.text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.relname::pg_catalog.text)
     OPERATOR(pg_catalog.=) ANY (` + textArray(names) + `)
+UNION
+  SELECT i.inhrelid, kids.root FROM pg_catalog.pg_inherits i JOIN kids ON i.inhparent OPERATOR(pg_catalog.=) kids.oid
+), deps(oid) AS (
+  SELECT oid FROM kids
 UNION
   SELECT r.ev_class FROM pg_catalog.pg_depend d
   JOIN pg_catalog.pg_rewrite r ON r.oid OPERATOR(pg_catalog.=) d.objid
@@ -178,7 +192,12 @@ UNION
     AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
     AND r.ev_class OPERATOR(pg_catalog.<>) d.refobjid
 ), rels AS (
-  SELECT c.oid, n.nspname, c.relname, c.relkind
+  SELECT c.oid, n.nspname, c.relname, c.relkind,
+    (SELECT rn.nspname::pg_catalog.text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) rc.relname::pg_catalog.text
+     FROM kids k JOIN pg_catalog.pg_class rc ON rc.oid OPERATOR(pg_catalog.=) k.root
+     JOIN pg_catalog.pg_namespace rn ON rn.oid OPERATOR(pg_catalog.=) rc.relnamespace
+     WHERE k.oid OPERATOR(pg_catalog.=) c.oid AND k.root OPERATOR(pg_catalog.<>) c.oid
+     ORDER BY 1 LIMIT 1) AS inherits
   FROM deps JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) deps.oid
   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 )
@@ -186,12 +205,12 @@ SELECT 'r'::pg_catalog.text, r.oid::pg_catalog.int8, r.nspname::pg_catalog.text,
   r.relkind::pg_catalog.text, a.attnum::pg_catalog.int4, a.attname::pg_catalog.text,
   CASE WHEN r.relkind OPERATOR(pg_catalog.=) ANY ('{v,m}'::pg_catalog."char"[]) THEN pg_catalog.pg_get_viewdef(r.oid) END,
   (CASE WHEN t.typtype OPERATOR(pg_catalog.=) 'd'::pg_catalog."char" THEN t.typbasetype ELSE t.oid END)::pg_catalog.int8,
-  pg_catalog.format_type(a.atttypid, a.atttypmod)
+  pg_catalog.format_type(a.atttypid, a.atttypmod), r.inherits
 FROM rels r JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) r.oid
   AND a.attnum OPERATOR(pg_catalog.>) 0::pg_catalog.int2 AND NOT a.attisdropped
 JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
 UNION ALL
-SELECT 's', 0, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text, 0, '', NULL, 0, NULL
+SELECT 's', 0, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind::pg_catalog.text, 0, '', NULL, 0, NULL, NULL
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 WHERE c.relname::pg_catalog.text OPERATOR(pg_catalog.=) ANY (pg_catalog.array_cat(
     ARRAY(SELECT relname::pg_catalog.text FROM rels), ` + textArray(quotedRelnames(idx)) + `))
@@ -203,11 +222,14 @@ SELECT 'm', 0, n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relkind
   CASE WHEN NOT ` + dbguard.TrustedTable(idx.AdminRole()) + `
     THEN '` + migrationsUntrusted + `'
     WHEN pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
-    THEN '` + migrationsReadable + `' ELSE '` + migrationsUnreadable + `' END
+    THEN '` + migrationsReadable + `' ELSE '` + migrationsUnreadable + `' END, NULL
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 WHERE n.nspname OPERATOR(pg_catalog.=) 'pgcloak'::pg_catalog.name AND c.relname OPERATOR(pg_catalog.=) 'column_migrations'::pg_catalog.name
 ORDER BY 1, 2, 6`
 }
+
+// catalogColumns is the number of columns of catalogQuery's rows.
+const catalogColumns = 11
 
 // What the catalog query's 'm' row says of pgcloak.column_migrations.
 const (
@@ -242,7 +264,7 @@ FROM pgcloak.column_migrations`
 // may read it.
 func migrationsTable(rows [][]string) (exists, readable bool) {
 	for _, row := range rows {
-		if len(row) == 10 && row[0] == "m" && row[9] != migrationsUntrusted {
+		if len(row) == catalogColumns && row[0] == "m" && row[9] != migrationsUntrusted {
 			return true, row[9] == migrationsReadable
 		}
 	}
@@ -253,7 +275,7 @@ func migrationsTable(rows [][]string) (exists, readable bool) {
 // pgcloak.column_migrations that is not to be trusted.
 func migrationsUntrustedIn(rows [][]string) bool {
 	for _, row := range rows {
-		if len(row) == 10 && row[0] == "m" && row[9] == migrationsUntrusted {
+		if len(row) == catalogColumns && row[0] == "m" && row[9] == migrationsUntrusted {
 			return true
 		}
 	}
@@ -324,6 +346,9 @@ type catalogRel struct {
 	types    []uint32 // type OIDs (of a domain: its base type)
 	typNames []string
 	viewdef  string
+	// inherits is the policy table (schema.name) this partition or child
+	// descends from, "" for others.
+	inherits string
 }
 
 // buildCatalog turns the rows of catalogQuery, and those of
@@ -343,7 +368,7 @@ func buildCatalog(idx *policy.Index, rows [][]string, migrationRows [][]string) 
 	rels := map[uint32]*catalogRel{}
 	var order []uint32
 	for _, row := range rows {
-		if len(row) != 10 {
+		if len(row) != catalogColumns {
 			return nil, fmt.Errorf("catalog query returned %d columns", len(row))
 		}
 		switch row[0] {
@@ -362,7 +387,7 @@ func buildCatalog(idx *policy.Index, rows [][]string, migrationRows [][]string) 
 		oid := uint32(oid64)
 		r := rels[oid]
 		if r == nil {
-			r = &catalogRel{oid: oid, schema: row[2], name: row[3], kind: row[4], viewdef: row[7]}
+			r = &catalogRel{oid: oid, schema: row[2], name: row[3], kind: row[4], viewdef: row[7], inherits: row[10]}
 			rels[oid] = r
 			order = append(order, oid)
 		}
@@ -389,6 +414,16 @@ func buildCatalog(idx *policy.Index, rows [][]string, migrationRows [][]string) 
 		if t := idx.Table(r.schema, r.name); t != nil {
 			c.tableStates(r, t.Columns, migrations)
 			c.addRelation(r, t.Columns, false)
+			continue
+		}
+		// A partition or child holds rows of its policy table, under
+		// the same rules (ciphertexts bound to the policy table's
+		// columns, so they read alike through either name) and in the
+		// same migration state.
+		if schema, name, ok := strings.Cut(r.inherits, "."); ok {
+			if t := idx.Table(schema, name); t != nil {
+				c.addRelation(r, t.Columns, false)
+			}
 		}
 	}
 	for _, t := range idx.Tables() {

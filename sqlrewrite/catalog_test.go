@@ -140,3 +140,13 @@ func mustRewrite(t *testing.T, p *Plan) string {
 }
 
 func rulesOf(rs ...*policy.ColumnRule) []*policy.ColumnRule { return rs }
+
+// HoldsPolicyTable implements SchemaHolder.
+func (c *testCatalog) HoldsPolicyTable(schema string) bool {
+	for _, r := range c.rels {
+		if r.Schema == schema && !r.View {
+			return true
+		}
+	}
+	return false
+}

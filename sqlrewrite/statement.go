@@ -59,7 +59,11 @@ func (a *analyzer) statement(n *pg_query.Node, st *Statement) error {
 		return a.alterTable(x.AlterTableStmt, st)
 	case *pg_query.Node_CreateStmt:
 		return a.createTable(x.CreateStmt, st)
-	case *pg_query.Node_DropStmt, *pg_query.Node_RenameStmt, *pg_query.Node_CreateSeqStmt:
+	case *pg_query.Node_RenameStmt:
+		return a.rename(x.RenameStmt, st)
+	case *pg_query.Node_AlterObjectSchemaStmt:
+		return a.setSchema(x.AlterObjectSchemaStmt, st)
+	case *pg_query.Node_DropStmt, *pg_query.Node_CreateSeqStmt:
 		st.Kind = KindDDL
 		return nil
 	}

@@ -675,7 +675,7 @@ func (a *analyzer) utility(n *pg_query.Node, st *Statement) error {
 	switch n.GetNode().(type) {
 	case *pg_query.Node_TruncateStmt, *pg_query.Node_GrantStmt, *pg_query.Node_LockStmt,
 		*pg_query.Node_VacuumStmt, *pg_query.Node_CommentStmt, *pg_query.Node_ClusterStmt,
-		*pg_query.Node_ReindexStmt, *pg_query.Node_AlterOwnerStmt, *pg_query.Node_AlterObjectSchemaStmt,
+		*pg_query.Node_ReindexStmt, *pg_query.Node_AlterOwnerStmt,
 		*pg_query.Node_RefreshMatViewStmt, *pg_query.Node_SecLabelStmt, *pg_query.Node_VariableShowStmt:
 		return nil
 	}
@@ -684,7 +684,7 @@ func (a *analyzer) utility(n *pg_query.Node, st *Statement) error {
 
 func utilityKind(n *pg_query.Node) Kind {
 	switch n.GetNode().(type) {
-	case *pg_query.Node_CreateSchemaStmt, *pg_query.Node_AlterObjectSchemaStmt,
+	case *pg_query.Node_CreateSchemaStmt,
 		*pg_query.Node_CreateForeignTableStmt, *pg_query.Node_ImportForeignSchemaStmt,
 		*pg_query.Node_CreateExtensionStmt, *pg_query.Node_AlterExtensionStmt,
 		*pg_query.Node_AlterExtensionContentsStmt, *pg_query.Node_DropOwnedStmt,

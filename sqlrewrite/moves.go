@@ -1,0 +1,74 @@
+package sqlrewrite
+
+import pg_query "github.com/pganalyze/pg_query_go/v5"
+
+// The policy names its tables and columns by schema and name, and the
+// proxy finds them by those names. Renaming or moving one makes its column
+// plain to the proxy (writes would store plaintext among the ciphertexts)
+// and, renamed back, unreadable; so these statements are refused through
+// the proxy. (Views over policy tables are found through their
+// dependencies, whatever they are called: renaming them is harmless.)
+
+// SchemaHolder is implemented by catalogs that can tell which schemas hold
+// policy tables, so that renaming such a schema can be refused.
+type SchemaHolder interface {
+	// HoldsPolicyTable reports whether schema holds a table of the
+	// policy (or a partition or child of one).
+	HoldsPolicyTable(schema string) bool
+}
+
+// rename handles ALTER … RENAME.
+func (a *analyzer) rename(rs *pg_query.RenameStmt, st *Statement) error {
+	st.Kind = KindDDL
+	switch rs.GetRenameType() {
+	case pg_query.ObjectType_OBJECT_SCHEMA:
+		return a.schemaMove(rs.GetSubname(), "renaming schema")
+	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_FOREIGN_TABLE:
+		return a.tableMove(rs.GetRelation(), "renaming")
+	case pg_query.ObjectType_OBJECT_COLUMN:
+		if rs.GetRelationType() == pg_query.ObjectType_OBJECT_TABLE || rs.GetRelationType() == pg_query.ObjectType_OBJECT_FOREIGN_TABLE {
+			return a.tableMove(rs.GetRelation(), "renaming a column of")
+		}
+	}
+	return nil
+}
+
+// setSchema handles ALTER … SET SCHEMA.
+func (a *analyzer) setSchema(as *pg_query.AlterObjectSchemaStmt, st *Statement) error {
+	st.Kind = KindDDL
+	switch as.GetObjectType() {
+	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_FOREIGN_TABLE:
+		return a.tableMove(as.GetRelation(), "moving to another schema")
+	}
+	return nil
+}
+
+// tableMove refuses what to a policy table (a base table with encrypted
+// columns, not a view). An unqualified name is refused when it names a
+// policy table in any schema: this statement is not pinned, and the
+// session's search_path may have changed unseen.
+func (a *analyzer) tableMove(rv *pg_query.RangeVar, what string) error {
+	name := rv.GetRelname()
+	if rv == nil || !a.cat.EncryptedName(name) {
+		return nil
+	}
+	schemas := []string{rv.GetSchemaname()}
+	if schemas[0] == "" {
+		schemas = a.cat.SchemasWith(name)
+	}
+	for _, s := range schemas {
+		if rel := a.cat.Relation(s, name); rel != nil && !rel.View {
+			return refuse("", "%s %s.%s, which has encrypted columns, is not supported: the policy names its tables and columns", what, rel.Schema, rel.Name)
+		}
+	}
+	return nil
+}
+
+// schemaMove refuses what to a schema holding a policy table. A catalog
+// that cannot tell is taken to hold one.
+func (a *analyzer) schemaMove(schema, what string) error {
+	if h, ok := a.cat.(SchemaHolder); ok && !h.HoldsPolicyTable(schema) {
+		return nil
+	}
+	return refuse("", "%s %s, which holds tables with encrypted columns, is not supported: the policy names its tables by schema", what, schema)
+}
