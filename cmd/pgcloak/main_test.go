@@ -141,6 +141,14 @@ func TestPolicyCheck(t *testing.T) {
 	if err != nil || !strings.Contains(out, "policy OK") {
 		t.Fatalf("check on a matching schema: %v\n%s", err, out)
 	}
+	// Migration state someone else could have forged is named.
+	pg.ExecAdmin(t, `DO $$ BEGIN CREATE ROLE mallory LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
+	pg.ExecAdmin(t, "CREATE SCHEMA pgcloak AUTHORIZATION mallory; CREATE TABLE pgcloak.column_migrations (x int)")
+	out, err = runCLI(t, nil, "policy", "check", "--config", path, "--dsn", dsn)
+	if err == nil || !strings.Contains(out, "pgcloak.column_migrations is ignored by the proxy") {
+		t.Fatalf("check with a foreign pgcloak schema: %v\n%s", err, out)
+	}
+	pg.ExecAdmin(t, "DROP SCHEMA pgcloak CASCADE")
 	if _, err := runCLI(t, nil, "keys", "destroy", "ssn", "--config", path); err == nil {
 		t.Fatal("destroy without --yes succeeded")
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/pgcloak/pgcloak/dbguard"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 )
@@ -148,6 +149,12 @@ func checkSchema(ctx context.Context, conn *pgx.Conn, pol policy.Policy) []strin
 		case typ != "bytea":
 			problems = append(problems, fmt.Sprintf("line %d: column %s.%s is %s; encrypted columns must be bytea", col.Line, col.Table, col.Column, typ))
 		}
+	}
+	var migrations, trusted bool
+	if err := conn.QueryRow(ctx, dbguard.MigrationsTrustQuery(pol.AdminRole)).Scan(&migrations, &trusted); err != nil {
+		problems = append(problems, fmt.Sprintf("reading pgcloak.column_migrations: %v", err))
+	} else if migrations && !trusted {
+		problems = append(problems, "pgcloak.column_migrations is ignored by the proxy: it or schema pgcloak is not owned by admin_role (or a superuser), is not a table, or other roles may write it")
 	}
 	for _, r := range pol.Roles {
 		var exists bool
