@@ -650,3 +650,26 @@ func TestAttackNamesThatMove(t *testing.T) {
 	sxExec(t, ctx, doc, "INSERT INTO patients (name, ssn) VALUES ('atk-moved', 'ATK-MOVE-SSN')")
 	atkAssertNoPlaintext(t, h, "ATK-MOVE-SSN")
 }
+
+// Finding 1, review variants: a literal that ends elsewhere for PostgreSQL
+// hides an EXECUTE of a statement prepared earlier (the visible text names
+// nothing encrypted), and SHIFT_JIS_2004 reads 0x81 0x5F as a backslash.
+func TestAttackLexingHiddenExecuteAndConvertedBackslash(t *testing.T) {
+	h := atkHarness(t)
+	const secret = "ATK-HIDDEN-SSN"
+	for i, setting := range []string{"SET standard_conforming_strings = off", "SET client_encoding = 'SJIS'"} {
+		c := atkProtoAs(t, h, "doctor")
+		wantTokens(t, "prepare", c.query("PREPARE p(text) AS INSERT INTO patients (name, ssn) VALUES ('atk-hidden', $1)"), "C:PREPARE", "Z:I")
+		wantTokens(t, setting, c.query(setting), "C:SET", "Z:I")
+		hidden := "SELECT 'x\\''; EXECUTE p($$" + secret + "$$); --'"
+		if i == 1 {
+			hidden = "SELECT E'ゃ\\'; EXECUTE p($$" + secret + "$$); --'"
+		}
+		atkWantRefusedOrFailed(t, "hidden EXECUTE after "+setting, c.query(hidden))
+	}
+	c := atkProtoAs(t, h, "doctor")
+	wantTokens(t, "encoding", c.query("SET client_encoding = 'SHIFT_JIS_2004'"), "C:SET", "Z:I")
+	atkWantRefusedOrFailed(t, "converted backslash",
+		c.query("SELECT E'め_\\'; INSERT INTO patients (name, ssn) VALUES ($$x$$, $$"+secret+"-2$$); --'"))
+	atkAssertNoPlaintext(t, h, secret)
+}

@@ -327,7 +327,7 @@ func (ss *session) lexRisk() sqlrewrite.LexRisk {
 		risk |= sqlrewrite.RiskBackslashEscapes
 	}
 	if enc := ss.params["client_encoding"]; enc == "" || clientOnlyEncodings[enc] {
-		risk |= sqlrewrite.RiskSplitBackslash
+		risk |= sqlrewrite.RiskSplitBackslash | sqlrewrite.RiskClientOnlyEncoding
 	}
 	return risk
 }

@@ -50,19 +50,18 @@ func (a *analyzer) analyze() (*Plan, error) {
 	if err := a.admit(); err != nil {
 		return nil, err
 	}
-	if a.deep {
-		if err := a.checkSplitBackslash(); err != nil {
-			return nil, err
-		}
+	// Also when the text names nothing encrypted: a literal that ends
+	// elsewhere for PostgreSQL could hide an EXECUTE of a statement
+	// prepared earlier.
+	if err := a.checkSplitBackslash(); err != nil {
+		return nil, err
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return a.unparsable()
 	}
-	if a.deep {
-		if err := a.checkBackslashLiterals(); err != nil {
-			return nil, err
-		}
+	if err := a.checkBackslashLiterals(); err != nil {
+		return nil, err
 	}
 	plan := &Plan{SQL: sql}
 	raws := tree.GetStmts()

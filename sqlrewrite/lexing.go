@@ -18,10 +18,19 @@ import (
 // after the first of a multibyte character is, in any encoding PostgreSQL
 // supports. A backslash (0x5C) can be such a byte in the client-only
 // encodings (SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030, JOHAB), where
-// it then escapes nothing; and with standard_conforming_strings off it
+// it then escapes nothing; SHIFT_JIS_2004 converts the character 0x81 0x5F
+// to a backslash; and with standard_conforming_strings off a backslash
 // escapes the next character of a '…' literal. Other bytes an encoding may
 // join to a character only change the name of an identifier that already
-// holds a non-ASCII byte, which no policy check relies on.
+// holds a non-ASCII byte, which no policy check relies on. (A probe of
+// every two-byte sequence of the client-only encodings found no other that
+// converts to an ASCII quote, dollar sign or backslash.)
+//
+// The checks apply to every statement that is analysed, not only to those
+// naming encrypted data: a literal ending elsewhere could hide an EXECUTE
+// of a statement prepared earlier. Single plain DML statements, which the
+// proxy does not parse, cannot hide a second statement (a ';' is below
+// 0x30 too).
 
 // LexRisk says which of the session's lexing settings the proxy cannot be
 // sure of for a statement: unknown, changing while the statement is in
@@ -35,11 +44,17 @@ const (
 	// RiskSplitBackslash: client_encoding may be one whose multibyte
 	// characters can end in the byte of a backslash.
 	RiskSplitBackslash
+	// RiskClientOnlyEncoding: client_encoding is known to be a
+	// client-only encoding: every non-ASCII byte is a risk then.
+	RiskClientOnlyEncoding
 )
 
 // checkSplitBackslash refuses, before parsing, a statement whose literals
 // a client-only encoding could end elsewhere.
 func (a *analyzer) checkSplitBackslash() error {
+	if a.env.LexRisk&RiskClientOnlyEncoding != 0 && !isASCII(a.sql) {
+		return refuse("", "statements with non-ASCII text are refused while client_encoding is a client-only encoding, which PostgreSQL may read differently from pgcloak; use client_encoding UTF8")
+	}
 	if a.env.LexRisk&RiskSplitBackslash == 0 || !hasSplittableBackslash(a.sql) {
 		return nil
 	}
@@ -78,9 +93,25 @@ func (a *analyzer) checkBackslashLiterals() error {
 // and the analysis disagree (see above).
 func hasSplittableBackslash(sql string) bool {
 	for i := 1; i < len(sql); i++ {
-		if sql[i] == '\\' && sql[i-1] >= 0x80 {
+		switch {
+		case sql[i] == '\\' && sql[i-1] >= 0x80:
+			return true
+		case sql[i] == sjis2004Backslash[1] && sql[i-1] == sjis2004Backslash[0]:
 			return true
 		}
 	}
 	return false
+}
+
+// sjis2004Backslash is the SHIFT_JIS_2004 character PostgreSQL converts to
+// a backslash.
+var sjis2004Backslash = [2]byte{0x81, 0x5F}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -30,7 +30,12 @@ func TestLexRiskRefusesAmbiguousLiterals(t *testing.T) {
 		{"split encoding, UTF-8 text without backslash", "SELECT ssn FROM patients WHERE name = 'café'", RiskSplitBackslash, false},
 		{"split encoding, backslash after ASCII", `SELECT ssn FROM patients WHERE name = E'a\\'`, RiskSplitBackslash, false},
 		{"unicode identifier spelling a table", `SELECT 'a\' FROM U&"p\0061tients"`, RiskBackslashEscapes, true},
-		{"not about encrypted data", `SELECT 'a\' FROM accounts`, both, false},
+		{"not about encrypted data, no risk", `SELECT 'a\' FROM accounts; SELECT 1`, 0, false},
+		{"hidden EXECUTE of a statement prepared earlier", "SELECT 'x\\''; EXECUTE p($$secret$$); --'", RiskBackslashEscapes, true},
+		{"hidden EXECUTE, split encoding", "SELECT E'ゃ\\'; EXECUTE p($$secret$$); --'", RiskSplitBackslash, true},
+		{"SHIFT_JIS_2004 character read as a backslash", "SELECT E'め_\\'; INSERT INTO patients (name) VALUES ($$x$$); --'", RiskSplitBackslash, true},
+		{"client-only encoding known, non-ASCII", "SELECT 'café'; SELECT 1", RiskSplitBackslash | RiskClientOnlyEncoding, true},
+		{"client-only encoding known, ASCII", "SELECT 'cafe'; SELECT 1", RiskSplitBackslash | RiskClientOnlyEncoding, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -58,6 +63,8 @@ func TestHasSplittableBackslash(t *testing.T) {
 		"":           false,
 		"\x83 \\":    false,
 		"x\xff\\\\y": true,
+		"\x81_":      true, // SHIFT_JIS_2004 reads it as a backslash
+		"a_":         false,
 	} {
 		if got := hasSplittableBackslash(sql); got != want {
 			t.Errorf("hasSplittableBackslash(%q) = %v, want %v", sql, got, want)

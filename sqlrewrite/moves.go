@@ -17,30 +17,30 @@ type SchemaHolder interface {
 	HoldsPolicyTable(schema string) bool
 }
 
-// rename handles ALTER … RENAME.
+// rename handles ALTER … RENAME. PostgreSQL lets ALTER INDEX, ALTER VIEW,
+// ALTER MATERIALIZED VIEW and ALTER TYPE … RENAME [ATTRIBUTE] act on a
+// table too, so what the statement says it renames does not matter: the
+// relation it names does.
 func (a *analyzer) rename(rs *pg_query.RenameStmt, st *Statement) error {
 	st.Kind = KindDDL
 	switch rs.GetRenameType() {
 	case pg_query.ObjectType_OBJECT_SCHEMA:
 		return a.schemaMove(rs.GetSubname(), "renaming schema")
-	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_FOREIGN_TABLE:
-		return a.tableMove(rs.GetRelation(), "renaming")
-	case pg_query.ObjectType_OBJECT_COLUMN:
-		if rs.GetRelationType() == pg_query.ObjectType_OBJECT_TABLE || rs.GetRelationType() == pg_query.ObjectType_OBJECT_FOREIGN_TABLE {
-			return a.tableMove(rs.GetRelation(), "renaming a column of")
-		}
+	case pg_query.ObjectType_OBJECT_TABCONSTRAINT, pg_query.ObjectType_OBJECT_DOMCONSTRAINT,
+		pg_query.ObjectType_OBJECT_TRIGGER, pg_query.ObjectType_OBJECT_POLICY, pg_query.ObjectType_OBJECT_RULE:
+		// Names the policy does not use, on the relation.
+		return nil
+	case pg_query.ObjectType_OBJECT_COLUMN, pg_query.ObjectType_OBJECT_ATTRIBUTE:
+		return a.tableMove(rs.GetRelation(), "renaming a column of")
 	}
-	return nil
+	return a.tableMove(rs.GetRelation(), "renaming")
 }
 
-// setSchema handles ALTER … SET SCHEMA.
+// setSchema handles ALTER … SET SCHEMA, which like RENAME may act on a
+// table whatever kind of relation the statement names.
 func (a *analyzer) setSchema(as *pg_query.AlterObjectSchemaStmt, st *Statement) error {
 	st.Kind = KindDDL
-	switch as.GetObjectType() {
-	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_FOREIGN_TABLE:
-		return a.tableMove(as.GetRelation(), "moving to another schema")
-	}
-	return nil
+	return a.tableMove(as.GetRelation(), "moving to another schema")
 }
 
 // tableMove refuses what to a policy table (a base table with encrypted
@@ -49,7 +49,7 @@ func (a *analyzer) setSchema(as *pg_query.AlterObjectSchemaStmt, st *Statement) 
 // session's search_path may have changed unseen.
 func (a *analyzer) tableMove(rv *pg_query.RangeVar, what string) error {
 	name := rv.GetRelname()
-	if rv == nil || !a.cat.EncryptedName(name) {
+	if !a.cat.EncryptedName(name) {
 		return nil
 	}
 	schemas := []string{rv.GetSchemaname()}

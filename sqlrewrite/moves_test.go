@@ -26,6 +26,14 @@ func TestMovesOfPolicyTablesRefused(t *testing.T) {
 		// On the path only other.patients, a plain table; but PostgreSQL's
 		// search_path may have changed unseen, and the name is not pinned.
 		{`ALTER TABLE patients RENAME TO p2`, otherPath, true},
+		// Other ALTER forms PostgreSQL applies to a table as well.
+		{`ALTER INDEX patients RENAME TO patients_idx`, nil, true},
+		{`ALTER VIEW patients RENAME COLUMN ssn TO s`, nil, true},
+		{`ALTER MATERIALIZED VIEW patients RENAME COLUMN ssn TO s`, nil, true},
+		{`ALTER TYPE patients RENAME ATTRIBUTE ssn TO s`, nil, true},
+		{`ALTER SEQUENCE patients RENAME TO s`, nil, true},
+		{`ALTER VIEW patients SET SCHEMA archive`, nil, true},
+		{`ALTER TABLE U&"p\0061tients" RENAME TO p2`, nil, true},
 		{`ALTER TABLE other.patients RENAME TO p2`, nil, false},
 		{`ALTER SCHEMA other RENAME TO o2`, nil, false},
 		{`ALTER VIEW patient_names RENAME TO pn`, nil, false},
