@@ -8,7 +8,10 @@
 // its own first on search_path cannot answer in their place.
 package dbguard
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Schema is the schema of pgcloak's own objects.
 const Schema = "pgcloak"
@@ -62,3 +65,103 @@ FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_c
 WHERE n.nspname OPERATOR(pg_catalog.=) 'pgcloak'::pg_catalog.name
   AND c.relname OPERATOR(pg_catalog.=) 'column_migrations'::pg_catalog.name`
 }
+
+// The guards below make PostgreSQL itself refuse what pgcloak's analysis
+// refuses, whatever path a statement takes (a client bypassing the proxy,
+// a mistake of the proxy's): a CHECK constraint on every encrypted column
+// that accepts only the shape of a pgcloak ciphertext, and an event
+// trigger that aborts DDL, by any role but the admin role or a superuser,
+// that renames, moves or retypes a policy column or weakens its check.
+
+// GuardsDDL creates the table of guarded columns (what `pgcloak policy
+// apply` installed: the column, its constraint and the constraint's
+// definition as PostgreSQL prints it).
+const GuardsDDL = `CREATE TABLE IF NOT EXISTS pgcloak.guarded_columns (
+  schema_name     name NOT NULL,
+  table_name      name NOT NULL,
+  column_name     name NOT NULL,
+  constraint_name name,
+  constraint_def  text,
+  PRIMARY KEY (schema_name, table_name, column_name)
+);
+GRANT SELECT ON pgcloak.guarded_columns TO PUBLIC;`
+
+// ConstraintName is the name of the ciphertext check on column.
+func ConstraintName(column string) string {
+	name := "pgcloak_ciphertext_" + column
+	if len(name) > 63 {
+		// As PostgreSQL would truncate it, on a character boundary.
+		name = strings.ToValidUTF8(name[:63], "")
+	}
+	return name
+}
+
+// CiphertextCheck is the CHECK expression for column (an identifier,
+// quoted by the caller): NULL, or at least minLen bytes starting with
+// prefix, the shape of every pgcloak ciphertext.
+func CiphertextCheck(column string, prefix []byte, minLen int) string {
+	return fmt.Sprintf(`%[1]s IS NULL OR (pg_catalog.octet_length(%[1]s) OPERATOR(pg_catalog.>=) %[2]d
+  AND pg_catalog.substring(%[1]s, 1, %[3]d) OPERATOR(pg_catalog.=) pg_catalog.decode('%[4]x', 'hex'))`,
+		column, minLen, len(prefix), prefix)
+}
+
+// GuardFunctionDDL creates the event trigger function. It runs after every
+// DDL command and aborts it when, for a role other than adminRole or a
+// superuser, a guarded column is gone (renamed, moved, dropped), or, once
+// encrypted, is no longer bytea or its check is gone or changed.
+func GuardFunctionDDL(adminRole string) string {
+	admin := "NULL::pg_catalog.name"
+	if adminRole != "" {
+		admin = QuoteLiteral(adminRole) + "::pg_catalog.name"
+	}
+	return `CREATE OR REPLACE FUNCTION pgcloak.guard_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $guard$
+DECLARE
+  g record;
+BEGIN
+  IF current_user = ` + admin + ` OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    RETURN;
+  END IF;
+  FOR g IN SELECT * FROM pgcloak.guarded_columns LOOP
+    IF NOT EXISTS (SELECT FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = g.schema_name AND c.relname = g.table_name AND a.attname = g.column_name
+          AND a.attnum > 0 AND NOT a.attisdropped
+          AND (g.constraint_name IS NULL OR a.atttypid = 'bytea'::regtype)) THEN
+      RAISE EXCEPTION 'pgcloak: column %.%.% of the encryption policy must keep its name, table and schema (and, encrypted, its type bytea)', g.schema_name, g.table_name, g.column_name
+        USING ERRCODE = '42501', HINT = 'Such changes go through the pgcloak admin role, with the policy changed to match.';
+    END IF;
+    IF g.constraint_name IS NOT NULL AND NOT EXISTS (SELECT FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = g.schema_name AND c.relname = g.table_name AND k.conname = g.constraint_name
+          AND k.convalidated AND pg_get_constraintdef(k.oid) = g.constraint_def) THEN
+      RAISE EXCEPTION 'pgcloak: the ciphertext check % on %.% must stay as pgcloak policy apply installed it', g.constraint_name, g.schema_name, g.table_name
+        USING ERRCODE = '42501';
+    END IF;
+  END LOOP;
+END
+$guard$`
+}
+
+// EventTriggerName is the event trigger that runs pgcloak.guard_ddl.
+const EventTriggerName = "pgcloak_guard"
+
+// EventTriggerDDL creates the event trigger unless it exists, and enables
+// it.
+const EventTriggerDDL = `DO $do$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_event_trigger WHERE evtname OPERATOR(pg_catalog.=) 'pgcloak_guard') THEN
+    CREATE EVENT TRIGGER pgcloak_guard ON ddl_command_end EXECUTE FUNCTION pgcloak.guard_ddl();
+  END IF;
+END $do$;
+ALTER EVENT TRIGGER pgcloak_guard ENABLE;`
+
+// GuardsStateQuery returns one row: whether pgcloak.guarded_columns
+// exists and whether the event trigger exists, is enabled and runs
+// pgcloak.guard_ddl.
+const GuardsStateQuery = `SELECT
+  pg_catalog.to_regclass('pgcloak.guarded_columns') IS NOT NULL,
+  EXISTS (SELECT FROM pg_catalog.pg_event_trigger e JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) e.evtfoid
+    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+    WHERE e.evtname OPERATOR(pg_catalog.=) 'pgcloak_guard' AND e.evtenabled OPERATOR(pg_catalog.<>) 'D'
+      AND e.evtevent OPERATOR(pg_catalog.=) 'ddl_command_end'
+      AND n.nspname OPERATOR(pg_catalog.=) 'pgcloak' AND p.proname OPERATOR(pg_catalog.=) 'guard_ddl')`

@@ -45,3 +45,10 @@ func CiphertextHeader() []byte { return appendHeader(nil) }
 func appendHeader(dst []byte) []byte {
 	return append(dst, magic0, magic1, magic2, magic3, formatV1)
 }
+
+// CiphertextPrefix returns the bytes every stored ciphertext starts with,
+// Tink's output prefix type included, for checks that run in PostgreSQL.
+func CiphertextPrefix() []byte { return append(appendHeader(nil), tinkStartByte) }
+
+// MinCiphertextLen is the length of the shortest stored ciphertext.
+const MinCiphertextLen = headerLen + tinkPrefixLen + minTinkPayload

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/dbguard"
 	"github.com/pgcloak/pgcloak/keymap"
 )
 
@@ -672,4 +673,31 @@ func TestAttackLexingHiddenExecuteAndConvertedBackslash(t *testing.T) {
 	atkWantRefusedOrFailed(t, "converted backslash",
 		c.query("SELECT E'め_\\'; INSERT INTO patients (name, ssn) VALUES ($$x$$, $$"+secret+"-2$$); --'"))
 	atkAssertNoPlaintext(t, h, secret)
+}
+
+// The ciphertext checks of pgcloak policy apply accept every value the
+// proxy writes, whichever path it takes, and refuse plaintext written
+// around the proxy.
+func TestCiphertextChecksAcceptProxyWrites(t *testing.T) {
+	var checks strings.Builder
+	for _, c := range [][2]string{{"patients", "ssn"}, {"patients", "diagnosis"}, {"patients", "dob"}, {"visits", "patient_ssn"}, {"visits", "note"}} {
+		fmt.Fprintf(&checks, "ALTER TABLE public.%s ADD CONSTRAINT %s CHECK (%s);\n", c[0], dbguard.ConstraintName(c[1]),
+			dbguard.CiphertextCheck(c[1], keymap.CiphertextPrefix(), keymap.MinCiphertextLen))
+	}
+	h := newHarness(t, testPolicy, testSchema+checks.String())
+	ctx := ctxT(t)
+	doc := h.connect("doctor")
+	sxExec(t, ctx, doc, "INSERT INTO patients (name, ssn, diagnosis, dob) VALUES ('lit', '111-11-1111', 'flu', '2000-01-02'), ('nulls', NULL, NULL, NULL)", pgx.QueryExecModeSimpleProtocol)
+	sxExec(t, ctx, doc, "INSERT INTO patients (name, ssn, diagnosis, dob) VALUES ($1, $2, $3, $4)", "param", "222-22-2222", "cold", time.Date(1999, 3, 4, 0, 0, 0, 0, time.UTC))
+	sxExec(t, ctx, doc, "UPDATE patients SET diagnosis = $1 WHERE name = 'lit'", "")
+	sxExec(t, ctx, doc, "INSERT INTO visits (patient_ssn, note) SELECT ssn, NULL FROM patients WHERE name = 'param'")
+	if _, err := doc.PgConn().CopyFrom(ctx, strings.NewReader("copy\t333-33-3333\tcough\t2001-02-03\n"), "COPY patients (name, ssn, diagnosis, dob) FROM STDIN"); err != nil {
+		t.Fatalf("COPY: %v", err)
+	}
+	var n int
+	if err := doc.QueryRow(ctx, "SELECT count(*) FROM patients WHERE ssn = '333-33-3333'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("read back: %d %v", n, err)
+	}
+	_, err := h.direct().Exec(ctx, "INSERT INTO public.patients (name, ssn) VALUES ('around', 'plain'::bytea)")
+	wantCode(t, err, "23514")
 }

@@ -109,7 +109,7 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer, ready chan<- 
 	if err != nil {
 		return err
 	}
-	if err := setupDemoDatabase(ctx, pg); err != nil {
+	if err := setupDemoDatabase(ctx, pg, cfg.Policy); err != nil {
 		return err
 	}
 	store, err := keymap.OpenLocalStore(cfg.Keystore.Local, os.Getenv)
@@ -167,7 +167,9 @@ func writeDemoFiles(pg *testenv.LocalServer, listen string) (string, error) {
 	return cfgPath, os.WriteFile(cfgPath, []byte(body), 0o600)
 }
 
-func setupDemoDatabase(ctx context.Context, pg *testenv.LocalServer) error {
+// setupDemoDatabase creates the sample schema and installs the database
+// guards on it, as `pgcloak policy apply` would.
+func setupDemoDatabase(ctx context.Context, pg *testenv.LocalServer, pol policy.Policy) error {
 	admin, err := pgx.Connect(ctx, pg.DSN("postgres"))
 	if err != nil {
 		return err
@@ -181,8 +183,10 @@ func setupDemoDatabase(ctx context.Context, pg *testenv.LocalServer) error {
 		return err
 	}
 	defer db.Close(context.Background())
-	_, err = db.Exec(ctx, demoSchema)
-	return err
+	if _, err := db.Exec(ctx, demoSchema); err != nil {
+		return err
+	}
+	return applyGuards(ctx, db, pol, io.Discard)
 }
 
 func insertDemoRows(ctx context.Context, addr *net.TCPAddr) error {

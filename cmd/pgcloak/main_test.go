@@ -138,17 +138,24 @@ func TestPolicyCheck(t *testing.T) {
 	}
 	pg.ExecAdmin(t, "ALTER TABLE public.patients ALTER COLUMN diagnosis TYPE bytea USING diagnosis::bytea")
 	out, err = runCLI(t, nil, "policy", "check", "--config", path, "--dsn", dsn)
+	if err == nil || !strings.Contains(out, "the database guards are not installed") {
+		t.Fatalf("check without the database guards: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, nil, "policy", "apply", "--config", path, "--dsn", dsn); err != nil || !strings.Contains(out, "database guards installed") {
+		t.Fatalf("policy apply: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, nil, "policy", "check", "--config", path, "--dsn", dsn)
 	if err != nil || !strings.Contains(out, "policy OK") {
-		t.Fatalf("check on a matching schema: %v\n%s", err, out)
+		t.Fatalf("check on a matching, guarded schema: %v\n%s", err, out)
 	}
 	// Migration state someone else could have forged is named.
 	pg.ExecAdmin(t, `DO $$ BEGIN CREATE ROLE mallory LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
-	pg.ExecAdmin(t, "CREATE SCHEMA pgcloak AUTHORIZATION mallory; CREATE TABLE pgcloak.column_migrations (x int)")
+	pg.ExecAdmin(t, "ALTER SCHEMA pgcloak OWNER TO mallory")
 	out, err = runCLI(t, nil, "policy", "check", "--config", path, "--dsn", dsn)
 	if err == nil || !strings.Contains(out, "pgcloak.column_migrations is ignored by the proxy") {
 		t.Fatalf("check with a foreign pgcloak schema: %v\n%s", err, out)
 	}
-	pg.ExecAdmin(t, "DROP SCHEMA pgcloak CASCADE")
+	pg.ExecAdmin(t, "ALTER SCHEMA pgcloak OWNER TO CURRENT_USER")
 	if _, err := runCLI(t, nil, "keys", "destroy", "ssn", "--config", path); err == nil {
 		t.Fatal("destroy without --yes succeeded")
 	}

@@ -334,6 +334,13 @@ func (m *migration) begin(ctx context.Context) (done bool, err error) {
 			migrating := prev.unfinished() && prev.action != string(actionReencrypt)
 			alter = !migrating && (typ != "bytea" || m.rule.Type == policy.TypeBytea)
 		}
+		if m.action == actionDecrypt {
+			// Text forms are about to be written: the ciphertext
+			// check goes first.
+			if err := dropCiphertextCheck(ctx, tx, m.rule); err != nil {
+				return err
+			}
+		}
 		if err := m.record(ctx, tx, string(m.action)); err != nil {
 			return err
 		}
@@ -453,6 +460,13 @@ func (m *migration) columnType(ctx context.Context, tx pgx.Tx) (string, error) {
 func (m *migration) finish(ctx context.Context) error {
 	if m.action == actionDecrypt {
 		if err := m.finishDecrypt(ctx); err != nil {
+			return err
+		}
+	}
+	if m.action == actionEncrypt {
+		// Every row is a ciphertext now: the column gets its check back.
+		err := pgx.BeginFunc(ctx, m.conn, func(tx pgx.Tx) error { return restoreCiphertextCheck(ctx, tx, m.rule) })
+		if err != nil {
 			return err
 		}
 	}

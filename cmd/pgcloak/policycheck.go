@@ -54,7 +54,7 @@ func newPolicyCommand(g *globalFlags) *cobra.Command {
 	}
 	check.Flags().StringVar(&dsn, "dsn", "", "PostgreSQL connection string for the schema check (default: upstream.address with PG* environment variables)")
 	check.Flags().BoolVar(&offline, "offline", false, "check the config file only")
-	pol.AddCommand(check)
+	pol.AddCommand(check, newPolicyApplyCommand(g))
 	return pol
 }
 
@@ -68,7 +68,8 @@ func checkLive(ctx context.Context, cfg *policy.Config, dsn string, log *slog.Lo
 		return append(problems, fmt.Sprintf("cannot connect to PostgreSQL for the schema check: %v", err))
 	}
 	defer conn.Close(context.Background())
-	return append(problems, checkSchema(ctx, conn, cfg.Policy)...)
+	problems = append(problems, checkSchema(ctx, conn, cfg.Policy)...)
+	return append(problems, checkGuards(ctx, conn, cfg.Policy)...)
 }
 
 func connectForCheck(ctx context.Context, cfg *policy.Config, dsn string) (*pgx.Conn, error) {

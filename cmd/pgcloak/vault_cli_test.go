@@ -51,6 +51,7 @@ func TestVaultCLI(t *testing.T) {
 		return out
 	}
 	run("created ssn", "keys", "create", "--all")
+	run("database guards installed", "policy", "apply", "--dsn", pg.DSN())
 	run("policy OK", "policy", "check", "--dsn", pg.DSN())
 	run("(keystore.cache_ttl, 5m0s); then run pgcloak reencrypt on each column under ssn", "keys", "rotate", "ssn")
 	out := run("ssn", "keys", "list")
