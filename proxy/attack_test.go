@@ -701,3 +701,39 @@ func TestCiphertextChecksAcceptProxyWrites(t *testing.T) {
 	_, err := h.direct().Exec(ctx, "INSERT INTO public.patients (name, ssn) VALUES ('around', 'plain'::bytea)")
 	wantCode(t, err, "23514")
 }
+
+// Finding 3a: a view created through another session is known to every
+// session before its next statement, not a catalog TTL later; inside a
+// transaction that began before, statements on relations are refused.
+func TestAttackViewFromAnotherSession(t *testing.T) {
+	h := atkHarness(t) // the default catalog TTL: 30 s
+	ctx := ctxT(t)
+	doc := h.connect("doctor")
+	sxExec(t, ctx, doc, "SELECT count(*) FROM patients") // doctor's snapshot is loaded
+	inTx := h.connect("doctor")
+	sxExec(t, ctx, inTx, "BEGIN")
+	sxExec(t, ctx, inTx, "SELECT count(*) FROM patients")
+
+	mal := h.connect(attacker)
+	sxExec(t, ctx, mal, "GRANT USAGE ON SCHEMA mallory TO doctor")
+	sxExec(t, ctx, mal, "BEGIN")
+	sxExec(t, ctx, mal, "CREATE VIEW mallory.pv AS SELECT id, name, ssn FROM public.patients")
+	sxExec(t, ctx, mal, "GRANT ALL ON mallory.pv TO doctor")
+	// Not committed yet: doctor cannot use it (PostgreSQL does not see it).
+	_, err := doc.Exec(ctx, "INSERT INTO mallory.pv (name, ssn) VALUES ('atk-pv-0', 'ATK-PV-SSN-0')")
+	if err == nil {
+		t.Fatal("insert through an uncommitted view succeeded")
+	}
+	sxExec(t, ctx, mal, "COMMIT")
+	sxExec(t, ctx, doc, "INSERT INTO mallory.pv (name, ssn) VALUES ('atk-pv-1', 'ATK-PV-SSN-1')")
+	sxExec(t, ctx, doc, "INSERT INTO mallory.pv (name, ssn) VALUES ($1, $2)", "atk-pv-2", "ATK-PV-SSN-2")
+	var ssn string
+	if err := doc.QueryRow(ctx, "SELECT ssn FROM mallory.pv WHERE ssn = 'ATK-PV-SSN-1'").Scan(&ssn); err != nil || ssn != "ATK-PV-SSN-1" {
+		t.Fatalf("read back through the view: %q %v", ssn, err)
+	}
+	_, err = inTx.Exec(ctx, "INSERT INTO mallory.pv (name, ssn) VALUES ('atk-pv-3', 'ATK-PV-SSN-3')")
+	wantCode(t, err, "40001")
+	sxExec(t, ctx, inTx, "ROLLBACK")
+	sxExec(t, ctx, inTx, "INSERT INTO mallory.pv (name, ssn) VALUES ('atk-pv-4', 'ATK-PV-SSN-4')")
+	atkAssertNoPlaintext(t, h, "ATK-PV-SSN-1", "ATK-PV-SSN-2", "ATK-PV-SSN-3", "ATK-PV-SSN-4")
+}

@@ -230,6 +230,12 @@ func (ss *session) noteReadyLocked(status byte) {
 		if ss.catTxDirty {
 			ss.catStale, ss.catTxDirty = true, false
 		}
+		if ss.ddlInTx {
+			// Committed (or rolled back) now: the other sessions'
+			// snapshots, loaded meanwhile, may lack it.
+			ss.ddlInTx = false
+			ss.srv.catalogs.invalidate(ss.database)
+		}
 	}
 	ss.txStatus = status
 }
@@ -408,12 +414,14 @@ func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
 		}
 	case sqlrewrite.KindDDL:
 		ss.catStale = true
+		ss.ddlInTx = true
 		// The DDL may be inside a transaction (BEGIN earlier in the same
 		// string, not yet reported by a ReadyForQuery), where a reload
 		// shows it uncommitted: load again once the server reports idle,
 		// which, outside one, is right away.
 		ss.catTxDirty = true
-		ss.srv.catalogs.invalidate(ss.database)
+		// Its own DDL does not make the session's transaction unknown.
+		ss.txGen = ss.srv.catalogs.invalidate(ss.database)
 	}
 }
 

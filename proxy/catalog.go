@@ -21,6 +21,10 @@ import (
 // column's (table OID, attribute number) to its rule.
 type catalog struct {
 	loaded time.Time
+	// gen is the database's DDL generation (catalogCache.generation)
+	// when the snapshot started loading: a later one means DDL through
+	// this proxy may have changed what it holds.
+	gen uint64
 	// incomplete marks a snapshot missing a policy table: one created
 	// since is likely, so the snapshot is reloaded sooner.
 	incomplete  bool
@@ -518,39 +522,57 @@ func (c *catalog) expired(ttl time.Duration) bool {
 	return age > ttl || (c.incomplete && age > incompleteTTL)
 }
 
-// catalogCache shares snapshots between the sessions of one database.
+// catalogCache shares snapshots between the sessions of one database, and
+// counts, per database, the DDL run through this proxy (its generation):
+// a session whose snapshot is of an older generation reloads it before it
+// plans again, whatever its age.
 type catalogCache struct {
 	ttl  time.Duration
 	mu   sync.Mutex
 	byDB map[string]*catalog
+	gens map[string]uint64
 }
 
 func newCatalogCache(ttl time.Duration) *catalogCache {
-	return &catalogCache{ttl: ttl, byDB: map[string]*catalog{}}
+	return &catalogCache{ttl: ttl, byDB: map[string]*catalog{}, gens: map[string]uint64{}}
 }
 
-// fresh returns the database's snapshot if it is young enough.
+// fresh returns the database's snapshot if it is young enough and of the
+// current generation.
 func (cc *catalogCache) fresh(db string) *catalog {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	c := cc.byDB[db]
-	if c == nil || c.expired(cc.ttl) {
+	if c == nil || c.expired(cc.ttl) || c.gen != cc.gens[db] {
 		return nil
 	}
 	return c
 }
 
+// store shares c unless DDL ran since it started loading.
 func (cc *catalogCache) store(db string, c *catalog) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	cc.byDB[db] = c
+	if c.gen == cc.gens[db] {
+		cc.byDB[db] = c
+	}
 }
 
-// invalidate drops a database's snapshot after DDL.
-func (cc *catalogCache) invalidate(db string) {
+// generation is the database's DDL generation.
+func (cc *catalogCache) generation(db string) uint64 {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.gens[db]
+}
+
+// invalidate drops a database's snapshot after DDL (and at the end of the
+// transaction that ran it), and starts a new generation.
+func (cc *catalogCache) invalidate(db string) uint64 {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	delete(cc.byDB, db)
+	cc.gens[db]++
+	return cc.gens[db]
 }
 
 // catalogSavepoint wraps a reload inside the client's transaction: a
@@ -563,7 +585,7 @@ const catalogSavepoint = "pgcloak_catalog"
 // flight, so the reload cannot interleave with the client's own.
 func (ss *session) refreshCatalogIfStale() {
 	ss.mu.Lock()
-	stale := ss.catStale
+	stale := ss.catStale || ss.cat.gen != ss.srv.catalogs.generation(ss.database)
 	due := stale || ss.cat.expired(ss.srv.catalogs.ttl)
 	idle := len(ss.queue) == 0 && !ss.extOpen
 	tx := ss.txStatus
@@ -576,6 +598,7 @@ func (ss *session) refreshCatalogIfStale() {
 		return
 	}
 	if tx == 'I' && ss.adoptShared(stale) {
+		ss.markTxGeneration()
 		return
 	}
 	cat, err := ss.loadCatalog(tx == 'T')
@@ -591,6 +614,9 @@ func (ss *session) refreshCatalogIfStale() {
 	}
 	ss.mu.Lock()
 	ss.cat, ss.catStale, ss.catFailed = cat, false, false
+	if tx == 'I' {
+		ss.txGen = cat.gen
+	}
 	if tx == 'T' {
 		// Read in the transaction's snapshot, which at REPEATABLE READ
 		// can be older than the reload: reloaded again when it ends.
@@ -618,7 +644,8 @@ func (ss *session) catchUpCatalog() error {
 	ss.mu.Lock()
 	var last *pending
 	if n := len(ss.queue); n > 0 && !ss.extOpen && ss.txStatus != 'E' && ss.cat != nil &&
-		time.Since(ss.cat.loaded) > 2*ttl && time.Since(ss.caughtUp) > ttl {
+		(time.Since(ss.cat.loaded) > 2*ttl || ss.cat.gen != ss.srv.catalogs.generation(ss.database)) &&
+		time.Since(ss.caughtUp) > ttl {
 		last = ss.queue[n-1]
 	}
 	if last == nil || !last.endsWithReady() {
@@ -658,18 +685,19 @@ func (ss *session) adoptShared(stale bool) bool {
 // query when there are migrations to read, each within a savepoint inside
 // a transaction.
 func (ss *session) loadCatalog(inTx bool) (*catalog, error) {
+	gen := ss.srv.catalogs.generation(ss.database)
 	rows, err := ss.catalogRows(inTx, catalogQuery(ss.srv.cfg.Policy))
 	if err != nil {
 		return nil, err
 	}
-	return ss.catalogFrom(rows, func() ([][]string, error) {
+	return ss.catalogFrom(gen, rows, func() ([][]string, error) {
 		return ss.catalogRows(inTx, migrationsQuery)
 	})
 }
 
 // catalogFrom builds a snapshot from the catalog query's rows, reading the
 // column migrations with readMigrations when the session's role may.
-func (ss *session) catalogFrom(rows [][]string, readMigrations func() ([][]string, error)) (*catalog, error) {
+func (ss *session) catalogFrom(gen uint64, rows [][]string, readMigrations func() ([][]string, error)) (*catalog, error) {
 	var migrations [][]string
 	readable := ss.migrationsReadable(rows)
 	if readable {
@@ -682,6 +710,7 @@ func (ss *session) catalogFrom(rows [][]string, readMigrations func() ([][]strin
 	if err != nil {
 		return nil, err
 	}
+	cat.gen = gen
 	exists, _ := migrationsTable(rows)
 	cat.migrationsUnknown = exists && !readable
 	return cat, nil
@@ -742,6 +771,18 @@ func (ss *session) rollBackReload() {
 	}
 }
 
+// errCatalogChangedInTx refuses statements that resolve relations after
+// another session's DDL changed the catalog during the transaction.
+var errCatalogChangedInTx = newSQLError("40001", "another session changed the database's tables or views during this transaction, which pgcloak cannot follow from inside it; roll back and retry")
+
+// markTxGeneration notes that the session's snapshot is of the current
+// generation, as a transaction starting now would see it.
+func (ss *session) markTxGeneration() {
+	ss.mu.Lock()
+	ss.txGen = ss.cat.gen
+	ss.mu.Unlock()
+}
+
 // catalogUnknownLocked is the refusal for statements that resolve a
 // relation while the catalog may not be what DDL left it: reloading it
 // failed, or the transaction is failed, where the server refuses the
@@ -749,6 +790,12 @@ func (ss *session) rollBackReload() {
 // usable. Statements that resolve no relation (ROLLBACK, SET, SELECT 1)
 // still pass.
 func (ss *session) catalogUnknownLocked() error {
+	if ss.txStatus != 'I' && ss.cat != nil && ss.srv.catalogs.generation(ss.database) != ss.txGen {
+		// DDL of another session, through this proxy, since this
+		// transaction began: a reload inside it may not see what its
+		// statements will (at REPEATABLE READ its snapshot is older).
+		return errCatalogChangedInTx
+	}
 	switch {
 	case !ss.catStale:
 		return nil

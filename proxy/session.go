@@ -71,6 +71,12 @@ type session struct {
 	rfqSeen    uint64 // ReadyForQuery messages received
 	txStatus   byte   // as of the last ReadyForQuery
 	catTxDirty bool   // DDL ran, or the catalog was reloaded, inside the current transaction
+	// ddlInTx: DDL of this session's completed in the current
+	// transaction: other sessions must reload once it ends (commits).
+	ddlInTx bool
+	// txGen is the catalog generation the current transaction's
+	// statements were planned against (see catalogUnknownLocked).
+	txGen uint64
 	abortTx    bool   // the proxy failed a result in the current request
 	// extOpen: extended-protocol requests were sent since the last Sync.
 	// skipping: the server reported an error in that batch and ignores
@@ -447,6 +453,7 @@ func (ss *session) noteParameter(body []byte) {
 }
 
 func (ss *session) initSession() error {
+	gen := ss.srv.catalogs.generation(ss.database)
 	cat := ss.srv.catalogs.fresh(ss.database)
 	// The roles come from PostgreSQL: a role's default (ALTER ROLE … SET
 	// role) may make the current user another than the login role.
@@ -473,7 +480,7 @@ func (ss *session) initSession() error {
 		initial.role = setup[2]
 	}
 	if cat == nil {
-		cat, err = ss.catalogFrom(iq.results[2], func() ([][]string, error) {
+		cat, err = ss.catalogFrom(gen, iq.results[2], func() ([][]string, error) {
 			mq, err := ss.setupQuery([]string{setCatalogPath, migrationsQuery})
 			if err != nil {
 				return nil, err
@@ -490,7 +497,7 @@ func (ss *session) initSession() error {
 			ss.srv.catalogs.store(ss.database, cat)
 		}
 	}
-	ss.cat = cat
+	ss.cat, ss.txGen = cat, cat.gen
 	ss.txStatus = 'I'
 	ss.state = newSessionState(initial)
 	return nil
