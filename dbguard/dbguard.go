@@ -106,9 +106,10 @@ func CiphertextCheck(column string, prefix []byte, minLen int) string {
 }
 
 // GuardFunctionDDL creates the event trigger function. It runs after every
-// DDL command and aborts it when, for a role other than adminRole or a
-// superuser, a guarded column is gone (renamed, moved, dropped), or, once
-// encrypted, is no longer bytea or its check is gone or changed.
+// DDL command, notifies CatalogChannel, and aborts the command when, for a
+// role other than adminRole or a superuser, a guarded column is gone
+// (renamed, moved, dropped), or, once encrypted, is no longer bytea or its
+// check is gone or changed.
 func GuardFunctionDDL(adminRole string) string {
 	admin := "NULL::pg_catalog.name"
 	if adminRole != "" {
@@ -119,6 +120,14 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $guard$
 DECLARE
   g record;
 BEGIN
+  -- Delivered when the DDL commits: proxies reload their catalogs. Only
+  -- for DDL on relations, columns, schemas, rules and types, which can
+  -- change what a proxy's catalog holds (a reload makes the proxy's
+  -- sessions in a transaction refuse statements on relations).
+  IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE c.object_type IN
+      ('table', 'table column', 'view', 'materialized view', 'foreign table', 'schema', 'rule', 'type')) THEN
+    PERFORM pg_notify(` + QuoteLiteral(CatalogChannel) + `, '');
+  END IF;
   IF current_user = ` + admin + ` OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
     RETURN;
   END IF;
@@ -142,6 +151,12 @@ BEGIN
 END
 $guard$`
 }
+
+// CatalogChannel is the notification channel on which the guard function
+// announces every DDL command, once its transaction commits: each proxy
+// session listens on it, so DDL made anywhere reaches the proxies'
+// catalogs without waiting for them to expire.
+const CatalogChannel = "pgcloak_catalog"
 
 // EventTriggerName is the event trigger that runs pgcloak.guard_ddl.
 const EventTriggerName = "pgcloak_guard"

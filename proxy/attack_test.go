@@ -737,3 +737,60 @@ func TestAttackViewFromAnotherSession(t *testing.T) {
 	sxExec(t, ctx, inTx, "INSERT INTO mallory.pv (name, ssn) VALUES ('atk-pv-4', 'ATK-PV-SSN-4')")
 	atkAssertNoPlaintext(t, h, "ATK-PV-SSN-1", "ATK-PV-SSN-2", "ATK-PV-SSN-3", "ATK-PV-SSN-4")
 }
+
+// atkInstallGuards installs the database guards' event trigger as pgcloak
+// policy apply does (the checks themselves are not needed here).
+func atkInstallGuards(t *testing.T, h *harness) {
+	t.Helper()
+	h.pg.ExecAdmin(t, "CREATE SCHEMA IF NOT EXISTS pgcloak; "+dbguard.GuardsDDL)
+	h.pg.ExecAdmin(t, dbguard.GuardFunctionDDL(""))
+	h.pg.ExecAdmin(t, dbguard.EventTriggerDDL)
+}
+
+// atkWaitKnown waits until the proxy shows column col of relation rel as
+// text, i.e. its catalog knows the relation carries ciphertext.
+func atkWaitKnown(t *testing.T, conn *pgx.Conn, rel, col string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rows, err := conn.Query(ctxT(t), "SELECT "+col+" FROM "+rel+" LIMIT 0", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields := rows.FieldDescriptions()
+		rows.Close()
+		if err := rows.Err(); err != nil || len(fields) != 1 {
+			t.Fatalf("SELECT %s FROM %s: %v", col, rel, err)
+		}
+		if fields[0].DataTypeOID == 25 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy does not know %s.%s carries ciphertext", rel, col)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Finding 3a, DDL made straight in PostgreSQL (or through another proxy):
+// the guard function notifies every proxy session when it commits, so a
+// new view over an encrypted table is known without waiting for the
+// catalog to expire (30 s), also after the client's UNLISTEN *.
+func TestAttackViewMadeAroundTheProxy(t *testing.T) {
+	h := atkHarness(t)
+	atkInstallGuards(t, h)
+	h = newHarnessOn(t, h, atkPolicy) // doctor's will be its only session
+	ctx := ctxT(t)
+	doc := h.connect("doctor")
+	sxExec(t, ctx, doc, "SELECT count(*) FROM patients")
+	sxExec(t, ctx, doc, "UNLISTEN *")
+	sxExec(t, ctx, doc, "SELECT 1") // listens again
+	h.pg.ExecAdmin(t, "CREATE VIEW public.patients_direct AS SELECT id, name, ssn FROM public.patients; GRANT ALL ON public.patients_direct TO PUBLIC")
+	atkWaitKnown(t, doc, "patients_direct", "ssn")
+	sxExec(t, ctx, doc, "INSERT INTO patients_direct (name, ssn) VALUES ('atk-direct', 'ATK-DIRECT-SSN')")
+	// A notification on the proxy's channel is not the client's.
+	sxExec(t, ctx, doc, "LISTEN pgcloak_catalog")
+	h.pg.ExecAdmin(t, "NOTIFY pgcloak_catalog")
+	sxExec(t, ctx, doc, "SELECT 1")
+	atkAssertNoPlaintext(t, h, "ATK-DIRECT-SSN")
+}

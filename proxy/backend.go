@@ -44,7 +44,11 @@ func (ss *session) backendMessage(be *backend, typ byte, body []byte) error {
 		return ss.cw.raw(typ, body)
 	case 'A':
 		// Notifications are the client's whatever request is at the
-		// head, the proxy's own queries included.
+		// head, the proxy's own queries included; but for the proxy's
+		// own channel.
+		if ss.catalogNotification(body) {
+			return nil
+		}
 		return ss.cw.raw(typ, body)
 	}
 	p := ss.head()
@@ -384,6 +388,9 @@ func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
 	defer ss.mu.Unlock()
 	if st.Tx != sqlrewrite.TxNone {
 		ss.state.transaction(st.Tx, st.Savepoint, tag)
+	}
+	if st.Unlistens {
+		ss.listening = false
 	}
 	for _, e := range st.Effects {
 		ss.state.apply(e)

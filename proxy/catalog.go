@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/pgcloak/pgcloak/dbguard"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -769,6 +771,48 @@ func (ss *session) rollBackReload() {
 		// The client's next statement meets the aborted transaction.
 		ss.log.Warn("rolling back a failed catalog reload failed", "err", err)
 	}
+}
+
+// listenCatalog makes PostgreSQL send the session the notifications of the
+// guard function of pgcloak policy apply, one for each committed DDL
+// command that can change a catalog snapshot, from any session or client:
+// the database's generation moves on at once (see catalogNotification).
+const listenCatalog = "LISTEN " + dbguard.CatalogChannel
+
+// catalogNotification handles a NotificationResponse: one on
+// dbguard.CatalogChannel starts a new generation of the database's catalog
+// and is not the client's; others are.
+func (ss *session) catalogNotification(body []byte) (mine bool) {
+	var n pgproto3.NotificationResponse
+	if n.Decode(body) != nil || n.Channel != dbguard.CatalogChannel {
+		return false
+	}
+	ss.srv.catalogs.invalidate(ss.database)
+	return true
+}
+
+// relisten listens on dbguard.CatalogChannel again after the client's
+// UNLISTEN or DISCARD ALL, when the session is idle outside a transaction
+// (a LISTEN inside one would end with it). err is only the session's end.
+func (ss *session) relisten() error {
+	ss.mu.Lock()
+	due := !ss.listening && len(ss.queue) == 0 && !ss.extOpen && ss.txStatus == 'I'
+	ss.mu.Unlock()
+	if !due {
+		return nil
+	}
+	iq, err := ss.runInternal(listenCatalog)
+	if err != nil {
+		return err
+	}
+	if iq.err != nil {
+		ss.log.Warn("listening for catalog changes failed", "err", iq.err)
+		return nil
+	}
+	ss.mu.Lock()
+	ss.listening = true
+	ss.mu.Unlock()
+	return nil
 }
 
 // errCatalogChangedInTx refuses statements that resolve relations after

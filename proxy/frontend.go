@@ -239,6 +239,9 @@ func (ss *session) decodeError(what string) error {
 // number of parameter types a Parse declares (0 for a Query): hidden
 // parameters are numbered after the client's.
 func (ss *session) plan(sql string, declared int) (*sqlrewrite.Plan, string, keyVersions, error) {
+	if err := ss.relisten(); err != nil {
+		return nil, "", nil, err
+	}
 	ss.refreshCatalogIfStale()
 	if err := ss.confirmRole(); err != nil {
 		return nil, "", nil, err

@@ -570,7 +570,7 @@ func fakeUpstream(t *testing.T) string {
 		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 		be.Flush()
 		// The proxy's setup query: search_path, extra_float_digits and
-		// the roles, then its search_path, then the catalog.
+		// the roles, then its search_path, the catalog, and LISTEN.
 		if _, err := be.Receive(); err != nil {
 			return
 		}
@@ -579,6 +579,7 @@ func fakeUpstream(t *testing.T) string {
 		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("pg_catalog, pg_temp")}})
 		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
 		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")})
+		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("LISTEN")})
 		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 		be.Flush()
 		if _, err := be.Receive(); err != nil {

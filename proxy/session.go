@@ -77,7 +77,10 @@ type session struct {
 	// txGen is the catalog generation the current transaction's
 	// statements were planned against (see catalogUnknownLocked).
 	txGen uint64
-	abortTx    bool   // the proxy failed a result in the current request
+	// listening: the session listens on dbguard.CatalogChannel (until the
+	// client's UNLISTEN or DISCARD ALL; see relisten).
+	listening bool
+	abortTx   bool // the proxy failed a result in the current request
 	// extOpen: extended-protocol requests were sent since the last Sync.
 	// skipping: the server reported an error in that batch and ignores
 	// everything up to the next Sync, so requests sent meanwhile get no
@@ -463,6 +466,8 @@ func (ss *session) initSession() error {
 		// (one implicit transaction).
 		queries = append(queries, setCatalogPath, catalogQuery(ss.srv.cfg.Policy))
 	}
+	// Last, so the answers above keep their places.
+	queries = append(queries, listenCatalog)
 	iq, err := ss.setupQuery(queries)
 	if err != nil {
 		return err
@@ -498,6 +503,7 @@ func (ss *session) initSession() error {
 		}
 	}
 	ss.cat, ss.txGen = cat, cat.gen
+	ss.listening = true
 	ss.txStatus = 'I'
 	ss.state = newSessionState(initial)
 	return nil

@@ -314,6 +314,10 @@ type Statement struct {
 	// send.
 	ServerCode string
 
+	// Unlistens: UNLISTEN or DISCARD ALL, which also end the proxy's own
+	// LISTEN on the session.
+	Unlistens bool
+
 	// Writes are columns the statement stores values in (write grant);
 	// Searches are columns compared with an encrypted literal or
 	// parameter (read grant); Outputs are encrypted columns the statement

@@ -7,6 +7,7 @@ import (
 // statement classifies and analyzes one statement into st.
 func (a *analyzer) statement(n *pg_query.Node, st *Statement) error {
 	st.ServerCode = serverCode(n)
+	st.Unlistens = n.GetUnlistenStmt() != nil || n.GetDiscardStmt().GetTarget() == pg_query.DiscardMode_DISCARD_ALL
 	switch x := n.GetNode().(type) {
 	case *pg_query.Node_SelectStmt:
 		return a.selectTop(x.SelectStmt, st)
