@@ -74,12 +74,14 @@ WHERE n.nspname OPERATOR(pg_catalog.=) 'pgcloak'::pg_catalog.name
 // that renames, moves or retypes a policy column or weakens its check.
 
 // GuardsDDL creates the table of guarded columns (what `pgcloak policy
-// apply` installed: the column, its constraint and the constraint's
-// definition as PostgreSQL prints it).
+// apply` installed: the column and its attribute number, which dropping and
+// adding it again in one statement would change, its constraint and the
+// constraint's definition as PostgreSQL prints it).
 const GuardsDDL = `CREATE TABLE IF NOT EXISTS pgcloak.guarded_columns (
   schema_name     name NOT NULL,
   table_name      name NOT NULL,
   column_name     name NOT NULL,
+  column_attnum   int2,
   constraint_name name,
   constraint_def  text,
   PRIMARY KEY (schema_name, table_name, column_name)
@@ -123,9 +125,11 @@ BEGIN
   -- Delivered when the DDL commits: proxies reload their catalogs. Only
   -- for DDL on relations, columns, schemas, rules and types, which can
   -- change what a proxy's catalog holds (a reload makes the proxy's
-  -- sessions in a transaction refuse statements on relations).
+  -- sessions in a transaction refuse statements on relations); not for
+  -- temporary objects, which no other session sees.
   IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands() c WHERE c.object_type IN
-      ('table', 'table column', 'view', 'materialized view', 'foreign table', 'schema', 'rule', 'type')) THEN
+      ('table', 'table column', 'view', 'materialized view', 'foreign table', 'schema', 'rule', 'type')
+      AND NOT COALESCE(starts_with(c.schema_name, 'pg_temp'), false)) THEN
     PERFORM pg_notify(` + QuoteLiteral(CatalogChannel) + `, '');
   END IF;
   IF current_user = ` + admin + ` OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
@@ -135,7 +139,7 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = g.schema_name AND c.relname = g.table_name AND a.attname = g.column_name
-          AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attnum > 0 AND NOT a.attisdropped AND a.attnum IS NOT DISTINCT FROM g.column_attnum
           AND (g.constraint_name IS NULL OR a.atttypid = 'bytea'::regtype)) THEN
       RAISE EXCEPTION 'pgcloak: column %.%.% of the encryption policy must keep its name, table and schema (and, encrypted, its type bytea)', g.schema_name, g.table_name, g.column_name
         USING ERRCODE = '42501', HINT = 'Such changes go through the pgcloak admin role, with the policy changed to match.';

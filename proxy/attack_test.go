@@ -794,3 +794,61 @@ func TestAttackViewMadeAroundTheProxy(t *testing.T) {
 	sxExec(t, ctx, doc, "SELECT 1")
 	atkAssertNoPlaintext(t, h, "ATK-DIRECT-SSN")
 }
+
+// DDL that cannot change what another session's catalog holds (a temporary
+// table, a table named like no encrypted relation) leaves that session's
+// transaction alone (pgx's own test suite runs such DDL in parallel).
+func TestUnrelatedDDLLeavesOtherTransactionsAlone(t *testing.T) {
+	h := atkHarness(t)
+	ctx := ctxT(t)
+	inTx := h.connect("doctor")
+	sxExec(t, ctx, inTx, "BEGIN")
+	sxExec(t, ctx, inTx, "SELECT count(*) FROM patients")
+	other := h.connect(attacker)
+	sxExec(t, ctx, other, "CREATE TEMP TABLE scratch (x int)")
+	sxExec(t, ctx, other, "CREATE TABLE mallory.unrelated (x int)")
+	sxExec(t, ctx, inTx, "SELECT count(*) FROM patients")
+	sxExec(t, ctx, inTx, "COMMIT")
+}
+
+// set_config of the role with a parameter (PostgREST's way): the role is
+// claimed, confirmed by PostgreSQL, and its grants then apply.
+func TestSetConfigRoleParameter(t *testing.T) {
+	h := atkHarness(t)
+	ctx := ctxT(t)
+	doc := h.connect("doctor")
+	sxExec(t, ctx, doc, "BEGIN")
+	sxExec(t, ctx, doc, "SELECT set_config('role', $1, true)", "billing")
+	var user string
+	var diag *string
+	if err := doc.QueryRow(ctx, "SELECT current_user, diagnosis FROM patients WHERE name = 'Seed'").Scan(&user, &diag); err != nil {
+		t.Fatal(err)
+	}
+	if user != "billing" || diag != nil {
+		t.Fatalf("current_user %q, diagnosis %v; want billing and NULL", user, diag)
+	}
+	sxExec(t, ctx, doc, "COMMIT")
+	sxExec(t, ctx, doc, "SELECT set_config('TimeZone', $1, false)", "Asia/Tokyo")
+}
+
+// Review round 2: UPDATE pg_settings changed search_path unseen, and
+// utility statements (CREATE TRIGGER, RULE, POLICY), which are not pinned,
+// then reached the encrypted table the proxy thought was another.
+func TestAttackUnseenSearchPathAndUnpinnedUtilities(t *testing.T) {
+	h := atkHarness(t)
+	h.pg.ExecAdmin(t, "ALTER TABLE public.patients OWNER TO doctor")
+	ctx := ctxT(t)
+	doc := h.connect("doctor")
+	sxExec(t, ctx, doc, "SET search_path = other, public")
+	_, err := doc.Exec(ctx, "UPDATE pg_settings SET setting = 'public' WHERE name = 'search_path'")
+	wantCode(t, err, "0A000")
+	for _, ddl := range []string{
+		"CREATE POLICY atk_p ON patients USING (ssn IS DISTINCT FROM 'ATK-POLICY-PLAIN')",
+		"CREATE RULE atk_r AS ON UPDATE TO patients WHERE NEW.ssn = 'ATK-RULE-PLAIN' DO INSTEAD NOTHING",
+		"CREATE TRIGGER atk_t BEFORE UPDATE ON patients FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+	} {
+		_, err := doc.Exec(ctx, ddl)
+		wantCode(t, err, "0A000")
+	}
+	atkAssertNoPlaintext(t, h, "ATK-POLICY-PLAIN", "ATK-RULE-PLAIN")
+}

@@ -421,14 +421,18 @@ func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
 		}
 	case sqlrewrite.KindDDL:
 		ss.catStale = true
-		ss.ddlInTx = true
 		// The DDL may be inside a transaction (BEGIN earlier in the same
 		// string, not yet reported by a ReadyForQuery), where a reload
 		// shows it uncommitted: load again once the server reports idle,
 		// which, outside one, is right away.
 		ss.catTxDirty = true
-		// Its own DDL does not make the session's transaction unknown.
-		ss.txGen = ss.srv.catalogs.invalidate(ss.database)
+		if st.ChangesCatalog {
+			// The other sessions' snapshots too, now and when the
+			// transaction ends. Its own DDL does not make the
+			// session's transaction unknown.
+			ss.ddlInTx = true
+			ss.txGen = ss.srv.catalogs.invalidate(ss.database)
+		}
 	}
 }
 

@@ -166,10 +166,11 @@ func newAnalyzer(sql string, env *Env) *analyzer {
 
 // mayTouch reports whether sql might touch encrypted data or tracked
 // session settings: a word naming a relation with encrypted columns, a
-// set_config call, or a U&"" identifier that could spell either.
+// set_config call or pg_settings, or a U&"" identifier that could spell
+// any of them.
 func mayTouch(sql string, cat Catalog) bool {
 	_, mentions := mentionedEncrypted(sql, cat)
-	return mentions || containsFold(sql, "set_config") || hasUnicodeIdent(sql)
+	return mentions || containsFold(sql, "set_config") || containsFold(sql, "pg_settings") || hasUnicodeIdent(sql)
 }
 
 // setEnv switches to the Env the statements after the current one run in
@@ -231,9 +232,13 @@ func (a *analyzer) topStatement(raw *pg_query.RawStmt) (*Statement, error) {
 	st := &Statement{Start: start, End: end}
 	a.stmt = st
 	a.cur = span{start, end}
+	if a.deep && updatesSettings(raw.ProtoReflect()) {
+		return nil, errSettingsUpdate
+	}
 	if err := a.statement(raw.GetStmt(), st); err != nil {
 		return nil, err
 	}
+	st.ChangesCatalog = st.Kind == KindDDL && a.deep && !createsOnlyTemp(raw.GetStmt())
 	if a.deep {
 		if err := a.checkAllSeen(raw.GetStmt()); err != nil {
 			return nil, err

@@ -187,6 +187,15 @@ func (a *analyzer) setConfig(fc *pg_query.FuncCall) error {
 	}
 	val, ok := constString(args[1])
 	if !ok {
+		switch setting {
+		case SettingTimeZone, SettingRole, SettingSessionAuthorization:
+			// The value (a parameter, say) is not needed: the proxy
+			// reads TimeZone from PostgreSQL's reports, and a role
+			// claimed by set_config gets no grants until PostgreSQL
+			// confirms it.
+			a.stmt.Effects = append(a.stmt.Effects, Effect{Setting: setting, Local: local, Claimed: true, Unknown: true})
+			return nil
+		}
 		return refuse("", "set_config of %s with a value that is not a constant is not supported", setting)
 	}
 	e, err := stringEffect(setting, val)

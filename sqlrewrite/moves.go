@@ -44,24 +44,37 @@ func (a *analyzer) setSchema(as *pg_query.AlterObjectSchemaStmt, st *Statement) 
 }
 
 // tableMove refuses what to a policy table (a base table with encrypted
-// columns, not a view). An unqualified name is refused when it names a
-// policy table in any schema: this statement is not pinned, and the
-// session's search_path may have changed unseen.
+// columns, not a view).
 func (a *analyzer) tableMove(rv *pg_query.RangeVar, what string) error {
-	name := rv.GetRelname()
-	if !a.cat.EncryptedName(name) {
-		return nil
-	}
-	schemas := []string{rv.GetSchemaname()}
-	if schemas[0] == "" {
-		schemas = a.cat.SchemasWith(name)
-	}
-	for _, s := range schemas {
-		if rel := a.cat.Relation(s, name); rel != nil && !rel.View {
+	for _, rel := range a.relationsAnywhere(rv.GetSchemaname(), rv.GetRelname()) {
+		if !rel.View {
 			return refuse("", "%s %s.%s, which has encrypted columns, is not supported: the policy names its tables and columns", what, rel.Schema, rel.Name)
 		}
 	}
 	return nil
+}
+
+// relationsAnywhere returns the relations with encrypted columns that
+// schema.name may be, for a statement whose names are not pinned (DDL,
+// utilities): PostgreSQL resolves an unqualified name through a
+// search_path that may have changed unseen (a function, UPDATE
+// pg_settings), so every schema holding the name counts, not only those on
+// the path the proxy follows.
+func (a *analyzer) relationsAnywhere(schema, name string) []*Relation {
+	if !a.cat.EncryptedName(name) || (schema != "" && isTempSchema(schema)) {
+		return nil
+	}
+	schemas := []string{schema}
+	if schema == "" {
+		schemas = a.cat.SchemasWith(name)
+	}
+	var out []*Relation
+	for _, s := range schemas {
+		if rel := a.cat.Relation(s, name); rel != nil {
+			out = append(out, rel)
+		}
+	}
+	return out
 }
 
 // schemaMove refuses what to a schema holding a policy table. A catalog
@@ -71,4 +84,25 @@ func (a *analyzer) schemaMove(schema, what string) error {
 		return nil
 	}
 	return refuse("", "%s %s, which holds tables with encrypted columns, is not supported: the policy names its tables by schema", what, schema)
+}
+
+// createsOnlyTemp reports DDL that creates a temporary relation, which no
+// other session can see.
+func createsOnlyTemp(n *pg_query.Node) bool {
+	temp := func(rv *pg_query.RangeVar) bool {
+		return rv.GetRelpersistence() == "t" || isTempSchema(rv.GetSchemaname())
+	}
+	switch x := n.GetNode().(type) {
+	case *pg_query.Node_CreateStmt:
+		return temp(x.CreateStmt.GetRelation())
+	case *pg_query.Node_ViewStmt:
+		return temp(x.ViewStmt.GetView())
+	case *pg_query.Node_CreateTableAsStmt:
+		return temp(x.CreateTableAsStmt.GetInto().GetRel())
+	case *pg_query.Node_CreateSeqStmt:
+		return temp(x.CreateSeqStmt.GetSequence())
+	case *pg_query.Node_SelectStmt:
+		return temp(leftmostInto(x.SelectStmt).GetRel())
+	}
+	return false
 }

@@ -318,6 +318,12 @@ type Statement struct {
 	// LISTEN on the session.
 	Unlistens bool
 
+	// ChangesCatalog: DDL that names a relation with encrypted columns
+	// (or a name like one), which may change what every session's
+	// catalog snapshot holds. DDL naming none, or creating only
+	// temporary objects, changes only the session's own.
+	ChangesCatalog bool
+
 	// Writes are columns the statement stores values in (write grant);
 	// Searches are columns compared with an encrypted literal or
 	// parameter (read grant); Outputs are encrypted columns the statement
@@ -373,6 +379,9 @@ type Effect struct {
 	// first, or an overload that wins for unknown-typed literals): the
 	// effect is only what the text claims until PostgreSQL confirms it.
 	Claimed bool
+	// Unknown: the value is not in the text (a set_config parameter);
+	// Values is empty.
+	Unknown bool
 }
 
 // Prepared is an SQL-level prepared statement.

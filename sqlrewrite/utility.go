@@ -700,10 +700,13 @@ func (a *analyzer) mentions(m protoreflect.Message) bool {
 	return ok
 }
 
+// mentioned finds a relation with encrypted columns that a name in the tree
+// may be: the statements that use it are not pinned (see
+// relationsAnywhere).
 func (a *analyzer) mentioned(m protoreflect.Message) (*Relation, bool) {
 	for _, rv := range rangeVarsIn(m) {
-		if rel, _ := a.lookupRelation(rv.GetSchemaname(), rv.GetRelname()); rel != nil {
-			return rel, true
+		if rels := a.relationsAnywhere(rv.GetSchemaname(), rv.GetRelname()); len(rels) > 0 {
+			return rels[0], true
 		}
 	}
 	return nil, false

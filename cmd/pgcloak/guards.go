@@ -219,8 +219,12 @@ func recordGuard(ctx context.Context, tx pgx.Tx, rule *policy.ColumnRule, name, 
 	if name != "" {
 		n, d = name, def
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO pgcloak.guarded_columns VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (schema_name, table_name, column_name) DO UPDATE SET constraint_name = EXCLUDED.constraint_name, constraint_def = EXCLUDED.constraint_def`,
+	_, err := tx.Exec(ctx, `INSERT INTO pgcloak.guarded_columns
+		SELECT $1, $2, $3, (SELECT a.attnum FROM pg_catalog.pg_attribute a
+			JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+			WHERE ns.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped), $4, $5
+		ON CONFLICT (schema_name, table_name, column_name) DO UPDATE SET column_attnum = EXCLUDED.column_attnum,
+			constraint_name = EXCLUDED.constraint_name, constraint_def = EXCLUDED.constraint_def`,
 		rule.Schema, rule.Table, rule.Column, n, d)
 	return err
 }

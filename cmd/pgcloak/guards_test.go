@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgcloak/pgcloak/dbguard"
+	"github.com/pgcloak/pgcloak/keymap"
 )
 
 // TestPolicyApplyGuards: apply installs the guards idempotently; PostgreSQL
@@ -54,6 +57,7 @@ func TestPolicyApplyGuards(t *testing.T) {
 		{"ALTER TABLE people DROP COLUMN ssn", "42501"},
 		{"ALTER INDEX people RENAME TO people_idx", "42501"},
 		{"ALTER TABLE people RENAME CONSTRAINT pgcloak_ciphertext_ssn TO loose", "42501"},
+		{"ALTER TABLE people DROP COLUMN ssn, ADD COLUMN ssn bytea, ADD CONSTRAINT pgcloak_ciphertext_ssn CHECK (" + dbguard.CiphertextCheck("ssn", keymap.CiphertextPrefix(), keymap.MinCiphertextLen) + ")", "42501"},
 		{"ALTER TABLE people ADD CONSTRAINT other_check CHECK (true)", ""},
 		{"ALTER TABLE people DROP CONSTRAINT other_check", ""},
 	}
