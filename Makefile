@@ -22,6 +22,7 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzAnalyze$$' -fuzztime $(FUZZTIME) ./sqlrewrite/
 	$(GO) test -run '^$$' -fuzz '^FuzzClientMessages$$' -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz '^FuzzInvariantNoPlaintext$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10x ./proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzRewriter$$' -fuzztime $(FUZZTIME) ./proxy/internal/copydata/
 
 demo:

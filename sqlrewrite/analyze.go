@@ -53,15 +53,17 @@ func (a *analyzer) analyze() (*Plan, error) {
 	// Also when the text names nothing encrypted: a literal that ends
 	// elsewhere for PostgreSQL could hide an EXECUTE of a statement
 	// prepared earlier.
+	// Before parsing: text that does not parse may still run in
+	// PostgreSQL, which ends its literals elsewhere.
 	if err := a.checkSplitBackslash(); err != nil {
+		return nil, err
+	}
+	if err := a.checkBackslashLiterals(); err != nil {
 		return nil, err
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return a.unparsable()
-	}
-	if err := a.checkBackslashLiterals(); err != nil {
-		return nil, err
 	}
 	plan := &Plan{SQL: sql}
 	raws := tree.GetStmts()

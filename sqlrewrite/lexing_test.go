@@ -32,6 +32,7 @@ func TestLexRiskRefusesAmbiguousLiterals(t *testing.T) {
 		{"unicode identifier spelling a table", `SELECT 'a\' FROM U&"p\0061tients"`, RiskBackslashEscapes, true},
 		{"not about encrypted data, no risk", `SELECT 'a\' FROM accounts; SELECT 1`, 0, false},
 		{"hidden EXECUTE of a statement prepared earlier", "SELECT 'x\\''; EXECUTE p($$secret$$); --'", RiskBackslashEscapes, true},
+		{"hidden EXECUTE in text that does not parse for the analysis", "SELECT 'x\\''; EXECUTE fzp ('FZ-1') --'", RiskBackslashEscapes, true},
 		{"hidden EXECUTE, split encoding", "SELECT E'ゃ\\'; EXECUTE p($$secret$$); --'", RiskSplitBackslash, true},
 		{"SHIFT_JIS_2004 character read as a backslash", "SELECT E'め_\\'; INSERT INTO patients (name) VALUES ($$x$$); --'", RiskSplitBackslash, true},
 		{"client-only encoding known, non-ASCII", "SELECT 'café'; SELECT 1", RiskSplitBackslash | RiskClientOnlyEncoding, true},
