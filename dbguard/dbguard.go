@@ -86,6 +86,7 @@ const GuardsDDL = `CREATE TABLE IF NOT EXISTS pgcloak.guarded_columns (
   constraint_def  text,
   PRIMARY KEY (schema_name, table_name, column_name)
 );
+ALTER TABLE pgcloak.guarded_columns ADD COLUMN IF NOT EXISTS column_attnum int2;
 GRANT SELECT ON pgcloak.guarded_columns TO PUBLIC;`
 
 // ConstraintName is the name of the ciphertext check on column.

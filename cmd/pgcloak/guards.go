@@ -219,7 +219,7 @@ func recordGuard(ctx context.Context, tx pgx.Tx, rule *policy.ColumnRule, name, 
 	if name != "" {
 		n, d = name, def
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO pgcloak.guarded_columns
+	_, err := tx.Exec(ctx, `INSERT INTO pgcloak.guarded_columns (schema_name, table_name, column_name, column_attnum, constraint_name, constraint_def)
 		SELECT $1, $2, $3, (SELECT a.attnum FROM pg_catalog.pg_attribute a
 			JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
 			WHERE ns.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped), $4, $5
