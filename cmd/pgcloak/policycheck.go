@@ -48,7 +48,7 @@ func newPolicyCommand(g *globalFlags) *cobra.Command {
 			if len(problems) > 0 {
 				return fmt.Errorf("%d problem(s) found", len(problems))
 			}
-			fmt.Fprintln(out, "policy OK: config, schema and key store agree")
+			fmt.Fprintln(out, "policy OK: config, schema, database guards and key store agree")
 			return nil
 		},
 	}
