@@ -710,9 +710,7 @@ func TestAttackViewFromAnotherSession(t *testing.T) {
 	ctx := ctxT(t)
 	doc := h.connect("doctor")
 	sxExec(t, ctx, doc, "SELECT count(*) FROM patients") // doctor's snapshot is loaded
-	inTx := h.connect("doctor")
-	sxExec(t, ctx, inTx, "BEGIN")
-	sxExec(t, ctx, inTx, "SELECT count(*) FROM patients")
+	inTx := atkOpenTx(t, h)
 
 	mal := h.connect(attacker)
 	sxExec(t, ctx, mal, "GRANT USAGE ON SCHEMA mallory TO doctor")
@@ -801,9 +799,7 @@ func TestAttackViewMadeAroundTheProxy(t *testing.T) {
 func TestUnrelatedDDLLeavesOtherTransactionsAlone(t *testing.T) {
 	h := atkHarness(t)
 	ctx := ctxT(t)
-	inTx := h.connect("doctor")
-	sxExec(t, ctx, inTx, "BEGIN")
-	sxExec(t, ctx, inTx, "SELECT count(*) FROM patients")
+	inTx := atkOpenTx(t, h)
 	other := h.connect(attacker)
 	sxExec(t, ctx, other, "CREATE TEMP TABLE scratch (x int)")
 	sxExec(t, ctx, other, "CREATE TABLE mallory.unrelated (x int)")
@@ -851,4 +847,14 @@ func TestAttackUnseenSearchPathAndUnpinnedUtilities(t *testing.T) {
 		wantCode(t, err, "0A000")
 	}
 	atkAssertNoPlaintext(t, h, "ATK-POLICY-PLAIN", "ATK-RULE-PLAIN")
+}
+
+// atkOpenTx opens a transaction as doctor that has used the catalog.
+func atkOpenTx(t *testing.T, h *harness) *pgx.Conn {
+	t.Helper()
+	ctx := ctxT(t)
+	c := h.connect("doctor")
+	sxExec(t, ctx, c, "BEGIN")
+	sxExec(t, ctx, c, "SELECT count(*) FROM patients")
+	return c
 }
