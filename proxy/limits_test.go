@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgcloak/pgcloak/proxy"
+	"github.com/pgcloak/pgcloak/testenv"
 )
 
 // rssGrowthBound is how much the test process (the proxy runs in it) may
@@ -26,7 +27,7 @@ func procStatusKiB(t *testing.T, field string) int {
 	t.Helper()
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		t.Skipf("no /proc/self/status: %v", err)
+		testenv.Unavailable(t, "no /proc/self/status: %v", err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if rest, ok := strings.CutPrefix(line, field+":"); ok {
@@ -37,7 +38,7 @@ func procStatusKiB(t *testing.T, field string) int {
 			return n
 		}
 	}
-	t.Skipf("no %s in /proc/self/status", field)
+	testenv.Unavailable(t, "no %s in /proc/self/status", field)
 	return 0
 }
 
