@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -630,7 +631,9 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 		// PostgreSQL's own rule; the plan would otherwise be ambiguous.
 		return ss.refuseExtended(fe, newSQLError("42601", "cannot insert multiple commands into a prepared statement"))
 	}
-	oids := msg.ParameterOIDs
+	// What the client declared, kept apart from what goes upstream.
+	declared := slices.Clone(msg.ParameterOIDs)
+	oids := slices.Clone(declared)
 	for i, pr := range plan.Params {
 		if pr == nil {
 			continue
@@ -643,7 +646,7 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 			oids[i] = byteaArrayOID
 		}
 	}
-	st := &preparedStmt{name: msg.Name, plan: plan, env: ss.planEnvNow(), declared: len(msg.ParameterOIDs), keys: keys}
+	st := &preparedStmt{name: msg.Name, plan: plan, env: ss.planEnvNow(), declared: declared, keys: keys}
 	created := false
 	ss.mu.Lock()
 	// A named statement that exists makes PostgreSQL reject the Parse;

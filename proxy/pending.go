@@ -23,8 +23,9 @@ type preparedStmt struct {
 	// prep is the SQL-level prepared statement this one stands for, if it
 	// was made by PREPARE rather than Parse.
 	prep *sqlrewrite.Prepared
-	// declared is the number of parameter types the Parse declared.
-	declared int
+	// declared are the parameter types the Parse declared (0: none),
+	// which a ParameterDescription gives back as they were.
+	declared []uint32
 	// keys are the key versions of the constants in its SQL.
 	keys keyVersions
 }

@@ -374,7 +374,7 @@ func (ss *session) replanned(st *preparedStmt) error {
 	if err != nil {
 		return err
 	}
-	now.SetClientParams(st.declared)
+	now.SetClientParams(len(st.declared))
 	if planSignature(now) != planSignature(st.plan) {
 		return stalePrepared(st.name)
 	}
