@@ -718,6 +718,11 @@ func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (boo
 	if len(plan.Params) == 0 {
 		return false, nil
 	}
+	// The Bind is rebuilt below: PostgreSQL's own checks of the format
+	// codes come first, or a malformed Bind would get a repaired meaning.
+	if err := checkFormatCodes(msg); err != nil {
+		return false, err
+	}
 	hidden := plan.Hidden()
 	if len(hidden) > 0 && len(msg.Parameters) != plan.ClientParams {
 		// PostgreSQL's own check, made here since the count it sees
@@ -767,6 +772,21 @@ func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (boo
 	}
 	msg.ParameterFormatCodes = formats
 	return true, nil
+}
+
+// checkFormatCodes makes PostgreSQL's checks of a Bind's parameter format
+// codes: none, one for all, or one per parameter, each text or binary.
+func checkFormatCodes(msg *pgproto3.Bind) error {
+	n := len(msg.ParameterFormatCodes)
+	if n > 1 && n != len(msg.Parameters) {
+		return newSQLError("08P01", "bind message has %d parameter formats but %d parameters", n, len(msg.Parameters))
+	}
+	for _, f := range msg.ParameterFormatCodes {
+		if f != 0 && f != 1 {
+			return newSQLError("22023", "unsupported format code: %d", f)
+		}
+	}
+	return nil
 }
 
 // byteaArrays encodes hidden parameters (bytea[] in binary format).

@@ -1297,6 +1297,18 @@ func TestProtoExtendedRaw(t *testing.T) {
 	wantTokens(t, "declared types kept", c.recvReady(), "ParseComplete", "Params:1043,1043,25", "NoData", "BindComplete", "C:INSERT 0 1", "Z:I")
 	wantTokens(t, "written", c.query("SELECT ssn, diagnosis FROM patients WHERE name = 'V'"), "Row:ssn/25,diagnosis/25", "D:v-ssn,v-diag", "C:SELECT 1", "Z:I")
 	c.query("DELETE FROM patients WHERE name = 'V'")
+	// Format codes PostgreSQL refuses are refused as it does, also when the
+	// proxy rebuilds the Bind (issue 8, finding 10).
+	c.send(&pgproto3.Bind{PreparedStatement: "u", ParameterFormatCodes: []int16{0, 0, 0}, Parameters: [][]byte{[]byte("x"), []byte("y")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	wantTokens(t, "three format codes for two parameters", c.recvReady(), "E:08P01", "Z:I")
+	c.send(&pgproto3.Bind{PreparedStatement: "u", ParameterFormatCodes: []int16{2}, Parameters: [][]byte{[]byte("x"), []byte("y")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	wantTokens(t, "format code 2", c.recvReady(), "E:22023", "Z:I")
+	// The same as PostgreSQL's answers for a plain statement.
+	c.send(&pgproto3.Parse{Name: "plain2", Query: "SELECT $1::text, $2::text"},
+		&pgproto3.Bind{PreparedStatement: "plain2", ParameterFormatCodes: []int16{0, 0, 0}, Parameters: [][]byte{[]byte("x"), []byte("y")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	wantTokens(t, "PostgreSQL: three format codes", c.recvReady(), "ParseComplete", "E:08P01", "Z:I")
+	c.send(&pgproto3.Bind{PreparedStatement: "plain2", ParameterFormatCodes: []int16{2}, Parameters: [][]byte{[]byte("x"), []byte("y")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	wantTokens(t, "PostgreSQL: format code 2", c.recvReady(), "E:22023", "Z:I")
 	// Bind with the wrong number of parameters: PostgreSQL's 08P01, not fatal.
 	c.send(&pgproto3.Bind{PreparedStatement: "u", Parameters: [][]byte{[]byte("x")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	wantTokens(t, "wrong parameter count", c.recvReady(), "E:08P01", "Z:I")
