@@ -110,13 +110,14 @@ func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) (*copyIn, er
 			return nil, err
 		}
 	}
-	encrypt := func(row int64, col int, value []byte, null bool) ([]byte, bool, error) {
+	encrypt := func(_ int64, col int, value []byte, null bool) ([]byte, bool, error) {
 		if null {
 			return nil, true, nil
 		}
 		value, err := cs.store(cp.Rules[col], format, value, tc, true)
 		if err != nil {
-			return nil, false, newSQLError(sqlState(err), "COPY row %d: %v", row, err)
+			// copydata.FieldError names the row and the column.
+			return nil, false, newSQLError(sqlState(err), "%v", err)
 		}
 		if format == 1 {
 			return value, false, nil

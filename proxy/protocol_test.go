@@ -2278,3 +2278,20 @@ func TestProtoCopyExtendedProtocol(t *testing.T) {
 		"Str":  {"stray-ssn", "", ""},
 	})
 }
+
+// A value COPY cannot encrypt is named by row and column, once (issue 8,
+// finding 10).
+func TestCopyErrorNamesRowOnce(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	ctx := ctxT(t)
+	conn := h.connect("doctor")
+	_, err := conn.PgConn().CopyFrom(ctx, strings.NewReader("a\tb\tc\t2001-01-01\nx\ty\tz\tnot-a-date\n"),
+		"COPY patients (name, ssn, diagnosis, dob) FROM STDIN")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		t.Fatalf("COPY of a bad date: %v", err)
+	}
+	if !strings.Contains(pe.Message, "COPY row 2, column 4: ") || strings.Count(pe.Message, "COPY row") != 1 {
+		t.Fatalf("message %q: want the row and column named once", pe.Message)
+	}
+}
