@@ -133,10 +133,23 @@ func (c *Codec) AppendBinary(dst, canonical []byte) ([]byte, error) {
 // reasons pass through: errors from libraries may quote the value.
 func (c *Codec) valueError(err error) error {
 	var r reason
-	if errors.As(err, &r) {
-		return &ValueError{Type: c.typ, Reason: string(r)}
+	if !errors.As(err, &r) {
+		return &ValueError{Type: c.typ}
 	}
-	return &ValueError{Type: c.typ}
+	ve := &ValueError{Type: c.typ, Reason: string(r)}
+	switch {
+	case r == errRange:
+		ve.Code = SQLStateOutOfRange
+	case r == errDateRange || r == errDateField || r == errTimeField:
+		ve.Code = SQLStateDatetimeOverflow
+	case r == errBadZone || r == errOddHex || r == errBadHex:
+		ve.Code = SQLStateInvalidParameter
+	case r == errJSONNul:
+		ve.Code = SQLStateUntranslatable
+	case c.typ.IsDateTime() && r == errSyntax:
+		ve.Code = SQLStateDatetimeFormat
+	}
+	return ve
 }
 
 // storedError reports a canonical value that does not decode: the column's
@@ -157,6 +170,13 @@ func (r reason) Error() string { return string(r) }
 const (
 	errSyntax     reason = ""
 	errRange      reason = "value out of range"
+	errDateRange  reason = "date or time out of range"
+	errDateField  reason = "date field value out of range"
+	errTimeField  reason = "time field value out of range"
+	errBadZone    reason = "time zone not recognized"
+	errJSONNul    reason = "JSON \\u0000 cannot be stored in jsonb"
+	errOddHex     reason = "odd number of hexadecimal digits"
+	errBadHex     reason = "invalid hexadecimal digit"
 	errLength     reason = "wrong binary length"
 	errEncoding   reason = "invalid UTF-8"
 	errNUL        reason = "NUL bytes are not allowed"

@@ -55,7 +55,7 @@ func (dateCodec) fromText(src []byte, _ *TextContext) ([]byte, error) {
 	default:
 		days = daysSincePGEpoch(dt.year, dt.month, dt.day)
 		if days < dateMin || days >= dateEnd {
-			return nil, errRange
+			return nil, errDateRange
 		}
 	}
 	return binary.BigEndian.AppendUint32(make([]byte, 0, 4), uint32(int32(days))), nil
@@ -96,7 +96,7 @@ func decodeDate(b []byte) (int32, error) {
 	}
 	days := int32(binary.BigEndian.Uint32(b))
 	if days != dateInf && days != math.MinInt32 && (days < dateMin || int64(days) >= dateEnd) {
-		return 0, errRange
+		return 0, errDateRange
 	}
 	return days, nil
 }
@@ -128,7 +128,7 @@ func (c timestampCodec) micros(dt dateTime, tc *TextContext) (int64, error) {
 		return math.MinInt64, nil
 	}
 	if dt.year > tsMaxY {
-		return 0, errRange
+		return 0, errDateRange
 	}
 	var usec int64
 	switch {
@@ -145,7 +145,7 @@ func (c timestampCodec) micros(dt dateTime, tc *TextContext) (int64, error) {
 		usec = wall - int64(zoneOffset(wall, loc))*usecPerSec
 	}
 	if usec < tsMin || usec >= tsEnd {
-		return 0, errRange
+		return 0, errDateRange
 	}
 	return usec, nil
 }
@@ -247,7 +247,7 @@ func decodeTimestamp(b []byte) (int64, error) {
 	}
 	usec := int64(binary.BigEndian.Uint64(b))
 	if usec != tsInf && usec != math.MinInt64 && (usec < tsMin || usec >= tsEnd) {
-		return 0, errRange
+		return 0, errDateRange
 	}
 	return usec, nil
 }

@@ -317,7 +317,7 @@ func (p *jsonParser) unicodeEscape() (rune, error) {
 	case !ok:
 		return 0, reason("invalid JSON unicode escape")
 	case r == 0:
-		return 0, reason("JSON \\u0000 cannot be stored in jsonb")
+		return 0, errJSONNul
 	case utf16.IsSurrogate(r) && r < 0xDC00:
 		if p.i+1 >= len(p.s) || p.s[p.i] != '\\' || p.s[p.i+1] != 'u' {
 			return 0, reason("JSON high surrogate without low surrogate")

@@ -1,6 +1,7 @@
 package keymap
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 
@@ -37,9 +38,9 @@ func (numericCodec) fromText(src []byte, _ *TextContext) ([]byte, error) {
 	if sign, ok := numericSpecial(s); ok {
 		return numericVar{sign: sign}.encode(), nil
 	}
-	literal, ok := numericLiteral(s)
-	if !ok {
-		return nil, errSyntax
+	literal, err := numericLiteral(s)
+	if err != nil {
+		return nil, err
 	}
 	var n pgtype.Numeric
 	if err := n.ScanScientific(literal); err != nil {
@@ -113,8 +114,9 @@ func numericSpecial(s []byte) (uint16, bool) {
 // numericLiteral checks PostgreSQL's numeric literal grammar — sign, digits
 // with an optional point (at least one digit overall), optional exponent,
 // underscores only between digits — and returns it without underscores.
-// pgtype's parser is laxer, so it only sees what passed here.
-func numericLiteral(s []byte) (string, bool) {
+// pgtype's parser is laxer, so it only sees what passed here. An exponent
+// beyond PostgreSQL's bound is out of range (22003), as numeric_in says.
+func numericLiteral(s []byte) (string, error) {
 	out := make([]byte, 0, len(s))
 	i := 0
 	if i < len(s) && (s[i] == '+' || s[i] == '-') {
@@ -123,25 +125,28 @@ func numericLiteral(s []byte) (string, bool) {
 	}
 	intDigits, i, out := scanDigits(s, i, out)
 	if i < 0 {
-		return "", false
+		return "", errSyntax
 	}
 	fracDigits := 0
 	if i < len(s) && s[i] == '.' {
 		out = append(out, '.')
 		if fracDigits, i, out = scanDigits(s, i+1, out); i < 0 {
-			return "", false
+			return "", errSyntax
 		}
 	}
 	if intDigits+fracDigits == 0 {
-		return "", false
+		return "", errSyntax
 	}
 	if i < len(s) && s[i]|0x20 == 'e' {
-		var ok bool
-		if out, i, ok = numericExponent(s, i+1, append(out, 'e')); !ok {
-			return "", false
+		var err error
+		if out, i, err = numericExponent(s, i+1, append(out, 'e')); err != nil {
+			return "", err
 		}
 	}
-	return string(out), i == len(s)
+	if i != len(s) {
+		return "", errSyntax
+	}
+	return string(out), nil
 }
 
 // scanDigits appends the digits at s[i:] (underscores between digits
@@ -166,7 +171,7 @@ func scanDigits(s []byte, i int, out []byte) (int, int, []byte) {
 	return n, i, out
 }
 
-func numericExponent(s []byte, i int, out []byte) ([]byte, int, bool) {
+func numericExponent(s []byte, i int, out []byte) ([]byte, int, error) {
 	if i < len(s) && (s[i] == '+' || s[i] == '-') {
 		out = append(out, s[i])
 		i++
@@ -176,12 +181,18 @@ func numericExponent(s []byte, i int, out []byte) ([]byte, int, bool) {
 	for i < len(s) && isDigit(s[i]) {
 		exp = exp*10 + int(s[i]-'0')
 		if exp > numericMaxExp {
-			return nil, i, false
+			if rest := s[i+1:]; len(bytes.TrimLeft(rest, "0123456789")) == 0 {
+				return nil, i, errRange
+			}
+			return nil, i, errSyntax
 		}
 		out = append(out, s[i])
 		i++
 	}
-	return out, i, i > start
+	if i == start {
+		return nil, i, errSyntax
+	}
+	return out, i, nil
 }
 
 // decodeNumeric unpacks and validates a binary numeric the way numeric_recv

@@ -85,11 +85,11 @@ func decodeByteaHex(src []byte) ([]byte, error) {
 			continue
 		}
 		if i+1 >= len(src) {
-			return nil, reason("odd number of hexadecimal digits")
+			return nil, errOddHex
 		}
 		var b [1]byte
 		if _, err := hex.Decode(b[:], src[i:i+2]); err != nil {
-			return nil, reason("invalid hexadecimal digit")
+			return nil, errBadHex
 		}
 		out = append(out, b[0])
 		i += 2

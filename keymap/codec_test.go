@@ -420,8 +420,24 @@ func TestCanonicalRejects(t *testing.T) {
 			if !errors.As(err, &ve) {
 				t.Fatalf("Canonical = %x, %v; want *ValueError", got, err)
 			}
-			if ve.SQLState() != "22P02" {
-				t.Errorf("SQLState = %s, want 22P02", ve.SQLState())
+			// PostgreSQL's codes: 22003 / 22008 out of range, 22023 an
+			// unknown time zone or bad bytea hex, 22P05 a \u0000 in jsonb, 22007 an
+			// unreadable date or time.
+			want := "22P02"
+			switch {
+			case strings.Contains(err.Error(), "out of range") && tt.typ.IsDateTime():
+				want = "22008"
+			case strings.Contains(err.Error(), "out of range"):
+				want = "22003"
+			case strings.Contains(err.Error(), "not recognized"), strings.Contains(err.Error(), "hexadecimal"):
+				want = "22023"
+			case strings.Contains(err.Error(), `\u0000`):
+				want = "22P05"
+			case tt.typ.IsDateTime() && tt.format == TextFormat:
+				want = "22007"
+			}
+			if ve.SQLState() != want {
+				t.Errorf("SQLState = %s, want %s", ve.SQLState(), want)
 			}
 			if !strings.Contains(err.Error(), string(tt.typ)) {
 				t.Errorf("message %q does not name type %s", err, tt.typ)

@@ -29,7 +29,7 @@ func parseDateTime(src []byte) (dateTime, error) {
 		return dateTime{}, err
 	}
 	if dt.year == 0 {
-		return dateTime{}, reason("date field value out of range")
+		return dateTime{}, errDateField
 	}
 	if bc {
 		dt.year = 1 - dt.year
@@ -207,7 +207,7 @@ func (p *dtParser) zoneName(dt *dateTime) error {
 		return nil
 	}
 	if name == "" || name == "Local" {
-		return reason("time zone not recognized")
+		return errBadZone
 	}
 	// PostgreSQL reads a zone in a literal as an abbreviation first: CET
 	// there is always +01, while the zone file CET observes summer time.
@@ -219,7 +219,7 @@ func (p *dtParser) zoneName(dt *dateTime) error {
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
-		return reason("time zone not recognized")
+		return errBadZone
 	}
 	dt.loc = loc
 	return nil
@@ -285,12 +285,12 @@ func atoi(b []byte) int {
 // minute, and fractions that round up to a whole second.
 func (dt *dateTime) validate() error {
 	if dt.month < 1 || dt.month > 12 || dt.day < 1 || dt.day > daysIn(dt.year, dt.month) {
-		return reason("date field value out of range")
+		return errDateField
 	}
 	if dt.min > 59 || dt.sec > 60 || dt.hour > 24 ||
 		(dt.hour == 24 && (dt.min > 0 || dt.sec > 0 || dt.usec > 0)) ||
 		(dt.sec == 60 && dt.usec > 0) {
-		return reason("time field value out of range")
+		return errTimeField
 	}
 	if dt.usec == usecPerSec {
 		dt.usec = 0

@@ -26,6 +26,18 @@ var (
 const (
 	SQLStateKeyUnavailable = "58000"
 	SQLStateInvalidValue   = "22P02"
+	// SQLStateOutOfRange and SQLStateDatetimeOverflow are PostgreSQL's
+	// codes for a number, and a date or time, out of its type's range.
+	SQLStateOutOfRange       = "22003"
+	SQLStateDatetimeOverflow = "22008"
+	// SQLStateDatetimeFormat is PostgreSQL's code for a date or time it
+	// cannot read.
+	SQLStateDatetimeFormat = "22007"
+	// SQLStateInvalidParameter is PostgreSQL's code for a time zone it
+	// does not know.
+	SQLStateInvalidParameter = "22023"
+	// SQLStateUntranslatable is PostgreSQL's code for a \u0000 in jsonb.
+	SQLStateUntranslatable = "22P05"
 )
 
 // KeyError says a column's key cannot be used right now. Its message names the
@@ -50,14 +62,26 @@ func (e *KeyError) SQLState() string { return SQLStateKeyUnavailable }
 type ValueError struct {
 	Type   policy.LogicalType
 	Reason string
+	// Code is the SQLSTATE PostgreSQL gives for the same value ("":
+	// SQLStateInvalidValue).
+	Code string
 }
 
 func (e *ValueError) Error() string {
-	if e.Reason == "" {
+	switch {
+	case e.Code == SQLStateOutOfRange || e.Code == SQLStateDatetimeOverflow:
+		return fmt.Sprintf("%s for type %s", e.Reason, e.Type)
+	case e.Reason == "":
 		return fmt.Sprintf("invalid input syntax for type %s", e.Type)
 	}
 	return fmt.Sprintf("invalid input syntax for type %s: %s", e.Type, e.Reason)
 }
 
-// SQLState is the code the proxy reports to the client.
-func (e *ValueError) SQLState() string { return SQLStateInvalidValue }
+// SQLState is the code the proxy reports to the client: PostgreSQL's for
+// the same value.
+func (e *ValueError) SQLState() string {
+	if e.Code != "" {
+		return e.Code
+	}
+	return SQLStateInvalidValue
+}

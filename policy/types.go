@@ -81,6 +81,12 @@ func (t LogicalType) OID() uint32 { return logicalTypes[t].oid }
 // Size is the fixed byte size of t, or -1.
 func (t LogicalType) Size() int16 { return logicalTypes[t].size }
 
+// IsDateTime reports the date and time types, whose input errors have
+// their own SQLSTATEs in PostgreSQL.
+func (t LogicalType) IsDateTime() bool {
+	return t == TypeDate || t == TypeTimestamp || t == TypeTimestamptz
+}
+
 // IsText reports whether t is one of the character types.
 func (t LogicalType) IsText() bool {
 	return t == TypeText || t == TypeVarchar || t == TypeChar

@@ -276,9 +276,10 @@ func TestAtRestRefusedAndFailedStatements(t *testing.T) {
 		sqMustExec(t, ctx, doc, m, "BEGIN")
 		sqMustExec(t, ctx, doc, m, "INSERT INTO patients (name, ssn) VALUES ($1, $2)", "rb-"+m.name, v.next("rolledback"))
 		sqMustExec(t, ctx, doc, m, "ROLLBACK")
-		// An invalid value for the logical type: 22P02, value not echoed.
+		// An invalid value for the logical type: PostgreSQL's 22007, value
+		// not echoed.
 		_, err = sqExec(ctx, doc, m, "INSERT INTO patients (name, dob) VALUES ('bad', '"+v.next("notadate")+"')")
-		pe := wantCode(t, err, "22P02")
+		pe := wantCode(t, err, "22007")
 		for _, p := range v.all {
 			if strings.Contains(pe.Message, p) || strings.Contains(pe.Detail, p) {
 				t.Fatalf("error echoes the value: %+v", pe)

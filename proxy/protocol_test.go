@@ -1124,9 +1124,10 @@ func TestProtoExtendedPgconn(t *testing.T) {
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	// An invalid value for the logical type: 22P02, session fine.
+	// An invalid value for the logical type: PostgreSQL's 22007, session
+	// fine.
 	res = pc.ExecPrepared(ctx, "ins", [][]byte{[]byte("X"), []byte("e-x"), []byte("d"), []byte("not a date")}, nil, nil).Read()
-	wantCode(t, res.Err, "22P02")
+	wantCode(t, res.Err, "22007")
 	if pc.TxStatus() != 'I' {
 		t.Fatalf("TxStatus %q", pc.TxStatus())
 	}
@@ -1666,12 +1667,14 @@ func TestProtoCopyTextCSV(t *testing.T) {
 	}
 
 	// Bad values: nothing of the COPY is inserted and the session goes on.
-	for _, bad := range []struct{ sql, data string }{
-		{"COPY patients (name, ssn, dob) FROM STDIN", "Ok\t200-1\t2000-01-01\nBad\t200-2\tnot-a-date\n"},
-		{"COPY patients (name, ssn, dob) FROM STDIN (FORMAT csv)", "Ok,200-3,2000-01-01\nBad,200-4,2000-13-45\n"},
+	// (PostgreSQL's codes: 22007 a date it cannot read, 22008 one out of
+	// range.)
+	for _, bad := range []struct{ sql, data, code string }{
+		{"COPY patients (name, ssn, dob) FROM STDIN", "Ok\t200-1\t2000-01-01\nBad\t200-2\tnot-a-date\n", "22007"},
+		{"COPY patients (name, ssn, dob) FROM STDIN (FORMAT csv)", "Ok,200-3,2000-01-01\nBad,200-4,2000-13-45\n", "22008"},
 	} {
 		_, err := pc.CopyFrom(ctx, strings.NewReader(bad.data), bad.sql)
-		pe := wantCode(t, err, "22P02")
+		pe := wantCode(t, err, bad.code)
 		if strings.Contains(pe.Message, "not-a-date") || strings.Contains(pe.Message, "2000-13-45") {
 			t.Fatalf("error echoes the value: %q", pe.Message)
 		}
@@ -1688,7 +1691,7 @@ func TestProtoCopyTextCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = pc.CopyFrom(ctx, strings.NewReader("X\t300-1\tnope\n"), "COPY patients (name, ssn, dob) FROM STDIN")
-	wantCode(t, err, "22P02")
+	wantCode(t, err, "22007")
 	if pc.TxStatus() != 'E' {
 		t.Fatalf("TxStatus after failed COPY in tx: %q", pc.TxStatus())
 	}
@@ -2226,7 +2229,7 @@ func TestProtoCopyExtendedProtocol(t *testing.T) {
 	)
 	wantTokens(t, "copy out", c.recvReady(), "ParseComplete", "BindComplete", "CopyOut",
 		"d:ext-ssn-1\text diagnosis\t1999-09-09\n", "d:ext-ssn-2\t\\N\t\\N\n", "CopyDone", "C:COPY 2", "Z:I")
-	// A bad value: the COPY fails with 22P02, nothing is stored.
+	// A bad value: the COPY fails with PostgreSQL's 22007, nothing is stored.
 	c.send(
 		&pgproto3.Parse{Query: "COPY patients (name, dob) FROM STDIN"},
 		&pgproto3.Bind{},
@@ -2236,7 +2239,7 @@ func TestProtoCopyExtendedProtocol(t *testing.T) {
 		&pgproto3.Sync{},
 	)
 	got := c.recvReady()
-	wantTokens(t, "bad copy", got, "ParseComplete", "BindComplete", "CopyIn", "E:22P02", "Z:I")
+	wantTokens(t, "bad copy", got, "ParseComplete", "BindComplete", "CopyIn", "E:22007", "Z:I")
 
 	// libpq's way (PQexecParams): Sync right after Execute, which the
 	// server ignores in copy-in mode, then CopyDone and another Sync.
@@ -2293,5 +2296,29 @@ func TestCopyErrorNamesRowOnce(t *testing.T) {
 	}
 	if !strings.Contains(pe.Message, "COPY row 2, column 4: ") || strings.Count(pe.Message, "COPY row") != 1 {
 		t.Fatalf("message %q: want the row and column named once", pe.Message)
+	}
+}
+
+// A value out of its type's range gets PostgreSQL's SQLSTATE for it (issue
+// 8, finding 5), compared with PostgreSQL's own answer for the same input.
+func TestOutOfRangeValuesGetPostgreSQLsCode(t *testing.T) {
+	h := newHarness(t, sqPolicy, sqSchema)
+	ctx := ctxT(t)
+	conn := h.connect("doctor")
+	direct := h.direct()
+	cases := []struct{ insert, cast string }{
+		{"INSERT INTO accounts (num) VALUES ('99999999999999999999')", "SELECT '99999999999999999999'::int8"},
+		{"INSERT INTO patients (name, dob) VALUES ('r', '2024-01-32')", "SELECT '2024-01-32'::date"},
+		{"INSERT INTO patients (name, dob) VALUES ('r', '5874898-01-01')", "SELECT '5874898-01-01'::date"},
+		{"INSERT INTO patients (name, dob) VALUES ('r', 'not a date')", "SELECT 'not a date'::date"},
+	}
+	for _, c := range cases {
+		_, want := direct.Exec(ctx, c.cast)
+		var wantPE *pgconn.PgError
+		if !errors.As(want, &wantPE) {
+			t.Fatalf("%s: PostgreSQL accepted it: %v", c.cast, want)
+		}
+		_, err := conn.Exec(ctx, c.insert, pgx.QueryExecModeSimpleProtocol)
+		wantCode(t, err, wantPE.Code)
 	}
 }
