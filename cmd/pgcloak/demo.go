@@ -220,6 +220,8 @@ As billing (no key for diagnosis, so it sees NULL there):
   %s -c "SELECT * FROM patients"
 What PostgreSQL itself stores (bypassing pgcloak: only ciphertext):
   %s -c "SELECT * FROM patients"
+PostgreSQL itself refuses plaintext there (the guards of pgcloak policy apply):
+  %s -c "INSERT INTO patients (name, ssn) VALUES ('Eve', 'plain')"
 
 Things to try as doctor:
   %s -c "INSERT INTO patients (name, ssn, diagnosis) VALUES ('Dana Ruiz', '222-33-4444', 'migraine')"
@@ -230,7 +232,7 @@ Things to try as doctor:
 
 Press Ctrl-C to stop; everything the demo made is removed.
 `, addr, pg.Host, pg.Port, cfgPath,
-		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "billing"), direct,
+		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "billing"), direct, direct,
 		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"),
 		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"))
 }

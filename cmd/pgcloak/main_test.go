@@ -232,6 +232,20 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(text, "psql \"postgres://doctor@"+addr) || !strings.Contains(text, "Ctrl-C") {
 		t.Fatalf("demo help lacks the psql commands:\n%s", text)
 	}
+	// The guards are installed: the plaintext insert the help shows is
+	// refused by PostgreSQL itself.
+	directDSN := text[strings.Index(text, "postgres://postgres@"):]
+	directDSN = directDSN[:strings.IndexByte(directDSN, '"')]
+	dconn, err := pgx.Connect(qctx, directDSN)
+	if err != nil {
+		t.Fatalf("direct connection to the demo's PostgreSQL: %v", err)
+	}
+	_, err = dconn.Exec(qctx, "INSERT INTO patients (name, ssn) VALUES ('Eve', 'plain')")
+	dconn.Close(qctx)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23514" {
+		t.Fatalf("plaintext straight into the demo's patients.ssn: %v, want 23514", err)
+	}
 	dir := text[strings.Index(text, "config ")+len("config "):]
 	dir = filepath.Dir(filepath.Dir(strings.TrimSpace(dir[:strings.IndexByte(dir, '\n')])))
 	cancel()
