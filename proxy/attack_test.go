@@ -595,14 +595,10 @@ func TestAttackPartitionsAndChildren(t *testing.T) {
 	// Attaching a table of plaintext rows as a partition, or as a child,
 	// is refused.
 	h.pg.ExecAdmin(t, "INSERT INTO public.loose VALUES (1500, 'ATK-LOOSE')")
-	for _, ddl := range []string{
+	atkWantCodes(t, doc, "0A000",
 		"ALTER TABLE events ATTACH PARTITION loose FOR VALUES FROM (1500) TO (1600)",
 		"ALTER TABLE loose INHERIT notes",
-		"CREATE TABLE events_3 PARTITION OF events FOR VALUES FROM (2000) TO (3000)",
-	} {
-		_, err := doc.Exec(ctx, ddl)
-		wantCode(t, err, "0A000")
-	}
+		"CREATE TABLE events_3 PARTITION OF events FOR VALUES FROM (2000) TO (3000)")
 	db := h.direct()
 	for _, q := range []string{"SELECT ssn FROM public.events", "SELECT secret FROM public.notes"} {
 		rows, err := db.Query(ctx, q)
@@ -838,14 +834,10 @@ func TestAttackUnseenSearchPathAndUnpinnedUtilities(t *testing.T) {
 	sxExec(t, ctx, doc, "SET search_path = other, public")
 	_, err := doc.Exec(ctx, "UPDATE pg_settings SET setting = 'public' WHERE name = 'search_path'")
 	wantCode(t, err, "0A000")
-	for _, ddl := range []string{
+	atkWantCodes(t, doc, "0A000",
 		"CREATE POLICY atk_p ON patients USING (ssn IS DISTINCT FROM 'ATK-POLICY-PLAIN')",
 		"CREATE RULE atk_r AS ON UPDATE TO patients WHERE NEW.ssn = 'ATK-RULE-PLAIN' DO INSTEAD NOTHING",
-		"CREATE TRIGGER atk_t BEFORE UPDATE ON patients FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
-	} {
-		_, err := doc.Exec(ctx, ddl)
-		wantCode(t, err, "0A000")
-	}
+		"CREATE TRIGGER atk_t BEFORE UPDATE ON patients FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()")
 	atkAssertNoPlaintext(t, h, "ATK-POLICY-PLAIN", "ATK-RULE-PLAIN")
 }
 
@@ -857,4 +849,13 @@ func atkOpenTx(t *testing.T, h *harness) *pgx.Conn {
 	sxExec(t, ctx, c, "BEGIN")
 	sxExec(t, ctx, c, "SELECT count(*) FROM patients")
 	return c
+}
+
+// atkWantCodes runs each statement on conn and expects SQLSTATE code.
+func atkWantCodes(t *testing.T, conn *pgx.Conn, code string, sqls ...string) {
+	t.Helper()
+	for _, sql := range sqls {
+		_, err := conn.Exec(ctxT(t), sql)
+		wantCode(t, err, code)
+	}
 }

@@ -119,11 +119,17 @@ type rowQuerier interface {
 }
 
 func columnTypeOf(ctx context.Context, q rowQuerier, rule *policy.ColumnRule) (string, error) {
+	return typeOfColumn(ctx, q, rule.Schema, rule.Table, rule.Column)
+}
+
+// typeOfColumn is PostgreSQL's name of schema.table.column's type;
+// pgx.ErrNoRows when there is no such column.
+func typeOfColumn(ctx context.Context, q rowQuerier, schema, table, column string) (string, error) {
 	var typ string
 	err := q.QueryRow(ctx, `SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
 		JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped`,
-		rule.Schema, rule.Table, rule.Column).Scan(&typ)
+		schema, table, column).Scan(&typ)
 	return typ, err
 }
 
@@ -190,8 +196,7 @@ func addCiphertextCheck(ctx context.Context, tx pgx.Tx, rule *policy.ColumnRule)
 // dropCiphertextCheck removes rule's check before its column holds
 // plaintext again (pgcloak decrypt), when guards are installed.
 func dropCiphertextCheck(ctx context.Context, tx pgx.Tx, rule *policy.ColumnRule) error {
-	var installed bool
-	if err := tx.QueryRow(ctx, `SELECT pg_catalog.to_regclass('pgcloak.guarded_columns') IS NOT NULL`).Scan(&installed); err != nil || !installed {
+	if installed, err := guardsInstalled(ctx, tx); err != nil || !installed {
 		return err
 	}
 	table := pgx.Identifier{rule.Schema, rule.Table}.Sanitize()
@@ -205,11 +210,17 @@ func dropCiphertextCheck(ctx context.Context, tx pgx.Tx, rule *policy.ColumnRule
 // ciphertexts again (the end of pgcloak encrypt), when guards are
 // installed.
 func restoreCiphertextCheck(ctx context.Context, tx pgx.Tx, rule *policy.ColumnRule) error {
-	var installed bool
-	if err := tx.QueryRow(ctx, `SELECT pg_catalog.to_regclass('pgcloak.guarded_columns') IS NOT NULL`).Scan(&installed); err != nil || !installed {
+	if installed, err := guardsInstalled(ctx, tx); err != nil || !installed {
 		return err
 	}
 	return addCiphertextCheck(ctx, tx, rule)
+}
+
+// guardsInstalled reports whether pgcloak policy apply ran on the database.
+func guardsInstalled(ctx context.Context, q rowQuerier) (bool, error) {
+	var installed bool
+	err := q.QueryRow(ctx, `SELECT pg_catalog.to_regclass('pgcloak.guarded_columns') IS NOT NULL`).Scan(&installed)
+	return installed, err
 }
 
 // recordGuard records rule's column as guarded, with its check ("" for

@@ -135,13 +135,7 @@ func checkSchema(ctx context.Context, conn *pgx.Conn, pol policy.Policy) []strin
 			problems = append(problems, fmt.Sprintf("line %d: table %s does not exist", col.Line, col.Table))
 			continue
 		}
-		var typ string
-		err := conn.QueryRow(ctx, `SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
-			FROM pg_catalog.pg_attribute a
-			JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped`,
-			schema, table, col.Column).Scan(&typ)
+		typ, err := typeOfColumn(ctx, conn, schema, table, col.Column)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			problems = append(problems, fmt.Sprintf("line %d: column %s.%s does not exist", col.Line, col.Table, col.Column))
