@@ -2,6 +2,7 @@ package keymap
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/pgcloak/pgcloak/policy"
@@ -22,6 +23,76 @@ type TextContext struct {
 	// 15 + extra_float_digits, at least 1. 0 means the shortest exact
 	// form, PostgreSQL's default.
 	FloatPrecision int
+	// DateOrder is how DateStyle orders a date's day, month and year
+	// fields when the input leaves it open (01/02/2024).
+	DateOrder DateOrder
+	// DateOutput is DateStyle's output format.
+	DateOutput DateOutput
+	// Now is the clock 'now', 'today', 'tomorrow' and 'yesterday' read;
+	// nil means time.Now. PostgreSQL reads the transaction's start.
+	Now func() time.Time
+}
+
+// DateOrder is the field order part of DateStyle.
+type DateOrder uint8
+
+// The DateStyle orders; the zero value is PostgreSQL's default, MDY.
+const (
+	DateOrderMDY DateOrder = iota
+	DateOrderDMY
+	DateOrderYMD
+)
+
+// DateOutput is the output format part of DateStyle.
+type DateOutput uint8
+
+// The DateStyle output formats; the zero value is PostgreSQL's default, ISO.
+const (
+	DateOutputISO DateOutput = iota
+	DateOutputSQL
+	DateOutputPostgres
+	DateOutputGerman
+)
+
+// ParseDateStyle reads a DateStyle as PostgreSQL reports it in
+// ParameterStatus ("ISO, MDY", "SQL, DMY", "Postgres, YMD", "German, DMY").
+func ParseDateStyle(s string) (DateOutput, DateOrder, bool) {
+	out, order, ok := strings.Cut(s, ",")
+	if !ok {
+		return 0, 0, false
+	}
+	var o DateOutput
+	switch strings.TrimSpace(out) {
+	case "ISO":
+		o = DateOutputISO
+	case "SQL":
+		o = DateOutputSQL
+	case "Postgres":
+		o = DateOutputPostgres
+	case "German":
+		o = DateOutputGerman
+	default:
+		return 0, 0, false
+	}
+	var d DateOrder
+	switch strings.TrimSpace(order) {
+	case "MDY":
+		d = DateOrderMDY
+	case "DMY":
+		d = DateOrderDMY
+	case "YMD":
+		d = DateOrderYMD
+	default:
+		return 0, 0, false
+	}
+	return o, d, true
+}
+
+func (tc *TextContext) now() time.Time {
+	if tc == nil || tc.Now == nil {
+		return time.Now()
+	}
+	return tc.Now()
 }
 
 func (tc *TextContext) location() *time.Location {
