@@ -28,6 +28,14 @@ type TextContext struct {
 	DateOrder DateOrder
 	// DateOutput is DateStyle's output format.
 	DateOutput DateOutput
+	// ByteaEscape is bytea_output = escape: bytea text in the
+	// traditional escape format instead of hex.
+	ByteaEscape bool
+	// ServerMajor is the major version of the PostgreSQL behind the
+	// proxy (15 for 15.4), whose input rules values follow: integers
+	// with underscores or 0x/0o/0b prefixes are valid from 16 on. 0
+	// means the newest rules.
+	ServerMajor int
 	// Now is the clock 'now', 'today', 'tomorrow' and 'yesterday' read;
 	// nil means time.Now. PostgreSQL reads the transaction's start.
 	Now func() time.Time
@@ -86,6 +94,25 @@ func ParseDateStyle(s string) (DateOutput, DateOrder, bool) {
 		return 0, 0, false
 	}
 	return o, d, true
+}
+
+// modernNumbers reports whether integer input takes PostgreSQL 16's
+// forms: underscores between digits and 0x, 0o, 0b prefixes.
+func (tc *TextContext) modernNumbers() bool {
+	return tc == nil || tc.ServerMajor == 0 || tc.ServerMajor >= 16
+}
+
+// ServerMajor reads the major version from a server_version report
+// ("15.19 (Debian 15.19-0+deb12u1)", "16beta1"): 0 if it has none.
+func ServerMajor(version string) int {
+	n := 0
+	for i := 0; i < len(version) && isDigit(version[i]); i++ {
+		n = n*10 + int(version[i]-'0')
+		if n > 1000 {
+			return 0
+		}
+	}
+	return n
 }
 
 func (tc *TextContext) now() time.Time {
@@ -215,8 +242,18 @@ func (c *Codec) valueError(err error) error {
 		ve.Code = SQLStateDatetimeOverflow
 	case r == errBadZone || r == errOddHex || r == errBadHex:
 		ve.Code = SQLStateInvalidParameter
+	case r == errTZDisplacement:
+		ve.Code = SQLStateTZDisplacement
 	case r == errJSONNul:
 		ve.Code = SQLStateUntranslatable
+	case r == errShortBin:
+		ve.Code = SQLStateProtocolViolation
+	case r == errLongBin || r == errBinaryForm:
+		ve.Code = SQLStateBinaryFormat
+	case r == errEncoding || r == errNUL:
+		ve.Code = SQLStateBadEncoding
+	case r == errJSONBVersion:
+		ve.Code = SQLStateInternal
 	case c.typ.IsDateTime() && r == errSyntax:
 		ve.Code = SQLStateDatetimeFormat
 	}
@@ -239,20 +276,36 @@ type reason string
 func (r reason) Error() string { return string(r) }
 
 const (
-	errSyntax     reason = ""
-	errRange      reason = "value out of range"
-	errDateRange  reason = "date or time out of range"
-	errDateField  reason = "date field value out of range"
-	errTimeField  reason = "time field value out of range"
-	errBadZone    reason = "time zone not recognized"
-	errJSONNul    reason = "JSON \\u0000 cannot be stored in jsonb"
-	errOddHex     reason = "odd number of hexadecimal digits"
-	errBadHex     reason = "invalid hexadecimal digit"
-	errLength     reason = "wrong binary length"
-	errEncoding   reason = "invalid UTF-8"
-	errNUL        reason = "NUL bytes are not allowed"
-	errBinaryForm reason = "invalid binary encoding"
+	errSyntax    reason = ""
+	errRange     reason = "value out of range"
+	errDateRange reason = "date or time out of range"
+	errDateField reason = "date field value out of range"
+	errTimeField reason = "time field value out of range"
+	errBadZone   reason = "time zone not recognized"
+	errJSONNul   reason = "JSON \\u0000 cannot be stored in jsonb"
+	errOddHex    reason = "odd number of hexadecimal digits"
+	errBadHex    reason = "invalid hexadecimal digit"
+	errLength    reason = "wrong binary length"
+	errShortBin  reason = "insufficient data left in message"
+	errLongBin   reason = "incorrect binary data format"
+	// errJSONBVersion is an internal error (XX000) in PostgreSQL.
+	errJSONBVersion reason = "unsupported jsonb version number"
+	errEncoding     reason = "invalid UTF-8"
+	errNUL          reason = "NUL bytes are not allowed"
+	errBinaryForm   reason = "invalid binary encoding"
 )
+
+// binaryLength checks a binary value of a fixed-size type as its receive
+// function would: too short runs out of message, too long is left over.
+func binaryLength(src []byte, size int) error {
+	switch {
+	case len(src) < size:
+		return errShortBin
+	case len(src) > size:
+		return errLongBin
+	}
+	return nil
+}
 
 // fixedBinary checks a fixed-size canonical value and appends it.
 func fixedBinary(dst, canonical []byte, size int) ([]byte, error) {

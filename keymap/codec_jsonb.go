@@ -26,8 +26,11 @@ func (jsonbCodec) fromText(src []byte, _ *TextContext) ([]byte, error) {
 }
 
 func (jsonbCodec) fromBinary(src []byte) ([]byte, error) {
-	if len(src) == 0 || src[0] != jsonbVersion {
-		return nil, reason("unsupported jsonb version number")
+	if len(src) == 0 {
+		return nil, errShortBin
+	}
+	if src[0] != jsonbVersion {
+		return nil, errJSONBVersion
 	}
 	return normalizeJSON(src[1:])
 }

@@ -21,7 +21,6 @@ const (
 	numericPInf    = 0xD000
 	numericNInf    = 0xF000
 	numericMaxDisp = 0x3FFF // NUMERIC_DSCALE_MASK
-	numericMaxExp  = 1000   // NUMERIC_MAX_PRECISION bounds a literal's exponent
 	nbase          = 10000
 )
 
@@ -33,10 +32,13 @@ type numericVar struct {
 	digits []uint16
 }
 
-func (numericCodec) fromText(src []byte, _ *TextContext) ([]byte, error) {
+func (numericCodec) fromText(src []byte, tc *TextContext) ([]byte, error) {
 	s := trimSpace(src)
 	if sign, ok := numericSpecial(s); ok {
 		return numericVar{sign: sign}.encode(), nil
+	}
+	if !tc.modernNumbers() && bytes.IndexByte(s, '_') >= 0 {
+		return nil, errSyntax
 	}
 	literal, err := numericLiteral(s)
 	if err != nil {
@@ -137,14 +139,26 @@ func numericLiteral(s []byte) (string, error) {
 	if intDigits+fracDigits == 0 {
 		return "", errSyntax
 	}
+	exp := 0
 	if i < len(s) && s[i]|0x20 == 'e' {
 		var err error
-		if out, i, err = numericExponent(s, i+1, append(out, 'e')); err != nil {
+		if out, exp, i, err = numericExponent(s, i+1, append(out, 'e')); err != nil {
 			return "", err
 		}
 	}
 	if i != len(s) {
 		return "", errSyntax
+	}
+	// make_result's limits: a display scale of at most 16383 digits, and
+	// at most 32768 base-10000 digits before the point unless it is zero.
+	if fracDigits-exp > numericMaxDisp {
+		return "", errRange
+	}
+	if intDigits+exp > 4*(math.MaxInt16+1) && bytes.ContainsAny(s[:i], "123456789") {
+		return "", errRange
+	}
+	if out[0] == '+' {
+		out = out[1:]
 	}
 	return string(out), nil
 }
@@ -171,35 +185,38 @@ func scanDigits(s []byte, i int, out []byte) (int, int, []byte) {
 	return n, i, out
 }
 
-func numericExponent(s []byte, i int, out []byte) ([]byte, int, error) {
+// numericExponent reads an exponent as numeric_in does: beyond ±INT_MAX/2
+// it is out of range whatever the digits before it.
+func numericExponent(s []byte, i int, out []byte) ([]byte, int, int, error) {
+	neg := false
 	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
 		out = append(out, s[i])
 		i++
 	}
 	start := i
 	exp := 0
 	for i < len(s) && isDigit(s[i]) {
-		exp = exp*10 + int(s[i]-'0')
-		if exp > numericMaxExp {
-			if rest := s[i+1:]; len(bytes.TrimLeft(rest, "0123456789")) == 0 {
-				return nil, i, errRange
-			}
-			return nil, i, errSyntax
+		if exp = exp*10 + int(s[i]-'0'); exp >= math.MaxInt32/2 {
+			return nil, 0, i, errRange
 		}
 		out = append(out, s[i])
 		i++
 	}
 	if i == start {
-		return nil, i, errSyntax
+		return nil, 0, i, errSyntax
 	}
-	return out, i, nil
+	if neg {
+		exp = -exp
+	}
+	return out, exp, i, nil
 }
 
 // decodeNumeric unpacks and validates a binary numeric the way numeric_recv
 // does.
 func decodeNumeric(b []byte) (numericVar, error) {
 	if len(b) < 8 {
-		return numericVar{}, errLength
+		return numericVar{}, errShortBin
 	}
 	ndigits := int(binary.BigEndian.Uint16(b))
 	v := numericVar{
@@ -207,8 +224,8 @@ func decodeNumeric(b []byte) (numericVar, error) {
 		sign:   binary.BigEndian.Uint16(b[4:]),
 		dscale: int(binary.BigEndian.Uint16(b[6:])),
 	}
-	if len(b) != 8+2*ndigits {
-		return numericVar{}, errLength
+	if err := binaryLength(b, 8+2*ndigits); err != nil {
+		return numericVar{}, err
 	}
 	switch v.sign {
 	case numericPos, numericNeg:

@@ -66,9 +66,24 @@ func (byteaCodec) fromBinary(src []byte) ([]byte, error) {
 	return append(make([]byte, 0, len(src)), src...), nil
 }
 
-// appendText prints the hex format, PostgreSQL's default bytea_output.
-func (byteaCodec) appendText(dst, canonical []byte, _ *TextContext) ([]byte, error) {
-	return hex.AppendEncode(append(dst, '\\', 'x'), canonical), nil
+// appendText prints as byteaout does: the hex format, PostgreSQL's default
+// bytea_output, or the escape format (printable ASCII as is, a backslash
+// doubled, every other byte as \ooo).
+func (byteaCodec) appendText(dst, canonical []byte, tc *TextContext) ([]byte, error) {
+	if tc == nil || !tc.ByteaEscape {
+		return hex.AppendEncode(append(dst, '\\', 'x'), canonical), nil
+	}
+	for _, c := range canonical {
+		switch {
+		case c == '\\':
+			dst = append(dst, '\\', '\\')
+		case c < 0x20 || c > 0x7e:
+			dst = append(dst, '\\', '0'+c>>6, '0'+c>>3&7, '0'+c&7)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst, nil
 }
 
 func (byteaCodec) appendBinary(dst, canonical []byte) ([]byte, error) {
@@ -131,8 +146,8 @@ type intCodec struct{ bits int }
 
 func (c intCodec) size() int { return c.bits / 8 }
 
-func (c intCodec) fromText(src []byte, _ *TextContext) ([]byte, error) {
-	v, err := parsePGInt(trimSpace(src), c.bits)
+func (c intCodec) fromText(src []byte, tc *TextContext) ([]byte, error) {
+	v, err := parsePGInt(trimSpace(src), c.bits, tc.modernNumbers())
 	if err != nil {
 		return nil, err
 	}
@@ -140,8 +155,8 @@ func (c intCodec) fromText(src []byte, _ *TextContext) ([]byte, error) {
 }
 
 func (c intCodec) fromBinary(src []byte) ([]byte, error) {
-	if len(src) != c.size() {
-		return nil, errLength
+	if err := binaryLength(src, c.size()); err != nil {
+		return nil, err
 	}
 	return append(make([]byte, 0, len(src)), src...), nil
 }
@@ -177,13 +192,17 @@ func (c intCodec) get(b []byte) int64 {
 	return int64(binary.BigEndian.Uint64(b))
 }
 
-// parsePGInt accepts what PostgreSQL 16's integer input accepts (whitespace
-// already trimmed): an optional sign, decimal digits or a 0x/0o/0b prefixed
-// literal, single underscores between digits.
-func parsePGInt(s []byte, bits int) (int64, error) {
+// parsePGInt accepts what PostgreSQL's integer input accepts (whitespace
+// already trimmed): an optional sign and decimal digits, and with modern
+// (PostgreSQL 16) a 0x/0o/0b prefixed literal and single underscores
+// between digits.
+func parsePGInt(s []byte, bits int, modern bool) (int64, error) {
 	var sign []byte
 	if len(s) > 0 && (s[0] == '+' || s[0] == '-') {
 		sign, s = s[:1], s[1:]
+	}
+	if !modern {
+		return parseDecimalInt(sign, s, bits)
 	}
 	base := 10
 	if len(s) > 2 && s[0] == '0' {
@@ -212,6 +231,23 @@ func parsePGInt(s []byte, bits int) (int64, error) {
 	}
 	if err != nil {
 		return 0, errSyntax
+	}
+	return v, nil
+}
+
+// parseDecimalInt is PostgreSQL 15's integer input: decimal digits only.
+func parseDecimalInt(sign, s []byte, bits int) (int64, error) {
+	if len(s) == 0 {
+		return 0, errSyntax
+	}
+	for _, c := range s {
+		if !isDigit(c) {
+			return 0, errSyntax
+		}
+	}
+	v, err := strconv.ParseInt(string(sign)+string(s), 10, bits)
+	if err != nil {
+		return 0, errRange
 	}
 	return v, nil
 }
@@ -263,8 +299,8 @@ func (boolCodec) fromText(src []byte, _ *TextContext) ([]byte, error) {
 
 // fromBinary normalises like PostgreSQL's boolrecv: any non-zero byte is true.
 func (boolCodec) fromBinary(src []byte) ([]byte, error) {
-	if len(src) != 1 {
-		return nil, errLength
+	if err := binaryLength(src, 1); err != nil {
+		return nil, err
 	}
 	return boolByte(src[0] != 0), nil
 }
@@ -338,8 +374,8 @@ func (float8Codec) fromText(src []byte, _ *TextContext) ([]byte, error) {
 }
 
 func (float8Codec) fromBinary(src []byte) ([]byte, error) {
-	if len(src) != 8 {
-		return nil, errLength
+	if err := binaryLength(src, 8); err != nil {
+		return nil, err
 	}
 	return putFloat8(math.Float64frombits(binary.BigEndian.Uint64(src))), nil
 }
@@ -436,8 +472,8 @@ func (uuidCodec) fromText(src []byte, _ *TextContext) ([]byte, error) {
 }
 
 func (uuidCodec) fromBinary(src []byte) ([]byte, error) {
-	if len(src) != 16 {
-		return nil, errLength
+	if err := binaryLength(src, 16); err != nil {
+		return nil, err
 	}
 	return append(make([]byte, 0, 16), src...), nil
 }

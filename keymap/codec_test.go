@@ -310,7 +310,7 @@ func TestCanonicalRejects(t *testing.T) {
 		{policy.TypeNumeric, TextFormat, "1.2.3"},
 		{policy.TypeNumeric, TextFormat, "abc"},
 		{policy.TypeNumeric, TextFormat, "1e"},
-		{policy.TypeNumeric, TextFormat, "1e1001"},
+		{policy.TypeNumeric, TextFormat, "1e131073"},
 		{policy.TypeNumeric, TextFormat, "_1"},
 		{policy.TypeNumeric, TextFormat, "1__0"},
 		{policy.TypeNumeric, TextFormat, "0x10"},
@@ -345,8 +345,6 @@ func TestCanonicalRejects(t *testing.T) {
 		{policy.TypeDate, TextFormat, "4714-11-23 BC"},
 		{policy.TypeDate, TextFormat, "5874898-01-01"},
 		{policy.TypeDate, TextFormat, "24-01-31"},
-		{policy.TypeDate, TextFormat, "2024/01/31"},
-		{policy.TypeDate, TextFormat, "today"},
 		{policy.TypeDate, TextFormat, ""},
 		{policy.TypeDate, BinaryFormat, "7ffffffe"}, // past the last valid date
 		{policy.TypeDate, BinaryFormat, "000001"},
@@ -355,7 +353,6 @@ func TestCanonicalRejects(t *testing.T) {
 		{policy.TypeTimestamp, TextFormat, "2024-01-31 24:00:01"},
 		{policy.TypeTimestamp, TextFormat, "2024-01-31 13:60:00"},
 		{policy.TypeTimestamp, TextFormat, "2024-01-31 13:45:61"},
-		{policy.TypeTimestamp, TextFormat, "2024-01-31 13:45:00."},
 		{policy.TypeTimestamp, TextFormat, "2024-01-31 13"},
 		{policy.TypeTimestamp, TextFormat, "2024-01-31T"},
 		{policy.TypeTimestamp, TextFormat, "2024-01-31 13:45:00 junk"},
@@ -364,7 +361,6 @@ func TestCanonicalRejects(t *testing.T) {
 		{policy.TypeTimestamp, BinaryFormat, "7ffffffffffffffe"},
 		{policy.TypeTimestamptz, TextFormat, "2024-01-31 13:45:00+16"},
 		{policy.TypeTimestamptz, TextFormat, "2024-01-31 13:45:00+01:60"},
-		{policy.TypeTimestamptz, TextFormat, "2024-01-31 13:45:00+123"},
 		{policy.TypeTimestamptz, TextFormat, "2024-01-31 13:45:00 Mars/Olympus"},
 		{policy.TypeTimestamptz, TextFormat, "2024-01-31 13:45:00 Local"},
 		{policy.TypeTimestamptz, BinaryFormat, "00"},
@@ -425,6 +421,8 @@ func TestCanonicalRejects(t *testing.T) {
 			// unreadable date or time.
 			want := "22P02"
 			switch {
+			case strings.Contains(err.Error(), "displacement"):
+				want = "22009"
 			case strings.Contains(err.Error(), "out of range") && tt.typ.IsDateTime():
 				want = "22008"
 			case strings.Contains(err.Error(), "out of range"):
@@ -433,6 +431,14 @@ func TestCanonicalRejects(t *testing.T) {
 				want = "22023"
 			case strings.Contains(err.Error(), `\u0000`):
 				want = "22P05"
+			case strings.Contains(err.Error(), "insufficient data"):
+				want = "08P01"
+			case strings.Contains(err.Error(), "binary"):
+				want = "22P03"
+			case strings.Contains(err.Error(), "UTF-8"), strings.Contains(err.Error(), "NUL"):
+				want = "22021"
+			case strings.Contains(err.Error(), "jsonb version"):
+				want = "XX000"
 			case tt.typ.IsDateTime() && tt.format == TextFormat:
 				want = "22007"
 			}

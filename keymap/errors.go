@@ -38,6 +38,17 @@ const (
 	SQLStateInvalidParameter = "22023"
 	// SQLStateUntranslatable is PostgreSQL's code for a \u0000 in jsonb.
 	SQLStateUntranslatable = "22P05"
+	// SQLStateProtocolViolation is PostgreSQL's code for a binary value
+	// shorter than its type; SQLStateBinaryFormat for one longer, or with
+	// a field its type does not allow.
+	SQLStateProtocolViolation = "08P01"
+	SQLStateBinaryFormat      = "22P03"
+	// SQLStateBadEncoding is PostgreSQL's code for text that is not valid
+	// in the database encoding (or holds a NUL byte).
+	SQLStateBadEncoding = "22021"
+	// SQLStateInternal is the code of PostgreSQL's internal errors, which
+	// some receive functions raise for malformed input.
+	SQLStateInternal = "XX000"
 )
 
 // KeyError says a column's key cannot be used right now. Its message names the

@@ -459,14 +459,7 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 			if pr == nil || pr.Source != 0 || i >= len(pd.ParameterOIDs) {
 				continue
 			}
-			// A type the client declared stays (drivers check it did);
-			// one left to the server is the column's logical type,
-			// not the bytea the proxy declared upstream.
-			if i < len(p.stmt.declared) && p.stmt.declared[i] != 0 {
-				pd.ParameterOIDs[i] = p.stmt.declared[i]
-			} else {
-				pd.ParameterOIDs[i] = pr.Rule.Type.OID()
-			}
+			pd.ParameterOIDs[i] = p.stmt.describedType(i, pr)
 		}
 		return ss.cw.send(&pd)
 	case 'T':

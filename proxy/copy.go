@@ -114,7 +114,7 @@ func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) (*copyIn, er
 		if null {
 			return nil, true, nil
 		}
-		value, err := cs.store(cp.Rules[col], format, value, tc, true)
+		value, err := cs.store(cp.Rules[col], columnValue(format, value), tc, true)
 		if err != nil {
 			// copydata.FieldError names the row and the column.
 			return nil, false, newSQLError(sqlState(err), "%v", err)

@@ -323,10 +323,13 @@ var clientOnlyEncodings = map[string]bool{
 func (ss *session) lexRisk() sqlrewrite.LexRisk {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if len(ss.queue) > 0 || ss.extOpen {
-		return sqlrewrite.RiskBackslashEscapes | sqlrewrite.RiskSplitBackslash
-	}
 	var risk sqlrewrite.LexRisk
+	if v := keymap.ServerMajor(ss.params["server_version"]); v > 0 && v < 16 {
+		risk |= sqlrewrite.RiskPre16Numbers
+	}
+	if len(ss.queue) > 0 || ss.extOpen {
+		return risk | sqlrewrite.RiskBackslashEscapes | sqlrewrite.RiskSplitBackslash
+	}
 	if ss.params["standard_conforming_strings"] != "on" {
 		risk |= sqlrewrite.RiskBackslashEscapes
 	}
@@ -647,6 +650,9 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 		}
 	}
 	st := &preparedStmt{name: msg.Name, plan: plan, env: ss.planEnvNow(), declared: declared, keys: keys}
+	if err := st.checkParamTypes(); err != nil {
+		return ss.refuseExtended(fe, err)
+	}
 	created := false
 	ss.mu.Lock()
 	// A named statement that exists makes PostgreSQL reject the Parse;
@@ -691,7 +697,7 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 	if err := ss.authorize(st.plan.Statements); err != nil {
 		return ss.refuseExtended(fe, err)
 	}
-	changed, err := ss.encryptParams(st.plan, &msg)
+	changed, err := ss.encryptParams(st, &msg)
 	if err != nil {
 		return ss.refuseExtended(fe, err)
 	}
@@ -714,7 +720,8 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 
 // encryptParams encrypts the parameters bound for encrypted columns and
 // appends the hidden parameters, computed from the client's values.
-func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (bool, error) {
+func (ss *session) encryptParams(st *preparedStmt, msg *pgproto3.Bind) (bool, error) {
+	plan := st.plan
 	if len(plan.Params) == 0 {
 		return false, nil
 	}
@@ -744,13 +751,25 @@ func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (boo
 		if src < 0 || src >= len(msg.Parameters) {
 			return false, newSQLError("08P01", "bind message lacks parameter $%d", h.Source)
 		}
-		v, err := ss.candidatesParam(ciphers, h, formats[src], msg.Parameters[src], tc)
+		var v []byte
+		var err error
+		if h.Array {
+			v, err = ss.arrayCandidatesParam(ciphers, h, st, formats[src], msg.Parameters[src], tc)
+		} else {
+			v, err = ss.candidatesParam(ciphers, h, st.paramValue(src, formats[src], msg.Parameters[src]), tc)
+		}
 		if err != nil {
 			return false, fmt.Errorf("parameter $%d: %w", h.Source, err)
 		}
 		extra[j] = v
 	}
 	for i, pr := range plan.Params {
+		if pr != nil && pr.Array && pr.Source == 0 && i < len(msg.Parameters) {
+			// Its elements are in its hidden parameter; the array
+			// itself never reaches PostgreSQL.
+			msg.Parameters[i] = nil
+			continue
+		}
 		if pr == nil || pr.Source > 0 || i >= len(msg.Parameters) || msg.Parameters[i] == nil {
 			continue
 		}
@@ -759,7 +778,7 @@ func (ss *session) encryptParams(plan *sqlrewrite.Plan, msg *pgproto3.Bind) (boo
 				return false, err
 			}
 		}
-		v, err := ciphers.store(pr.Rule, formats[i], msg.Parameters[i], tc, pr.Write)
+		v, err := ciphers.store(pr.Rule, st.paramValue(i, formats[i], msg.Parameters[i]), tc, pr.Write)
 		if err != nil {
 			return false, fmt.Errorf("parameter $%d: %w", i+1, err)
 		}
@@ -795,11 +814,11 @@ var byteaArrays = sync.Pool{New: func() any { return pgtype.NewMap() }}
 
 // candidatesParam is the value of a hidden parameter: the candidates of
 // the client's value, or {NULL} for NULL, as a binary bytea[].
-func (ss *session) candidatesParam(cs *ciphers, h *sqlrewrite.ParamRule, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
+func (ss *session) candidatesParam(cs *ciphers, h *sqlrewrite.ParamRule, v clientValue, tc *keymap.TextContext) ([]byte, error) {
 	cands := [][]byte{nil}
-	if value != nil {
+	if v.raw != nil {
 		var err error
-		if cands, err = cs.candidates(h.Rule, format, value, tc); err != nil {
+		if cands, err = cs.candidates(h.Rule, v, tc); err != nil {
 			return nil, err
 		}
 	}

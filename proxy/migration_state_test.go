@@ -231,6 +231,14 @@ COMMIT;`)
 	search("mixed encrypt", "SELECT name FROM people WHERE ssn IN ($1, 'S-6', 'S-4')", []any{"S-2"}, "p2", "p4", "p6")
 	search("mixed encrypt", "SELECT name FROM people WHERE ssn <> 'S-1' AND ssn NOT IN ($1)", []any{"S-7"}, "p2", "p4", "p5", "p6")
 	search("mixed encrypt", "SELECT name FROM people WHERE ssn IS NOT DISTINCT FROM $1", []any{"S-2"}, "p2")
+	// So do the elements of an array parameter (extended protocol only).
+	arraySearch := func(phase string, arr []string, wantNames ...string) {
+		t.Helper()
+		if got := names(t, ctx, conn, pgx.QueryExecModeCacheDescribe, "SELECT name FROM people WHERE ssn = ANY($1)", arr); !slices.Equal(got, wantNames) {
+			t.Errorf("%s: ssn = ANY(%v): got %v, want %v", phase, arr, got, wantNames)
+		}
+	}
+	arraySearch("mixed encrypt", []string{"S-1", "S-5", "S-x"}, "p1", "p5")
 	// Roles without the key see what they would of a ciphertext, and
 	// never a stored plaintext.
 	for role, check := range map[string]func(name string, v []byte, null bool) bool{
@@ -336,6 +344,7 @@ COMMIT;`)
 	}
 	checkReads("mixed decrypt")
 	search("mixed decrypt", "SELECT name FROM people WHERE ssn IN ($1, 'S-8', 'S-6b')", []any{"S-7"}, "p6", "p7", "p8")
+	arraySearch("mixed decrypt", []string{"S-7", "S-8", "S-6b", "S-x"}, "p6", "p7", "p8")
 
 	// 6. decrypt finishing: writes and searches are refused before the
 	// column gets its type back, so no proxy can race the ALTER.

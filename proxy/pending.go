@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"github.com/pgcloak/pgcloak/keymap"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
@@ -340,4 +342,77 @@ func (ss *session) releaseWaiters() {
 			close(p.iq.done)
 		}
 	}
+}
+
+// paramValue is the client's value of parameter i (from 0) of the
+// statement: its declared type and the casts the SQL writes on it say
+// what PostgreSQL would take it as.
+func (p *preparedStmt) paramValue(i int, format int16, raw []byte) clientValue {
+	var oid uint32
+	if i < len(p.declared) {
+		oid = p.declared[i]
+	}
+	var casts []sqlrewrite.Cast
+	if i < len(p.plan.Params) && p.plan.Params[i] != nil {
+		casts = p.plan.Params[i].Casts
+	}
+	return clientValue{src: sourceOf(oid, casts), format: format, raw: raw}
+}
+
+// checkParamTypes gives the error PostgreSQL would give when preparing
+// the statement for a parameter whose type (declared, or given by a
+// cast) cannot become its encrypted column's type: no assignment cast
+// where it is stored (42804), no operator where it is compared (42883).
+func (p *preparedStmt) checkParamTypes() error {
+	for i, pr := range p.plan.Params {
+		if pr == nil || pr.Source != 0 {
+			continue
+		}
+		if pr.Array {
+			// An array compared element by element: its element type
+			// must compare with the column's.
+			src, _, err := p.arrayElemSource(i, pr)
+			if err != nil {
+				return err
+			}
+			if err := keymap.Convertible(src, pr.Rule.Type, keymap.UseCompare); err != nil {
+				return columnValueError(pr.Rule, err)
+			}
+			continue
+		}
+		src := p.paramValue(i, 0, nil).src
+		if pr.Write {
+			if err := keymap.Convertible(src, pr.Rule.Type, keymap.UseStore); err != nil {
+				return columnValueError(pr.Rule, err)
+			}
+		}
+		if !pr.Write || p.plan.HasHidden(i+1) {
+			if err := keymap.Convertible(src, pr.Rule.Type, keymap.UseCompare); err != nil {
+				return columnValueError(pr.Rule, err)
+			}
+		}
+	}
+	return nil
+}
+
+// describedType is the type a ParameterDescription gives parameter i
+// (from 0) bound for an encrypted column: the one the client declared
+// (drivers check it stayed), else the innermost cast's, else the
+// column's logical type — never the bytea the proxy declared upstream.
+// For an array parameter (sqlrewrite.ParamRule.Array) it is the array of
+// the innermost cast's type or of the column's.
+func (p *preparedStmt) describedType(i int, pr *sqlrewrite.ParamRule) uint32 {
+	var t uint32
+	switch {
+	case i < len(p.declared) && p.declared[i] != 0 && !(pr.Array && p.declared[i] == pgtype.UnknownOID):
+		return p.declared[i]
+	case len(pr.Casts) > 0:
+		t = pr.Casts[0].OID
+	default:
+		t = pr.Rule.Type.OID()
+	}
+	if pr.Array {
+		return arrayOIDs[t]
+	}
+	return t
 }

@@ -574,7 +574,7 @@ func fakeUpstream(t *testing.T) string {
 		if _, err := be.Receive(); err != nil {
 			return
 		}
-		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("public"), []byte("1"), []byte("doctor"), []byte("doctor")}})
+		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("public"), []byte("1"), []byte("doctor"), []byte("doctor"), []byte("hex")}})
 		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
 		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("pg_catalog, pg_temp")}})
 		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})

@@ -406,7 +406,7 @@ func planSignature(p *sqlrewrite.Plan) string {
 		fmt.Fprintf(&b, "c%d;", client)
 		for i, pr := range ps {
 			if pr != nil {
-				fmt.Fprintf(&b, "p%d%+v%t%d%t;", i, *pr.Rule, pr.Write, pr.Source, pr.Candidates)
+				fmt.Fprintf(&b, "p%d%+v%t%d%t%t;", i, *pr.Rule, pr.Write, pr.Source, pr.Candidates, pr.Array)
 			}
 		}
 	}

@@ -460,7 +460,7 @@ func (ss *session) initSession() error {
 	cat := ss.srv.catalogs.fresh(ss.database)
 	// The roles come from PostgreSQL: a role's default (ALTER ROLE … SET
 	// role) may make the current user another than the login role.
-	queries := []string{"SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('extra_float_digits'), CURRENT_USER, SESSION_USER"}
+	queries := []string{"SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('extra_float_digits'), CURRENT_USER, SESSION_USER, pg_catalog.current_setting('bytea_output')"}
 	if cat == nil {
 		// Under catalogSearchPath until the end of this query string
 		// (one implicit transaction).
@@ -472,7 +472,7 @@ func (ss *session) initSession() error {
 	if err != nil {
 		return err
 	}
-	if len(iq.results) != len(queries) || len(iq.results[0]) != 1 || len(iq.results[0][0]) != 4 {
+	if len(iq.results) != len(queries) || len(iq.results[0]) != 1 || len(iq.results[0][0]) != 5 {
 		return errors.New("unexpected answer to the session setup query")
 	}
 	setup := iq.results[0][0]
@@ -480,6 +480,7 @@ func (ss *session) initSession() error {
 		sessionAuth: setup[3],
 		searchPath:  sqlrewrite.ParseSearchPath(setup[0]),
 		floatDigits: setup[1],
+		byteaOutput: setup[4],
 	}
 	if setup[2] != setup[3] {
 		initial.role = setup[2]
@@ -556,7 +557,6 @@ func expandSearchPath(path []string, role string) []string {
 	return out
 }
 
-// textContext is how the session's text values are formatted.
 // floatPrecision is keymap.TextContext.FloatPrecision for an
 // extra_float_digits setting.
 func floatPrecision(extraFloatDigits string) int {
@@ -567,10 +567,23 @@ func floatPrecision(extraFloatDigits string) int {
 	return max(1, 15+n)
 }
 
+// textContext is how the session's text values are formatted. TimeZone
+// and DateStyle come from PostgreSQL's ParameterStatus reports; a
+// DateStyle the proxy cannot read (the server always reports it
+// normalised, as "ISO, MDY") leaves PostgreSQL's default, ISO with MDY
+// order.
 func (ss *session) textContext() *keymap.TextContext {
 	ss.mu.Lock()
 	tz := ss.params["TimeZone"]
+	dateStyle := ss.params["DateStyle"]
+	version := ss.params["server_version"]
 	digits := ss.state.current.floatDigits
+	byteaOutput := ss.state.current.byteaOutput
 	ss.mu.Unlock()
-	return &keymap.TextContext{Location: ss.srv.location(tz), FloatPrecision: floatPrecision(digits)}
+	tc := &keymap.TextContext{Location: ss.srv.location(tz), FloatPrecision: floatPrecision(digits), ServerMajor: keymap.ServerMajor(version),
+		ByteaEscape: strings.EqualFold(strings.TrimSpace(byteaOutput), "escape")}
+	if out, order, ok := keymap.ParseDateStyle(dateStyle); ok {
+		tc.DateOutput, tc.DateOrder = out, order
+	}
+	return tc
 }

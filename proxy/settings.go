@@ -15,6 +15,9 @@ type settings struct {
 	// floatDigits is extra_float_digits as PostgreSQL reports it, which
 	// decides how float8 values are printed in text.
 	floatDigits string
+	// byteaOutput is bytea_output (hex or escape), which decides how
+	// bytea values are printed in text. PostgreSQL does not report it.
+	byteaOutput string
 	// roleClaim, when not 0, numbers the set_config call that last set
 	// role or session_authorization: what it set is a claim PostgreSQL has
 	// not confirmed (see sqlrewrite.Effect.Claimed), and no grants apply
@@ -140,11 +143,18 @@ func (r settings) with(s settings, e sqlrewrite.Effect, claim uint64) settings {
 		} else {
 			s.floatDigits = first()
 		}
+	case sqlrewrite.SettingByteaOutput:
+		if e.Reset {
+			s.byteaOutput = r.byteaOutput
+		} else {
+			s.byteaOutput = first()
+		}
 	case sqlrewrite.SettingAll:
 		// RESET ALL leaves role and session_authorization alone
 		// (PostgreSQL marks them GUC_NO_RESET_ALL).
 		s.searchPath = r.searchPath
 		s.floatDigits = r.floatDigits
+		s.byteaOutput = r.byteaOutput
 	case sqlrewrite.SettingDiscardAll:
 		s = r
 	}

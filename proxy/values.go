@@ -156,14 +156,48 @@ func (ss *session) newCiphers() *ciphers {
 // pgcloak's migrations write with TimeZone UTC and DateStyle ISO.
 var utc = &keymap.TextContext{Location: time.UTC}
 
-// canonical parses a client value of rule's logical type.
-func canonical(rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
-	c, err := keymap.CodecFor(rule.Type).Canonical(format, value, tc)
-	if err != nil {
-		return nil, columnValueError(rule, err)
-	}
-	return c, nil
+// clientValue is a value the client sends for an encrypted column: what
+// PostgreSQL would take it as, and its bytes in the wire format.
+type clientValue struct {
+	src    keymap.Source
+	format int16
+	raw    []byte
 }
+
+// columnValue is a value as COPY sends it: already of the column's type.
+func columnValue(format int16, raw []byte) clientValue {
+	return clientValue{format: format, raw: raw}
+}
+
+// literalValue is a constant of the SQL.
+func literalValue(lit *sqlrewrite.Literal) clientValue {
+	return clientValue{src: sourceOf(lit.Source.OID, lit.Source.Casts), format: keymap.TextFormat, raw: []byte(lit.Value)}
+}
+
+// sourceOf is keymap's name for a value's type and casts.
+func sourceOf(oid uint32, casts []sqlrewrite.Cast) keymap.Source {
+	src := keymap.Source{OID: oid}
+	for _, c := range casts {
+		src.Casts = append(src.Casts, keymap.Cast{OID: c.OID, Mods: c.Mods})
+	}
+	return src
+}
+
+// canonical converts a client value to rule's logical type, as PostgreSQL
+// would for use. matches is false for a compared value no value of the
+// type equals.
+func canonical(rule *policy.ColumnRule, v clientValue, use keymap.Use, tc *keymap.TextContext) (canon []byte, matches bool, err error) {
+	c, matches, err := keymap.CodecFor(rule.Type).Convert(v.src, v.format, v.raw, use, tc)
+	if err != nil {
+		return nil, false, columnValueError(rule, err)
+	}
+	return c, matches, nil
+}
+
+// matchesNothing stands for a compared value that no stored value equals
+// (an int4 column compared with 1.5): no ciphertext and no text form is a
+// single zero byte.
+var matchesNothing = []byte{0}
 
 // textForm is how a migration stores a plaintext value: its text in UTC,
 // as UTF-8.
@@ -178,14 +212,21 @@ func textForm(rule *policy.ColumnRule, canonical []byte) ([]byte, error) {
 // store returns what PostgreSQL gets for a client value bound for rule's
 // column: its ciphertext or, when write is set and the column is being
 // decrypted, its text form, which the decrypt sweep writes too.
-func (cs *ciphers) store(rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext, write bool) ([]byte, error) {
+func (cs *ciphers) store(rule *policy.ColumnRule, v clientValue, tc *keymap.TextContext, write bool) ([]byte, error) {
 	c, err := cs.get(rule)
 	if err != nil {
 		return nil, err
 	}
-	pt, err := canonical(rule, format, value, tc)
+	use := keymap.UseCompare
+	if write {
+		use = keymap.UseStore
+	}
+	pt, matches, err := canonical(rule, v, use, tc)
 	if err != nil {
 		return nil, err
+	}
+	if !matches {
+		return matchesNothing, nil
 	}
 	if write && cs.textFormWrite(rule) {
 		return textForm(rule, pt)
@@ -221,25 +262,32 @@ func (cs *ciphers) literalTag(rule *policy.ColumnRule) string {
 // candidates returns every form a client value may be stored as in rule's
 // deterministic column: its ciphertext under each enabled key version,
 // primary first, and, in the middle of a migration, its text form.
-func (cs *ciphers) candidates(rule *policy.ColumnRule, format int16, value []byte, tc *keymap.TextContext) ([][]byte, error) {
+func (cs *ciphers) candidates(rule *policy.ColumnRule, v clientValue, tc *keymap.TextContext) ([][]byte, error) {
 	c, err := cs.get(rule)
 	if err != nil {
 		return nil, err
 	}
-	pt, err := canonical(rule, format, value, tc)
+	pt, matches, err := canonical(rule, v, keymap.UseCompare, tc)
 	if err != nil {
 		return nil, err
 	}
-	out, err := c.Candidates(pt)
-	if err != nil {
-		return nil, err
+	if !matches {
+		return [][]byte{}, nil
 	}
-	if cs.cat != nil && cs.cat.state(rule).mixed() {
-		tf, err := textForm(rule, pt)
+	var out [][]byte
+	for _, form := range keymap.CodecFor(rule.Type).EqualForms(pt) {
+		cands, err := c.Candidates(form)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, tf)
+		out = append(out, cands...)
+		if cs.cat != nil && cs.cat.state(rule).mixed() {
+			tf, err := textForm(rule, form)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, tf)
+		}
 	}
 	return out, nil
 }
@@ -273,11 +321,15 @@ func columnValueError(rule *policy.ColumnRule, err error) error {
 // candidates an array of them: ARRAY['\x…'::bytea, '\x…'::bytea].
 func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.TextContext) (string, error) {
 	if lit.Candidates {
-		cands, err := cs.candidates(lit.Rule, keymap.TextFormat, []byte(lit.Value), tc)
+		cands, err := cs.candidates(lit.Rule, literalValue(lit), tc)
 		if err != nil {
 			return "", err
 		}
 		cs.recordLiteral(lit.Rule)
+		if len(cands) == 0 {
+			// No stored value can equal it.
+			return "'{}'::bytea[]", nil
+		}
 		buf := append(make([]byte, 0, 8+len(cands)*(2*64+16)), "ARRAY["...)
 		for i, ct := range cands {
 			if i > 0 {
@@ -292,7 +344,7 @@ func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.T
 			return "", err
 		}
 	}
-	v, err := cs.store(lit.Rule, keymap.TextFormat, []byte(lit.Value), tc, lit.Write)
+	v, err := cs.store(lit.Rule, literalValue(lit), tc, lit.Write)
 	if err != nil {
 		return "", err
 	}

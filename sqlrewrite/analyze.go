@@ -61,6 +61,9 @@ func (a *analyzer) analyze() (*Plan, error) {
 	if err := a.checkBackslashLiterals(); err != nil {
 		return nil, err
 	}
+	if err := a.checkModernNumbers(); err != nil {
+		return nil, err
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		return a.unparsable()
@@ -360,14 +363,15 @@ type paramSet struct {
 }
 
 // hiddenFor returns the number (from 1) of the hidden parameter that
-// carries the candidates of $n for rule, adding it on first use.
-func (p *paramSet) hiddenFor(n int32, rule *policy.ColumnRule) int {
+// carries the candidates of $n for rule (of each of its elements, for an
+// array), adding it on first use.
+func (p *paramSet) hiddenFor(n int32, rule *policy.ColumnRule, array bool) int {
 	for i, h := range p.hidden {
-		if h.Source == int(n) && (h.Rule == rule || *h.Rule == *rule) {
+		if h.Source == int(n) && h.Array == array && (h.Rule == rule || *h.Rule == *rule) {
 			return i + 1
 		}
 	}
-	p.hidden = append(p.hidden, &ParamRule{Rule: rule, Source: int(n), Candidates: true})
+	p.hidden = append(p.hidden, &ParamRule{Rule: rule, Source: int(n), Candidates: true, Array: array})
 	return len(p.hidden)
 }
 
@@ -382,6 +386,16 @@ func (p *paramSet) firstHidden() (int, error) {
 }
 
 func (p *paramSet) use(n int32, rule *policy.ColumnRule, write bool) error {
+	return p.useAs(n, rule, write, false)
+}
+
+// useArray records that $n holds an array whose elements are compared
+// with rule's column.
+func (p *paramSet) useArray(n int32, rule *policy.ColumnRule) error {
+	return p.useAs(n, rule, false, true)
+}
+
+func (p *paramSet) useAs(n int32, rule *policy.ColumnRule, write, array bool) error {
 	if n <= 0 || n > 65535 {
 		return refuse(rule.Name(), "parameter $%d cannot be used with encrypted column %s", n, rule.Name())
 	}
@@ -390,11 +404,16 @@ func (p *paramSet) use(n int32, rule *policy.ColumnRule, write bool) error {
 	}
 	prev := p.rules[n-1]
 	if prev == nil {
-		p.rules[n-1] = &ParamRule{Rule: rule, Write: write}
+		p.rules[n-1] = &ParamRule{Rule: rule, Write: write, Array: array}
 		return nil
 	}
 	if !prev.Rule.Interchangeable(rule) {
 		return refuse(rule.Name(), "parameter $%d is used with encrypted columns %s and %s under different keys", n, prev.Rule.Name(), rule.Name())
+	}
+	if prev.Array != array {
+		// Its value cannot be both an array of the column's values and
+		// one of them.
+		return refuse(rule.Name(), "parameter $%d is used both as an array and as a single value with encrypted column %s", n, rule.Name())
 	}
 	prev.Write = prev.Write || write
 	return nil

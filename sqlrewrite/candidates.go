@@ -1,6 +1,7 @@
 package sqlrewrite
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,12 +25,21 @@ import (
 //	ssn <> ANY(ARRAY['x', 'y']) (ssn <> ALL(ARRAY[…]) OR ssn <> ALL(ARRAY[…]))
 //	ssn IS NOT DISTINCT FROM $1 (coalesce(ssn = ANY($2::bytea[]), ssn IS NULL AND ($2::bytea[])[1] IS NULL))
 //	ssn IS DISTINCT FROM 'x'    (NOT coalesce(ssn = ANY(ARRAY[…]), false))
+//	ssn = ANY($1::text[])       (ssn = ANY($2::bytea[]))
+//	ssn <> ALL($1)              (ssn <> ALL($2::bytea[]))
 //
 // A constant becomes an ARRAY the proxy renders (Literal.Candidates); a
 // parameter $n a hidden parameter of type bytea[] the proxy computes from
 // the client's $n at Bind ({NULL} for NULL, so NULL semantics stay
 // PostgreSQL's). $n itself stays a parameter of the client's, encrypted as
 // usual, so it may be used elsewhere in the statement.
+//
+// An array parameter compared with = ANY or <> ALL (the drivers' "one of
+// these": pgx, node-postgres, pq.Array, JDBC setArray) becomes a hidden
+// parameter holding the candidates of all its elements in one bytea[]
+// (ParamRule.Array): PostgreSQL flattens a multi-dimensional array for
+// ANY/ALL too, and a NULL element stays a NULL element. The client's $n
+// then appears nowhere and goes to PostgreSQL as NULL.
 //
 // Other comparisons keep the one ciphertext of the key's primary version
 // (row comparisons, constants in a subquery's output, a ciphertext that is
@@ -123,19 +133,20 @@ func (a *analyzer) rewriteComparison(e *pg_query.A_Expr, kind cmpKind, binary bo
 	for i, v := range ops {
 		switch v.kind {
 		case valLit:
-			val, err := a.literalValue(opNodes[i], rule)
+			lit, err := a.newLiteral(opNodes[i], rule)
 			if err != nil {
 				return err
 			}
-			operands = append(operands, []Part{{Literal: &Literal{Rule: rule, Value: val, Candidates: true}}})
+			lit.Candidates = true
+			operands = append(operands, []Part{{Literal: lit}})
 		case valParam:
-			if err := a.checkCasts(opNodes[i], rule); err != nil {
-				return err
-			}
 			if err := a.params.use(v.param, rule, false); err != nil {
 				return err
 			}
-			parts, err := a.hiddenParam(v.param, rule)
+			if err := a.paramCasts(opNodes[i], v.param, rule); err != nil {
+				return err
+			}
+			parts, err := a.hiddenParam(v.param, rule, false)
 			if err != nil {
 				return err
 			}
@@ -201,9 +212,10 @@ func (a *analyzer) rewriteComparison(e *pg_query.A_Expr, kind cmpKind, binary bo
 	return a.addEdit(Edit{Start: whole.start, End: whole.end, Parts: b.done()})
 }
 
-// hiddenParam returns the parts that stand for the candidates of $n.
-func (a *analyzer) hiddenParam(n int32, rule *policy.ColumnRule) ([]Part, error) {
-	h := a.params.hiddenFor(n, rule)
+// hiddenParam returns the parts that stand for the candidates of $n (of
+// each of its elements, for an array).
+func (a *analyzer) hiddenParam(n int32, rule *policy.ColumnRule, array bool) ([]Part, error) {
+	h := a.params.hiddenFor(n, rule, array)
 	if a.params.base == nil {
 		return []Part{{Hidden: h}, {Text: "::bytea[]"}}, nil
 	}
@@ -212,6 +224,94 @@ func (a *analyzer) hiddenParam(n int32, rule *policy.ColumnRule) ([]Part, error)
 		return nil, err
 	}
 	return []Part{{Text: "$" + strconv.Itoa(base+h) + "::bytea[]"}}, nil
+}
+
+// arrayParamComparison handles col = ANY($n) and col <> ALL($n) (SOME
+// for ANY, array casts on $n allowed), where $n holds an array: the
+// comparison is replaced by one with the candidates of every element.
+// A column that is not encrypted leaves $n a plain parameter.
+func (a *analyzer) arrayParamComparison(e *pg_query.A_Expr, kind cmpKind, sc *scope) error {
+	l, r := e.GetLexpr(), e.GetRexpr()
+	lv, err := a.expr(l, sc)
+	if err != nil {
+		return err
+	}
+	rv, err := a.expr(r, sc)
+	if err != nil {
+		return err
+	}
+	if lv.kind != valEnc {
+		a.flowOut(lv)
+		a.flowOut(rv)
+		return nil
+	}
+	rule := lv.rule
+	switch {
+	case !rule.Deterministic():
+		return randomizedEquality(rule)
+	case rv.kind != valParam || l.GetColumnRef() == nil:
+		return refuse(rule.Name(), "comparing encrypted column %s with an array value is not supported; use IN (…), an ARRAY[…] of constants or an array parameter", rule.Name())
+	case kind != cmpEqual && kind != cmpNotEqual:
+		// Every element (= ALL) or some element (<> ANY) would have to
+		// be matched by one of its own candidates, which one flat array
+		// of candidates cannot say.
+		return refuse(rule.Name(), "= ALL and <> ANY with an array parameter on encrypted column %s are not supported; use = ANY or <> ALL", rule.Name())
+	}
+	casts, err := arrayCastChain(rv.node, rule)
+	if err != nil {
+		return err
+	}
+	if err := a.params.useArray(rv.param, rule); err != nil {
+		return err
+	}
+	pr := a.params.rules[rv.param-1]
+	if pr.castsSet && !slices.EqualFunc(pr.Casts, casts, Cast.equal) {
+		return refuse(rule.Name(), "parameter $%d is cast differently where it is used with encrypted column %s", rv.param, rule.Name())
+	}
+	pr.Casts, pr.castsSet = casts, true
+	a.searched(rule)
+	hidden, err := a.hiddenParam(rv.param, rule, true)
+	if err != nil {
+		return err
+	}
+	colSpan, err := a.columnRefSpan(l.GetColumnRef())
+	if err != nil {
+		return err
+	}
+	whole, err := a.comparisonSpan(e, false, l, colSpan, l, nil)
+	if err != nil {
+		return err
+	}
+	op := " = ANY("
+	if kind == cmpNotEqual {
+		op = " <> ALL("
+	}
+	var b partsBuilder
+	b.text("(" + a.sql[colSpan.start:colSpan.end] + op)
+	b.parts(hidden...)
+	b.text("))")
+	return a.addEdit(Edit{Start: whole.start, End: whole.end, Parts: b.done()})
+}
+
+// arrayCastChain returns the element types of the array casts written on
+// a parameter, innermost first. A cast to anything but an array of a type
+// the proxy converts values to is refused.
+func arrayCastChain(n *pg_query.Node, rule *policy.ColumnRule) ([]Cast, error) {
+	var casts []Cast
+	for tc := n.GetTypeCast(); tc != nil; tc = tc.GetArg().GetTypeCast() {
+		tn := tc.GetTypeName()
+		if len(tn.GetArrayBounds()) == 0 {
+			return nil, refuse(rule.Name(), "a cast to %s on an array compared with encrypted column %s is not supported", typeNameText(tn), rule.Name())
+		}
+		elem := &pg_query.TypeName{Names: tn.GetNames(), Typmods: tn.GetTypmods(), Setof: tn.GetSetof(), PctType: tn.GetPctType()}
+		c, ok := castTarget(elem)
+		if !ok || c.OID == unknownOID {
+			return nil, refuse(rule.Name(), "a cast to %s cannot be used with encrypted column %s", typeNameText(tn), rule.Name())
+		}
+		casts = append(casts, c)
+	}
+	slices.Reverse(casts)
+	return casts, nil
 }
 
 // comparisonSpan is the byte range of the whole comparison: from its left

@@ -116,6 +116,9 @@ func paramNames(ps []*ParamRule) string {
 		if p.Source > 0 {
 			rw = fmt.Sprintf("c$%d", p.Source)
 		}
+		if p.Array {
+			rw += "[]"
+		}
 		out = append(out, fmt.Sprintf("$%d=%s/%s", i+1, p.Rule.Name(), rw))
 	}
 	return strings.Join(out, ",")

@@ -181,12 +181,26 @@ func (a *analyzer) assignShape(targets []targetCol, src *shape) error {
 			t = targets[i]
 		}
 		for _, l := range c.leaves {
+			if err := checkComparedConstant(t, c, l); err != nil {
+				return err
+			}
 			if err := a.assign(t, l); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// checkComparedConstant refuses a constant or parameter bound for a
+// randomized column that the source query compares with other values:
+// each is encrypted on its own, so equal plaintexts would differ there
+// (SELECT 'x' UNION SELECT 'x' would keep two rows).
+func checkComparedConstant(t targetCol, c outCol, l value) error {
+	if t.rule == nil || t.rule.Deterministic() || !c.compared || (l.kind != valLit && l.kind != valParam) {
+		return nil
+	}
+	return refuse(t.rule.Name(), "column %s is encrypted with a randomized key: the constants and parameters for it cannot be compared by UNION, INTERSECT, EXCEPT, DISTINCT or GROUP BY (each is encrypted on its own); use UNION ALL or insert the rows separately", t.rule.Name())
 }
 
 func (a *analyzer) onConflict(oc *pg_query.OnConflictClause, target *item, sc *scope) error {

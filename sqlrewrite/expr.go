@@ -1,6 +1,7 @@
 package sqlrewrite
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -356,24 +357,10 @@ func (a *analyzer) prefixOp(n *pg_query.Node, e *pg_query.A_Expr, op string, sc 
 	return plainValue, nil
 }
 
-// anyArray handles x = ANY(ARRAY[…]) and x <> ALL(ARRAY[…]) like IN lists.
+// anyArray handles x = ANY(ARRAY[…]) and x <> ALL(ARRAY[…]) like IN lists,
+// and x = ANY($n) and x <> ALL($n) with an array parameter.
 func (a *analyzer) anyArray(e *pg_query.A_Expr, op string, sc *scope) error {
 	arr := e.GetRexpr().GetAArrayExpr()
-	if arr == nil || (op != "=" && op != "<>") {
-		what := "ANY/ALL"
-		l, err := a.expr(e.GetLexpr(), sc)
-		if err != nil {
-			return err
-		}
-		if l.kind == valEnc {
-			if op == "=" || op == "<>" {
-				return refuse(l.rule.Name(), "comparing encrypted column %s with an array value is not supported; use IN (…) or an ARRAY[…] of constants", l.rule.Name())
-			}
-			return needsPlaintext(what, l.rule)
-		}
-		a.flowOut(l)
-		return a.plain(e.GetRexpr(), sc, what)
-	}
 	all := e.GetKind() == pg_query.A_Expr_Kind_AEXPR_OP_ALL
 	kind := cmpEqual // = ANY
 	switch {
@@ -384,7 +371,33 @@ func (a *analyzer) anyArray(e *pg_query.A_Expr, op string, sc *scope) error {
 	case op == "<>":
 		kind = cmpNotEqualAny
 	}
+	if arr == nil && (op == "=" || op == "<>") && isParamExpr(e.GetRexpr()) {
+		return a.arrayParamComparison(e, kind, sc)
+	}
+	if arr == nil || (op != "=" && op != "<>") {
+		what := "ANY/ALL"
+		l, err := a.expr(e.GetLexpr(), sc)
+		if err != nil {
+			return err
+		}
+		if l.kind == valEnc {
+			if op == "=" || op == "<>" {
+				return refuse(l.rule.Name(), "comparing encrypted column %s with an array value is not supported; use IN (…), an ARRAY[…] of constants or an array parameter", l.rule.Name())
+			}
+			return needsPlaintext(what, l.rule)
+		}
+		a.flowOut(l)
+		return a.plain(e.GetRexpr(), sc, what)
+	}
 	return a.comparison(e, kind, arr.GetElements(), sc)
+}
+
+// isParamExpr reports whether n is a parameter, possibly cast.
+func isParamExpr(n *pg_query.Node) bool {
+	for n.GetTypeCast() != nil {
+		n = n.GetTypeCast().GetArg()
+	}
+	return n.GetParamRef() != nil
 }
 
 // compareNodes handles an equality-like comparison l op r, row-wise for
@@ -449,7 +462,7 @@ func randomizedEquality(r *policy.ColumnRule) *Error {
 // ciphertext under rule; compared marks one compared as that single
 // ciphertext (see Literal.Compared).
 func (a *analyzer) encryptLiteral(v value, rule *policy.ColumnRule, write, compared bool) error {
-	val, err := a.literalValue(v.node, rule)
+	lit, err := a.newLiteral(v.node, rule)
 	if err != nil {
 		return err
 	}
@@ -460,7 +473,8 @@ func (a *analyzer) encryptLiteral(v value, rule *policy.ColumnRule, write, compa
 	if !write {
 		a.searched(rule)
 	}
-	return a.addEdit(Edit{Start: sp.start, End: sp.end, Literal: &Literal{Rule: rule, Value: val, Write: write, Compared: compared}})
+	lit.Write, lit.Compared = write, compared
+	return a.addEdit(Edit{Start: sp.start, End: sp.end, Literal: lit})
 }
 
 // encryptParam records that $n carries a value of rule; a cast on it is
@@ -475,11 +489,11 @@ func (a *analyzer) encryptParam(v value, rule *policy.ColumnRule, write, compare
 	if !write {
 		a.searched(rule)
 	}
+	if err := a.paramCasts(v.node, v.param, rule); err != nil {
+		return err
+	}
 	if v.node.GetTypeCast() == nil {
 		return nil
-	}
-	if err := a.checkCasts(v.node, rule); err != nil {
-		return err
 	}
 	sp, err := a.valueSpan(v.node)
 	if err != nil {
@@ -494,9 +508,6 @@ func (a *analyzer) literalValue(n *pg_query.Node, rule *policy.ColumnRule) (stri
 	case *pg_query.Node_AConst:
 		return constText(x.AConst, rule)
 	case *pg_query.Node_TypeCast:
-		if err := a.checkCast(x.TypeCast, rule); err != nil {
-			return "", err
-		}
 		return a.literalValue(x.TypeCast.GetArg(), rule)
 	case *pg_query.Node_AExpr:
 		// A sign applies to a number or to a constant cast to a type, not
@@ -543,30 +554,149 @@ func constText(c *pg_query.A_Const, rule *policy.ColumnRule) (string, error) {
 	return "", refuse(rule.Name(), "bit-string constants cannot be used with encrypted column %s", rule.Name())
 }
 
-// checkCasts checks every cast in a cast chain over a parameter.
-func (a *analyzer) checkCasts(n *pg_query.Node, rule *policy.ColumnRule) error {
+// castChain returns the casts written on a constant or parameter,
+// innermost first. A cast to a type the proxy cannot convert to (an
+// array, a domain, a type it has no conversion for) is refused.
+func castChain(n *pg_query.Node, rule *policy.ColumnRule) ([]Cast, error) {
+	var casts []Cast
 	for tc := n.GetTypeCast(); tc != nil; tc = tc.GetArg().GetTypeCast() {
-		if err := a.checkCast(tc, rule); err != nil {
-			return err
+		c, ok := castTarget(tc.GetTypeName())
+		if !ok {
+			return nil, refuse(rule.Name(), "a cast to %s cannot be used with encrypted column %s", typeNameText(tc.GetTypeName()), rule.Name())
+		}
+		casts = append(casts, c)
+	}
+	slices.Reverse(casts)
+	return casts, nil
+}
+
+// castTarget resolves a cast's type to a built-in type the proxy
+// converts values to.
+func castTarget(tn *pg_query.TypeName) (Cast, bool) {
+	parts := typeNameParts(tn)
+	if len(tn.GetArrayBounds()) > 0 || len(parts) == 0 || len(parts) > 2 || tn.GetSetof() || tn.GetPctType() {
+		return Cast{}, false
+	}
+	if len(parts) == 2 && parts[0] != "pg_catalog" {
+		return Cast{}, false
+	}
+	oid, ok := castTypeOIDs[parts[len(parts)-1]]
+	if !ok {
+		return Cast{}, false
+	}
+	c := Cast{OID: oid}
+	for _, m := range tn.GetTypmods() {
+		ic := m.GetAConst().GetIval()
+		if ic == nil {
+			return Cast{}, false
+		}
+		c.Mods = append(c.Mods, ic.GetIval())
+	}
+	return c, true
+}
+
+// castTypeOIDs are the built-in types a value of an encrypted column may
+// be cast to, by the names PostgreSQL's parser leaves in a TypeName.
+var castTypeOIDs = map[string]uint32{
+	"bool": 16, "boolean": 16,
+	"bytea": 17,
+	"name":  19,
+	"int8":  20, "bigint": 20,
+	"int2": 21, "smallint": 21,
+	"int4": 23, "int": 23, "integer": 23,
+	"text":   25,
+	"json":   114,
+	"float4": 700, "real": 700,
+	"float8":  701,
+	"unknown": 705,
+	"bpchar":  1042, "char": 1042,
+	"varchar":   1043,
+	"date":      1082,
+	"timestamp": 1114, "timestamptz": 1184,
+	"numeric": 1700, "decimal": 1700,
+	"uuid":  2950,
+	"jsonb": 3802,
+}
+
+// literalSource is what PostgreSQL takes a constant as: the type of the
+// constant itself (after make_const's rules) and the casts on it.
+func (a *analyzer) literalSource(n *pg_query.Node, rule *policy.ColumnRule) (ValueSource, error) {
+	casts, err := castChain(n, rule)
+	if err != nil {
+		return ValueSource{}, err
+	}
+	for n.GetTypeCast() != nil {
+		n = n.GetTypeCast().GetArg()
+	}
+	if e := n.GetAExpr(); e != nil {
+		n = e.GetRexpr()
+		for n.GetTypeCast() != nil {
+			n = n.GetTypeCast().GetArg()
 		}
 	}
+	src := ValueSource{OID: unknownOID, Casts: casts}
+	switch v := n.GetAConst().GetVal().(type) {
+	case *pg_query.A_Const_Ival:
+		src.OID = int4OID
+	case *pg_query.A_Const_Fval:
+		src.OID = numberConstOID(v.Fval.GetFval())
+	case *pg_query.A_Const_Boolval:
+		src.OID = boolOID
+	}
+	return src, nil
+}
+
+const (
+	boolOID    = 16
+	byteaOID   = 17
+	int8OID    = 20
+	int4OID    = 23
+	unknownOID = 705
+	numericOID = 1700
+)
+
+// numberConstOID is make_const's type for a number that is not a small
+// integer: int4 or int8 if it is an integer that fits, numeric otherwise.
+func numberConstOID(s string) uint32 {
+	v, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err != nil:
+		return numericOID
+	case v == int64(int32(v)):
+		return int4OID
+	}
+	return int8OID
+}
+
+// newLiteral is the constant n bound for rule's column.
+func (a *analyzer) newLiteral(n *pg_query.Node, rule *policy.ColumnRule) (*Literal, error) {
+	val, err := a.literalValue(n, rule)
+	if err != nil {
+		return nil, err
+	}
+	src, err := a.literalSource(n, rule)
+	if err != nil {
+		return nil, err
+	}
+	return &Literal{Rule: rule, Value: val, Source: src}, nil
+}
+
+// paramCasts records the casts written on parameter $n. A parameter cast
+// differently in two places is refused: its value would stand for two.
+func (a *analyzer) paramCasts(n *pg_query.Node, param int32, rule *policy.ColumnRule) error {
+	casts, err := castChain(n, rule)
+	if err != nil {
+		return err
+	}
+	pr := a.params.rules[param-1]
+	if pr.castsSet && !slices.EqualFunc(pr.Casts, casts, Cast.equal) {
+		return refuse(rule.Name(), "parameter $%d is cast differently where it is used with encrypted column %s", param, rule.Name())
+	}
+	pr.Casts, pr.castsSet = casts, true
 	return nil
 }
 
-// checkCast accepts a cast of a constant or parameter only to a type of
-// the column's family: the cast is dropped, and the proxy reads the value
-// as the column's logical type, so a cast that changes the value (1.5::int,
-// '…'::interval) would change the meaning.
-func (a *analyzer) checkCast(tc *pg_query.TypeCast, rule *policy.ColumnRule) error {
-	fam, ok := castFamily(tc.GetTypeName())
-	if !ok || (fam != "unknown" && fam != typeFamily(rule.Type)) {
-		return refuse(rule.Name(), "a cast to %s does not match the type %s of encrypted column %s", typeNameText(tc.GetTypeName()), rule.Type, rule.Name())
-	}
-	if tc.GetArg().GetAConst().GetFval() != nil && isIntegerType(tc.GetTypeName()) {
-		return refuse(rule.Name(), "a cast that rounds a constant cannot be used with encrypted column %s", rule.Name())
-	}
-	return nil
-}
+func (c Cast) equal(d Cast) bool { return c.OID == d.OID && slices.Equal(c.Mods, d.Mods) }
 
 func typeNameParts(tn *pg_query.TypeName) []string {
 	var out []string
@@ -582,55 +712,6 @@ func typeNameText(tn *pg_query.TypeName) string {
 		s += "[]"
 	}
 	return s
-}
-
-// castFamily classifies a cast's target type.
-func castFamily(tn *pg_query.TypeName) (string, bool) {
-	parts := typeNameParts(tn)
-	if len(tn.GetArrayBounds()) > 0 || len(parts) == 0 || len(parts) > 2 || tn.GetSetof() || tn.GetPctType() {
-		return "", false
-	}
-	if len(parts) == 2 && parts[0] != "pg_catalog" {
-		return "", false
-	}
-	switch name := parts[len(parts)-1]; name {
-	case "unknown":
-		return "unknown", true
-	case "name":
-		return "text", true
-	case "float4", "real":
-		return "number", true
-	case "json":
-		return string(policy.TypeJSONB), true
-	default:
-		t, ok := policy.ParseLogicalType(name)
-		if !ok {
-			return "", false
-		}
-		return typeFamily(t), true
-	}
-}
-
-func isIntegerType(tn *pg_query.TypeName) bool {
-	parts := typeNameParts(tn)
-	if len(parts) == 0 {
-		return false
-	}
-	t, _ := policy.ParseLogicalType(parts[len(parts)-1])
-	return t == policy.TypeInt2 || t == policy.TypeInt4 || t == policy.TypeInt8
-}
-
-// typeFamily groups logical types whose constants read alike.
-func typeFamily(t policy.LogicalType) string {
-	switch t {
-	case policy.TypeText, policy.TypeVarchar, policy.TypeChar:
-		return "text"
-	case policy.TypeInt2, policy.TypeInt4, policy.TypeInt8, policy.TypeNumeric, policy.TypeFloat8:
-		return "number"
-	case policy.TypeDate, policy.TypeTimestamp, policy.TypeTimestamptz:
-		return "time"
-	}
-	return string(t)
 }
 
 // valueSpan is the byte range of a constant or parameter expression,

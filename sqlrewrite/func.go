@@ -152,6 +152,8 @@ func trackedSetting(name string) (Setting, bool) {
 		return SettingTimeZone, true
 	case "extra_float_digits":
 		return SettingExtraFloatDigits, true
+	case "bytea_output":
+		return SettingByteaOutput, true
 	}
 	return "", false
 }

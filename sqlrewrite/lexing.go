@@ -47,7 +47,36 @@ const (
 	// RiskClientOnlyEncoding: client_encoding is known to be a
 	// client-only encoding: every non-ASCII byte is a risk then.
 	RiskClientOnlyEncoding
+	// RiskPre16Numbers: the server is older than PostgreSQL 16, whose
+	// grammar the analysis uses: it lexes 1_000 and 0x1F as a number
+	// followed by a name, where the analysis sees one number.
+	RiskPre16Numbers
 )
+
+// checkModernNumbers refuses numeric literals with underscores or a
+// 0x/0o/0b prefix when the server predates them: PostgreSQL 15 reads
+// SELECT 0x1F as 0 AS x1F.
+func (a *analyzer) checkModernNumbers() error {
+	if a.env.LexRisk&RiskPre16Numbers == 0 || !strings.ContainsAny(a.sql, "_xXoObB") {
+		return nil
+	}
+	toks, err := a.tokens()
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if t.Token != pg_query.Token_ICONST && t.Token != pg_query.Token_FCONST {
+			continue
+		}
+		if t.Start < 0 || int(t.End) > len(a.sql) || t.Start >= t.End {
+			continue
+		}
+		if text := a.sql[t.Start:t.End]; strings.IndexByte(text, '_') >= 0 || len(text) > 1 && text[0] == '0' && strings.ContainsAny(text[1:2], "xXoObB") {
+			return syntaxRefusal("syntax error: the numeric literal %s needs PostgreSQL 16 or later (trailing junk after numeric literal)", text)
+		}
+	}
+	return nil
+}
 
 // checkSplitBackslash refuses, before parsing, a statement whose literals
 // a client-only encoding could end elsewhere.

@@ -72,3 +72,34 @@ func TestHasSplittableBackslash(t *testing.T) {
 		}
 	}
 }
+
+// Before PostgreSQL 16 the server lexes 1_000 and 0x1F as a number and a
+// name; the analysis, on PostgreSQL 16's grammar, as one number. Such
+// literals are a syntax error there, as PostgreSQL 15 would mostly say.
+func TestPre16NumericLiteralsAreSyntaxErrors(t *testing.T) {
+	cases := []struct {
+		name, sql string
+		risk      LexRisk
+		refused   bool
+	}{
+		{"underscore", `INSERT INTO staff(badge) VALUES (1_000)`, RiskPre16Numbers, true},
+		{"hex", `SELECT 0x1F FROM patients WHERE ssn = 'a'`, RiskPre16Numbers, true},
+		{"octal", `SELECT 0o17 FROM patients`, RiskPre16Numbers, true},
+		{"decimal with underscore", `INSERT INTO staff(badge) VALUES (1_000.5)`, RiskPre16Numbers, true},
+		{"from 16 on", `INSERT INTO staff(badge) VALUES (1_000)`, 0, false},
+		{"plain numbers", `INSERT INTO staff(badge) VALUES (1000), (0), (0.5), (1e3)`, RiskPre16Numbers, false},
+		{"names and strings", `SELECT 'x_1', o_b FROM patients WHERE ssn = '0x1F'`, RiskPre16Numbers, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := testEnv()
+			env.LexRisk = c.risk
+			_, err := Analyze(c.sql, env)
+			var refusal *Error
+			isSyntax := errors.As(err, &refusal) && refusal.Code == CodeSyntaxError
+			if c.refused != isSyntax {
+				t.Fatalf("refused = %v, want %v (err %v)", isSyntax, c.refused, err)
+			}
+		})
+	}
+}

@@ -109,6 +109,40 @@ type ParamRule struct {
 	// column (one per enabled key version, primary first; see
 	// keymap.ColumnCipher.Candidates), or {NULL} when the source is NULL.
 	Candidates bool
+	// Casts are the casts written on the parameter, innermost first;
+	// with the type the client declares, they say what value the
+	// parameter stands for (see ValueSource).
+	Casts    []Cast
+	castsSet bool
+	// Array marks a parameter holding an array whose elements are
+	// compared with Rule's column (col = ANY($n), col <> ALL($n)), and
+	// its hidden parameter. Casts are then the element types of the
+	// array casts written on it ($n::varchar(3)[] has Casts [varchar(3)]).
+	// The client's parameter no longer appears in the SQL and goes to
+	// PostgreSQL as NULL (declared bytea); its hidden parameter carries
+	// the candidates of every element, in one flat bytea[], with a NULL
+	// element for each NULL element, or is NULL when the array is.
+	Array bool
+}
+
+// ValueSource says what PostgreSQL would take a constant or parameter as
+// before it meets an encrypted column's type: its own type and the
+// casts written on it. The proxy applies those conversions, as the
+// column is bytea in PostgreSQL.
+type ValueSource struct {
+	// OID is the constant's type: int4, int8 or numeric for a number,
+	// bool, or unknown (705) for a string literal, which the innermost
+	// cast's type or else the column's reads.
+	OID uint32
+	// Casts are the casts written on the value, innermost first.
+	Casts []Cast
+}
+
+// Cast is a cast to a type PostgreSQL has built in, with its modifiers as
+// written: varchar(3) has Mods [3].
+type Cast struct {
+	OID  uint32
+	Mods []int32
 }
 
 // Edit replaces SQL[Start:End] with Text, or, when Literal is set, with the
@@ -145,6 +179,8 @@ type Literal struct {
 	// (see ParamRule.Candidates), as an array:
 	// ARRAY['\x…'::bytea, '\x…'::bytea].
 	Candidates bool
+	// Source is the constant's type and casts.
+	Source ValueSource
 }
 
 // Hidden returns the hidden parameters, which the proxy adds after the
@@ -154,6 +190,17 @@ func (p *Plan) Hidden() []*ParamRule {
 		return nil
 	}
 	return p.Params[p.ClientParams:]
+}
+
+// HasHidden reports whether a hidden parameter is computed from the
+// client's parameter $n.
+func (p *Plan) HasHidden(n int) bool {
+	for _, h := range p.Hidden() {
+		if h.Source == n {
+			return true
+		}
+	}
+	return false
 }
 
 // SetClientParams records that the client binds n parameters, when that
@@ -358,6 +405,7 @@ const (
 	SettingSearchPath           Setting = "search_path"
 	SettingTimeZone             Setting = "timezone"
 	SettingExtraFloatDigits     Setting = "extra_float_digits"
+	SettingByteaOutput          Setting = "bytea_output"
 	SettingAll                  Setting = "all" // RESET ALL
 	SettingDiscardAll           Setting = "discard all"
 )

@@ -24,6 +24,18 @@ type outCol struct {
 	name   string
 	v      value
 	leaves []value
+	// compared marks a column whose values PostgreSQL compares with each
+	// other in the query that makes it (UNION, INTERSECT, EXCEPT,
+	// DISTINCT, GROUP BY): constants and parameters there are compared
+	// as what the proxy turned them into.
+	compared bool
+}
+
+// markCompared marks every column of sh compared.
+func (sh *shape) markCompared() {
+	for i := range sh.cols {
+		sh.cols[i].compared = true
+	}
 }
 
 func (sh *shape) hasEncrypted() bool {
@@ -89,6 +101,9 @@ func (a *analyzer) simpleSelect(s *pg_query.SelectStmt, sc *scope) (*shape, erro
 	}
 	if err := a.distinctClause(s.GetDistinctClause(), sc, sh); err != nil {
 		return nil, err
+	}
+	if len(s.GetGroupClause()) > 0 || len(s.GetDistinctClause()) > 0 {
+		sh.markCompared()
 	}
 	for _, w := range s.GetWindowClause() {
 		if err := a.windowDef(w.GetWindowDef(), sc); err != nil {
@@ -264,12 +279,15 @@ func (a *analyzer) setOperation(s *pg_query.SelectStmt, sc *scope) (*shape, erro
 	out := &shape{complete: left.complete && right.complete}
 	for i := 0; i < max(len(left.cols), len(right.cols)); i++ {
 		var c outCol
+		c.compared = !all
 		if i < len(left.cols) {
 			c.name = left.cols[i].name
 			c.leaves = append(c.leaves, left.cols[i].leaves...)
+			c.compared = c.compared || left.cols[i].compared
 		}
 		if i < len(right.cols) {
 			c.leaves = append(c.leaves, right.cols[i].leaves...)
+			c.compared = c.compared || right.cols[i].compared
 		}
 		if c.v, err = mergeLeaves(c.leaves, all); err != nil {
 			return nil, err

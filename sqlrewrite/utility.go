@@ -27,6 +27,13 @@ func (a *analyzer) prepare(ps *pg_query.PrepareStmt, st *Statement) error {
 	if err := params.check(); err != nil {
 		return err
 	}
+	for _, h := range params.hidden {
+		if h.Array {
+			// EXECUTE would pass the array as a constant, whose elements
+			// pgcloak does not encrypt.
+			return refuse(h.Rule.Name(), "an array parameter compared with encrypted column %s is not supported in SQL PREPARE; prepare the statement with the extended protocol (Parse) instead", h.Rule.Name())
+		}
+	}
 	p.Params = params.rules
 	if len(params.hidden) > 0 {
 		base, err := params.firstHidden()
@@ -185,11 +192,12 @@ func (a *analyzer) hiddenArgs(es *pg_query.ExecuteStmt, args []*pg_query.Node, v
 		b.text(", ")
 		switch v := vals[h.Source-1]; v.kind {
 		case valLit:
-			val, err := a.literalValue(args[h.Source-1], h.Rule)
+			lit, err := a.newLiteral(args[h.Source-1], h.Rule)
 			if err != nil {
 				return err
 			}
-			b.parts(Part{Literal: &Literal{Rule: h.Rule, Value: val, Candidates: true}})
+			lit.Candidates = true
+			b.parts(Part{Literal: lit})
 		case valNull:
 			b.text("ARRAY[NULL::bytea]")
 		default:
@@ -227,6 +235,9 @@ func (a *analyzer) executeArgsEnd(es *pg_query.ExecuteStmt) (int, error) {
 }
 
 func (a *analyzer) executeArg(arg *pg_query.Node, pr *ParamRule, sc *scope) (value, error) {
+	if pr.Array {
+		return plainValue, refuse(pr.Rule.Name(), "EXECUTE cannot pass the array parameter compared with encrypted column %s; bind it with the extended protocol", pr.Rule.Name())
+	}
 	v, err := a.expr(arg, sc)
 	if err != nil {
 		return v, err
@@ -542,7 +553,13 @@ func (a *analyzer) alterCmd(cmd *pg_query.AlterTableCmd, it *item, sc *scope) er
 		return a.columnDef(cmd.GetDef().GetColumnDef(), it, sc)
 	case pg_query.AlterTableType_AT_AlterColumnType:
 		if rule != nil {
-			return needsPlaintext("changing the type", rule)
+			cd := cmd.GetDef().GetColumnDef()
+			if t, ok := castTarget(cd.GetTypeName()); ok && t.OID == byteaOID && len(t.Mods) == 0 && cd.GetRawDefault() == nil {
+				// The type it has: what an ORM's schema sync sends for a
+				// field declared bytea.
+				return nil
+			}
+			return refuse(rule.Name(), "changing the type of encrypted column %s needs its plaintext inside PostgreSQL; its type in PostgreSQL is bytea (declare it so in ORM models and migrations, e.g. gorm:\"type:bytea\"), and pgcloak encrypt/decrypt converts existing columns", rule.Name())
 		}
 		return a.noEncryptedRefs(cmd.GetDef().GetColumnDef().GetRawDefault(), sc, "USING")
 	case pg_query.AlterTableType_AT_AddConstraint:
