@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: build test vet bench fuzz demo
+.PHONY: build test vet clients bench fuzz demo
 
 build:
 	$(GO) build -o bin/pgcloak ./cmd/pgcloak
@@ -8,9 +8,14 @@ build:
 vet:
 	$(GO) vet ./...
 
+# The client matrix's toolchains (pgjdbc, psycopg2, node-postgres): Debian
+# packages when missing (as root), node modules from clients/node's lock file.
+clients:
+	bash clients/setup.sh
+
 # The whole suite: unit tests, integration tests against a real PostgreSQL
-# started by testenv, and the psql tests.
-test: vet
+# started by testenv, the psql tests and the client matrix.
+test: vet clients
 	$(GO) test -race -count=1 -timeout 45m ./...
 
 # Throughput through pgcloak against PostgreSQL directly (see BENCHMARKS.md).
