@@ -149,41 +149,9 @@ type typeCodec interface {
 }
 
 // CodecFor returns the codec of t, or nil if t is not a supported logical
-// type (policy validation rules that out).
-func CodecFor(t policy.LogicalType) *Codec {
-	var impl typeCodec
-	switch t {
-	case policy.TypeText, policy.TypeVarchar, policy.TypeChar:
-		impl = textCodec{}
-	case policy.TypeInt2:
-		impl = intCodec{bits: 16}
-	case policy.TypeInt4:
-		impl = intCodec{bits: 32}
-	case policy.TypeInt8:
-		impl = intCodec{bits: 64}
-	case policy.TypeNumeric:
-		impl = numericCodec{}
-	case policy.TypeFloat8:
-		impl = float8Codec{}
-	case policy.TypeBool:
-		impl = boolCodec{}
-	case policy.TypeDate:
-		impl = dateCodec{}
-	case policy.TypeTimestamp:
-		impl = timestampCodec{}
-	case policy.TypeTimestamptz:
-		impl = timestampCodec{tz: true}
-	case policy.TypeUUID:
-		impl = uuidCodec{}
-	case policy.TypeJSONB:
-		impl = jsonbCodec{}
-	case policy.TypeBytea:
-		impl = byteaCodec{}
-	default:
-		return nil
-	}
-	return &Codec{typ: t, impl: impl}
-}
+// type (policy validation rules that out). Codecs are stateless and made
+// once: this is called for every value.
+func CodecFor(t policy.LogicalType) *Codec { return codecs[t] }
 
 // Type is the logical type the codec handles.
 func (c *Codec) Type() policy.LogicalType { return c.typ }

@@ -115,7 +115,14 @@ func init() {
 	} {
 		pgTypes[t.oid] = t
 	}
+	for _, name := range policy.LogicalTypeNames() {
+		lt := policy.LogicalType(name)
+		codecs[lt] = &Codec{typ: lt, impl: pgTypes[lt.OID()].impl}
+	}
 }
+
+// codecs are the logical types' codecs: those of their PostgreSQL types.
+var codecs = map[policy.LogicalType]*Codec{}
 
 // KnownType reports whether values may arrive as, or be cast to, type oid.
 func KnownType(oid uint32) bool { return pgTypes[oid] != nil }
