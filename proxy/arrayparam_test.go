@@ -130,6 +130,30 @@ func apResult(ctx context.Context, conn *pgx.Conn, table string, q apQuery) stri
 
 func apText(s string) *string { return &s }
 
+// apVariants adds to queries the same comparisons with the array as a
+// constant in the SQL: pgx's simple protocol for the driver's arguments
+// (it inlines an array as '{…}'), and each undeclared text array written
+// as a string constant, sent in a simple Query.
+func apVariants(queries []apQuery) []apQuery {
+	out := slices.Clone(queries)
+	for _, q := range queries {
+		switch {
+		case q.args != nil:
+			v := q
+			v.name += " (pgx simple protocol)"
+			v.args = append([]any{pgx.QueryExecModeSimpleProtocol}, q.args...)
+			out = append(out, v)
+		case q.text != nil && q.oid == 0:
+			v := q
+			v.name += " (constant)"
+			v.cond = strings.ReplaceAll(q.cond, "$1", "'"+strings.ReplaceAll(*q.text, "'", "''")+"'")
+			v.text, v.args = nil, []any{pgx.QueryExecModeSimpleProtocol}
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // apQueries are the comparisons of the differential.
 func apQueries() []apQuery {
 	null := (*string)(nil)
@@ -207,7 +231,7 @@ func TestArrayParamDifferential(t *testing.T) {
 	}
 	insert(apRows)
 	run := func(t *testing.T) {
-		for _, q := range apQueries() {
+		for _, q := range apVariants(apQueries()) {
 			pq, dq := q, q
 			pq.cond = strings.ReplaceAll(q.cond, "TABLE", "ap_enc")
 			dq.cond = strings.ReplaceAll(q.cond, "TABLE", "ap_plain")
@@ -319,9 +343,9 @@ func TestArrayParamDifferential(t *testing.T) {
 	}
 }
 
-// TestArrayParamNoPlaintext: the elements of an array parameter never
-// reach PostgreSQL, in either format; its statement log shows the
-// client's parameter as NULL and the candidates as ciphertexts.
+// TestArrayParamNoPlaintext: the elements of an array parameter or
+// constant never reach PostgreSQL, in either format; its statement log
+// shows the client's parameter as NULL and the candidates as ciphertexts.
 func TestArrayParamNoPlaintext(t *testing.T) {
 	h := newHarness(t, apPolicy, apSchema)
 	ctx := ctxT(t)
@@ -343,12 +367,24 @@ func TestArrayParamNoPlaintext(t *testing.T) {
 	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "2" {
 		t.Fatalf("text arrays: %v, %v", res.Err, res.Rows)
 	}
+	// As a constant: pgx's simple protocol, and written by hand.
+	var n int
+	rows, err = px.Query(ctx, "SELECT id FROM ap_enc WHERE ssn = ANY($1) ORDER BY id", pgx.QueryExecModeSimpleProtocol, []string{secret("one"), secret("four")})
+	if err == nil {
+		got, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	}
+	if err != nil || !slices.Equal(got, []int{1}) {
+		t.Fatalf("pgx simple protocol: %v, %v", got, err)
+	}
+	if err := px.QueryRow(ctx, "SELECT count(*) FROM ap_enc WHERE ssn <> ALL('{"+secret("two")+",NULL}'::text[]) OR ssn = ANY('{"+secret("five")+"}')", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("array constants: %d rows, %v; want 0 (NULL for row 1, false for row 2)", n, err)
+	}
 	marker := "aparr-marker-" + h.pg.Database
 	if _, err := h.direct().Exec(ctx, "SELECT $1::text", marker); err != nil {
 		t.Fatal(err)
 	}
 	log := h.pg.AwaitStatement(t, marker)
-	for _, s := range []string{secret("one"), secret("two"), secret("none"), secret("three")} {
+	for _, s := range []string{secret("one"), secret("two"), secret("none"), secret("three"), secret("four"), secret("five")} {
 		if strings.Contains(log, s) {
 			t.Errorf("PostgreSQL's statement log holds the plaintext %q", s)
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
@@ -106,6 +107,21 @@ func (ss *session) arrayCandidatesParam(cs *ciphers, h *sqlrewrite.ParamRule, st
 	if err != nil {
 		return nil, err
 	}
+	cands, err := cs.elementCandidates(h.Rule, src, format, elems, tc)
+	if err != nil {
+		return nil, err
+	}
+	m := byteaArrays.Get().(*pgtype.Map)
+	defer byteaArrays.Put(m)
+	return m.Encode(byteaArrayOID, pgtype.BinaryFormatCode, cands, nil)
+}
+
+// elementCandidates returns the candidates of every element of an array
+// compared with rule's column, flattened: a NULL element stays a NULL
+// element, and elements no value of the column's type can equal become
+// one element no stored value equals (so NULL semantics stay
+// PostgreSQL's).
+func (cs *ciphers) elementCandidates(rule *policy.ColumnRule, src keymap.Source, format int16, elems [][]byte, tc *keymap.TextContext) ([][]byte, error) {
 	cands := make([][]byte, 0, len(elems))
 	nothing := false
 	for _, e := range elems {
@@ -113,7 +129,7 @@ func (ss *session) arrayCandidatesParam(cs *ciphers, h *sqlrewrite.ParamRule, st
 			cands = append(cands, nil)
 			continue
 		}
-		c, err := cs.candidates(h.Rule, clientValue{src: src, format: format, raw: e}, tc)
+		c, err := cs.candidates(rule, clientValue{src: src, format: format, raw: e}, tc)
 		if err != nil {
 			return nil, err
 		}
@@ -126,9 +142,7 @@ func (ss *session) arrayCandidatesParam(cs *ciphers, h *sqlrewrite.ParamRule, st
 		}
 		cands = append(cands, c...)
 	}
-	m := byteaArrays.Get().(*pgtype.Map)
-	defer byteaArrays.Put(m)
-	return m.Encode(byteaArrayOID, pgtype.BinaryFormatCode, cands, nil)
+	return cands, nil
 }
 
 // arrayElements returns the elements of an array parameter in the

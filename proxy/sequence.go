@@ -389,7 +389,7 @@ func planSignature(p *sqlrewrite.Plan) string {
 	var b strings.Builder
 	literal := func(l *sqlrewrite.Literal) {
 		if l != nil {
-			fmt.Fprintf(&b, "l%+v%q%t%t", *l.Rule, l.Value, l.Write, l.Candidates)
+			fmt.Fprintf(&b, "l%+v%q%t%t%t%+v", *l.Rule, l.Value, l.Write, l.Candidates, l.Array, l.Source)
 		}
 	}
 	for _, e := range p.Edits {

@@ -49,7 +49,12 @@ func errorResponse(err error) *pgproto3.ErrorResponse {
 	if errors.As(err, &st) {
 		code, msg = st.SQLState(), err.Error()
 	}
-	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: "pgcloak: " + msg}
+	resp := &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: "pgcloak: " + msg}
+	var pos interface{ ErrorPosition() int }
+	if errors.As(err, &pos) {
+		resp.Position = int32(pos.ErrorPosition())
+	}
+	return resp
 }
 
 const keyTimeout = 10 * time.Second
@@ -321,7 +326,7 @@ func columnValueError(rule *policy.ColumnRule, err error) error {
 // candidates an array of them: ARRAY['\x…'::bytea, '\x…'::bytea].
 func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.TextContext) (string, error) {
 	if lit.Candidates {
-		cands, err := cs.candidates(lit.Rule, literalValue(lit), tc)
+		cands, err := cs.literalCandidates(lit, tc)
 		if err != nil {
 			return "", err
 		}
@@ -334,6 +339,10 @@ func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.T
 		for i, ct := range cands {
 			if i > 0 {
 				buf = append(buf, ", "...)
+			}
+			if ct == nil {
+				buf = append(buf, "NULL::bytea"...)
+				continue
 			}
 			buf = appendByteaLiteral(buf, ct)
 		}
@@ -350,6 +359,25 @@ func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.T
 	}
 	cs.recordLiteral(lit.Rule)
 	return string(appendByteaLiteral(make([]byte, 0, 2*len(v)+16), v)), nil
+}
+
+// literalCandidates returns the candidates of a compared constant: of
+// its value, or of each element of an array constant (nil for a NULL
+// element).
+func (cs *ciphers) literalCandidates(lit *sqlrewrite.Literal, tc *keymap.TextContext) ([][]byte, error) {
+	if !lit.Array {
+		return cs.candidates(lit.Rule, literalValue(lit), tc)
+	}
+	// The key versions are recorded (recordLiteral) also for an array
+	// without a value to encrypt.
+	if _, err := cs.get(lit.Rule); err != nil {
+		return nil, err
+	}
+	elems, err := parseArrayText([]byte(lit.Value))
+	if err != nil {
+		return nil, err
+	}
+	return cs.elementCandidates(lit.Rule, sourceOf(lit.Source.OID, lit.Source.Casts), keymap.TextFormat, elems, tc)
 }
 
 // appendByteaLiteral appends '\x…'::bytea.

@@ -1,11 +1,13 @@
 package sqlrewrite
 
 import (
+	"errors"
 	"sort"
 	"strconv"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"github.com/pganalyze/pg_query_go/v5/parser"
 	"github.com/pgcloak/pgcloak/policy"
 )
 
@@ -66,7 +68,7 @@ func (a *analyzer) analyze() (*Plan, error) {
 	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
-		return a.unparsable()
+		return a.unparsable(err)
 	}
 	plan := &Plan{SQL: sql}
 	raws := tree.GetStmts()
@@ -197,16 +199,31 @@ func (emptyCatalog) EncryptedName(string) bool         { return false }
 
 // unparsable decides about SQL the parser rejects: PostgreSQL will reject
 // it too, so it may pass through unless it might carry plaintext of an
-// encrypted column towards a relation the analysis cannot see.
-func (a *analyzer) unparsable() (*Plan, error) {
+// encrypted column towards a relation the analysis cannot see. A refusal
+// keeps the parser's position but not its message, which may quote a
+// literal.
+func (a *analyzer) unparsable(parseErr error) (*Plan, error) {
+	var refusal *Error
 	if name, ok := mentionedEncryptedFold(a.sql, a.cat); ok {
-		return nil, syntaxRefusal("syntax error in a statement that mentions encrypted relation %s", name)
+		refusal = syntaxRefusal("syntax error in a statement that mentions encrypted relation %s", name)
+	} else if hasUnicodeIdent(a.sql) {
+		refusal = syntaxRefusal("syntax error in a statement with a U&\"\" identifier that may name an encrypted relation")
 	}
-	if hasUnicodeIdent(a.sql) {
-		return nil, syntaxRefusal("syntax error in a statement with a U&\"\" identifier that may name an encrypted relation")
+	if refusal != nil {
+		return nil, withParserPosition(refusal, parseErr)
 	}
 	st := &Statement{Kind: KindOther, Start: 0, End: len(a.sql)}
 	return &Plan{SQL: a.sql, Statements: []*Statement{st}}, nil
+}
+
+// withParserPosition gives refusal the position of pg_query's error,
+// which PostgreSQL's own lexer and grammar compute (in characters).
+func withParserPosition(refusal *Error, parseErr error) *Error {
+	var pe *parser.Error
+	if errors.As(parseErr, &pe) {
+		refusal.Position = pe.Cursorpos
+	}
+	return refusal
 }
 
 // mentionedEncryptedFold is mentionedEncrypted with quoted identifiers

@@ -45,6 +45,21 @@ var arrayParamCases = []acceptCase{
 		params: "$1=" + pSSN + "/r[],$2=" + pSSN + "/c$1[]", searches: pSSN},
 	{name: "plain column keeps a plain parameter", sql: `SELECT id FROM patients WHERE name = ANY($1::text[])`,
 		want: `SELECT id FROM "public".patients WHERE name = ANY($1::text[])`},
+	// Array constants, as pgx's simple protocol sends an array argument.
+	{name: "array constant", sql: `SELECT id FROM patients WHERE ssn = ANY('{"a","b"}')`,
+		want:     `SELECT id FROM "public".patients WHERE (ssn = ANY(ARRAY['<elemcands:` + pSSN + `:{"a","b"}:[]>']))`,
+		searches: pSSN},
+	{name: "array constant with casts, not equal all", sql: `SELECT id FROM staff WHERE badge <> ALL (E'{1,\\0402}'::numeric(5,1)[]::int8[])`,
+		want:     `SELECT id FROM "public".staff WHERE (badge <> ALL(ARRAY['<elemcands:` + sBadge + `:{1,\0402}:[{1700 [5 1]} {20 []}]>']))`,
+		searches: sBadge},
+	{name: "array constant and array parameter", sql: `SELECT id FROM patients WHERE ssn = ANY($1) OR ssn = SOME ('{}')`,
+		want:   `SELECT id FROM "public".patients WHERE (ssn = ANY($2::bytea[])) OR (ssn = ANY(ARRAY['<elemcands:` + pSSN + `:{}:[]>']))`,
+		params: "$1=" + pSSN + "/r[],$2=" + pSSN + "/c$1[]", searches: pSSN},
+	{name: "NULL array", sql: `SELECT id FROM patients WHERE ssn = ANY(NULL) OR ssn <> ALL(NULL::text[])`,
+		want:     `SELECT id FROM "public".patients WHERE (ssn = ANY(NULL::bytea[])) OR (ssn <> ALL(NULL::bytea[]))`,
+		searches: pSSN},
+	{name: "plain column keeps its array constant", sql: `SELECT id FROM patients WHERE name = ANY('{a}')`,
+		want: `SELECT id FROM "public".patients WHERE name = ANY('{a}')`},
 }
 
 func TestArrayParamComparisons(t *testing.T) {
@@ -105,6 +120,11 @@ func TestArrayParamRefusals(t *testing.T) {
 		{name: "cast differently", sql: `SELECT 1 FROM patients WHERE ssn = ANY($1::text[]) OR ssn = ANY($1::varchar[])`, code: na, column: pSSN, contains: "cast differently"},
 		{name: "different keys", sql: `SELECT 1 FROM patients p, staff s WHERE p.ssn = ANY($1) AND s.badge = ANY($1)`, code: na, column: sBadge},
 		{name: "scalar subquery", sql: `SELECT 1 FROM visits WHERE (SELECT ssn FROM patients LIMIT 1) = ANY($1)`, code: na, column: pSSN, contains: "array"},
+		{name: "randomized column, array constant", sql: `SELECT 1 FROM patients WHERE diagnosis = ANY('{a}')`, code: na, column: pDiag, contains: "randomized"},
+		{name: "equal all, array constant", sql: `SELECT 1 FROM patients WHERE ssn = ALL('{a}')`, code: na, column: pSSN, contains: "= ALL"},
+		{name: "array constant cast to a single value", sql: `SELECT 1 FROM patients WHERE ssn = ANY('{a}'::text)`, code: na, column: pSSN},
+		{name: "NULL cast to a single value", sql: `SELECT 1 FROM patients WHERE ssn = ANY(NULL::text)`, code: na, column: pSSN},
+		{name: "number for an array", sql: `SELECT 1 FROM patients WHERE ssn = ANY(1)`, code: na, column: pSSN, contains: "array"},
 		{name: "SQL PREPARE", sql: `PREPARE q AS SELECT 1 FROM patients WHERE ssn = ANY($1)`, code: na, column: pSSN, contains: "PREPARE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,8 @@ import (
 //	ssn IS DISTINCT FROM 'x'    (NOT coalesce(ssn = ANY(ARRAY[…]), false))
 //	ssn = ANY($1::text[])       (ssn = ANY($2::bytea[]))
 //	ssn <> ALL($1)              (ssn <> ALL($2::bytea[]))
+//	ssn = ANY('{x,y}')          (ssn = ANY(ARRAY[…]))
+//	ssn = ANY(NULL::text[])     (ssn = ANY(NULL::bytea[]))
 //
 // A constant becomes an ARRAY the proxy renders (Literal.Candidates); a
 // parameter $n a hidden parameter of type bytea[] the proxy computes from
@@ -226,11 +228,12 @@ func (a *analyzer) hiddenParam(n int32, rule *policy.ColumnRule, array bool) ([]
 	return []Part{{Text: "$" + strconv.Itoa(base+h) + "::bytea[]"}}, nil
 }
 
-// arrayParamComparison handles col = ANY($n) and col <> ALL($n) (SOME
-// for ANY, array casts on $n allowed), where $n holds an array: the
-// comparison is replaced by one with the candidates of every element.
-// A column that is not encrypted leaves $n a plain parameter.
-func (a *analyzer) arrayParamComparison(e *pg_query.A_Expr, kind cmpKind, sc *scope) error {
+// arrayComparison handles col = ANY(v) and col <> ALL(v) (SOME for ANY,
+// array casts on v allowed), where v is an array parameter $n or an
+// array constant '{…}' (how pgx's simple protocol sends an array
+// argument): the comparison is replaced by one with the candidates of
+// every element. A column that is not encrypted leaves v as it is.
+func (a *analyzer) arrayComparison(e *pg_query.A_Expr, kind cmpKind, sc *scope) error {
 	l, r := e.GetLexpr(), e.GetRexpr()
 	lv, err := a.expr(l, sc)
 	if err != nil {
@@ -249,31 +252,31 @@ func (a *analyzer) arrayParamComparison(e *pg_query.A_Expr, kind cmpKind, sc *sc
 	switch {
 	case !rule.Deterministic():
 		return randomizedEquality(rule)
-	case rv.kind != valParam || l.GetColumnRef() == nil:
+	case rv.kind != valParam && (rv.kind != valLit && rv.kind != valNull || !isArrayConst(r)) || l.GetColumnRef() == nil:
 		return refuse(rule.Name(), "comparing encrypted column %s with an array value is not supported; use IN (…), an ARRAY[…] of constants or an array parameter", rule.Name())
 	case kind != cmpEqual && kind != cmpNotEqual:
 		// Every element (= ALL) or some element (<> ANY) would have to
 		// be matched by one of its own candidates, which one flat array
 		// of candidates cannot say.
-		return refuse(rule.Name(), "= ALL and <> ANY with an array parameter on encrypted column %s are not supported; use = ANY or <> ALL", rule.Name())
+		return refuse(rule.Name(), "= ALL and <> ANY with an array on encrypted column %s are not supported; use = ANY or <> ALL", rule.Name())
 	}
-	casts, err := arrayCastChain(rv.node, rule)
+	casts, err := arrayCastChain(r, rule)
 	if err != nil {
 		return err
 	}
-	if err := a.params.useArray(rv.param, rule); err != nil {
+	var candidates []Part
+	switch rv.kind {
+	case valParam:
+		candidates, err = a.arrayParamCandidates(rv.param, casts, rule)
+	case valLit:
+		candidates, err = a.arrayConstCandidates(r, casts, rule)
+	default: // NULL
+		candidates = []Part{{Text: "NULL::bytea[]"}}
+	}
+	if err != nil {
 		return err
 	}
-	pr := a.params.rules[rv.param-1]
-	if pr.castsSet && !slices.EqualFunc(pr.Casts, casts, Cast.equal) {
-		return refuse(rule.Name(), "parameter $%d is cast differently where it is used with encrypted column %s", rv.param, rule.Name())
-	}
-	pr.Casts, pr.castsSet = casts, true
 	a.searched(rule)
-	hidden, err := a.hiddenParam(rv.param, rule, true)
-	if err != nil {
-		return err
-	}
 	colSpan, err := a.columnRefSpan(l.GetColumnRef())
 	if err != nil {
 		return err
@@ -288,9 +291,47 @@ func (a *analyzer) arrayParamComparison(e *pg_query.A_Expr, kind cmpKind, sc *sc
 	}
 	var b partsBuilder
 	b.text("(" + a.sql[colSpan.start:colSpan.end] + op)
-	b.parts(hidden...)
+	b.parts(candidates...)
 	b.text("))")
 	return a.addEdit(Edit{Start: whole.start, End: whole.end, Parts: b.done()})
+}
+
+// arrayParamCandidates makes array parameter $n, cast by casts, the source
+// of a hidden parameter holding its elements' candidates.
+func (a *analyzer) arrayParamCandidates(n int32, casts []Cast, rule *policy.ColumnRule) ([]Part, error) {
+	if err := a.params.useArray(n, rule); err != nil {
+		return nil, err
+	}
+	pr := a.params.rules[n-1]
+	if pr.castsSet && !slices.EqualFunc(pr.Casts, casts, Cast.equal) {
+		return nil, refuse(rule.Name(), "parameter $%d is cast differently where it is used with encrypted column %s", n, rule.Name())
+	}
+	pr.Casts, pr.castsSet = casts, true
+	return a.hiddenParam(n, rule, true)
+}
+
+// arrayConstCandidates makes the array constant n (a string, cast by
+// casts) a Literal whose elements' candidates the proxy renders. The
+// string is read as an array of the first cast's element type, or of the
+// column's type when uncast, as PostgreSQL resolves an unknown constant
+// against the column.
+func (a *analyzer) arrayConstCandidates(n *pg_query.Node, casts []Cast, rule *policy.ColumnRule) ([]Part, error) {
+	val, err := a.literalValue(n, rule)
+	if err != nil {
+		return nil, err
+	}
+	lit := &Literal{Rule: rule, Value: val, Source: ValueSource{OID: unknownOID, Casts: casts}, Candidates: true, Array: true}
+	return []Part{{Literal: lit}}, nil
+}
+
+// isArrayConst reports whether n is a string constant or NULL, possibly
+// cast: in col = ANY(n), an array constant.
+func isArrayConst(n *pg_query.Node) bool {
+	for n.GetTypeCast() != nil {
+		n = n.GetTypeCast().GetArg()
+	}
+	c := n.GetAConst()
+	return c.GetSval() != nil || c.GetIsnull()
 }
 
 // arrayCastChain returns the element types of the array casts written on

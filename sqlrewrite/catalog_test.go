@@ -85,6 +85,9 @@ func fakeEncrypt(l *Literal) (string, error) {
 	if l.Write {
 		w = "encw"
 	}
+	if l.Candidates && l.Array {
+		return fmt.Sprintf("ARRAY['<elemcands:%s:%s:%v>']", l.Rule.Name(), l.Value, l.Source.Casts), nil
+	}
 	if l.Candidates {
 		return fmt.Sprintf("ARRAY['<cands:%s:%s>']", l.Rule.Name(), l.Value), nil
 	}

@@ -358,7 +358,7 @@ func (a *analyzer) prefixOp(n *pg_query.Node, e *pg_query.A_Expr, op string, sc 
 }
 
 // anyArray handles x = ANY(ARRAY[…]) and x <> ALL(ARRAY[…]) like IN lists,
-// and x = ANY($n) and x <> ALL($n) with an array parameter.
+// and x = ANY(v) and x <> ALL(v) with an array parameter or constant v.
 func (a *analyzer) anyArray(e *pg_query.A_Expr, op string, sc *scope) error {
 	arr := e.GetRexpr().GetAArrayExpr()
 	all := e.GetKind() == pg_query.A_Expr_Kind_AEXPR_OP_ALL
@@ -371,8 +371,8 @@ func (a *analyzer) anyArray(e *pg_query.A_Expr, op string, sc *scope) error {
 	case op == "<>":
 		kind = cmpNotEqualAny
 	}
-	if arr == nil && (op == "=" || op == "<>") && isParamExpr(e.GetRexpr()) {
-		return a.arrayParamComparison(e, kind, sc)
+	if arr == nil && (op == "=" || op == "<>") && (isParamExpr(e.GetRexpr()) || isArrayConst(e.GetRexpr())) {
+		return a.arrayComparison(e, kind, sc)
 	}
 	if arr == nil || (op != "=" && op != "<>") {
 		what := "ANY/ALL"

@@ -72,7 +72,7 @@ func (a *analyzer) checkModernNumbers() error {
 			continue
 		}
 		if text := a.sql[t.Start:t.End]; strings.IndexByte(text, '_') >= 0 || len(text) > 1 && text[0] == '0' && strings.ContainsAny(text[1:2], "xXoObB") {
-			return syntaxRefusal("syntax error: the numeric literal %s needs PostgreSQL 16 or later (trailing junk after numeric literal)", text)
+			return syntaxRefusal("syntax error: the numeric literal %s needs PostgreSQL 16 or later (trailing junk after numeric literal)", text).at(a.sql, int(t.Start))
 		}
 	}
 	return nil

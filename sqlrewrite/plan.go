@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pgcloak/pgcloak/policy"
 )
@@ -179,6 +180,10 @@ type Literal struct {
 	// (see ParamRule.Candidates), as an array:
 	// ARRAY['\x…'::bytea, '\x…'::bytea].
 	Candidates bool
+	// Array marks an array constant compared with = ANY or <> ALL: Value
+	// is its text ('{…}'), Source the type and casts of its elements, and
+	// the candidates of every element (NULL elements kept) make one array.
+	Array bool
 	// Source is the constant's type and casts.
 	Source ValueSource
 }
@@ -475,9 +480,15 @@ type Error struct {
 	Message string
 	// Column names the encrypted column concerned, when there is one.
 	Column string
+	// Position is where in the statement text the error is, as PostgreSQL
+	// counts it (1-based, in characters), or 0.
+	Position int
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// ErrorPosition returns Position: the cursor position of the ErrorResponse.
+func (e *Error) ErrorPosition() int { return e.Position }
 
 // SQLState returns the error's SQLSTATE.
 func (e *Error) SQLState() string { return e.Code }
@@ -499,4 +510,14 @@ func refuse(column, format string, args ...any) *Error {
 
 func syntaxRefusal(format string, args ...any) *Error {
 	return &Error{Code: CodeSyntaxError, Message: fmt.Sprintf(format, args...)}
+}
+
+// at sets the error's Position to byte offset off of sql, counted as
+// PostgreSQL counts it: in characters, from 1.
+func (e *Error) at(sql string, off int) *Error {
+	if off < 0 || off > len(sql) {
+		return e
+	}
+	e.Position = utf8.RuneCountInString(sql[:off]) + 1
+	return e
 }

@@ -265,3 +265,32 @@ func testPrepared(name string) (*Prepared, bool) {
 	}
 	return nil, false
 }
+
+// TestSyntaxRefusalsCarryPosition: a syntax error pgcloak refuses in place
+// of PostgreSQL keeps the position PostgreSQL 15 reports for the same text
+// (1-based, in characters; figures read from psql).
+func TestSyntaxRefusalsCarryPosition(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		risk LexRisk
+		want int
+	}{
+		{sql: `SELECT * FROM patients WHERE ssn = = 'x'`, want: 36},
+		{sql: `SELECT 'ééé' FROM patients WHERE ssn = = 'x'`, want: 40},
+		{sql: `INSERT INTO patients VALUES ('123-45`, want: 30},
+		{sql: `SELECT 'é', 1_000 FROM patients`, risk: RiskPre16Numbers, want: 13},
+		// Tokenized before parsing (the numeric literal check): the lexer's error.
+		{sql: `INSERT INTO patients VALUES ('123_45`, risk: RiskPre16Numbers, want: 30},
+	} {
+		env := testEnv()
+		env.LexRisk = tc.risk
+		_, err := Analyze(tc.sql, env)
+		var refusal *Error
+		if !errors.As(err, &refusal) || refusal.Code != CodeSyntaxError {
+			t.Fatalf("%q: %v, want a 42601 refusal", tc.sql, err)
+		}
+		if refusal.Position != tc.want {
+			t.Errorf("%q: position %d, want %d", tc.sql, refusal.Position, tc.want)
+		}
+	}
+}

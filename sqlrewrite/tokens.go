@@ -26,7 +26,8 @@ func (a *analyzer) tokens() ([]*pg_query.ScanToken, error) {
 	}
 	res, err := pg_query.Scan(a.sql)
 	if err != nil {
-		a.scanErr = refuse("", "statement could not be tokenized for rewriting")
+		// PostgreSQL's lexer fails on the same text: a syntax error.
+		a.scanErr = withParserPosition(syntaxRefusal("syntax error: the statement cannot be tokenized"), err)
 		return nil, a.scanErr
 	}
 	toks := make([]*pg_query.ScanToken, 0, len(res.Tokens))
