@@ -11,6 +11,8 @@ package dbguard
 import (
 	"fmt"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Schema is the schema of pgcloak's own objects.
@@ -185,3 +187,34 @@ const GuardsStateQuery = `SELECT
     WHERE e.evtname OPERATOR(pg_catalog.=) 'pgcloak_guard' AND e.evtenabled OPERATOR(pg_catalog.<>) 'D'
       AND e.evtevent OPERATOR(pg_catalog.=) 'ddl_command_end'
       AND n.nspname OPERATOR(pg_catalog.=) 'pgcloak' AND p.proname OPERATOR(pg_catalog.=) 'guard_ddl')`
+
+// AuthFunction is the function through which the proxy, when it
+// terminates SCRAM, looks up a role's verifier (server.auth.query).
+const AuthFunction = Schema + ".scram_verifier"
+
+// AuthFunctionDDL installs AuthFunction for authRole; a superuser must run
+// it, and owns the function. It is SECURITY DEFINER, as reading
+// pg_authid needs, and returns the SCRAM verifier of a role that may log
+// in, is no superuser (a superuser's verifier is not handed to a
+// low-privilege role; superusers log in without the proxy) and whose
+// password has not expired. Only authRole may call it. A verifier it
+// returns lets the proxy check a client, never log in by itself:
+// PostgreSQL checks the proof the client made again.
+func AuthFunctionDDL(authRole string) string {
+	role := pgx.Identifier{authRole}.Sanitize()
+	return `CREATE SCHEMA IF NOT EXISTS ` + Schema + `;
+CREATE OR REPLACE FUNCTION ` + AuthFunction + `(role_name text) RETURNS text
+LANGUAGE sql STABLE STRICT SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT a.rolpassword FROM pg_catalog.pg_authid a
+  WHERE a.rolname OPERATOR(pg_catalog.=) role_name
+    AND a.rolcanlogin AND NOT a.rolsuper
+    AND pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$')
+    AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now())
+$fn$;
+REVOKE ALL ON FUNCTION ` + AuthFunction + `(text) FROM PUBLIC;
+GRANT USAGE ON SCHEMA ` + Schema + ` TO ` + role + `;
+GRANT EXECUTE ON FUNCTION ` + AuthFunction + `(text) TO ` + role + `;
+`
+}

@@ -47,6 +47,8 @@ var sectionOf = map[string]string{
 	"Config":        "the top level",
 	"Server":        "server",
 	"ServerTLS":     "server.tls",
+	"ServerAuth":    "server.auth",
+	"AuthQuery":     "server.auth.query",
 	"Upstream":      "upstream",
 	"UpstreamTLS":   "upstream.tls",
 	"Keystore":      "keystore",

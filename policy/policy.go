@@ -27,8 +27,40 @@ type Server struct {
 	// parse (one on encrypted data, or any but plain DML), and with it
 	// the statement's tokens; longer ones are refused with 54000. 0 means
 	// DefaultMaxStatementBytes, or MaxMessageBytes when that is smaller.
-	MaxStatementBytes int    `yaml:"max_statement_bytes" mapstructure:"max_statement_bytes"`
-	MetricsListen     string `yaml:"metrics_listen" mapstructure:"metrics_listen"`
+	MaxStatementBytes int        `yaml:"max_statement_bytes" mapstructure:"max_statement_bytes"`
+	MetricsListen     string     `yaml:"metrics_listen" mapstructure:"metrics_listen"`
+	Auth              ServerAuth `yaml:"auth" mapstructure:"auth"`
+}
+
+// Authentication methods of server.auth.method.
+const (
+	// AuthRelay passes PostgreSQL's authentication exchange through
+	// (SCRAM channel binding then cannot work with TLS on both legs).
+	AuthRelay = "relay"
+	// AuthSCRAM terminates SCRAM-SHA-256 at the proxy, which checks the
+	// client against the role's verifier and proves the role to
+	// PostgreSQL with the key the client proved knowing.
+	AuthSCRAM = "scram"
+)
+
+// ServerAuth says how clients authenticate through the proxy.
+type ServerAuth struct {
+	Method string `yaml:"method" mapstructure:"method"` // relay | scram
+	// VerifiersFile holds `"role" "SCRAM-SHA-256$…"` lines (PgBouncer's
+	// auth_file form); or Query looks them up in PostgreSQL.
+	VerifiersFile string    `yaml:"verifiers_file" mapstructure:"verifiers_file"`
+	Query         AuthQuery `yaml:"query" mapstructure:"query"`
+	// CacheTTL is how long a looked-up verifier is reused, as a Go duration.
+	CacheTTL string `yaml:"cache_ttl" mapstructure:"cache_ttl"`
+}
+
+// AuthQuery is the low-privilege role that calls pgcloak.scram_verifier
+// (installed by pgcloak auth install) to look up verifiers.
+type AuthQuery struct {
+	User        string `yaml:"user" mapstructure:"user"`
+	PasswordEnv string `yaml:"password_env" mapstructure:"password_env"`
+	// Database is where the function is installed; "" means the client's.
+	Database string `yaml:"database" mapstructure:"database"`
 }
 
 // DefaultMaxStatementBytes is server.max_statement_bytes when unset: the
@@ -194,6 +226,7 @@ func Defaults() Config {
 			Listen:          "127.0.0.1:6432",
 			TLS:             ServerTLS{Mode: "allow"},
 			MaxMessageBytes: 64 << 20,
+			Auth:            ServerAuth{Method: AuthRelay, CacheTTL: "30s"},
 			// MaxStatementBytes stays 0: DefaultMaxStatementBytes, or
 			// MaxMessageBytes when that is set lower (StatementBytesLimit).
 		},

@@ -33,6 +33,9 @@ func TestLoadValid(t *testing.T) {
 	if cfg.Server.MaxMessageBytes != 64<<20 || cfg.Keystore.Provider != "local" || cfg.Server.TLS.Mode != "allow" {
 		t.Errorf("defaults not applied: %+v", cfg.Server)
 	}
+	if cfg.Server.Auth.Method != AuthRelay || cfg.Server.Auth.CacheTTL != "30s" {
+		t.Errorf("auth defaults not applied: %+v", cfg.Server.Auth)
+	}
 	if cfg.Policy.Columns[1].Line != 11 {
 		t.Errorf("column line = %d, want 11", cfg.Policy.Columns[1].Line)
 	}
@@ -66,6 +69,13 @@ func TestLoadProblems(t *testing.T) {
 		{"negative max statement", "server:\n  max_statement_bytes: -1\n", []string{`server.max_statement_bytes must be at least 1024`}},
 		{"max statement over max message", "server:\n  max_message_bytes: 4096\n  max_statement_bytes: 8192\n",
 			[]string{`server.max_statement_bytes (8192) must not exceed server.max_message_bytes (4096)`}},
+		{"bad auth method", "server:\n  auth: {method: trust}\n", []string{`server.auth.method: "trust" is not one of relay, scram`}},
+		{"scram without a source", "server:\n  auth: {method: scram}\n", []string{`needs exactly one of verifiers_file and query.user`}},
+		{"scram with both sources", "server:\n  auth: {method: scram, verifiers_file: f, query: {user: a, password_env: E}}\n", []string{`needs exactly one of`}},
+		{"source without scram", "server:\n  auth: {verifiers_file: f}\n", []string{`used only with method scram`}},
+		{"auth query without a password", "server:\n  auth: {method: scram, query: {user: a}}\n", []string{`server.auth.query.password_env is empty`}},
+		{"bad auth cache ttl", "server:\n  auth: {method: scram, verifiers_file: f, cache_ttl: often}\n", []string{`server.auth.cache_ttl`}},
+		{"misspelt auth field", "server:\n  auth:\n    query: {usr: a}\n", []string{`line 3: unknown field "usr" in server.auth.query`}},
 		{"not yaml", "server: [\n", []string{`line`}},
 		{"vault without address", "keystore:\n  provider: vault\n", []string{`keystore.vault.address is empty`}},
 		{"approle without ids", "keystore:\n  provider: vault\n  vault: {address: 'https://v:8200', auth: approle, approle: {secret_id_env: ''}}\n",

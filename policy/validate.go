@@ -39,6 +39,7 @@ func (c *Config) Validate() Problems {
 	case n > c.Server.MaxMessageBytes:
 		add(0, "server.max_statement_bytes (%d) must not exceed server.max_message_bytes (%d)", n, c.Server.MaxMessageBytes)
 	}
+	ps = append(ps, c.Server.Auth.validate()...)
 	if c.Upstream.Address == "" {
 		add(0, "upstream.address is empty")
 	}
@@ -159,6 +160,27 @@ func splitQualified(name string) (schema, table string, ok bool) {
 
 // validate checks the Vault settings; the rest is only required when Vault
 // is the provider (or serves the grants).
+func (a ServerAuth) validate() Problems {
+	var ps Problems
+	add := func(format string, args ...any) {
+		ps = append(ps, Problem{Message: fmt.Sprintf(format, args...)})
+	}
+	oneOf(&ps, "server.auth.method", a.Method, AuthRelay, AuthSCRAM)
+	if _, err := time.ParseDuration(a.CacheTTL); err != nil {
+		add("server.auth.cache_ttl: %v", err)
+	}
+	file, query := a.VerifiersFile != "", a.Query.User != ""
+	switch {
+	case a.Method != AuthSCRAM && (file || query):
+		add("server.auth: verifiers_file and query are used only with method scram")
+	case a.Method == AuthSCRAM && file == query:
+		add("server.auth.method scram needs exactly one of verifiers_file and query.user")
+	case query && a.Query.PasswordEnv == "":
+		add("server.auth.query.password_env is empty: name the environment variable holding %s's password", a.Query.User)
+	}
+	return ps
+}
+
 func (v VaultKeystore) validate(provider bool) Problems {
 	var ps Problems
 	add := func(format string, args ...any) {

@@ -17,6 +17,9 @@ var (
 	metricRefused = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "pgcloak_statements_refused_total", Help: "Statements the proxy refused before PostgreSQL saw them.",
 	})
+	metricLoginFailures = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "pgcloak_login_failures_total", Help: "Logins the proxy refused while terminating SCRAM (wrong password, unknown role, channel binding).",
+	})
 	metricResultErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "pgcloak_result_errors_total", Help: "Results cut short because a value could not be decrypted.",
 	})

@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/scramauth"
 )
 
 // GrantSource answers which keys a role may use. The config file's grant
@@ -48,9 +50,15 @@ type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	serverTLS *tls.Config // nil when TLS to clients is off
-	upTLS     *tls.Config // nil when TLS to PostgreSQL is off
-	catalogs  *catalogCache
-	locations sync.Map // TimeZone name → *time.Location
+	// verifiers is set when the proxy terminates SCRAM; clientBinding is
+	// then the channel binding of its certificate (nil without TLS), and
+	// mockSecret makes the salts of roles without a verifier.
+	verifiers     *cachedVerifiers
+	clientBinding *scramauth.ChannelBinding
+	mockSecret    []byte
+	upTLS         *tls.Config // nil when TLS to PostgreSQL is off
+	catalogs      *catalogCache
+	locations     sync.Map // TimeZone name → *time.Location
 	// migrationsWarned: the warning that a role cannot read
 	// pgcloak.column_migrations was logged.
 	migrationsWarned atomic.Bool
@@ -96,7 +104,30 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.upTLS, err = upstreamTLSConfig(cfg.Upstream); err != nil {
 		return nil, err
 	}
+	if err := s.setUpAuth(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// setUpAuth prepares SCRAM termination when server.auth asks for it.
+func (s *Server) setUpAuth() error {
+	var err error
+	if s.verifiers, err = newVerifierSource(s.cfg.Server.Auth, s.dialUpstream); err != nil || s.verifiers == nil {
+		return err
+	}
+	s.mockSecret = make([]byte, 32)
+	if _, err := rand.Read(s.mockSecret); err != nil {
+		return err
+	}
+	if s.serverTLS != nil {
+		leaf, err := x509.ParseCertificate(s.serverTLS.Certificates[0].Certificate[0])
+		if err != nil {
+			return fmt.Errorf("proxy: server certificate: %w", err)
+		}
+		s.clientBinding = scramauth.ServerEndpoint(leaf)
+	}
+	return nil
 }
 
 func serverTLSConfig(c policy.ServerTLS) (*tls.Config, error) {
@@ -230,6 +261,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.verifiers != nil {
+		s.verifiers.close()
+	}
 	return nil
 }
 

@@ -46,6 +46,7 @@ type session struct {
 	ur       *msgReader
 	uw       *msgWriter
 
+	user     string // the login role, from the startup packet
 	database string
 	closeMu  sync.Mutex
 	closed   bool
@@ -212,6 +213,7 @@ func (ss *session) startup() error {
 		ss.fatal("0A000", "replication connections are not supported through the proxy")
 		return errors.New("client refused: replication connection")
 	}
+	ss.user = sm.Parameters["user"]
 	ss.database = sm.Parameters["database"]
 	if ss.database == "" {
 		ss.database = sm.Parameters["user"]
@@ -333,8 +335,10 @@ func (ss *session) answerSSL() error {
 }
 
 // relayAuth passes the authentication exchange through unchanged, except
-// that SCRAM channel binding is not offered to the client: the client's TLS
-// channel ends at the proxy, so a binding to it could never verify upstream.
+// for SASL: with server.auth.method scram the proxy terminates it
+// (terminateSCRAM); otherwise SCRAM channel binding is not offered to the
+// client: the client's TLS channel ends at the proxy, so a binding to it
+// could never verify upstream.
 func (ss *session) relayAuth() error {
 	for {
 		typ, body, err := ss.ur.next()
@@ -361,10 +365,16 @@ func (ss *session) relayAuth() error {
 		switch method {
 		case 0: // AuthenticationOk
 			return ss.cw.raw(typ, body)
-		case 10: // SASL: strip channel-binding mechanisms
+		case 10: // SASL: terminated, or relayed without channel binding
 			var sasl pgproto3.AuthenticationSASL
 			if err := sasl.Decode(body); err != nil {
 				return err
+			}
+			if ss.srv.verifiers != nil {
+				if err := ss.terminateSCRAM(sasl.AuthMechanisms); err != nil {
+					return err
+				}
+				continue
 			}
 			mechs := sasl.AuthMechanisms[:0]
 			for _, m := range sasl.AuthMechanisms {

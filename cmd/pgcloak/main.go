@@ -41,6 +41,7 @@ func newRootCommand() *cobra.Command {
 		newPolicyCommand(g),
 		newKeysCommand(g),
 		newKEKCommand(g),
+		newAuthCommand(g),
 		newVersionCommand(),
 	)
 	return root

@@ -1,0 +1,297 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgcloak/pgcloak/dbguard"
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/proxy"
+	"github.com/pgcloak/pgcloak/testenv"
+)
+
+// Issue 9: SCRAM terminated at the proxy, with TLS on both legs, against
+// a PostgreSQL that asks every role but the superuser for a SCRAM
+// password, as a managed PostgreSQL does.
+
+const scramPolicy = `
+policy:
+  keys:
+    - {name: ssn, kind: deterministic}
+  columns:
+    - {table: public.patients, column: ssn, key: ssn, type: text}
+  roles:
+    - {role: alice, read: [ssn], write: [ssn]}
+    - {role: carol, read: [ssn], write: [ssn]}
+`
+
+const (
+	alicePassword = "alice's pass, wörd"
+	authPassword  = "auth-role-password"
+	carolPassword = "carol-md5"
+)
+
+// scramPG starts a PostgreSQL of the test's own: ssl=on, SCRAM for every
+// role on TCP (md5 for carol), trust for the superuser only.
+func scramPG(t *testing.T) *testenv.PG {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ls, err := testenv.StartLocalServer(ctx, testenv.LocalServerOptions{
+		TLS: true,
+		HBA: []string{
+			"host all postgres 127.0.0.1/32 trust",
+			"host all carol 127.0.0.1/32 md5",
+			"host all all 127.0.0.1/32 scram-sha-256",
+		},
+		ExtraConf: map[string]string{"password_encryption": "scram-sha-256"},
+	})
+	if err != nil {
+		testenv.Unavailable(t, "a PostgreSQL of the test's own: %v", err)
+	}
+	t.Cleanup(func() { ls.Stop() })
+	pg := &testenv.PG{Host: ls.Host, Port: ls.Port, Database: "postgres", Superuser: ls.Superuser,
+		TLS: true, CACertFile: ls.CACertFile, Source: testenv.SourceLocal}
+	pg.ExecAdmin(t, `
+CREATE ROLE alice LOGIN PASSWORD '`+strings.ReplaceAll(alicePassword, "'", "''")+`';
+CREATE ROLE pgcloak_auth LOGIN PASSWORD '`+authPassword+`';
+SET password_encryption = 'md5';
+CREATE ROLE carol LOGIN PASSWORD '`+carolPassword+`';
+RESET password_encryption;
+CREATE TABLE public.patients (id serial PRIMARY KEY, ssn bytea);
+GRANT ALL ON public.patients TO PUBLIC;
+GRANT ALL ON SEQUENCE public.patients_id_seq TO PUBLIC;
+`+dbguard.AuthFunctionDDL("pgcloak_auth"))
+	return pg
+}
+
+func withAuth(a policy.ServerAuth) harnessOption {
+	return func(c *proxy.Config) { c.Server.Auth = a }
+}
+
+// scramProxy is a proxy terminating SCRAM, with TLS required of clients
+// and verified towards PostgreSQL.
+func scramProxy(t *testing.T, pg *testenv.PG, ttl string) (h *harness, certFile string) {
+	t.Helper()
+	t.Setenv("PGCLOAK_TEST_AUTH_PASSWORD", authPassword)
+	cert, key := selfSignedCert(t)
+	store, _, err := keymap.NewLocalStoreInDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = startProxy(t, pg, store, scramPolicy,
+		withServerTLS("require", cert, key),
+		withUpstreamTLS("verify-full", pg.CACertFile),
+		withAuth(policy.ServerAuth{Method: policy.AuthSCRAM, CacheTTL: ttl,
+			Query: policy.AuthQuery{User: "pgcloak_auth", PasswordEnv: "PGCLOAK_TEST_AUTH_PASSWORD"}}))
+	return h, cert
+}
+
+func TestSCRAMTerminatedAtTheProxy(t *testing.T) {
+	pg := scramPG(t)
+	h, cert := scramProxy(t, pg, "1s")
+	ctx := ctxT(t)
+	url := func(user, password, query string) string {
+		return fmt.Sprintf("postgres://%s:%s@%s/%s?%s", user, strings.ReplaceAll(password, " ", "%20"), h.addr, pg.Database, query)
+	}
+	writer, err := connectDSN(t, url("alice", alicePassword, "sslmode=require"), nil)
+	if err != nil {
+		t.Fatalf("alice through pgcloak: %v", err)
+	}
+	if _, err := writer.Exec(ctx, "INSERT INTO patients (ssn) VALUES ($1)", "123-45-6789"); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, sslmode := range []string{"sslmode=require", "sslmode=verify-full&sslrootcert=" + cert} {
+		for _, cb := range []string{"disable", "prefer", "require"} {
+			t.Run("pgx "+strings.SplitN(sslmode, "&", 2)[0]+" channel_binding="+cb, func(t *testing.T) {
+				conn, err := connectDSN(t, url("alice", alicePassword, sslmode+"&channel_binding="+cb), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var user, ssn string
+				if err := conn.QueryRow(ctx, "SELECT session_user, ssn FROM patients").Scan(&user, &ssn); err != nil || user != "alice" || ssn != "123-45-6789" {
+					t.Fatalf("session_user %q, ssn %q, %v", user, ssn, err)
+				}
+				if !isTLS(conn) || !upstreamSSL(t, conn) {
+					t.Fatal("not TLS on both legs")
+				}
+			})
+		}
+	}
+
+	t.Run("psql", func(t *testing.T) {
+		psql := psqlPath(t)
+		host, port, _ := net.SplitHostPort(h.addr)
+		for _, sslmode := range []string{"sslmode=require", "sslmode=verify-full sslrootcert=" + cert} {
+			for _, cb := range []string{"disable", "prefer", "require"} {
+				conninfo := fmt.Sprintf("host=%s port=%s dbname=%s user=alice %s channel_binding=%s", host, port, pg.Database, sslmode, cb)
+				out, err := runPsql(t, psql, conninfo, alicePassword, "SELECT session_user, ssn, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) FROM patients")
+				if err != nil || out != "alice|123-45-6789|t" {
+					t.Errorf("psql %s: %q, %v", conninfo, out, err)
+				}
+			}
+		}
+		_, err := runPsql(t, psql, fmt.Sprintf("host=%s port=%s dbname=%s user=alice sslmode=disable", host, port, pg.Database), alicePassword, "SELECT 1")
+		if err == nil || !strings.Contains(err.Error(), "TLS is required") {
+			t.Errorf("a plaintext client: %v", err)
+		}
+	})
+
+	t.Run("pgjdbc", func(t *testing.T) {
+		dir, err := filepath.Abs(filepath.Join("..", "clients"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		matrix := cmJDBC(t, dir)
+		argv := append(slices.Clone(matrix[:len(matrix)-1]), filepath.Join(dir, "jdbc", "Login.java"))
+		host, port, _ := net.SplitHostPort(h.addr)
+		for _, c := range []struct{ query, password, want string }{
+			{"sslmode=require", alicePassword, "alice|123-45-6789|t"},
+			{"sslmode=verify-full&sslrootcert=" + cert, alicePassword, "alice|123-45-6789|t"},
+			{"sslmode=require", "wrong", "error 28P01"},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			cmd.Env = append(os.Environ(),
+				"LOGIN_URL=jdbc:postgresql://"+net.JoinHostPort(host, port)+"/"+pg.Database+"?"+c.query,
+				"LOGIN_USER=alice", "LOGIN_PASSWORD="+c.password,
+				"LOGIN_SQL=SELECT session_user, ssn, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) FROM patients")
+			out, _ := cmd.CombinedOutput()
+			cancel()
+			if got := strings.TrimSpace(string(out)); !strings.HasPrefix(got, c.want) {
+				t.Errorf("pgjdbc %s: %s, want %s", c.query, got, c.want)
+			}
+		}
+	})
+
+	t.Run("wrong password and unknown role fail alike", func(t *testing.T) {
+		for _, c := range []struct{ user, password string }{{"alice", "wrong"}, {"alice", ""}, {"nobody_here", "wrong"}, {"pgcloak_auth", "wrong"}} {
+			_, err := connectDSN(t, url(c.user, c.password, "sslmode=require"), nil)
+			want := fmt.Sprintf("pgcloak: password authentication failed for user %q", c.user)
+			if pgCode(err) != "28P01" || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s with %q: %v, want 28P01 %s", c.user, c.password, err, want)
+			}
+		}
+	})
+
+	t.Run("md5 upstream is relayed", func(t *testing.T) {
+		conn, err := connectDSN(t, url("carol", carolPassword, "sslmode=require"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ssn string
+		if err := conn.QueryRow(ctx, "SELECT ssn FROM patients").Scan(&ssn); err != nil || ssn != "123-45-6789" {
+			t.Fatalf("%q, %v", ssn, err)
+		}
+		if _, err := connectDSN(t, url("carol", "wrong", "sslmode=require"), nil); pgCode(err) != "28P01" {
+			t.Fatalf("wrong md5 password: %v", err)
+		}
+	})
+
+	t.Run("a password change takes effect within the cache TTL", func(t *testing.T) {
+		pg.ExecAdmin(t, "ALTER ROLE alice PASSWORD 'changed-pass'")
+		// The old password: PostgreSQL asks with the new salt, which the
+		// proxy notices at once.
+		if _, err := connectDSN(t, url("alice", alicePassword, "sslmode=require"), nil); pgCode(err) != "28P01" {
+			t.Fatalf("old password after the change: %v", err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			conn, err := connectDSN(t, url("alice", "changed-pass", "sslmode=require"), nil)
+			if err == nil {
+				conn.Close(ctx)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("new password still refused after 5s with a 1s TTL: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
+	t.Run("verifiers from a file", func(t *testing.T) {
+		var verifier string
+		if err := h.direct().QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'alice'").Scan(&verifier); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "verifiers")
+		if err := os.WriteFile(file, []byte(`"alice" "`+verifier+`"`+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cert2, key2 := selfSignedCert(t)
+		hf := startProxy(t, pg, h.store, scramPolicy, withServerTLS("require", cert2, key2), withUpstreamTLS("require", ""),
+			withAuth(policy.ServerAuth{Method: policy.AuthSCRAM, CacheTTL: "1m", VerifiersFile: file}))
+		furl := fmt.Sprintf("postgres://alice:changed-pass@%s/%s?sslmode=require&channel_binding=require", hf.addr, pg.Database)
+		conn, err := connectDSN(t, furl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ssn string
+		if err := conn.QueryRow(ctx, "SELECT ssn FROM patients").Scan(&ssn); err != nil || ssn != "123-45-6789" {
+			t.Fatalf("%q, %v", ssn, err)
+		}
+		// pgcloak_auth is not in the file: refused like a wrong password,
+		// though PostgreSQL would take its password.
+		_, err = connectDSN(t, fmt.Sprintf("postgres://pgcloak_auth:%s@%s/%s?sslmode=require", authPassword, hf.addr, pg.Database), nil)
+		if pgCode(err) != "28P01" || !strings.Contains(err.Error(), `password authentication failed for user "pgcloak_auth"`) {
+			t.Fatalf("a role missing from the file: %v", err)
+		}
+	})
+
+	t.Run("an auth query that cannot log in refuses logins at once", func(t *testing.T) {
+		t.Setenv("PGCLOAK_TEST_WRONG_AUTH_PASSWORD", "not the auth role's password")
+		cert2, key2 := selfSignedCert(t)
+		hq := startProxy(t, pg, h.store, scramPolicy, withServerTLS("require", cert2, key2), withUpstreamTLS("require", ""),
+			withAuth(policy.ServerAuth{Method: policy.AuthSCRAM, CacheTTL: "1m",
+				Query: policy.AuthQuery{User: "pgcloak_auth", PasswordEnv: "PGCLOAK_TEST_WRONG_AUTH_PASSWORD"}}))
+		start := time.Now()
+		_, err := connectDSN(t, fmt.Sprintf("postgres://alice:changed-pass@%s/%s?sslmode=require", hq.addr, pg.Database), nil)
+		if pgCode(err) != "28000" || !strings.Contains(err.Error(), "cannot look up") || time.Since(start) > 10*time.Second {
+			t.Fatalf("%v after %s", err, time.Since(start))
+		}
+		if strings.Contains(hq.logBuf.String(), "not the auth role's password") {
+			t.Fatal("the auth role's password is in the log")
+		}
+	})
+
+	t.Run("no secret in the log", func(t *testing.T) {
+		var verifier string
+		if err := h.direct().QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'alice'").Scan(&verifier); err != nil {
+			t.Fatal(err)
+		}
+		keys := verifier[strings.LastIndex(verifier, "$")+1:]
+		log := h.logBuf.String()
+		for _, secret := range []string{alicePassword, "changed-pass", authPassword, keys[:20], keys[len(keys)-20:]} {
+			if strings.Contains(log, secret) {
+				t.Errorf("the proxy log holds %q", secret)
+			}
+		}
+	})
+}
+
+// runPsql runs one statement with psql (unaligned, tuples only) and
+// returns its output, or an error with psql's stderr.
+func runPsql(t *testing.T, bin, conninfo, password, sql string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-X", "-A", "-t", "-d", conninfo, "-c", sql)
+	cmd.Env = []string{"PGPASSWORD=" + password, "PGCONNECT_TIMEOUT=10", "LC_ALL=C.UTF-8", "PATH=/usr/bin:/bin"}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%v: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return strings.TrimSpace(out.String()), nil
+}
