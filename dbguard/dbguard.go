@@ -188,22 +188,36 @@ const GuardsStateQuery = `SELECT
       AND e.evtevent OPERATOR(pg_catalog.=) 'ddl_command_end'
       AND n.nspname OPERATOR(pg_catalog.=) 'pgcloak' AND p.proname OPERATOR(pg_catalog.=) 'guard_ddl')`
 
+// AuthSchema holds AuthFunction. It is not schema pgcloak, which the
+// admin role owns (and so could replace any function in it): a superuser
+// owns this one, and nobody else may create in it.
+const AuthSchema = "pgcloak_scram"
+
 // AuthFunction is the function through which the proxy, when it
 // terminates SCRAM, looks up a role's verifier (server.auth.query).
-const AuthFunction = Schema + ".scram_verifier"
+const AuthFunction = AuthSchema + ".verifier"
 
 // AuthFunctionDDL installs AuthFunction for authRole; a superuser must run
-// it, and owns the function. It is SECURITY DEFINER, as reading
-// pg_authid needs, and returns the SCRAM verifier of a role that may log
-// in, is no superuser (a superuser's verifier is not handed to a
-// low-privilege role; superusers log in without the proxy) and whose
-// password has not expired. Only authRole may call it. A verifier it
-// returns lets the proxy check a client, never log in by itself:
-// PostgreSQL checks the proof the client made again.
+// it, and owns the schema and the function. The function is SECURITY
+// DEFINER, as reading pg_authid needs, and returns the SCRAM verifier of a
+// role that may log in, is no superuser (a superuser's verifier is not
+// handed to a low-privilege role; superusers log in without the proxy)
+// and whose password has not expired. Only authRole may call it. It
+// refuses to install into a schema of that name that someone else owns.
+// A verifier it returns lets the proxy check a client, never log in by
+// itself: PostgreSQL checks the proof the client made again.
 func AuthFunctionDDL(authRole string) string {
 	role := pgx.Identifier{authRole}.Sanitize()
-	return `CREATE SCHEMA IF NOT EXISTS ` + Schema + `;
-CREATE OR REPLACE FUNCTION ` + AuthFunction + `(role_name text) RETURNS text
+	return `DO $do$ BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+             WHERE n.nspname OPERATOR(pg_catalog.=) '` + AuthSchema + `' AND NOT r.rolsuper) THEN
+    RAISE EXCEPTION 'schema ` + AuthSchema + ` exists and a role that is not a superuser owns it: drop it, then install again';
+  END IF;
+END $do$;
+CREATE SCHEMA IF NOT EXISTS ` + AuthSchema + `;
+REVOKE ALL ON SCHEMA ` + AuthSchema + ` FROM PUBLIC;
+DROP FUNCTION IF EXISTS ` + AuthFunction + `(text);
+CREATE FUNCTION ` + AuthFunction + `(role_name text) RETURNS text
 LANGUAGE sql STABLE STRICT SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -214,7 +228,19 @@ AS $fn$
     AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now())
 $fn$;
 REVOKE ALL ON FUNCTION ` + AuthFunction + `(text) FROM PUBLIC;
-GRANT USAGE ON SCHEMA ` + Schema + ` TO ` + role + `;
+GRANT USAGE ON SCHEMA ` + AuthSchema + ` TO ` + role + `;
 GRANT EXECUTE ON FUNCTION ` + AuthFunction + `(text) TO ` + role + `;
 `
 }
+
+// AuthFunctionTrustQuery is true when AuthFunction is as AuthFunctionDDL
+// installs it: SECURITY DEFINER, owned by a superuser, in a schema a
+// superuser owns, and the only function of its name there.
+const AuthFunctionTrustQuery = `SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 1
+  AND pg_catalog.bool_and(p.prosecdef AND po.rolsuper AND so.rolsuper
+      AND p.proargtypes OPERATOR(pg_catalog.=) '25'::pg_catalog.oidvector)
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+JOIN pg_catalog.pg_roles po ON po.oid OPERATOR(pg_catalog.=) p.proowner
+JOIN pg_catalog.pg_roles so ON so.oid OPERATOR(pg_catalog.=) n.nspowner
+WHERE n.nspname OPERATOR(pg_catalog.=) '` + AuthSchema + `' AND p.proname OPERATOR(pg_catalog.=) 'verifier'`

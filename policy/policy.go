@@ -54,12 +54,14 @@ type ServerAuth struct {
 	CacheTTL string `yaml:"cache_ttl" mapstructure:"cache_ttl"`
 }
 
-// AuthQuery is the low-privilege role that calls pgcloak.scram_verifier
+// AuthQuery is the low-privilege role that calls pgcloak_scram.verifier
 // (installed by pgcloak auth install) to look up verifiers.
 type AuthQuery struct {
 	User        string `yaml:"user" mapstructure:"user"`
 	PasswordEnv string `yaml:"password_env" mapstructure:"password_env"`
-	// Database is where the function is installed; "" means the client's.
+	// Database is where the function is installed. One fixed database:
+	// a client's database may hold a function of that name that its owner
+	// wrote.
 	Database string `yaml:"database" mapstructure:"database"`
 }
 

@@ -177,6 +177,8 @@ func (a ServerAuth) validate() Problems {
 		add("server.auth.method scram needs exactly one of verifiers_file and query.user")
 	case query && a.Query.PasswordEnv == "":
 		add("server.auth.query.password_env is empty: name the environment variable holding %s's password", a.Query.User)
+	case query && a.Query.Database == "":
+		add("server.auth.query.database is empty: name the database where pgcloak auth install put the auth function")
 	}
 	return ps
 }

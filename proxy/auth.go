@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -27,42 +28,77 @@ const (
 	authSASLFinal    uint32 = 12
 )
 
+// verifierTimeout bounds the wait for a role's verifier.
+const verifierTimeout = 10 * time.Second
+
 // terminateSCRAM answers PostgreSQL's SASL request when the proxy
-// terminates SCRAM: it is the SCRAM server for the client (offering
-// SCRAM-SHA-256-PLUS over its own certificate on TLS), checking the proof
-// against the role's verifier, and then the SCRAM client of PostgreSQL
-// (bound to PostgreSQL's certificate on TLS), proving the same role with
-// the ClientKey the client's proof revealed. It returns once PostgreSQL
-// has accepted, before its AuthenticationOk.
+// terminates SCRAM. It starts the exchange with PostgreSQL first, as the
+// SCRAM client of the role (bound to PostgreSQL's certificate on TLS):
+// PostgreSQL's salt and iteration count tell whether the verifier the
+// proxy looked up is still the role's, and are what the client is shown
+// for a role without one (as PostgreSQL would show them). Then it is the
+// SCRAM server for the client (offering SCRAM-SHA-256-PLUS over its own
+// certificate on TLS), checking the proof against the verifier, and
+// finally proves the role to PostgreSQL with the ClientKey the client's
+// proof revealed. It returns once PostgreSQL has accepted, before its
+// AuthenticationOk.
 func (ss *session) terminateSCRAM(upstreamMechanisms []string) error {
 	role := ss.user
-	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
-	defer cancel()
-	v, err := ss.srv.verifiers.Verifier(ctx, role, ss.database)
+	up, err := scramauth.NewClientExchange(upstreamMechanisms, ss.upstreamCert())
 	if err != nil {
-		ss.srv.log.Warn("looking up a SCRAM verifier", "session", ss.id, "role", role, "err", err)
-		ss.fatal("28000", "cannot look up the role's credentials; see the pgcloak log")
-		return fmt.Errorf("verifier lookup: %w", err)
+		return ss.authFailed(role, err)
 	}
-	if v == nil {
-		v = scramauth.MockVerifier(ss.srv.mockSecret, role)
+	if err := ss.uw.send(&pgproto3.SASLInitialResponse{AuthMechanism: up.Mechanism(), Data: up.First()}); err != nil {
+		return err
+	}
+	if err := ss.uw.flush(); err != nil {
+		return err
+	}
+	s1, err := ss.upstreamSASL(authSASLContinue)
+	if err != nil {
+		return ss.authFailed(role, err)
+	}
+	if err := up.ReadServerFirst(s1); err != nil {
+		return ss.authFailed(role, err)
+	}
+	v, err := ss.roleVerifier(up)
+	if err != nil {
+		return ss.authFailed(role, err)
 	}
 	x := scramauth.NewServerExchange(v, ss.clientBinding())
 	creds, err := ss.scramWithClient(x)
 	if err != nil {
 		return ss.authFailed(role, err)
 	}
-	up, err := creds.Upstream(upstreamMechanisms, ss.upstreamCert())
-	if err != nil {
-		return ss.authFailed(role, err)
-	}
-	if err := ss.scramWithUpstream(up); err != nil {
-		if errors.Is(err, scramauth.ErrVerifierChanged) {
-			ss.srv.verifiers.forget(role, ss.database)
-		}
+	if err := ss.proveUpstream(up, creds); err != nil {
 		return ss.authFailed(role, err)
 	}
 	return ss.cw.send(&pgproto3.AuthenticationSASLFinal{Data: x.ServerFinal()})
+}
+
+// roleVerifier is the verifier to check the client against: the role's,
+// looked up again when PostgreSQL holds another (a password changed), or
+// PostgreSQL's mock one when the role has none that matches.
+func (ss *session) roleVerifier(up *scramauth.ClientExchange) (*scramauth.Verifier, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), verifierTimeout)
+	defer cancel()
+	v, err := ss.srv.verifiers.Verifier(ctx, ss.user)
+	if err == nil && v != nil && !up.Matches(v) {
+		ss.srv.verifiers.forget(ss.user)
+		v, err = ss.srv.verifiers.Verifier(ctx, ss.user)
+	}
+	if err != nil {
+		ss.srv.log.Warn("looking up a SCRAM verifier", "session", ss.id, "role", ss.user, "err", err)
+		code := "28000"
+		if errors.Is(err, errTooManyLookups) {
+			code = "53300"
+		}
+		return nil, &scramauth.Error{Code: code, Msg: "cannot look up the role's credentials; see the pgcloak log"}
+	}
+	if !up.Matches(v) {
+		return up.MockVerifier(), nil
+	}
+	return v, nil
 }
 
 // scramWithClient runs the client's side of the exchange up to its
@@ -108,6 +144,11 @@ func (ss *session) scramWithClient(x *scramauth.ServerExchange) (*scramauth.Cred
 // clientAuthMessage reads the client's next authentication message.
 func (ss *session) clientAuthMessage() ([]byte, error) {
 	typ, body, err := ss.cr.next()
+	var tl *tooLargeError
+	if errors.As(err, &tl) {
+		// PostgreSQL fails the login as it fails a wrong password.
+		return nil, scramauth.ErrWrongPassword
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -117,19 +158,9 @@ func (ss *session) clientAuthMessage() ([]byte, error) {
 	return body, nil
 }
 
-// scramWithUpstream proves the role to PostgreSQL.
-func (ss *session) scramWithUpstream(x *scramauth.ClientExchange) error {
-	if err := ss.uw.send(&pgproto3.SASLInitialResponse{AuthMechanism: x.Mechanism(), Data: x.First()}); err != nil {
-		return err
-	}
-	if err := ss.uw.flush(); err != nil {
-		return err
-	}
-	s1, err := ss.upstreamSASL(authSASLContinue)
-	if err != nil {
-		return err
-	}
-	c2, err := x.Final(s1)
+// proveUpstream finishes the exchange with PostgreSQL.
+func (ss *session) proveUpstream(up *scramauth.ClientExchange, creds *scramauth.Credentials) error {
+	c2, err := up.Final(creds)
 	if err != nil {
 		return err
 	}
@@ -143,7 +174,7 @@ func (ss *session) scramWithUpstream(x *scramauth.ClientExchange) error {
 	if err != nil {
 		return err
 	}
-	return x.Verify(s2)
+	return up.Verify(s2)
 }
 
 // errUpstreamRefused is PostgreSQL ending the exchange with an

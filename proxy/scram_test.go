@@ -3,7 +3,9 @@ package proxy_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/dbguard"
 	"github.com/pgcloak/pgcloak/keymap"
@@ -93,7 +97,7 @@ func scramProxy(t *testing.T, pg *testenv.PG, ttl string) (h *harness, certFile 
 		withServerTLS("require", cert, key),
 		withUpstreamTLS("verify-full", pg.CACertFile),
 		withAuth(policy.ServerAuth{Method: policy.AuthSCRAM, CacheTTL: ttl,
-			Query: policy.AuthQuery{User: "pgcloak_auth", PasswordEnv: "PGCLOAK_TEST_AUTH_PASSWORD"}}))
+			Query: policy.AuthQuery{User: "pgcloak_auth", PasswordEnv: "PGCLOAK_TEST_AUTH_PASSWORD", Database: pg.Database}}))
 	return h, cert
 }
 
@@ -254,7 +258,7 @@ func TestSCRAMTerminatedAtTheProxy(t *testing.T) {
 		cert2, key2 := selfSignedCert(t)
 		hq := startProxy(t, pg, h.store, scramPolicy, withServerTLS("require", cert2, key2), withUpstreamTLS("require", ""),
 			withAuth(policy.ServerAuth{Method: policy.AuthSCRAM, CacheTTL: "1m",
-				Query: policy.AuthQuery{User: "pgcloak_auth", PasswordEnv: "PGCLOAK_TEST_WRONG_AUTH_PASSWORD"}}))
+				Query: policy.AuthQuery{User: "pgcloak_auth", PasswordEnv: "PGCLOAK_TEST_WRONG_AUTH_PASSWORD", Database: pg.Database}}))
 		start := time.Now()
 		_, err := connectDSN(t, fmt.Sprintf("postgres://alice:changed-pass@%s/%s?sslmode=require", hq.addr, pg.Database), nil)
 		if pgCode(err) != "28000" || !strings.Contains(err.Error(), "cannot look up") || time.Since(start) > 10*time.Second {
@@ -263,6 +267,70 @@ func TestSCRAMTerminatedAtTheProxy(t *testing.T) {
 		if strings.Contains(hq.logBuf.String(), "not the auth role's password") {
 			t.Fatal("the auth role's password is in the log")
 		}
+	})
+
+	t.Run("an unknown role is shown PostgreSQL's own mock salt", func(t *testing.T) {
+		for _, role := range []string{"nobody_here", "alice"} {
+			direct := serverFirst(t, pg.Address(), false, role, pg.Database)
+			proxied := serverFirst(t, h.addr, true, role, pg.Database)
+			if saltOf(direct) != saltOf(proxied) || saltOf(direct) == "" {
+				t.Errorf("%s: PostgreSQL says %q, pgcloak %q", role, direct, proxied)
+			}
+		}
+	})
+
+	t.Run("an oversized SASL message fails the login as PostgreSQL fails it", func(t *testing.T) {
+		for _, addr := range []struct {
+			addr  string
+			tlsOn bool
+		}{{pg.Address(), false}, {h.addr, true}} {
+			fe := saslStart(t, addr.addr, addr.tlsOn, "alice", pg.Database)
+			fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: bytes.Repeat([]byte("x"), 70000)})
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			msg, err := fe.Receive()
+			if e, ok := msg.(*pgproto3.ErrorResponse); !ok || e.Code != "28P01" || !strings.Contains(e.Message, `password authentication failed for user "alice"`) {
+				t.Errorf("%s: %#v, %v; want 28P01", addr.addr, msg, err)
+			}
+		}
+	})
+
+	t.Run("an auth function its owner could have written is not called", func(t *testing.T) {
+		pg.ExecAdmin(t, `CREATE ROLE mallory LOGIN CREATEDB PASSWORD 'mallory-pw'`)
+		pg.ExecAdmin(t, `CREATE DATABASE evil OWNER mallory`)
+		evil := *pg
+		evil.Database = "evil"
+		evil.ExecAdmin(t, `SET ROLE mallory;
+CREATE SCHEMA pgcloak_scram;
+GRANT USAGE ON SCHEMA pgcloak_scram TO PUBLIC;
+CREATE FUNCTION pgcloak_scram.verifier(text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN EXECUTE 'ALTER ROLE ' || quote_ident(current_user) || ' PASSWORD ''pwned'''; RETURN NULL; END $$;
+GRANT EXECUTE ON FUNCTION pgcloak_scram.verifier(text) TO PUBLIC`)
+		cert2, key2 := selfSignedCert(t)
+		he := startProxy(t, pg, h.store, scramPolicy, withServerTLS("require", cert2, key2), withUpstreamTLS("require", ""),
+			withAuth(policy.ServerAuth{Method: policy.AuthSCRAM, CacheTTL: "1m",
+				Query: policy.AuthQuery{User: "pgcloak_auth", PasswordEnv: "PGCLOAK_TEST_AUTH_PASSWORD", Database: "evil"}}))
+		_, err := connectDSN(t, fmt.Sprintf("postgres://alice:x@%s/evil?sslmode=require", he.addr), nil)
+		if pgCode(err) != "28000" || !strings.Contains(err.Error(), "cannot look up") {
+			t.Fatalf("%v", err)
+		}
+		if !strings.Contains(he.logBuf.String(), "not a SECURITY DEFINER function that a superuser owns") {
+			t.Error("the log does not say why the auth function was not used")
+		}
+		// Its body never ran as the auth role.
+		conn, err := connectDSN(t, fmt.Sprintf("postgres://pgcloak_auth:%s@%s/%s?sslmode=require", authPassword, pg.Address(), pg.Database), nil)
+		if err != nil {
+			t.Fatalf("the auth role's password changed: %v", err)
+		}
+		conn.Close(ctx)
+		// A client naming that database is still checked against the
+		// configured database's function.
+		conn, err = connectDSN(t, fmt.Sprintf("postgres://alice:changed-pass@%s/evil?sslmode=require", h.addr), nil)
+		if err != nil {
+			t.Fatalf("alice into another database: %v", err)
+		}
+		conn.Close(ctx)
 	})
 
 	t.Run("no secret in the log", func(t *testing.T) {
@@ -294,4 +362,73 @@ func runPsql(t *testing.T, bin, conninfo, password, sql string) (string, error) 
 		return "", fmt.Errorf("%v: %s", err, strings.TrimSpace(errb.String()))
 	}
 	return strings.TrimSpace(out.String()), nil
+}
+
+// saslStart connects to addr (over TLS when tlsOn) as user and reads the
+// AuthenticationSASL that must come.
+func saslStart(t *testing.T, addr string, tlsOn bool, user, database string) *pgproto3.Frontend {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if tlsOn {
+		req, _ := (&pgproto3.SSLRequest{}).Encode(nil)
+		var answer [1]byte
+		if _, err := conn.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, answer[:]); err != nil || answer[0] != 'S' {
+			t.Fatalf("SSLRequest: %q, %v", answer, err)
+		}
+		tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		conn = tc
+	}
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": user, "database": database}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := fe.Receive(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*pgproto3.AuthenticationSASL); !ok {
+		t.Fatalf("%s: want AuthenticationSASL, got %T", user, msg)
+	}
+	return fe
+}
+
+// serverFirst logs in to addr as user far enough to read the
+// server-first-message of SCRAM-SHA-256, over TLS when tlsOn.
+func serverFirst(t *testing.T, addr string, tlsOn bool, user, database string) string {
+	t.Helper()
+	fe := saslStart(t, addr, tlsOn, user, database)
+	fe.Send(&pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte("n,,n=,r=abcdefghijklmnopqrstuvwx")})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cont, ok := msg.(*pgproto3.AuthenticationSASLContinue)
+	if !ok {
+		t.Fatalf("%s: want AuthenticationSASLContinue, got %T", user, msg)
+	}
+	return string(cont.Data)
+}
+
+// saltOf is the s= and i= attributes of a server-first-message.
+func saltOf(serverFirst string) string {
+	var out []string
+	for _, f := range strings.Split(serverFirst, ",") {
+		if strings.HasPrefix(f, "s=") || strings.HasPrefix(f, "i=") {
+			out = append(out, f)
+		}
+	}
+	return strings.Join(out, ",")
 }

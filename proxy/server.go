@@ -7,7 +7,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -51,11 +50,9 @@ type Server struct {
 	log       *slog.Logger
 	serverTLS *tls.Config // nil when TLS to clients is off
 	// verifiers is set when the proxy terminates SCRAM; clientBinding is
-	// then the channel binding of its certificate (nil without TLS), and
-	// mockSecret makes the salts of roles without a verifier.
+	// then the channel binding of its certificate (nil without TLS).
 	verifiers     *cachedVerifiers
 	clientBinding *scramauth.ChannelBinding
-	mockSecret    []byte
 	upTLS         *tls.Config // nil when TLS to PostgreSQL is off
 	catalogs      *catalogCache
 	locations     sync.Map // TimeZone name → *time.Location
@@ -113,11 +110,7 @@ func NewServer(cfg Config) (*Server, error) {
 // setUpAuth prepares SCRAM termination when server.auth asks for it.
 func (s *Server) setUpAuth() error {
 	var err error
-	if s.verifiers, err = newVerifierSource(s.cfg.Server.Auth, s.dialUpstream); err != nil || s.verifiers == nil {
-		return err
-	}
-	s.mockSecret = make([]byte, 32)
-	if _, err := rand.Read(s.mockSecret); err != nil {
+	if s.verifiers, err = newVerifierSource(s.cfg.Server.Auth, s.cfg.Upstream.Address, s.dialUpstream); err != nil || s.verifiers == nil {
 		return err
 	}
 	if s.serverTLS != nil {
@@ -125,7 +118,10 @@ func (s *Server) setUpAuth() error {
 		if err != nil {
 			return fmt.Errorf("proxy: server certificate: %w", err)
 		}
-		s.clientBinding = scramauth.ServerEndpoint(leaf)
+		if s.clientBinding = scramauth.ServerEndpoint(leaf); s.clientBinding == nil {
+			s.log.Warn("the server certificate's signature algorithm has no tls-server-end-point channel binding: SCRAM-SHA-256-PLUS is not offered, and clients with channel_binding=require cannot log in",
+				"algorithm", leaf.SignatureAlgorithm.String())
+		}
 	}
 	return nil
 }

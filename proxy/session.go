@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/scramauth"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
@@ -195,6 +196,10 @@ func (ss *session) fatal(code, msg string) {
 	ss.cw.end()
 }
 
+// maxAuthMessageBytes is PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH: the
+// largest password or SASL message it reads.
+const maxAuthMessageBytes = 65535
+
 // startup negotiates TLS with the client, reads its startup packet,
 // connects upstream, relays authentication, and prepares session state.
 func (ss *session) startup() error {
@@ -244,9 +249,14 @@ func (ss *session) startup() error {
 	if err := ss.uw.flush(); err != nil {
 		return err
 	}
+	// Until the client has authenticated, its messages are at most
+	// PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH.
+	maxBody := ss.cr.max
+	ss.cr.max = min(maxBody, maxAuthMessageBytes)
 	if err := ss.relayAuth(); err != nil {
 		return err
 	}
+	ss.cr.max = maxBody
 	if err := ss.afterAuth(); err != nil {
 		return err
 	}
@@ -370,7 +380,7 @@ func (ss *session) relayAuth() error {
 			if err := sasl.Decode(body); err != nil {
 				return err
 			}
-			if ss.srv.verifiers != nil {
+			if ss.srv.verifiers != nil && scramauth.Usable(sasl.AuthMechanisms, ss.upstreamCert()) {
 				if err := ss.terminateSCRAM(sasl.AuthMechanisms); err != nil {
 					return err
 				}
@@ -407,6 +417,12 @@ func (ss *session) relayAuth() error {
 
 func (ss *session) relayClientAuth() error {
 	typ, body, err := ss.cr.next()
+	var tl *tooLargeError
+	if errors.As(err, &tl) {
+		// PostgreSQL fails the login as it fails a wrong password.
+		ss.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", ss.user))
+		return err
+	}
 	if err != nil {
 		return err
 	}

@@ -11,10 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgcloak/pgcloak/dbguard"
 	"github.com/pgcloak/pgcloak/policy"
@@ -28,12 +29,12 @@ type VerifierSource interface {
 	// role has none the proxy may use (no such role, no SCRAM password,
 	// excluded by the auth function): the login then fails as a wrong
 	// password would.
-	Verifier(ctx context.Context, role, database string) (*scramauth.Verifier, error)
+	Verifier(ctx context.Context, role string) (*scramauth.Verifier, error)
 }
 
 // newVerifierSource builds the source server.auth names, cached for its
 // cache_ttl; nil when the proxy relays authentication.
-func newVerifierSource(a policy.ServerAuth, dial func(context.Context) (net.Conn, error)) (*cachedVerifiers, error) {
+func newVerifierSource(a policy.ServerAuth, upstream string, dial func(context.Context) (net.Conn, error)) (*cachedVerifiers, error) {
 	if a.Method != policy.AuthSCRAM {
 		return nil, nil
 	}
@@ -45,16 +46,16 @@ func newVerifierSource(a policy.ServerAuth, dial func(context.Context) (net.Conn
 	switch {
 	case a.VerifiersFile != "":
 		src = verifierFile(a.VerifiersFile)
-	case a.Query.User != "":
+	case a.Query.User != "" && a.Query.Database != "":
 		password := ""
 		if a.Query.PasswordEnv != "" {
 			password = os.Getenv(a.Query.PasswordEnv)
 		}
-		src = &verifierQuery{user: a.Query.User, password: password, database: a.Query.Database, dial: dial}
+		src = &verifierQuery{user: a.Query.User, password: password, database: a.Query.Database, upstream: upstream, dial: dial}
 	default:
-		return nil, errors.New("proxy: server.auth.method scram needs verifiers_file or query.user")
+		return nil, errors.New("proxy: server.auth.method scram needs verifiers_file, or query.user and query.database")
 	}
-	return &cachedVerifiers{src: src, ttl: ttl, entries: map[string]cachedVerifier{}}, nil
+	return &cachedVerifiers{src: src, ttl: ttl, entries: map[string]cachedVerifier{}, slot: make(chan struct{}, 1)}, nil
 }
 
 // verifierFile reads verifiers from a file in PgBouncer's auth_file form:
@@ -62,7 +63,7 @@ func newVerifierSource(a policy.ServerAuth, dial func(context.Context) (net.Conn
 // cache misses, so an edit takes effect within the cache's TTL.
 type verifierFile string
 
-func (f verifierFile) Verifier(_ context.Context, role, _ string) (*scramauth.Verifier, error) {
+func (f verifierFile) Verifier(_ context.Context, role string) (*scramauth.Verifier, error) {
 	data, err := os.ReadFile(string(f))
 	if err != nil {
 		return nil, fmt.Errorf("reading server.auth.verifiers_file: %w", err)
@@ -90,6 +91,13 @@ func (f verifierFile) Verifier(_ context.Context, role, _ string) (*scramauth.Ve
 		return v, nil
 	}
 	return nil, sc.Err()
+}
+
+// AuthFileLine is role's line in a verifiers file: `"role" "secret"`, a "
+// inside doubled, as parseAuthFileLine reads it.
+func AuthFileLine(role, secret string) string {
+	q := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+	return q(role) + " " + q(secret)
 }
 
 // parseAuthFileLine reads `"name" "secret"`, "" inside quotes standing for ".
@@ -122,44 +130,31 @@ func parseAuthFileLine(line string) (name, secret string, err error) {
 	return fields[0], fields[1], nil
 }
 
-// verifierQuery asks PostgreSQL through dbguard.AuthFunction, logged in as
-// a low-privilege role of its own over the same kind of connection as the
-// sessions'. It keeps one connection per database and asks one question
-// at a time: a storm of logins as unknown roles costs queries on open
-// connections, not new connections (each with its own SCRAM exchange).
+// verifierQuery asks PostgreSQL through dbguard.AuthFunction in its
+// configured database, logged in as a low-privilege role of its own over
+// the same kind of connection as the sessions'. It keeps that connection
+// (cachedVerifiers asks one question at a time), and uses the function
+// only once it has checked that a superuser owns it and its schema: no
+// other role can have planted or replaced it.
 type verifierQuery struct {
 	user, password, database string
+	upstream                 string // host:port, for messages
 	dial                     func(context.Context) (net.Conn, error)
 
-	mu    sync.Mutex
-	conns map[string]*pgconn.PgConn
+	conn *pgconn.PgConn
 }
 
-// maxAuthConns bounds the auth query's connections (one per database).
-const maxAuthConns = 16
-
-func (q *verifierQuery) Verifier(ctx context.Context, role, database string) (*scramauth.Verifier, error) {
-	if q.database != "" {
-		database = q.database
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	conn := q.conns[database]
-	if conn == nil || conn.IsClosed() {
-		var err error
-		if conn, err = q.connect(ctx, database); err != nil {
+func (q *verifierQuery) Verifier(ctx context.Context, role string) (*scramauth.Verifier, error) {
+	if q.conn == nil || q.conn.IsClosed() {
+		conn, err := q.connect(ctx)
+		if err != nil {
 			return nil, err
 		}
-		if q.conns == nil || len(q.conns) >= maxAuthConns {
-			q.closeLocked()
-			q.conns = map[string]*pgconn.PgConn{}
-		}
-		q.conns[database] = conn
+		q.conn = conn
 	}
-	res := conn.ExecParams(ctx, "SELECT "+dbguard.AuthFunction+"($1)", [][]byte{[]byte(role)}, []uint32{pgtype.TextOID}, nil, nil).Read()
+	res := q.conn.ExecParams(ctx, "SELECT "+dbguard.AuthFunction+"($1::pg_catalog.text)", [][]byte{[]byte(role)}, nil, nil, nil).Read()
 	if res.Err != nil {
-		conn.Close(context.Background())
-		delete(q.conns, database)
+		q.close()
 		return nil, fmt.Errorf("auth query: %w", res.Err)
 	}
 	if len(res.Rows) != 1 || res.Rows[0][0] == nil {
@@ -172,46 +167,62 @@ func (q *verifierQuery) Verifier(ctx context.Context, role, database string) (*s
 	return v, err
 }
 
-func (q *verifierQuery) connect(ctx context.Context, database string) (*pgconn.PgConn, error) {
+func (q *verifierQuery) connect(ctx context.Context) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig("sslmode=disable")
 	if err != nil {
 		return nil, err
 	}
-	cfg.User, cfg.Password, cfg.Database = q.user, q.password, database
+	cfg.User, cfg.Password, cfg.Database = q.user, q.password, q.database
+	host, port, err := net.SplitHostPort(q.upstream)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Host = host
+	if p, err := strconv.Atoi(port); err == nil {
+		cfg.Port = uint16(p)
+	}
 	// The proxy's own dial: TLS as upstream.tls says, done before pgconn
 	// sends its startup message.
 	cfg.DialFunc = func(ctx context.Context, _, _ string) (net.Conn, error) { return q.dial(ctx) }
 	cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
 	cfg.TLSConfig = nil
 	cfg.Fallbacks = nil
-	cfg.RuntimeParams = map[string]string{"application_name": "pgcloak auth"}
+	cfg.RuntimeParams = map[string]string{"application_name": "pgcloak auth", "search_path": "pg_catalog, pg_temp"}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("auth query connection as %s: %w", q.user, err)
+	}
+	res := conn.ExecParams(ctx, dbguard.AuthFunctionTrustQuery, nil, nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "t" {
+		conn.Close(context.Background())
+		if res.Err != nil {
+			return nil, fmt.Errorf("checking %s: %w", dbguard.AuthFunction, res.Err)
+		}
+		return nil, fmt.Errorf("%s in database %s is missing, or not a SECURITY DEFINER function that a superuser owns in a schema a superuser owns: run pgcloak auth install", dbguard.AuthFunction, q.database)
 	}
 	return conn, nil
 }
 
 func (q *verifierQuery) close() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.closeLocked()
-}
-
-func (q *verifierQuery) closeLocked() {
-	for db, c := range q.conns {
-		c.Close(context.Background())
-		delete(q.conns, db)
+	if q.conn != nil {
+		q.conn.Close(context.Background())
+		q.conn = nil
 	}
 }
 
 // cachedVerifiers keeps lookups, found or not, for ttl: a login storm
-// costs one query per role and TTL, and a password change takes effect
+// costs one lookup per role and TTL, and a password change takes effect
 // within the TTL (at once when PostgreSQL then asks with another salt: see
-// forget).
+// forget). Lookups run one at a time (the auth query's one connection),
+// each waiting login bounded by its context and their number by
+// maxPendingLookups, so that a storm of logins as unknown roles fails
+// fast instead of queueing without end.
 type cachedVerifiers struct {
 	src VerifierSource
 	ttl time.Duration
+
+	slot    chan struct{} // held by the lookup in progress
+	pending atomic.Int32
 
 	mu      sync.Mutex
 	entries map[string]cachedVerifier
@@ -222,19 +233,50 @@ type cachedVerifier struct {
 	expires time.Time
 }
 
-// maxCachedVerifiers bounds the cache against logins as ever new role
-// names.
-const maxCachedVerifiers = 10000
+const (
+	// maxCachedVerifiers bounds the cache against logins as ever new role
+	// names.
+	maxCachedVerifiers = 10000
+	// maxPendingLookups bounds the logins waiting for a lookup.
+	maxPendingLookups = 64
+	// nameDataLen is PostgreSQL's NAMEDATALEN: it cuts longer role names
+	// in the startup packet to NAMEDATALEN-1 bytes.
+	nameDataLen = 64
+)
 
-func (c *cachedVerifiers) Verifier(ctx context.Context, role, database string) (*scramauth.Verifier, error) {
-	key := strconv.Quote(role) + "@" + database
-	c.mu.Lock()
-	e, ok := c.entries[key]
-	c.mu.Unlock()
-	if ok && time.Now().Before(e.expires) {
-		return e.v, nil
+// errTooManyLookups is a login refused because too many wait for theirs.
+var errTooManyLookups = errors.New("too many logins are waiting for their role's verifier")
+
+// Verifier returns role's verifier, the name read as PostgreSQL reads the
+// startup packet's.
+func (c *cachedVerifiers) Verifier(ctx context.Context, role string) (*scramauth.Verifier, error) {
+	if len(role) >= nameDataLen {
+		role = role[:nameDataLen-1]
 	}
-	v, err := c.src.Verifier(ctx, role, database)
+	if !utf8.ValidString(role) {
+		// No role is named so (the catalogs hold valid UTF-8 names here);
+		// PostgreSQL fails such a login as a wrong password.
+		return nil, nil
+	}
+	if v, ok := c.cached(role); ok {
+		return v, nil
+	}
+	if c.pending.Add(1) > maxPendingLookups {
+		c.pending.Add(-1)
+		return nil, errTooManyLookups
+	}
+	defer c.pending.Add(-1)
+	select {
+	case c.slot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.slot }()
+	// Another login may have looked it up while this one waited.
+	if v, ok := c.cached(role); ok {
+		return v, nil
+	}
+	v, err := c.src.Verifier(ctx, role)
 	if err != nil {
 		return nil, err
 	}
@@ -243,20 +285,37 @@ func (c *cachedVerifiers) Verifier(ctx context.Context, role, database string) (
 	if len(c.entries) >= maxCachedVerifiers {
 		clear(c.entries)
 	}
-	c.entries[key] = cachedVerifier{v: v, expires: time.Now().Add(c.ttl)}
+	c.entries[role] = cachedVerifier{v: v, expires: time.Now().Add(c.ttl)}
 	return v, nil
 }
 
-// close closes the auth query's connections.
-func (c *cachedVerifiers) close() {
-	if q, ok := c.src.(*verifierQuery); ok {
-		q.close()
+func (c *cachedVerifiers) cached(role string) (*scramauth.Verifier, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[role]
+	if !ok || !time.Now().Before(e.expires) {
+		return nil, false
 	}
+	return e.v, true
+}
+
+// close closes the auth query's connection.
+func (c *cachedVerifiers) close() {
+	q, ok := c.src.(*verifierQuery)
+	if !ok {
+		return
+	}
+	c.slot <- struct{}{}
+	defer func() { <-c.slot }()
+	q.close()
 }
 
 // forget drops role's entry: PostgreSQL holds another verifier for it.
-func (c *cachedVerifiers) forget(role, database string) {
+func (c *cachedVerifiers) forget(role string) {
+	if len(role) >= nameDataLen {
+		role = role[:nameDataLen-1]
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.entries, strconv.Quote(role)+"@"+database)
+	delete(c.entries, role)
 }

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +33,12 @@ func TestAuthFileLinesAsPgBouncerWritesThem(t *testing.T) {
 		if tc.bad != (err != nil) || !tc.bad && (name != tc.name || secret != tc.secret) {
 			t.Errorf("%q: %q %q %v", tc.line, name, secret, err)
 		}
+		if tc.bad {
+			continue
+		}
+		if n2, s2, err := parseAuthFileLine(AuthFileLine(name, secret)); err != nil || n2 != name || s2 != secret {
+			t.Errorf("AuthFileLine(%q, %q) = %s reads back as %q %q %v", name, secret, AuthFileLine(name, secret), n2, s2, err)
+		}
 	}
 }
 
@@ -44,62 +52,111 @@ func TestVerifierFileLookups(t *testing.T) {
 	write("; a comment\n# another\n\n\"alice\" \"" + fileVerifier + "\"\n\"md5role\" \"md5a3556571e93b0d20722ba62be61e8c2d\"\n")
 	f := verifierFile(path)
 	ctx := context.Background()
-	if v, err := f.Verifier(ctx, "alice", "db"); err != nil || v == nil || v.String() != fileVerifier {
+	if v, err := f.Verifier(ctx, "alice"); err != nil || v == nil || v.String() != fileVerifier {
 		t.Fatalf("alice: %v, %v", v, err)
 	}
 	for _, role := range []string{"md5role", "bob", "Alice"} {
-		if v, err := f.Verifier(ctx, role, "db"); err != nil || v != nil {
+		if v, err := f.Verifier(ctx, role); err != nil || v != nil {
 			t.Errorf("%s: %v, %v; want no verifier", role, v, err)
 		}
 	}
 	write("\"alice\" \"" + fileVerifier + "\"\n\"bob\" \"SCRAM-SHA-256$4096:c2FsdA==$c2VjcmV0\"\n")
-	if _, err := f.Verifier(ctx, "bob", "db"); err == nil || !strings.Contains(err.Error(), "line 2") || strings.Contains(err.Error(), "c2VjcmV0") {
+	if _, err := f.Verifier(ctx, "bob"); err == nil || !strings.Contains(err.Error(), "line 2") || strings.Contains(err.Error(), "c2VjcmV0") {
 		t.Errorf("a malformed verifier: %v (want its line, not its text)", err)
 	}
 	write("alice " + fileVerifier + "\n")
-	if _, err := f.Verifier(ctx, "alice", "db"); err == nil || !strings.Contains(err.Error(), "line 1") {
+	if _, err := f.Verifier(ctx, "alice"); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("an unquoted line: %v", err)
 	}
-	if _, err := verifierFile(filepath.Join(t.TempDir(), "missing")).Verifier(ctx, "alice", "db"); err == nil {
+	if _, err := verifierFile(filepath.Join(t.TempDir(), "missing")).Verifier(ctx, "alice"); err == nil {
 		t.Error("a missing file gave no error")
 	}
 }
 
-// countingSource counts lookups.
-type countingSource struct{ n int }
+// countingSource counts lookups; block, when set, holds each lookup.
+type countingSource struct {
+	n     atomic.Int32
+	block chan struct{}
+}
 
-func (c *countingSource) Verifier(context.Context, string, string) (*scramauth.Verifier, error) {
-	c.n++
+func (c *countingSource) Verifier(context.Context, string) (*scramauth.Verifier, error) {
+	c.n.Add(1)
+	if c.block != nil {
+		<-c.block
+	}
 	return scramauth.ParseVerifier(fileVerifier)
+}
+
+func newCache(src VerifierSource, ttl time.Duration) *cachedVerifiers {
+	return &cachedVerifiers{src: src, ttl: ttl, entries: map[string]cachedVerifier{}, slot: make(chan struct{}, 1)}
 }
 
 func TestVerifierCacheKeepsLookupsForItsTTL(t *testing.T) {
 	src := &countingSource{}
-	c := &cachedVerifiers{src: src, ttl: time.Hour, entries: map[string]cachedVerifier{}}
+	c := newCache(src, time.Hour)
 	ctx := context.Background()
 	for range 3 {
-		if v, err := c.Verifier(ctx, "alice", "db"); err != nil || v == nil {
+		if v, err := c.Verifier(ctx, "alice"); err != nil || v == nil {
 			t.Fatal(v, err)
 		}
 	}
-	if src.n != 1 {
-		t.Fatalf("%d lookups for three logins within the TTL", src.n)
+	if src.n.Load() != 1 {
+		t.Fatalf("%d lookups for three logins within the TTL", src.n.Load())
 	}
-	c.Verifier(ctx, "alice", "other db")
-	c.Verifier(ctx, `alice"@db`, "")
-	if src.n != 3 {
-		t.Fatalf("%d lookups: another database or a role spelt like a key must not hit alice@db", src.n)
+	c.forget("alice")
+	c.Verifier(ctx, "alice")
+	if src.n.Load() != 2 {
+		t.Fatalf("%d lookups after forget", src.n.Load())
 	}
-	c.forget("alice", "db")
-	c.Verifier(ctx, "alice", "db")
-	if src.n != 4 {
-		t.Fatalf("%d lookups after forget", src.n)
+	// PostgreSQL cuts a startup packet's role name to 63 bytes.
+	long := strings.Repeat("r", 63)
+	c.Verifier(ctx, long)
+	c.Verifier(ctx, long+"-cut")
+	if src.n.Load() != 3 {
+		t.Fatalf("%d lookups: a name past 63 bytes is the 63-byte name", src.n.Load())
+	}
+	// A name that is not UTF-8 names no role: no lookup.
+	if v, err := c.Verifier(ctx, "bad\xff"); v != nil || err != nil || src.n.Load() != 3 {
+		t.Fatalf("invalid UTF-8: %v, %v, %d lookups", v, err, src.n.Load())
 	}
 	c.ttl = 0
-	c.forget("alice", "db")
-	c.Verifier(ctx, "alice", "db")
-	c.Verifier(ctx, "alice", "db")
-	if src.n != 6 {
-		t.Fatalf("%d lookups with a zero TTL", src.n)
+	c.forget("alice")
+	c.Verifier(ctx, "alice")
+	c.Verifier(ctx, "alice")
+	if src.n.Load() != 5 {
+		t.Fatalf("%d lookups with a zero TTL", src.n.Load())
+	}
+}
+
+func TestVerifierLookupsWaitBoundedAndFailFast(t *testing.T) {
+	src := &countingSource{block: make(chan struct{})}
+	c := newCache(src, time.Hour)
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Verifier(context.Background(), "slow")
+		first <- err
+	}()
+	for src.n.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// A login waiting behind it gives up with its context.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Verifier(ctx, "other"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting login: %v, want its deadline", err)
+	}
+	// Past maxPendingLookups waiting, a login is refused at once.
+	c.pending.Add(maxPendingLookups)
+	if _, err := c.Verifier(context.Background(), "third"); !errors.Is(err, errTooManyLookups) {
+		t.Fatalf("%v, want errTooManyLookups", err)
+	}
+	c.pending.Add(-maxPendingLookups)
+	close(src.block)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	// Logins that waited for the same role find it cached.
+	if _, err := c.Verifier(context.Background(), "slow"); err != nil || src.n.Load() != 1 {
+		t.Fatalf("%v, %d lookups", err, src.n.Load())
 	}
 }

@@ -101,7 +101,9 @@ func clientLogin(t *testing.T, x *ServerExchange, password, mode string, cert *x
 	t.Helper()
 	client, err := scram.SHA256.NewClient("", password, "")
 	if err != nil {
-		t.Fatal(err)
+		// As libpq, PostgreSQL and NewVerifier: the raw password when
+		// SASLprep refuses it.
+		client, _ = scram.SHA256.NewClientUnprepped("", password, "")
 	}
 	mechanism := MechanismSHA256
 	var conv *scram.ClientConversation
@@ -135,10 +137,10 @@ func clientLogin(t *testing.T, x *ServerExchange, password, mode string, cert *x
 	return nil
 }
 
-// upstreamLogin runs the proxy's ClientExchange against a SCRAM server
-// (xdg-go/scram, standing for PostgreSQL) holding verifier v, offering
-// SCRAM-SHA-256-PLUS bound to cert when cert is not nil.
-func upstreamLogin(t *testing.T, creds *Credentials, v *Verifier, cert *x509.Certificate) (mechanism string, err error) {
+// fakePostgreSQL is a SCRAM server (xdg-go/scram) standing for
+// PostgreSQL, holding verifier v and offering SCRAM-SHA-256-PLUS bound to
+// cert when cert is not nil.
+func fakePostgreSQL(t *testing.T, v *Verifier, cert *x509.Certificate) (mechanisms []string, conv *scram.ServerConversation) {
 	t.Helper()
 	srv, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) {
 		return scram.StoredCredentials{KeyFactors: scram.KeyFactors{Salt: string(v.salt), Iters: v.iterations}, StoredKey: v.storedKey, ServerKey: v.serverKey}, nil
@@ -146,29 +148,41 @@ func upstreamLogin(t *testing.T, creds *Credentials, v *Verifier, cert *x509.Cer
 	if err != nil {
 		t.Fatal(err)
 	}
-	mechs := []string{MechanismSHA256}
-	conv := srv.NewConversation()
 	if cert != nil {
-		mechs = []string{MechanismSHA256Plus, MechanismSHA256}
-		conv = srv.NewConversationWithChannelBinding(ServerEndpoint(cert).cb)
+		return []string{MechanismSHA256Plus, MechanismSHA256}, srv.NewConversationWithChannelBinding(ServerEndpoint(cert).cb)
 	}
-	x, err := creds.Upstream(mechs, cert)
+	return []string{MechanismSHA256}, srv.NewConversation()
+}
+
+// startUpstream runs the proxy's ClientExchange up to PostgreSQL's
+// server-first-message.
+func startUpstream(t *testing.T, mechanisms []string, conv *scram.ServerConversation, cert *x509.Certificate) *ClientExchange {
+	t.Helper()
+	up, err := NewClientExchange(mechanisms, cert)
 	if err != nil {
-		return "", err
+		t.Fatal(err)
 	}
-	s1, err := conv.Step(string(x.First()))
+	s1, err := conv.Step(string(up.First()))
 	if err != nil {
 		t.Fatalf("PostgreSQL rejects the client-first-message: %s %v", s1, err)
 	}
-	c2, err := x.Final([]byte(s1))
+	if err := up.ReadServerFirst([]byte(s1)); err != nil {
+		t.Fatal(err)
+	}
+	return up
+}
+
+// finishUpstream proves creds to PostgreSQL.
+func finishUpstream(up *ClientExchange, conv *scram.ServerConversation, creds *Credentials) error {
+	c2, err := up.Final(creds)
 	if err != nil {
-		return x.Mechanism(), err
+		return err
 	}
 	s2, err := conv.Step(string(c2))
 	if err != nil || !conv.Valid() {
-		return x.Mechanism(), &Error{Code: "28P01", Msg: "PostgreSQL rejected the proof: " + s2}
+		return &Error{Code: "28P01", Msg: "PostgreSQL rejected the proof: " + s2}
 	}
-	return x.Mechanism(), x.Verify([]byte(s2))
+	return up.Verify([]byte(s2))
 }
 
 func TestClientProvesRoleToPostgreSQLThroughTheProxy(t *testing.T) {
@@ -193,6 +207,11 @@ func TestClientProvesRoleToPostgreSQLThroughTheProxy(t *testing.T) {
 			if tc.clientTLS {
 				binding = ServerEndpoint(proxyCert)
 			}
+			mechs, conv := fakePostgreSQL(t, v, tc.upCert)
+			up := startUpstream(t, mechs, conv, tc.upCert)
+			if !up.Matches(v) || up.Mechanism() != tc.wantMech {
+				t.Fatalf("upstream: mechanism %s (want %s), salt matches %v", up.Mechanism(), tc.wantMech, up.Matches(v))
+			}
 			x := NewServerExchange(v, binding)
 			if got := x.Mechanisms(); tc.clientTLS != (got[0] == MechanismSHA256Plus) {
 				t.Fatalf("mechanisms offered %v", got)
@@ -200,9 +219,8 @@ func TestClientProvesRoleToPostgreSQLThroughTheProxy(t *testing.T) {
 			if err := clientLogin(t, x, "pencil", tc.mode, proxyCert); err != nil {
 				t.Fatalf("client login: %v", err)
 			}
-			mech, err := upstreamLogin(t, x.Credentials(), v, tc.upCert)
-			if err != nil || mech != tc.wantMech {
-				t.Fatalf("upstream login with %s: %v (want %s)", mech, err, tc.wantMech)
+			if err := finishUpstream(up, conv, x.Credentials()); err != nil {
+				t.Fatalf("upstream login: %v", err)
 			}
 		})
 	}
@@ -225,17 +243,20 @@ func TestFailedExchangesGivePostgreSQLsErrors(t *testing.T) {
 			t.Fatalf("%v", err)
 		}
 	})
-	t.Run("unknown role", func(t *testing.T) {
-		secret := []byte("proxy secret")
-		m1, m2 := MockVerifier(secret, "nobody"), MockVerifier(secret, "nobody")
-		if !m1.Equal(m2) || m1.Equal(MockVerifier(secret, "someone")) || m1.Equal(MockVerifier([]byte("other"), "nobody")) {
-			t.Fatal("mock verifiers must be stable per role and secret, and differ between them")
+	t.Run("unknown role: PostgreSQL's mock salt, any password fails", func(t *testing.T) {
+		// PostgreSQL answers a role without a SCRAM verifier with a mock
+		// salt of its own (here: a verifier no one has the password of).
+		mechs, conv := fakePostgreSQL(t, mustVerifier(t, "SCRAM-SHA-256$8192:c29tZSBtb2NrIHNhbHQ=$"+strings.Repeat("A", 43)+"=:"+strings.Repeat("B", 43)+"="), nil)
+		up := startUpstream(t, mechs, conv, nil)
+		if up.Matches(v) {
+			t.Fatal("another salt matches")
 		}
-		if m1.iterations != v.iterations || len(m1.salt) != len(v.salt) {
-			t.Fatal("a mock verifier looks unlike PostgreSQL's")
+		m := up.MockVerifier()
+		if !up.Matches(m) || m.iterations != 8192 || string(m.salt) != "some mock salt" || m.Equal(up.MockVerifier()) {
+			t.Fatalf("mock verifier %s: want PostgreSQL's salt and iterations, fresh keys", m)
 		}
 		for _, pw := range []string{"", "pencil", "nobody"} {
-			if err := clientLogin(t, NewServerExchange(m1, nil), pw, "n", nil); err != ErrWrongPassword {
+			if err := clientLogin(t, NewServerExchange(m, nil), pw, "n", nil); err != ErrWrongPassword {
 				t.Fatalf("password %q: %v, want the wrong-password error", pw, err)
 			}
 		}
@@ -285,54 +306,94 @@ func TestFailedExchangesGivePostgreSQLsErrors(t *testing.T) {
 			t.Fatalf("a client-final with the wrong nonce and a short proof: %v", err)
 		}
 	})
-	t.Run("password changed upstream after the lookup", func(t *testing.T) {
-		x := NewServerExchange(v, nil)
-		if err := clientLogin(t, x, "pencil", "n", nil); err != nil {
-			t.Fatal(err)
-		}
+	t.Run("a verifier PostgreSQL no longer holds", func(t *testing.T) {
 		client, _ := scram.SHA256.NewClient("", "pencil2", "")
 		sc, err := client.GetStoredCredentialsWithError(scram.KeyFactors{Salt: "another salt", Iters: 4096})
 		if err != nil {
 			t.Fatal(err)
 		}
 		changed := &Verifier{iterations: 4096, salt: []byte("another salt"), storedKey: sc.StoredKey, serverKey: sc.ServerKey}
-		if _, err := upstreamLogin(t, x.Credentials(), changed, nil); err != ErrVerifierChanged {
+		mechs, conv := fakePostgreSQL(t, changed, nil)
+		up := startUpstream(t, mechs, conv, nil)
+		x := NewServerExchange(v, nil) // the stale verifier the proxy looked up
+		if err := clientLogin(t, x, "pencil", "n", nil); err != nil {
+			t.Fatal(err)
+		}
+		if up.Matches(v) {
+			t.Fatal("a stale verifier matches")
+		}
+		if _, err := up.Final(x.Credentials()); err != ErrVerifierChanged {
 			t.Fatalf("%v, want ErrVerifierChanged", err)
 		}
 	})
-	t.Run("PostgreSQL's signature is wrong", func(t *testing.T) {
+	t.Run("PostgreSQL's messages are checked", func(t *testing.T) {
 		x := NewServerExchange(v, nil)
 		if err := clientLogin(t, x, "pencil", "n", nil); err != nil {
 			t.Fatal(err)
 		}
-		up, err := x.Credentials().Upstream([]string{MechanismSHA256}, nil)
+		up, err := NewClientExchange([]string{MechanismSHA256}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		nonce := strings.TrimPrefix(string(up.First()), "n,,n=,r=")
-		if _, err := up.Final([]byte("r=" + nonce + "srv,s=it0oB8/E0UztM9i9jFdLvw==,i=4096")); err != nil {
+		if err := up.ReadServerFirst([]byte("r=" + nonce + "srv,s=it0oB8/E0UztM9i9jFdLvw==,i=4096")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.Final(x.Credentials()); err != nil {
 			t.Fatal(err)
 		}
 		if err := up.Verify([]byte("v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")); code(err) != "08P01" {
-			t.Fatalf("%v", err)
+			t.Fatalf("a wrong server signature: %v", err)
 		}
-		for _, s1 := range []string{"r=" + nonce + ",s=it0oB8/E0UztM9i9jFdLvw==,i=4096", "r=other,s=it0oB8/E0UztM9i9jFdLvw==,i=4096", "s=x,r=y,i=1", "e=other-error"} {
-			up, _ := x.Credentials().Upstream([]string{MechanismSHA256}, nil)
-			if _, err := up.Final([]byte(s1)); code(err) != "08P01" {
+		for _, s1 := range []string{"r=" + nonce + ",s=it0oB8/E0UztM9i9jFdLvw==,i=4096", "r=other,s=it0oB8/E0UztM9i9jFdLvw==,i=4096",
+			"r=" + nonce + "x,s=,i=4096", "r=" + nonce + "x,s=it0oB8/E0UztM9i9jFdLvw==,i=0", "s=x,r=y,i=1", "e=other-error"} {
+			up, _ := NewClientExchange([]string{MechanismSHA256}, nil)
+			if err := up.ReadServerFirst([]byte(s1)); code(err) != "08P01" {
 				t.Errorf("server-first %q: %v", s1, err)
 			}
 		}
-	})
-	t.Run("no usable mechanism upstream", func(t *testing.T) {
-		x := NewServerExchange(v, nil)
-		if err := clientLogin(t, x, "pencil", "n", nil); err != nil {
-			t.Fatal(err)
+		fresh, _ := NewClientExchange([]string{MechanismSHA256}, nil)
+		if _, err := fresh.Final(x.Credentials()); err == nil {
+			t.Error("Final before the server-first-message")
 		}
-		if _, err := x.Credentials().Upstream([]string{"OAUTHBEARER"}, nil); code(err) != "28000" {
+	})
+	t.Run("authorization identity", func(t *testing.T) {
+		if _, err := NewServerExchange(v, nil).First(MechanismSHA256, []byte("n,a=postgres,n=,r=abc")); code(err) != "08P01" {
 			t.Fatalf("%v", err)
 		}
-		if _, err := x.Credentials().Upstream([]string{MechanismSHA256Plus}, nil); code(err) != "28000" {
+	})
+	t.Run("no usable mechanism upstream", func(t *testing.T) {
+		if Usable([]string{"OAUTHBEARER"}, cert) || Usable([]string{MechanismSHA256Plus}, nil) ||
+			!Usable([]string{MechanismSHA256Plus}, cert) || !Usable([]string{"OAUTHBEARER", MechanismSHA256}, nil) {
+			t.Fatal("Usable disagrees with Upstream")
+		}
+		if _, err := NewClientExchange([]string{"OAUTHBEARER"}, nil); code(err) != "28000" {
+			t.Fatalf("%v", err)
+		}
+		if _, err := NewClientExchange([]string{MechanismSHA256Plus}, nil); code(err) != "28000" {
 			t.Fatalf("only -PLUS without TLS: %v", err)
 		}
 	})
+}
+
+func TestNewVerifierChecksItsPassword(t *testing.T) {
+	for _, pw := range []string{"pencil", "pass wörd", "\u2168 roman nine", "\x01 control"} {
+		v, err := NewVerifier(pw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := ParseVerifier(v.String())
+		if err != nil || !again.Equal(v) || v.iterations != 4096 || len(v.salt) != 16 {
+			t.Fatalf("%q: %s does not read back as itself (%v)", pw, v, err)
+		}
+		if err := clientLogin(t, NewServerExchange(v, nil), pw, "n", nil); err != nil {
+			t.Errorf("%q: the password does not log in against its verifier: %v", pw, err)
+		}
+		if err := clientLogin(t, NewServerExchange(v, nil), pw+"x", "n", nil); err != ErrWrongPassword {
+			t.Errorf("%q: another password: %v", pw, err)
+		}
+		if w, _ := NewVerifier(pw); w.Equal(v) {
+			t.Errorf("%q: two verifiers with one salt", pw)
+		}
+	}
 }

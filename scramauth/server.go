@@ -68,8 +68,8 @@ type ServerExchange struct {
 	creds     *Credentials
 }
 
-// NewServerExchange starts an exchange for a role with verifier v (a
-// MockVerifier for a role without one). binding is the proxy's own
+// NewServerExchange starts an exchange for a role with verifier v (the
+// upstream exchange's MockVerifier for a role without one). binding is the proxy's own
 // certificate's when the client connection is TLS, else nil: only then is
 // SCRAM-SHA-256-PLUS offered.
 func NewServerExchange(v *Verifier, binding *ChannelBinding) *ServerExchange {
@@ -119,6 +119,9 @@ func (x *ServerExchange) First(mechanism string, clientFirst []byte) ([]byte, er
 		}
 	default:
 		return nil, protocolError("client selected an invalid SASL authentication mechanism")
+	}
+	if parts := strings.SplitN(c1, ",", 3); len(parts) == 3 && parts[1] != "" {
+		return nil, protocolError("client uses authorization identity, but it is not supported")
 	}
 	x.mechanism = mechanism
 	s1, err := x.conv.Step(c1)

@@ -13,12 +13,15 @@ package scramauth
 import (
 	"bytes"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/xdg-go/scram"
 )
 
 // Verifier is a role's SCRAM-SHA-256 secret as PostgreSQL stores it in
@@ -86,24 +89,32 @@ func (v *Verifier) Equal(o *Verifier) bool {
 		hmac.Equal(v.storedKey, o.storedKey) && hmac.Equal(v.serverKey, o.serverKey)
 }
 
-// mockIterations is PostgreSQL's default scram_iterations, which its mock
-// verifiers use too.
-const mockIterations = 4096
+// verifierIterations and verifierSaltBytes are PostgreSQL's defaults for
+// the verifiers it makes (scram_iterations, SCRAM_DEFAULT_SALT_LEN).
+const (
+	verifierIterations = 4096
+	verifierSaltBytes  = 16
+)
 
-// MockVerifier is the verifier of a role that does not exist or has no
-// SCRAM password: as PostgreSQL does, the exchange runs to the end and
-// fails like a wrong password, with a salt that is stable for the role
-// (derived from secret, the proxy's own), so that neither the error nor
-// the salt tells an unknown role from a known one.
-func MockVerifier(secret []byte, role string) *Verifier {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte("salt\x00" + role))
-	salt := mac.Sum(nil)[:16]
-	mac.Reset()
-	mac.Write([]byte("keys\x00" + role))
-	keys := mac.Sum(nil)
-	// No ClientKey hashes to this StoredKey that anyone can find.
-	mac.Reset()
-	mac.Write(keys)
-	return &Verifier{iterations: mockIterations, salt: salt, storedKey: keys, serverKey: mac.Sum(nil)}
+// NewVerifier makes a verifier for password with a fresh salt, as
+// PostgreSQL's password_encryption = scram-sha-256 does: the password is
+// SASLprep-normalised where it can be, and used as it is otherwise. Set
+// as the role's password (ALTER ROLE … PASSWORD 'SCRAM-SHA-256$…'),
+// PostgreSQL stores it unchanged, so a copy in a verifiers file matches.
+func NewVerifier(password string) (*Verifier, error) {
+	client, err := scram.SHA256.NewClient("", password, "")
+	if err != nil {
+		if client, err = scram.SHA256.NewClientUnprepped("", password, ""); err != nil {
+			return nil, err
+		}
+	}
+	salt := make([]byte, verifierSaltBytes)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, err
+	}
+	sc, err := client.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(salt), Iters: verifierIterations})
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{iterations: verifierIterations, salt: salt, storedKey: sc.StoredKey, serverKey: sc.ServerKey}, nil
 }
