@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -42,6 +43,9 @@ type Config struct {
 	// CatalogTTL is how long a database's catalog snapshot is reused
 	// before a new session reloads it (default 30s).
 	CatalogTTL time.Duration
+	// ConnectTimeout bounds opening a connection to PostgreSQL: the TCP
+	// connect, the SSLRequest and the TLS handshake (default 10s).
+	ConnectTimeout time.Duration
 }
 
 // Server accepts client connections and proxies each to PostgreSQL.
@@ -84,6 +88,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.CatalogTTL <= 0 {
 		cfg.CatalogTTL = 30 * time.Second
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
 	}
 	if cfg.Server.MaxMessageBytes <= 0 {
 		cfg.Server.MaxMessageBytes = 64 << 20
@@ -286,9 +293,11 @@ func (s *Server) handle(conn net.Conn) {
 }
 
 // dialUpstream opens a connection to PostgreSQL, negotiating TLS as
-// configured.
+// configured, within Config.ConnectTimeout (and ctx).
 func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", s.cfg.Upstream.Address)
 	if err != nil {
 		return nil, err
@@ -296,27 +305,32 @@ func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
 	if s.upTLS == nil {
 		return conn, nil
 	}
-	tlsConn, err := s.upstreamTLS(conn)
+	// The SSLRequest's answer and the handshake are bounded too: a server
+	// that accepts and then says nothing must not hold a session forever.
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	tlsConn, err := s.upstreamTLS(ctx, conn)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
+	tlsConn.SetDeadline(time.Time{})
 	return tlsConn, nil
 }
 
-func (s *Server) upstreamTLS(conn net.Conn) (net.Conn, error) {
+func (s *Server) upstreamTLS(ctx context.Context, conn net.Conn) (net.Conn, error) {
 	req, _ := (&pgproto3.SSLRequest{}).Encode(nil)
 	if _, err := conn.Write(req); err != nil {
 		return nil, err
 	}
 	var answer [1]byte
-	if _, err := conn.Read(answer[:]); err != nil {
+	if _, err := io.ReadFull(conn, answer[:]); err != nil {
 		return nil, err
 	}
 	switch answer[0] {
 	case 'S':
 		tc := tls.Client(conn, s.upTLS)
-		if err := tc.Handshake(); err != nil {
+		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, fmt.Errorf("TLS handshake with PostgreSQL: %w", err)
 		}
 		return tc, nil
