@@ -200,10 +200,12 @@ const AuthFunction = AuthSchema + ".verifier"
 // AuthFunctionDDL installs AuthFunction for authRole; a superuser must run
 // it, and owns the schema and the function. The function is SECURITY
 // DEFINER, as reading pg_authid needs, and returns the SCRAM verifier of a
-// role that may log in, is no superuser (a superuser's verifier is not
-// handed to a low-privilege role; superusers log in without the proxy)
-// and whose password has not expired. Only authRole may call it. It
-// refuses to install into a schema of that name that someone else owns.
+// role that is no superuser (a superuser's verifier is not handed to a
+// low-privilege role; superusers log in without the proxy) and whose
+// password has not expired; whether the role may log in, PostgreSQL says
+// after the password, as it would without the proxy. Only authRole may
+// call it, and only superusers may create in its schema. It refuses to
+// install into a schema of that name that someone else owns.
 // A verifier it returns lets the proxy check a client, never log in by
 // itself: PostgreSQL checks the proof the client made again.
 func AuthFunctionDDL(authRole string) string {
@@ -216,6 +218,15 @@ func AuthFunctionDDL(authRole string) string {
 END $do$;
 CREATE SCHEMA IF NOT EXISTS ` + AuthSchema + `;
 REVOKE ALL ON SCHEMA ` + AuthSchema + ` FROM PUBLIC;
+DO $do$ DECLARE g record; BEGIN
+  FOR g IN SELECT r.rolname FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+           JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+           WHERE n.nspname OPERATOR(pg_catalog.=) '` + AuthSchema + `' AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT r.rolsuper LOOP
+    EXECUTE pg_catalog.format('REVOKE CREATE ON SCHEMA ` + AuthSchema + ` FROM %I', g.rolname);
+  END LOOP;
+END $do$;
+-- The function of an earlier version, in schema pgcloak.
+DROP FUNCTION IF EXISTS ` + Schema + `.scram_verifier(text);
 DROP FUNCTION IF EXISTS ` + AuthFunction + `(text);
 CREATE FUNCTION ` + AuthFunction + `(role_name text) RETURNS text
 LANGUAGE sql STABLE STRICT SECURITY DEFINER
@@ -223,7 +234,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
   SELECT a.rolpassword FROM pg_catalog.pg_authid a
   WHERE a.rolname OPERATOR(pg_catalog.=) role_name
-    AND a.rolcanlogin AND NOT a.rolsuper
+    AND NOT a.rolsuper
     AND pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$')
     AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now())
 $fn$;
@@ -234,11 +245,15 @@ GRANT EXECUTE ON FUNCTION ` + AuthFunction + `(text) TO ` + role + `;
 }
 
 // AuthFunctionTrustQuery is true when AuthFunction is as AuthFunctionDDL
-// installs it: SECURITY DEFINER, owned by a superuser, in a schema a
-// superuser owns, and the only function of its name there.
+// installs it: SECURITY DEFINER, owned by a superuser, the only function
+// of its name in a schema a superuser owns and only superusers may create
+// in.
 const AuthFunctionTrustQuery = `SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 1
   AND pg_catalog.bool_and(p.prosecdef AND po.rolsuper AND so.rolsuper
-      AND p.proargtypes OPERATOR(pg_catalog.=) '25'::pg_catalog.oidvector)
+      AND p.proargtypes OPERATOR(pg_catalog.=) '25'::pg_catalog.oidvector
+      AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(n.nspacl) a
+                      LEFT JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+                      WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE' AND NOT COALESCE(g.rolsuper, false)))
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
 JOIN pg_catalog.pg_roles po ON po.oid OPERATOR(pg_catalog.=) p.proowner

@@ -77,16 +77,12 @@ func (ss *session) terminateSCRAM(upstreamMechanisms []string) error {
 }
 
 // roleVerifier is the verifier to check the client against: the role's,
-// looked up again when PostgreSQL holds another (a password changed), or
-// PostgreSQL's mock one when the role has none that matches.
+// or PostgreSQL's mock one when the role has none that matches what
+// PostgreSQL asked with.
 func (ss *session) roleVerifier(up *scramauth.ClientExchange) (*scramauth.Verifier, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), verifierTimeout)
 	defer cancel()
-	v, err := ss.srv.verifiers.Verifier(ctx, ss.user)
-	if err == nil && v != nil && !up.Matches(v) {
-		ss.srv.verifiers.forget(ss.user)
-		v, err = ss.srv.verifiers.Verifier(ctx, ss.user)
-	}
+	v, err := ss.srv.verifiers.Verifier(ctx, roleName(ss.user), up.KeyFactors())
 	if err != nil {
 		ss.srv.log.Warn("looking up a SCRAM verifier", "session", ss.id, "role", ss.user, "err", err)
 		code := "28000"
@@ -147,6 +143,7 @@ func (ss *session) clientAuthMessage() ([]byte, error) {
 	var tl *tooLargeError
 	if errors.As(err, &tl) {
 		// PostgreSQL fails the login as it fails a wrong password.
+		ss.cr.discard(tl, maxDiscardedAuthBytes)
 		return nil, scramauth.ErrWrongPassword
 	}
 	if err != nil {
@@ -214,7 +211,8 @@ func (ss *session) authFailed(role string, err error) error {
 	var se *scramauth.Error
 	switch {
 	case errors.As(err, &se) && se.Code == "28P01":
-		ss.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", role))
+		// PostgreSQL's words, with the name as it reads it, unescaped.
+		ss.fatal("28P01", `password authentication failed for user "`+roleName(role)+`"`)
 	case errors.As(err, &se):
 		ss.fatal(se.Code, se.Msg)
 	}

@@ -333,6 +333,62 @@ GRANT EXECUTE ON FUNCTION pgcloak_scram.verifier(text) TO PUBLIC`)
 		conn.Close(ctx)
 	})
 
+	t.Run("roles created or changed in PostgreSQL log in at the next attempt", func(t *testing.T) {
+		// A failed login caches no verifier for latecomer; PostgreSQL's salt
+		// changes once the role exists, and the proxy looks again.
+		if _, err := connectDSN(t, url("latecomer", "pw-late", "sslmode=require"), nil); pgCode(err) != "28P01" {
+			t.Fatalf("before the role exists: %v", err)
+		}
+		pg.ExecAdmin(t, `CREATE ROLE latecomer LOGIN PASSWORD 'pw-late'`)
+		conn, err := connectDSN(t, url("latecomer", "pw-late", "sslmode=require"), nil)
+		if err != nil {
+			t.Fatalf("right after CREATE ROLE: %v", err)
+		}
+		conn.Close(ctx)
+		// NOLOGIN: PostgreSQL's own answer, after the password.
+		pg.ExecAdmin(t, `ALTER ROLE latecomer NOLOGIN`)
+		_, err = connectDSN(t, url("latecomer", "pw-late", "sslmode=require"), nil)
+		if pgCode(err) != "28000" || !strings.Contains(err.Error(), `role "latecomer" is not permitted to log in`) {
+			t.Fatalf("NOLOGIN role: %v", err)
+		}
+		// Names as PostgreSQL reads and prints them.
+		long := strings.Repeat("n", 70)
+		for _, c := range []struct{ user, shown string }{{`we"ird`, `we"ird`}, {long, long[:63]}} {
+			_, err := connectDSN(t, fmt.Sprintf("host=%s port=%s dbname=%s user='%s' password=x sslmode=require", strings.Split(h.addr, ":")[0], strings.Split(h.addr, ":")[1], pg.Database, c.user), nil)
+			if want := `password authentication failed for user "` + c.shown + `"`; pgCode(err) != "28P01" || !strings.Contains(err.Error(), want) {
+				t.Errorf("%q: %v, want %s", c.user, err, want)
+			}
+		}
+	})
+
+	t.Run("the auth function is checked before every lookup", func(t *testing.T) {
+		pg.ExecAdmin(t, `CREATE ROLE installer SUPERUSER; CREATE ROLE checked1 LOGIN PASSWORD 'pw1'; CREATE ROLE checked2 LOGIN PASSWORD 'pw2'; CREATE ROLE checked3 LOGIN PASSWORD 'pw3'`)
+		pg.ExecAdmin(t, `SET ROLE installer; `+dbguard.AuthFunctionDDL("pgcloak_auth"))
+		conn, err := connectDSN(t, url("checked1", "pw1", "sslmode=require"), nil)
+		if err != nil {
+			t.Fatalf("with the function installed by a superuser: %v", err)
+		}
+		conn.Close(ctx)
+		// Its owner loses superuser: the function is no longer trusted.
+		pg.ExecAdmin(t, `ALTER ROLE installer NOSUPERUSER`)
+		if _, err := connectDSN(t, url("checked2", "pw2", "sslmode=require"), nil); pgCode(err) != "28000" {
+			t.Fatalf("with the function's owner demoted: %v", err)
+		}
+		// Reinstalled by a superuser; then a role gets CREATE on the schema.
+		pg.ExecAdmin(t, dbguard.AuthFunctionDDL("pgcloak_auth"))
+		pg.ExecAdmin(t, `GRANT CREATE ON SCHEMA pgcloak_scram TO mallory`)
+		if _, err := connectDSN(t, url("checked2", "pw2", "sslmode=require"), nil); pgCode(err) != "28000" {
+			t.Fatalf("with CREATE on the schema granted to another role: %v", err)
+		}
+		// Installing again takes the grant back.
+		pg.ExecAdmin(t, dbguard.AuthFunctionDDL("pgcloak_auth"))
+		conn, err = connectDSN(t, url("checked3", "pw3", "sslmode=require"), nil)
+		if err != nil {
+			t.Fatalf("after reinstalling: %v", err)
+		}
+		conn.Close(ctx)
+	})
+
 	t.Run("no secret in the log", func(t *testing.T) {
 		var verifier string
 		if err := h.direct().QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'alice'").Scan(&verifier); err != nil {

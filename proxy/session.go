@@ -200,6 +200,10 @@ func (ss *session) fatal(code, msg string) {
 // largest password or SASL message it reads.
 const maxAuthMessageBytes = 65535
 
+// maxDiscardedAuthBytes is how much of an oversized authentication
+// message is read before the error that fails the login.
+const maxDiscardedAuthBytes = 1 << 20
+
 // startup negotiates TLS with the client, reads its startup packet,
 // connects upstream, relays authentication, and prepares session state.
 func (ss *session) startup() error {
@@ -420,7 +424,8 @@ func (ss *session) relayClientAuth() error {
 	var tl *tooLargeError
 	if errors.As(err, &tl) {
 		// PostgreSQL fails the login as it fails a wrong password.
-		ss.fatal("28P01", fmt.Sprintf("password authentication failed for user %q", ss.user))
+		ss.cr.discard(tl, maxDiscardedAuthBytes)
+		ss.fatal("28P01", `password authentication failed for user "`+roleName(ss.user)+`"`)
 		return err
 	}
 	if err != nil {

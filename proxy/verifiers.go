@@ -152,6 +152,12 @@ func (q *verifierQuery) Verifier(ctx context.Context, role string) (*scramauth.V
 		}
 		q.conn = conn
 	}
+	// Checked before every call: a role that owned it as a superuser may
+	// have lost that since, and then may change it.
+	if err := q.checkTrusted(ctx); err != nil {
+		q.close()
+		return nil, err
+	}
 	res := q.conn.ExecParams(ctx, "SELECT "+dbguard.AuthFunction+"($1::pg_catalog.text)", [][]byte{[]byte(role)}, nil, nil, nil).Read()
 	if res.Err != nil {
 		q.close()
@@ -192,15 +198,19 @@ func (q *verifierQuery) connect(ctx context.Context) (*pgconn.PgConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth query connection as %s: %w", q.user, err)
 	}
-	res := conn.ExecParams(ctx, dbguard.AuthFunctionTrustQuery, nil, nil, nil, nil).Read()
-	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "t" {
-		conn.Close(context.Background())
-		if res.Err != nil {
-			return nil, fmt.Errorf("checking %s: %w", dbguard.AuthFunction, res.Err)
-		}
-		return nil, fmt.Errorf("%s in database %s is missing, or not a SECURITY DEFINER function that a superuser owns in a schema a superuser owns: run pgcloak auth install", dbguard.AuthFunction, q.database)
-	}
 	return conn, nil
+}
+
+// checkTrusted runs dbguard.AuthFunctionTrustQuery.
+func (q *verifierQuery) checkTrusted(ctx context.Context) error {
+	res := q.conn.ExecParams(ctx, dbguard.AuthFunctionTrustQuery, nil, nil, nil, nil).Read()
+	switch {
+	case res.Err != nil:
+		return fmt.Errorf("checking %s: %w", dbguard.AuthFunction, res.Err)
+	case len(res.Rows) != 1 || string(res.Rows[0][0]) != "t":
+		return fmt.Errorf("%s in database %s is missing, or not a SECURITY DEFINER function that a superuser owns in a schema a superuser owns and only superusers may create in: run pgcloak auth install", dbguard.AuthFunction, q.database)
+	}
+	return nil
 }
 
 func (q *verifierQuery) close() {
@@ -210,13 +220,16 @@ func (q *verifierQuery) close() {
 	}
 }
 
-// cachedVerifiers keeps lookups, found or not, for ttl: a login storm
-// costs one lookup per role and TTL, and a password change takes effect
-// within the TTL (at once when PostgreSQL then asks with another salt: see
-// forget). Lookups run one at a time (the auth query's one connection),
-// each waiting login bounded by its context and their number by
-// maxPendingLookups, so that a storm of logins as unknown roles fails
-// fast instead of queueing without end.
+// cachedVerifiers keeps lookups, found or not, each with the salt and
+// iteration count PostgreSQL asked with when it was made (PostgreSQL's
+// key factors): it is reused while PostgreSQL asks with the same ones and
+// within ttl. PostgreSQL's own factors change when a role's password does,
+// or when a role is created (its mock factors give way to the real ones),
+// so such a change takes effect at the next login; the TTL bounds
+// anything else (a verifier the auth function stops returning). Lookups
+// run one at a time (the auth query's one connection), each waiting login
+// bounded by its context and their number by maxPendingLookups, so that a
+// storm of logins fails fast instead of queueing without end.
 type cachedVerifiers struct {
 	src VerifierSource
 	ttl time.Duration
@@ -230,12 +243,13 @@ type cachedVerifiers struct {
 
 type cachedVerifier struct {
 	v       *scramauth.Verifier
+	asked   string // PostgreSQL's key factors when looked up
 	expires time.Time
 }
 
 const (
 	// maxCachedVerifiers bounds the cache against logins as ever new role
-	// names.
+	// names; when it is full, roles without a verifier go first.
 	maxCachedVerifiers = 10000
 	// maxPendingLookups bounds the logins waiting for a lookup.
 	maxPendingLookups = 64
@@ -247,18 +261,23 @@ const (
 // errTooManyLookups is a login refused because too many wait for theirs.
 var errTooManyLookups = errors.New("too many logins are waiting for their role's verifier")
 
-// Verifier returns role's verifier, the name read as PostgreSQL reads the
-// startup packet's.
-func (c *cachedVerifiers) Verifier(ctx context.Context, role string) (*scramauth.Verifier, error) {
-	if len(role) >= nameDataLen {
-		role = role[:nameDataLen-1]
+// roleName is a startup packet's role name as PostgreSQL reads it.
+func roleName(user string) string {
+	if len(user) >= nameDataLen {
+		return user[:nameDataLen-1]
 	}
+	return user
+}
+
+// Verifier returns role's verifier (role as roleName reads it) for a login
+// PostgreSQL asks with key factors asked.
+func (c *cachedVerifiers) Verifier(ctx context.Context, role, asked string) (*scramauth.Verifier, error) {
 	if !utf8.ValidString(role) {
 		// No role is named so (the catalogs hold valid UTF-8 names here);
 		// PostgreSQL fails such a login as a wrong password.
 		return nil, nil
 	}
-	if v, ok := c.cached(role); ok {
+	if v, ok := c.cached(role, asked); ok {
 		return v, nil
 	}
 	if c.pending.Add(1) > maxPendingLookups {
@@ -273,30 +292,41 @@ func (c *cachedVerifiers) Verifier(ctx context.Context, role string) (*scramauth
 	}
 	defer func() { <-c.slot }()
 	// Another login may have looked it up while this one waited.
-	if v, ok := c.cached(role); ok {
+	if v, ok := c.cached(role, asked); ok {
 		return v, nil
 	}
 	v, err := c.src.Verifier(ctx, role)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= maxCachedVerifiers {
-		clear(c.entries)
-	}
-	c.entries[role] = cachedVerifier{v: v, expires: time.Now().Add(c.ttl)}
+	c.store(role, cachedVerifier{v: v, asked: asked, expires: time.Now().Add(c.ttl)})
 	return v, nil
 }
 
-func (c *cachedVerifiers) cached(role string) (*scramauth.Verifier, bool) {
+func (c *cachedVerifiers) cached(role, asked string) (*scramauth.Verifier, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[role]
-	if !ok || !time.Now().Before(e.expires) {
+	if !ok || e.asked != asked || !time.Now().Before(e.expires) {
 		return nil, false
 	}
 	return e.v, true
+}
+
+func (c *cachedVerifiers) store(role string, e cachedVerifier) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= maxCachedVerifiers {
+		for r, old := range c.entries {
+			if old.v == nil {
+				delete(c.entries, r)
+			}
+		}
+		if len(c.entries) >= maxCachedVerifiers {
+			clear(c.entries)
+		}
+	}
+	c.entries[role] = e
 }
 
 // close closes the auth query's connection.
@@ -308,14 +338,4 @@ func (c *cachedVerifiers) close() {
 	c.slot <- struct{}{}
 	defer func() { <-c.slot }()
 	q.close()
-}
-
-// forget drops role's entry: PostgreSQL holds another verifier for it.
-func (c *cachedVerifiers) forget(role string) {
-	if len(role) >= nameDataLen {
-		role = role[:nameDataLen-1]
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.entries, role)
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,40 +92,52 @@ func newCache(src VerifierSource, ttl time.Duration) *cachedVerifiers {
 	return &cachedVerifiers{src: src, ttl: ttl, entries: map[string]cachedVerifier{}, slot: make(chan struct{}, 1)}
 }
 
-func TestVerifierCacheKeepsLookupsForItsTTL(t *testing.T) {
+func TestVerifierCacheKeepsLookupsWhilePostgreSQLAsksAlike(t *testing.T) {
 	src := &countingSource{}
 	c := newCache(src, time.Hour)
 	ctx := context.Background()
 	for range 3 {
-		if v, err := c.Verifier(ctx, "alice"); err != nil || v == nil {
+		if v, err := c.Verifier(ctx, "alice", "4096:salt1"); err != nil || v == nil {
 			t.Fatal(v, err)
 		}
 	}
 	if src.n.Load() != 1 {
 		t.Fatalf("%d lookups for three logins within the TTL", src.n.Load())
 	}
-	c.forget("alice")
-	c.Verifier(ctx, "alice")
+	// PostgreSQL asks with other key factors: the password changed, or
+	// the role was created since (its mock factors gave way).
+	c.Verifier(ctx, "alice", "4096:salt2")
+	c.Verifier(ctx, "alice", "4096:salt2")
 	if src.n.Load() != 2 {
-		t.Fatalf("%d lookups after forget", src.n.Load())
-	}
-	// PostgreSQL cuts a startup packet's role name to 63 bytes.
-	long := strings.Repeat("r", 63)
-	c.Verifier(ctx, long)
-	c.Verifier(ctx, long+"-cut")
-	if src.n.Load() != 3 {
-		t.Fatalf("%d lookups: a name past 63 bytes is the 63-byte name", src.n.Load())
+		t.Fatalf("%d lookups after PostgreSQL changed its salt", src.n.Load())
 	}
 	// A name that is not UTF-8 names no role: no lookup.
-	if v, err := c.Verifier(ctx, "bad\xff"); v != nil || err != nil || src.n.Load() != 3 {
+	if v, err := c.Verifier(ctx, "bad\xff", "x"); v != nil || err != nil || src.n.Load() != 2 {
 		t.Fatalf("invalid UTF-8: %v, %v, %d lookups", v, err, src.n.Load())
 	}
 	c.ttl = 0
-	c.forget("alice")
-	c.Verifier(ctx, "alice")
-	c.Verifier(ctx, "alice")
-	if src.n.Load() != 5 {
+	c.Verifier(ctx, "bob", "f")
+	c.Verifier(ctx, "bob", "f")
+	if src.n.Load() != 4 {
 		t.Fatalf("%d lookups with a zero TTL", src.n.Load())
+	}
+	// PostgreSQL cuts a startup packet's role name to 63 bytes.
+	long := strings.Repeat("r", 70)
+	if roleName(long) != long[:63] || roleName("alice") != "alice" {
+		t.Fatalf("roleName(%d bytes) = %d bytes", len(long), len(roleName(long)))
+	}
+}
+
+func TestVerifierCacheFullDropsRolesWithoutVerifiersFirst(t *testing.T) {
+	c := newCache(&countingSource{}, time.Hour)
+	v, _ := scramauth.ParseVerifier(fileVerifier)
+	c.store("known", cachedVerifier{v: v, asked: "k", expires: time.Now().Add(time.Hour)})
+	for i := 0; len(c.entries) < maxCachedVerifiers; i++ {
+		c.store(fmt.Sprint("unknown", i), cachedVerifier{asked: "m", expires: time.Now().Add(time.Hour)})
+	}
+	c.store("one more", cachedVerifier{asked: "m", expires: time.Now().Add(time.Hour)})
+	if got, ok := c.cached("known", "k"); !ok || got != v || len(c.entries) != 2 {
+		t.Fatalf("after the cache filled with unknown names: known cached %v, %d entries", ok, len(c.entries))
 	}
 }
 
@@ -133,7 +146,7 @@ func TestVerifierLookupsWaitBoundedAndFailFast(t *testing.T) {
 	c := newCache(src, time.Hour)
 	first := make(chan error, 1)
 	go func() {
-		_, err := c.Verifier(context.Background(), "slow")
+		_, err := c.Verifier(context.Background(), "slow", "f")
 		first <- err
 	}()
 	for src.n.Load() == 0 {
@@ -142,12 +155,12 @@ func TestVerifierLookupsWaitBoundedAndFailFast(t *testing.T) {
 	// A login waiting behind it gives up with its context.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := c.Verifier(ctx, "other"); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.Verifier(ctx, "other", "f"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("waiting login: %v, want its deadline", err)
 	}
 	// Past maxPendingLookups waiting, a login is refused at once.
 	c.pending.Add(maxPendingLookups)
-	if _, err := c.Verifier(context.Background(), "third"); !errors.Is(err, errTooManyLookups) {
+	if _, err := c.Verifier(context.Background(), "third", "f"); !errors.Is(err, errTooManyLookups) {
 		t.Fatalf("%v, want errTooManyLookups", err)
 	}
 	c.pending.Add(-maxPendingLookups)
@@ -156,7 +169,7 @@ func TestVerifierLookupsWaitBoundedAndFailFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Logins that waited for the same role find it cached.
-	if _, err := c.Verifier(context.Background(), "slow"); err != nil || src.n.Load() != 1 {
+	if _, err := c.Verifier(context.Background(), "slow", "f"); err != nil || src.n.Load() != 1 {
 		t.Fatalf("%v, %d lookups", err, src.n.Load())
 	}
 }

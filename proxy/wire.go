@@ -61,6 +61,18 @@ func (m *msgReader) next() (byte, []byte, error) {
 	return typ, body, nil
 }
 
+// discard skips the message next refused as too large, so that an error
+// sent in its place is read by a client still writing it (instead of a
+// reset connection), as PostgreSQL does. Larger than limit, it is not
+// read, and the caller closes the connection.
+func (m *msgReader) discard(tl *tooLargeError, limit int) error {
+	if tl.size > limit {
+		return tl
+	}
+	_, err := m.r.Discard(5 + tl.size)
+	return err
+}
+
 // startup reads an untyped startup-phase packet (StartupMessage,
 // SSLRequest, GSSENCRequest, CancelRequest) and returns its body.
 func (m *msgReader) startup() ([]byte, error) {

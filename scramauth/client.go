@@ -119,6 +119,12 @@ func (x *ClientExchange) ReadServerFirst(serverFirst []byte) error {
 	return nil
 }
 
+// KeyFactors names the salt and iteration count PostgreSQL asked with,
+// once ReadServerFirst has read them.
+func (x *ClientExchange) KeyFactors() string {
+	return strconv.Itoa(x.iterations) + ":" + base64.StdEncoding.EncodeToString(x.salt)
+}
+
 // Matches reports whether v has the salt and iteration count PostgreSQL
 // asked with: whether it can be the role's verifier as PostgreSQL holds it.
 func (x *ClientExchange) Matches(v *Verifier) bool {
