@@ -84,6 +84,10 @@ func OpenLocalStore(cfg policy.LocalKeystore, getenv func(string) string) (*Loca
 // Path is the key store file.
 func (s *LocalStore) Path() string { return s.path }
 
+// Close implements Store. A LocalStore holds nothing open (the file is read
+// and replaced per operation), so there is nothing to release.
+func (s *LocalStore) Close() error { return nil }
+
 // Load implements Store.
 func (s *LocalStore) Load(ctx context.Context, name string) (*keyset.Handle, error) {
 	if err := ctx.Err(); err != nil {

@@ -28,6 +28,10 @@ type Store interface {
 	SetEnabled(ctx context.Context, name string, enabled bool) error
 	// Destroy crypto-shreds a key: its keyset is removed, a tombstone kept.
 	Destroy(ctx context.Context, name string) error
+	// Close releases what the store holds (the Vault store's token renewal and
+	// connections); the store is not used afterwards. Calling it again does no
+	// harm.
+	Close() error
 }
 
 // KeyState is a key's lifecycle state.

@@ -36,6 +36,8 @@ type VaultStore struct {
 	auth        *vaultAuth
 }
 
+var _ Store = (*VaultStore)(nil)
+
 // vaultDoc is a key's KV document.
 type vaultDoc struct {
 	Kind    policy.KeyKind
@@ -178,8 +180,18 @@ func newVaultClient(cfg policy.VaultKeystore) (*vault.Client, error) {
 	return client, nil
 }
 
-// Close stops renewing the login.
-func (s *VaultStore) Close() { s.auth.stop() }
+// Close implements Store: it stops renewing the login, waiting for the
+// renewal goroutine to end, and closes idle connections to Vault. The token
+// is not revoked; unrenewed, it expires by itself.
+func (s *VaultStore) Close() error {
+	s.auth.stop()
+	// CloneConfig copies the http.Client but shares its Transport, whose
+	// idle connections these are.
+	if cfg := s.client.CloneConfig(); cfg.HttpClient != nil {
+		cfg.HttpClient.CloseIdleConnections()
+	}
+	return nil
+}
 
 func (s *VaultStore) docPath(name string) string { return s.path + "/" + name }
 

@@ -36,7 +36,11 @@ func openVault(t *testing.T, v *testenv.VaultEnv) *VaultStore {
 	if err != nil {
 		t.Fatalf("OpenVaultStore: %v", err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	return s
 }
 
@@ -289,6 +293,17 @@ path "` + v.TransitMount + `/decrypt/` + v.KEK + `" { capabilities = ["update"] 
 	time.Sleep(7 * time.Second)
 	if _, err := s.Load(ctx, "k"); err != nil {
 		t.Fatalf("after the first token expired: %v", err)
+	}
+	// Close ends the renewal and the logins: once the current token's TTL
+	// has passed, nothing has replaced it.
+	for range 2 {
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	if _, err := s.Load(ctx, "k"); err == nil {
+		t.Fatal("Load succeeded after Close and the token's TTL: the login is still kept alive")
 	}
 }
 

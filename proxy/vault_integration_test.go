@@ -38,7 +38,7 @@ func vaultKeystore(t *testing.T, v *testenv.VaultEnv, logs io.Writer) (*keymap.V
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(store.Close)
+	t.Cleanup(func() { _ = store.Close() })
 	if _, err := keymap.CreateMissing(context.Background(), store, cfg.Policy.Keys); err != nil {
 		t.Fatal(err)
 	}

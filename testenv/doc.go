@@ -1,5 +1,4 @@
-// Package testenv owns the real PostgreSQL and Vault that pgcloak's tests (and `pgcloak
-// demo`, for PostgreSQL) run against.
+// Package testenv owns the real PostgreSQL and Vault that pgcloak's tests run against.
 //
 // Tests get one server per test binary, started lazily by the first Postgres call and
 // stopped by Run, and a fresh empty database per Postgres call. The server comes from the
@@ -26,6 +25,8 @@
 // PGCLOAK_TEST_VAULT_SOURCE=env|docker|binary|build restricts the choice to one source;
 // PGCLOAK_TEST_REQUIRE applies as for PostgreSQL.
 //
-// StartLocalServer is also usable outside tests: `pgcloak demo` uses it for its throwaway
-// server.
+// The local PostgreSQL server itself lives in internal/pglocal (its process helpers in
+// internal/procgroup, its TLS files in internal/localca), which `pgcloak demo` uses
+// directly so that the release binary links none of this package's test machinery;
+// StartLocalServer, LocalServer and the rest re-export it for tests.
 package testenv

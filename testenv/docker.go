@@ -27,6 +27,7 @@ const (
 	// dockerStartTimeout allows for pulling the image on first use.
 	dockerStartTimeout = 3 * time.Minute
 	dockerPassword     = "postgres"
+	dockerSuperuser    = "postgres"
 )
 
 // dockerSource starts postgres:15 through testcontainers, after checking that an engine
@@ -47,7 +48,7 @@ func startContainer(ctx context.Context) (srv *server, err error) {
 	ctx, cancel := context.WithTimeout(ctx, dockerStartTimeout)
 	defer cancel()
 	ctr, err := tcpostgres.Run(ctx, dockerImage,
-		tcpostgres.WithUsername(localSuperuser),
+		tcpostgres.WithUsername(dockerSuperuser),
 		tcpostgres.WithPassword(dockerPassword),
 		tcpostgres.BasicWaitStrategies(),
 		// The same speed-over-durability settings as a local server.
@@ -73,7 +74,7 @@ func containerServer(ctx context.Context, ctr *tcpostgres.PostgresContainer) (*s
 	if err != nil {
 		return nil, err
 	}
-	pg := PG{Host: host, Port: int(port.Num()), Superuser: localSuperuser, Password: dockerPassword, Source: SourceDocker}
+	pg := PG{Host: host, Port: int(port.Num()), Superuser: dockerSuperuser, Password: dockerPassword, Source: SourceDocker}
 	cfg, err := pgx.ParseConfig(pg.dsnFor("postgres"))
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -161,7 +162,11 @@ func TestLocalServerPasswordRoles(t *testing.T) {
 	if pg.Source != SourceLocal {
 		t.Skipf("source %s: pg_hba.conf is testenv's for local servers only", pg.Source)
 	}
-	for _, r := range passwordRoles {
+	for _, r := range []struct{ role, method string }{
+		{RoleMD5, "md5"},
+		{RolePassword, "password"},
+		{RoleSCRAM, "scram-sha-256"},
+	} {
 		t.Run(r.method, func(t *testing.T) {
 			encryption := "scram-sha-256"
 			if r.method == "md5" {
@@ -294,7 +299,7 @@ func TestStartLocalServerStopsWhenContextEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ls.Stop() })
-	for _, f := range []string{ls.CACertFile, filepath.Join(ls.DataDir, serverKeyName)} {
+	for _, f := range []string{ls.CACertFile, filepath.Join(ls.DataDir, "server.key")} {
 		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("TLS file: %v", err)
 		}
@@ -313,69 +318,6 @@ func TestStartLocalServerStopsWhenContextEnds(t *testing.T) {
 	assertGone(t, ls)
 }
 
-func TestStartLocalServerRejectsBadOptions(t *testing.T) {
-	for name, opts := range map[string]LocalServerOptions{
-		"conf key":   {ExtraConf: map[string]string{"work_mem = 1\nfsync": "on"}},
-		"conf value": {ExtraConf: map[string]string{"work_mem": "1MB\nfsync = on"}},
-		"hba line":   {HBA: []string{"local all all trust\nhost all all 0.0.0.0/0 trust"}},
-		"port":       {Port: 70000},
-	} {
-		t.Run(name, func(t *testing.T) {
-			if _, err := StartLocalServer(context.Background(), opts); err == nil {
-				t.Fatal("accepted")
-			}
-		})
-	}
-}
-
-func TestStartLocalServerRefusesNonEmptyDir(t *testing.T) {
-	dir := t.TempDir()
-	keep := filepath.Join(dir, "precious")
-	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := StartLocalServer(context.Background(), LocalServerOptions{Dir: dir}); err == nil {
-		t.Fatal("started in a non-empty dir, which Stop would remove")
-	}
-	if _, err := os.Stat(keep); err != nil {
-		t.Fatalf("failed start touched the dir: %v", err)
-	}
-}
-
-func TestHBAOrder(t *testing.T) {
-	lines := hbaLines([]string{"host all x 127.0.0.1/32 reject"}, true)
-	index := func(want string) int {
-		for i, l := range lines {
-			if l == want {
-				return i
-			}
-		}
-		t.Fatalf("no line %q in\n%s", want, strings.Join(lines, "\n"))
-		return -1
-	}
-	extra := index("host all x 127.0.0.1/32 reject")
-	md5 := index("host all pgcloak_md5 127.0.0.1/32 md5")
-	index("local all pgcloak_password password")
-	scram := index("hostssl all pgcloak_scram 127.0.0.1/32 scram-sha-256")
-	trust := index("host all all 127.0.0.1/32 trust")
-	index("hostssl all all ::1/128 trust")
-	if !(extra < md5 && md5 < scram && scram < trust) {
-		t.Fatalf("wrong order (first match wins):\n%s", strings.Join(lines, "\n"))
-	}
-	for _, l := range hbaLines(nil, false) {
-		if strings.HasPrefix(l, "hostssl") {
-			t.Fatalf("hostssl line %q without TLS", l)
-		}
-	}
-}
-
-func TestRenderConfQuotes(t *testing.T) {
-	got := renderConf([]confSetting{{"application_name", `it's a\b`}})
-	if !strings.Contains(got, `application_name = 'it''s a\\b'`) {
-		t.Fatalf("got %q", got)
-	}
-}
-
 func TestUniqueDBName(t *testing.T) {
 	long := strings.Repeat("TestSomething/with spaces-and-ÜNICODE/", 5)
 	a, b := uniqueDBName(long), uniqueDBName(long)
@@ -390,20 +332,6 @@ func TestUniqueDBName(t *testing.T) {
 	}
 	if !strings.HasPrefix(a, "t_testsomething_with_spaces") {
 		t.Errorf("%q does not start with the readable test name", a)
-	}
-}
-
-func TestFindBinDirHonoursEnv(t *testing.T) {
-	t.Setenv(EnvBinDir, t.TempDir())
-	if _, err := FindBinDir(context.Background()); err == nil || !strings.Contains(err.Error(), EnvBinDir) {
-		t.Fatalf("err = %v, want a complaint about %s", err, EnvBinDir)
-	}
-}
-
-func TestNewestVersionDir(t *testing.T) {
-	got := newestVersionDir([]string{"/usr/lib/postgresql/9.6/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/10/bin"})
-	if got != "/usr/lib/postgresql/15/bin" {
-		t.Fatalf("got %s", got)
 	}
 }
 
@@ -496,5 +424,30 @@ func TestStatementLogUnavailableWithoutPath(t *testing.T) {
 	(&PG{Source: SourceDocker}).StatementLog(rec)
 	if !strings.Contains(rec.failed, "no statement log") {
 		t.Fatalf("failed %q, want a required-run failure", rec.failed)
+	}
+}
+
+// TestReleaseBinaryCarriesNoTestMachinery checks what `go version -m` of a built pgcloak
+// would list: `pgcloak demo` gets its server from internal/pglocal, so neither this package
+// nor what it links for Docker may reach the binary.
+func TestReleaseBinaryCarriesNoTestMachinery(t *testing.T) {
+	goCmd, err := findGo()
+	if err != nil {
+		unavailable(t, "%v", err)
+	}
+	out, err := exec.Command(goCmd, "list", "-deps",
+		"-f", "{{.ImportPath}} {{with .Module}}{{.Path}}{{end}}",
+		"github.com/pgcloak/pgcloak/cmd/pgcloak").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	banned := regexp.MustCompile(`(?i)testcontainers|docker|moby|^testing$|/testenv$`)
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		for _, field := range strings.Fields(line) {
+			if banned.MatchString(field) {
+				t.Errorf("cmd/pgcloak links %s", line)
+				break
+			}
+		}
 	}
 }

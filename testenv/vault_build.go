@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgcloak/pgcloak/internal/procgroup"
 )
 
 // vaultBuildVersion is the Vault built from modules, and the key of its cache directory.
@@ -134,8 +136,8 @@ func buildVault(ctx context.Context, dir string, logf func(string, ...any)) erro
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group, ended whole on cancellation (a signal, Run's end, the timeout).
-	cmd.SysProcAttr = sysProcAttr(nil)
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
+	cmd.SysProcAttr = procgroup.SysProcAttr(nil)
+	cmd.Cancel = func() error { return procgroup.KillGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = 10 * time.Second
 
 	start := time.Now()

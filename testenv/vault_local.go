@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/pgcloak/pgcloak/internal/localca"
+	"github.com/pgcloak/pgcloak/internal/procgroup"
 )
 
 const (
@@ -26,7 +30,14 @@ const (
 	vaultReadyTimeout = 2 * time.Minute
 	// vaultTermWait is how long Vault gets to seal and exit after SIGTERM before SIGKILL.
 	vaultTermWait = 15 * time.Second
+	// localHost is where Vault listens.
+	localHost = "127.0.0.1"
+	// portAttempts covers the race between picking a free port and the server binding it.
+	portAttempts = 3
 )
+
+// errPortInUse marks a start that failed only because another process took the port.
+var errPortInUse = errors.New("port already in use")
 
 // vaultBinarySource runs the vault binary on PATH.
 func vaultBinarySource(ctx context.Context) (*vaultServer, error) {
@@ -96,7 +107,7 @@ func (p *vaultProc) setUp(ctx context.Context) error {
 	if err := os.Mkdir(filepath.Join(p.dir, "data"), 0o700); err != nil {
 		return err
 	}
-	err := writeTLSFiles(tlsFiles{
+	err := localca.Write(localca.Files{
 		CACert:     p.caFile,
 		ServerCert: filepath.Join(p.dir, "server.crt"),
 		ServerKey:  filepath.Join(p.dir, "server.key"),
@@ -168,7 +179,7 @@ func (p *vaultProc) launch(ctx context.Context) error {
 	defer logFile.Close() // the child has its own descriptor
 	cmd := exec.Command(p.bin, "server", "-config="+p.configPath)
 	cmd.Dir = p.dir
-	cmd.SysProcAttr = sysProcAttr(nil)
+	cmd.SysProcAttr = procgroup.SysProcAttr(nil)
 	// VAULT_* variables (VAULT_API_ADDR, VAULT_LOG_LEVEL, a license…) would change the server.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "VAULT_") {
@@ -334,7 +345,7 @@ func (p *vaultProc) halt() error {
 			break
 		}
 	}
-	err := killGroup(pid)
+	err := procgroup.KillGroup(pid)
 	if !exited {
 		return errors.Join(fmt.Errorf("vault (pid %d) did not exit", pid), err)
 	}
@@ -358,9 +369,30 @@ func sweepStaleVaultDirs() {
 			continue
 		}
 		pid, err := strconv.Atoi(pidText)
-		if err != nil || pid <= 0 || pid == os.Getpid() || processExists(pid) {
+		if err != nil || pid <= 0 || pid == os.Getpid() || procgroup.ProcessExists(pid) {
 			continue
 		}
 		_ = os.RemoveAll(dir)
 	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(localHost, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail is the end of a log or of a command's output, from a line start, for an error.
+func tail(b []byte) string {
+	const limit = 4096
+	if len(b) > limit {
+		b = b[len(b)-limit:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/pgcloak/pgcloak/internal/procgroup"
 )
 
 func vaultCtx(t *testing.T) context.Context {
@@ -167,7 +169,7 @@ func TestVaultStopStart(t *testing.T) {
 	v.srv.local.mu.Unlock()
 
 	v.Stop(t)
-	if processExists(pid) {
+	if procgroup.ProcessExists(pid) {
 		t.Fatalf("vault (pid %d) still runs after Stop", pid)
 	}
 	down, err := api.NewClient(c.CloneConfig())

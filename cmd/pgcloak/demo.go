@@ -15,10 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/pgcloak/pgcloak/internal/pglocal"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/proxy"
-	"github.com/pgcloak/pgcloak/testenv"
 )
 
 // demoPolicy is the demo's config; the keystore path is filled in.
@@ -95,7 +95,7 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer, ready chan<- 
 	}
 	defer ln.Close()
 	fmt.Fprintln(out, "Starting a throwaway PostgreSQL…")
-	pg, err := testenv.StartLocalServer(ctx, testenv.LocalServerOptions{})
+	pg, err := pglocal.Start(ctx, pglocal.Options{})
 	if err != nil {
 		return fmt.Errorf("starting PostgreSQL: %w", err)
 	}
@@ -116,6 +116,7 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer, ready chan<- 
 	if err != nil {
 		return err
 	}
+	defer store.Close()
 	if _, err := keymap.CreateMissing(ctx, store, cfg.Policy.Keys); err != nil {
 		return err
 	}
@@ -152,7 +153,7 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer, ready chan<- 
 
 // writeDemoFiles writes the master key and config into the server's
 // directory, which Stop removes.
-func writeDemoFiles(pg *testenv.LocalServer, listen string) (string, error) {
+func writeDemoFiles(pg *pglocal.Server, listen string) (string, error) {
 	dir := filepath.Join(pg.Dir, "pgcloak")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
@@ -169,7 +170,7 @@ func writeDemoFiles(pg *testenv.LocalServer, listen string) (string, error) {
 
 // setupDemoDatabase creates the sample schema and installs the database
 // guards on it, as `pgcloak policy apply` would.
-func setupDemoDatabase(ctx context.Context, pg *testenv.LocalServer, pol policy.Policy) error {
+func setupDemoDatabase(ctx context.Context, pg *pglocal.Server, pol policy.Policy) error {
 	admin, err := pgx.Connect(ctx, pg.DSN("postgres"))
 	if err != nil {
 		return err
@@ -205,7 +206,7 @@ func insertDemoRows(ctx context.Context, addr *net.TCPAddr) error {
 	return nil
 }
 
-func printDemoHelp(out io.Writer, addr *net.TCPAddr, pg *testenv.LocalServer, cfgPath string) {
+func printDemoHelp(out io.Writer, addr *net.TCPAddr, pg *pglocal.Server, cfgPath string) {
 	p := fmt.Sprintf("psql \"postgres://%%s@%s/demo?sslmode=disable\"", addr)
 	direct := fmt.Sprintf("psql \"postgres://postgres@%s:%d/demo?sslmode=disable\"", pg.Host, pg.Port)
 	fmt.Fprintf(out, `

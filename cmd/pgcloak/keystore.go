@@ -15,13 +15,19 @@ import (
 // store is an opened key store and how to let go of it.
 type store struct {
 	keymap.Store
-	vault *keymap.VaultStore // nil for the local provider
+	// vault is the Vault store: Store itself for the vault provider, or one
+	// opened for the grants document alone (see grantsFromVault); nil if
+	// neither.
+	vault *keymap.VaultStore
 }
 
-func (s *store) Close() {
-	if s.vault != nil {
-		s.vault.Close()
+// Close closes the key store and the Vault store opened for grants, if any.
+func (s *store) Close() error {
+	err := s.Store.Close()
+	if s.vault != nil && keymap.Store(s.vault) != s.Store {
+		err = errors.Join(err, s.vault.Close())
 	}
+	return err
 }
 
 // openStore opens the configured key store.

@@ -76,7 +76,11 @@ func TestMigrationsOnlineWithVault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(st.Close)
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	if _, err := keymap.CreateMissing(ctx, st, cfg.Policy.Keys); err != nil {
 		t.Fatal(err)
 	}

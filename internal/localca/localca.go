@@ -1,4 +1,7 @@
-package testenv
+// Package localca owns the TLS files of throwaway servers on this machine (testenv's and
+// `pgcloak demo`'s PostgreSQL, testenv's Vault): a CA made for the occasion and a server
+// certificate it signs for the loopback names.
+package localca
 
 import (
 	"crypto/ecdsa"
@@ -13,17 +16,17 @@ import (
 	"time"
 )
 
-// tlsFiles are the paths writeTLSFiles fills.
-type tlsFiles struct {
+// Files are the paths Write fills.
+type Files struct {
 	CACert     string // the CA a client verifies the server with (sslrootcert)
 	ServerCert string
 	ServerKey  string
 }
 
-// writeTLSFiles creates a throwaway CA and a server certificate it signs, valid for
+// Write creates a throwaway CA and a server certificate it signs, valid for
 // localhost, 127.0.0.1 and ::1. A separate CA (rather than one self-signed leaf) lets
 // clients use sslmode=verify-full exactly as they would against a real deployment.
-func writeTLSFiles(f tlsFiles) error {
+func Write(f Files) error {
 	caKey, caCert, caDER, err := newCA()
 	if err != nil {
 		return err
@@ -67,7 +70,7 @@ func newCA() (*ecdsa.PrivateKey, *x509.Certificate, []byte, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{CommonName: "pgcloak testenv CA"},
+		Subject:               pkix.Name{CommonName: "pgcloak localca CA"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().AddDate(1, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,

@@ -1,11 +1,11 @@
 //go:build unix && !linux
 
-package testenv
+package procgroup
 
 import "syscall"
 
-// sysProcAttr: see proc_linux.go; without Pdeathsig a crashed test binary can leave the
+// SysProcAttr: see proc_linux.go; without Pdeathsig a crashed test binary can leave the
 // server running, to be shut down by PostgreSQL itself once its data directory is swept.
-func sysProcAttr(u *runAs) *syscall.SysProcAttr {
+func SysProcAttr(u *User) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Credential: u.credential()}
 }

@@ -1,4 +1,4 @@
-package testenv
+package pglocal
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 )
 
 // The login roles whose pg_hba.conf lines make a local server ask for a password with one
-// particular method, so the proxy's tests can exercise each. testenv writes only these
+// particular method, so the proxy's tests can exercise each. pglocal writes only these
 // lines; the tests create the roles (with passwords) themselves. For real md5 the role's
 // password must be stored as md5 (SET password_encryption = 'md5' before CREATE ROLE);
 // PostgreSQL upgrades "md5" to SCRAM for a SCRAM-stored password.
@@ -33,13 +33,13 @@ var loopbacks = []string{"127.0.0.1/32", "::1/128"}
 // is the contract: the caller's lines, then the password methods of the pgcloak_* roles,
 // then trust for everyone else.
 func hbaLines(extra []string, tls bool) []string {
-	lines := []string{"# testenv: lines of LocalServerOptions.HBA"}
+	lines := []string{"# pglocal: lines of Options.HBA"}
 	lines = append(lines, extra...)
-	lines = append(lines, "# testenv: one password method per pgcloak_* role")
+	lines = append(lines, "# pglocal: one password method per pgcloak_* role")
 	for _, r := range passwordRoles {
 		lines = append(lines, hbaFor(r.role, r.method, tls)...)
 	}
-	lines = append(lines, "# testenv: everyone else")
+	lines = append(lines, "# pglocal: everyone else")
 	return append(lines, hbaFor("all", "trust", tls)...)
 }
 
@@ -68,7 +68,7 @@ var confKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 
 // serverConf lists the settings appended to initdb's postgresql.conf; later lines win, so
 // opts.ExtraConf (sorted, for a reproducible file) can override any default here.
-func serverConf(opts LocalServerOptions, socketDir string) []confSetting {
+func serverConf(opts Options, socketDir string) []confSetting {
 	conf := []confSetting{
 		{"listen_addresses", "127.0.0.1"},
 		{"unix_socket_directories", socketDir},
@@ -77,7 +77,7 @@ func serverConf(opts LocalServerOptions, socketDir string) []confSetting {
 		{"synchronous_commit", "off"},
 		{"full_page_writes", "off"},
 		{"max_connections", "200"},
-		// The server's stderr is the log file (see LocalServer.LogPath).
+		// The server's stderr is the log file (see Server.LogPath).
 		{"logging_collector", "off"},
 		{"log_destination", "stderr"},
 		{"log_line_prefix", "%m [%p] %q%u@%d "},
@@ -101,7 +101,7 @@ func serverConf(opts LocalServerOptions, socketDir string) []confSetting {
 // lists need no special casing.
 func renderConf(conf []confSetting) string {
 	var b strings.Builder
-	b.WriteString("\n# testenv\n")
+	b.WriteString("\n# pglocal\n")
 	for _, s := range conf {
 		v := strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(s.value)
 		fmt.Fprintf(&b, "%s = '%s'\n", s.key, v)
@@ -112,7 +112,7 @@ func renderConf(conf []confSetting) string {
 // validateOptions rejects what would corrupt the config files: a line break in a value or
 // an HBA line would smuggle in further lines, a malformed key would stop the server with an
 // error far from its cause.
-func validateOptions(opts LocalServerOptions) error {
+func validateOptions(opts Options) error {
 	for k, v := range opts.ExtraConf {
 		if !confKey.MatchString(k) {
 			return fmt.Errorf("ExtraConf: invalid setting name %q", k)

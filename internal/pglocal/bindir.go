@@ -1,4 +1,4 @@
-package testenv
+package pglocal
 
 import (
 	"context"
@@ -20,7 +20,7 @@ const EnvBinDir = "PGCLOAK_PG_BINDIR"
 const debianBinGlob = "/usr/lib/postgresql/*/bin"
 
 // serverBinaries are the programs a local server needs. pg_ctl is not among them: the
-// server is run directly so that this package owns its process (see LocalServer.Stop).
+// server is run directly so that this package owns its process (see Server.Stop).
 var serverBinaries = []string{"initdb", "postgres"}
 
 // FindBinDir returns the directory holding the PostgreSQL server binaries: $PGCLOAK_PG_BINDIR
