@@ -13,21 +13,6 @@ import (
 	"github.com/pgcloak/pgcloak/scramauth"
 )
 
-// Message type bytes of the authentication exchange.
-const (
-	msgAuthentication byte = 'R' // backend: AuthenticationXxx
-	msgPasswordFamily byte = 'p' // frontend: SASLInitialResponse, SASLResponse, PasswordMessage
-	msgError          byte = 'E' // backend: ErrorResponse
-)
-
-// Authentication request codes (the first word of an 'R' message).
-const (
-	authOK           uint32 = 0
-	authSASL         uint32 = 10
-	authSASLContinue uint32 = 11
-	authSASLFinal    uint32 = 12
-)
-
 // verifierTimeout bounds the wait for a role's verifier.
 const verifierTimeout = 10 * time.Second
 
@@ -149,8 +134,8 @@ func (ss *session) clientAuthMessage() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if typ != msgPasswordFamily {
-		return nil, &scramauth.Error{Code: "08P01", Msg: fmt.Sprintf("expected SASL response, got message type %q", typ)}
+	if typ != fePassword {
+		return nil, &scramauth.Error{Code: "08P01", Msg: fmt.Sprintf("expected SASL response, got message type %q", byte(typ))}
 	}
 	return body, nil
 }
@@ -180,24 +165,24 @@ var errUpstreamRefused = errors.New("authentication failed upstream")
 
 // upstreamSASL reads PostgreSQL's next SASL message, of kind code, and
 // returns its data. An ErrorResponse goes to the client as it is.
-func (ss *session) upstreamSASL(code uint32) ([]byte, error) {
+func (ss *session) upstreamSASL(code authRequest) ([]byte, error) {
 	typ, body, err := ss.ur.next()
 	if err != nil {
 		return nil, err
 	}
 	switch {
-	case typ == msgError:
+	case typ == beErrorResponse:
 		ss.cw.raw(typ, body)
 		ss.cw.flush()
 		return nil, errUpstreamRefused
-	case typ != msgAuthentication || len(body) < 4:
-		return nil, &scramauth.Error{Code: "08P01", Msg: fmt.Sprintf("unexpected message %q from PostgreSQL during SCRAM", typ)}
+	case typ != beAuthentication || len(body) < 4:
+		return nil, &scramauth.Error{Code: "08P01", Msg: fmt.Sprintf("unexpected message %q from PostgreSQL during SCRAM", byte(typ))}
 	}
 	switch c := authCode(body); c {
 	case code:
 		return body[4:], nil
 	default:
-		return nil, &scramauth.Error{Code: "08P01", Msg: fmt.Sprintf("unexpected authentication request %d from PostgreSQL during SCRAM", c)}
+		return nil, &scramauth.Error{Code: "08P01", Msg: fmt.Sprintf("unexpected authentication request %d from PostgreSQL during SCRAM", uint32(c))}
 	}
 }
 
@@ -241,6 +226,6 @@ func (ss *session) upstreamCert() *x509.Certificate {
 	return nil
 }
 
-func authCode(body []byte) uint32 {
-	return uint32(body[0])<<24 | uint32(body[1])<<16 | uint32(body[2])<<8 | uint32(body[3])
+func authCode(body []byte) authRequest {
+	return authRequest(uint32(body[0])<<24 | uint32(body[1])<<16 | uint32(body[2])<<8 | uint32(body[3]))
 }

@@ -32,17 +32,17 @@ func (ss *session) backendLoop() error {
 	}
 }
 
-func (ss *session) backendMessage(be *backend, typ byte, body []byte) error {
+func (ss *session) backendMessage(be *backend, typ backendType, body []byte) error {
 	switch typ {
-	case 'S':
+	case beParameterStatus:
 		ss.noteParameter(body)
 		return ss.cw.raw(typ, body)
-	case 'N':
+	case beNoticeResponse:
 		if p := ss.head(); p != nil && p.kind == pendInternal {
 			return nil
 		}
 		return ss.cw.raw(typ, body)
-	case 'A':
+	case beNotificationResponse:
 		// Notifications are the client's whatever request is at the
 		// head, the proxy's own queries included; but for the proxy's
 		// own channel.
@@ -56,7 +56,7 @@ func (ss *session) backendMessage(be *backend, typ byte, body []byte) error {
 		// A message nobody asked for: a FATAL on shutdown, say.
 		return ss.cw.raw(typ, body)
 	}
-	if typ == 'E' {
+	if typ == beErrorResponse {
 		return ss.serverError(p, body)
 	}
 	switch p.kind {
@@ -68,42 +68,42 @@ func (ss *session) backendMessage(be *backend, typ byte, body []byte) error {
 		return ss.describeResponse(p, typ, body)
 	}
 	switch typ {
-	case 'T':
+	case beRowDescription:
 		return ss.rowDescription(p, body)
-	case 'D':
+	case beDataRow:
 		return ss.dataRow(be, p, body)
-	case 'C':
+	case beCommandComplete:
 		return ss.commandComplete(p, body)
-	case 'I':
+	case beEmptyQueryResponse:
 		p.shape = nil
 		p.stmtIdx++
 		return ss.forwardAndMaybePop(p, typ, body, p.kind != pendQuery)
-	case 's':
+	case bePortalSuspended:
 		return ss.forwardAndMaybePop(p, typ, body, true)
-	case 'Z':
+	case beReadyForQuery:
 		return ss.readyForQuery(p, body)
-	case 'H':
+	case beCopyOutResponse:
 		return ss.copyOutResponse(p, typ, body)
-	case 'd', 'c':
+	case beCopyData, beCopyDone:
 		return ss.copyOutData(p, typ, body)
-	case 'G':
+	case beCopyInResponse:
 		ss.copyInStarted(p)
 		return ss.forward(p, typ, body)
-	case '1', '2', '3':
+	case beParseComplete, beBindComplete, beCloseComplete:
 		return ss.forwardAndMaybePop(p, typ, body, true)
 	default:
 		return ss.forward(p, typ, body)
 	}
 }
 
-func (ss *session) forward(p *pending, typ byte, body []byte) error {
+func (ss *session) forward(p *pending, typ backendType, body []byte) error {
 	if p.discard {
 		return nil
 	}
 	return ss.cw.raw(typ, body)
 }
 
-func (ss *session) forwardAndMaybePop(p *pending, typ byte, body []byte, pop bool) error {
+func (ss *session) forwardAndMaybePop(p *pending, typ backendType, body []byte, pop bool) error {
 	err := ss.forward(p, typ, body)
 	if pop {
 		ss.pop()
@@ -114,8 +114,8 @@ func (ss *session) forwardAndMaybePop(p *pending, typ byte, body []byte, pop boo
 // internalMessage consumes the answer to a batch of the proxy's own. Its
 // ReadyForQuery tells the transaction status but, unlike the client's,
 // completes nothing of the client's session state.
-func (ss *session) internalMessage(p *pending, typ byte, body []byte) error {
-	if typ != 'Z' {
+func (ss *session) internalMessage(p *pending, typ backendType, body []byte) error {
+	if typ != beReadyForQuery {
 		p.iq.handle(typ, body)
 		return nil
 	}
@@ -124,7 +124,7 @@ func (ss *session) internalMessage(p *pending, typ byte, body []byte) error {
 		return ss.serverMalformed("ReadyForQuery")
 	}
 	ss.mu.Lock()
-	ss.noteReadyLocked(rfq.TxStatus)
+	ss.noteReadyLocked(txStatus(rfq.TxStatus))
 	ss.mu.Unlock()
 	ss.pop()
 	// Last: the waiting frontend reads the status.
@@ -165,7 +165,7 @@ func (ss *session) copyInStarted(p *pending) {
 // error in a batch of the proxy's own is its alone.
 func (ss *session) serverError(p *pending, body []byte) error {
 	if p.kind == pendInternal {
-		p.iq.handle('E', body)
+		p.iq.handle(beErrorResponse, body)
 		return nil
 	}
 	ss.mu.Lock()
@@ -178,7 +178,7 @@ func (ss *session) serverError(p *pending, body []byte) error {
 	case replacement != nil:
 		err = ss.cw.send(errorResponse(replacement))
 	default:
-		err = ss.cw.raw('E', body)
+		err = ss.cw.raw(beErrorResponse, body)
 	}
 	p.shape, p.out = nil, nil
 	if p.extended() {
@@ -222,9 +222,9 @@ func (ss *session) skipToSync() {
 // noteReadyLocked records what any ReadyForQuery tells: the transaction
 // status, and at idle the end of the transaction's portals and of its
 // uncommitted DDL.
-func (ss *session) noteReadyLocked(status byte) {
+func (ss *session) noteReadyLocked(status txStatus) {
 	ss.rfqSeen++
-	if status == 'I' {
+	if status == txIdle {
 		// Protocol-level portals do not outlive their transaction.
 		for name, pt := range ss.portals {
 			if pt.epoch < ss.rfqSeen {
@@ -250,11 +250,12 @@ func (ss *session) readyForQuery(p *pending, body []byte) error {
 		return ss.serverMalformed("ReadyForQuery")
 	}
 	ss.mu.Lock()
-	ss.state.readyForQuery(rfq.TxStatus)
-	ss.noteReadyLocked(rfq.TxStatus)
+	status := txStatus(rfq.TxStatus)
+	ss.state.readyForQuery(status)
+	ss.noteReadyLocked(status)
 	// After the proxy failed a result, an explicit transaction must end
 	// up failed as the client believes.
-	abort := ss.abortTx && rfq.TxStatus == 'T' && len(ss.queue) == 1
+	abort := ss.abortTx && status == txInBlock && len(ss.queue) == 1
 	ss.abortTx = false
 	ss.mu.Unlock()
 	if abort {
@@ -262,16 +263,16 @@ func (ss *session) readyForQuery(p *pending, body []byte) error {
 			return err
 		}
 	}
-	err := ss.cw.raw('Z', body)
+	err := ss.cw.raw(beReadyForQuery, body)
 	ss.pop()
 	return err
 }
 
 // injectAbort holds back the ReadyForQuery of the request at the head of
 // the queue when nothing else is in flight, and runs a request that fails
-// instead; its own ReadyForQuery ('E') goes to the client. The check, the
-// pop and the push happen under the upstream writer's lock, so no request
-// of the client's can come between. (The lock is free soon: the frontend
+// instead; its own ReadyForQuery (txFailed) goes to the client. The check,
+// the pop and the push happen under the upstream writer's lock, so no
+// request of the client's can come between. (The lock is free soon: the frontend
 // pushes before it writes, and the server, idle, reads what it writes.)
 func (ss *session) injectAbort() (bool, error) {
 	ss.uw.mu.Lock()
@@ -312,7 +313,7 @@ func (ss *session) rowDescription(p *pending, body []byte) error {
 	}
 	p.shape = ss.shapeFor(rd.Fields, p.statement())
 	if p.shape == nil {
-		return ss.forward(p, 'T', body)
+		return ss.forward(p, beRowDescription, body)
 	}
 	if p.discard {
 		return nil
@@ -331,7 +332,7 @@ func (ss *session) dataRow(be *backend, p *pending, body []byte) error {
 		}
 	}
 	if p.shape == nil {
-		return ss.cw.raw('D', body)
+		return ss.cw.raw(beDataRow, body)
 	}
 	out, err := p.shape.rewriteRow(be.rowBuf[:0], body)
 	if err != nil {
@@ -375,7 +376,7 @@ func (ss *session) commandComplete(p *pending, body []byte) error {
 	p.shape = nil
 	p.shapeKnown = false
 	p.stmtIdx++
-	return ss.forwardAndMaybePop(p, 'C', body, p.kind != pendQuery)
+	return ss.forwardAndMaybePop(p, beCommandComplete, body, p.kind != pendQuery)
 }
 
 // completed applies a statement's effects on session state once the server
@@ -436,9 +437,9 @@ func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
 	}
 }
 
-func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
+func (ss *session) describeResponse(p *pending, typ backendType, body []byte) error {
 	switch typ {
-	case 't':
+	case beParameterDescription:
 		if p.discard {
 			// The proxy already reported an error for this batch.
 			return nil
@@ -462,7 +463,7 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 			pd.ParameterOIDs[i] = p.stmt.describedType(i, pr)
 		}
 		return ss.cw.send(&pd)
-	case 'T':
+	case beRowDescription:
 		var rd pgproto3.RowDescription
 		if rd.Decode(body) != nil {
 			return ss.serverMalformed("RowDescription")
@@ -478,7 +479,7 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 			return ss.cw.raw(typ, body)
 		}
 		return ss.cw.send(&pgproto3.RowDescription{Fields: shape.describe(fields)})
-	case 'n':
+	case beNoData:
 		ss.recordDescription(p.object, p.stmt, p.portal, nil)
 		ss.pop()
 		return ss.forward(p, typ, body)
@@ -487,16 +488,16 @@ func (ss *session) describeResponse(p *pending, typ byte, body []byte) error {
 	}
 }
 
-func (ss *session) hiddenDescribe(p *pending, typ byte, body []byte) error {
+func (ss *session) hiddenDescribe(p *pending, typ backendType, body []byte) error {
 	switch typ {
-	case 'T':
+	case beRowDescription:
 		var rd pgproto3.RowDescription
 		if rd.Decode(body) != nil {
 			return ss.serverMalformed("RowDescription")
 		}
-		ss.recordDescription('P', nil, p.portal, cloneFields(rd.Fields))
-	case 'n':
-		ss.recordDescription('P', nil, p.portal, nil)
+		ss.recordDescription(targetPortal, nil, p.portal, cloneFields(rd.Fields))
+	case beNoData:
+		ss.recordDescription(targetPortal, nil, p.portal, nil)
 	default:
 		return nil
 	}
@@ -504,13 +505,13 @@ func (ss *session) hiddenDescribe(p *pending, typ byte, body []byte) error {
 	return nil
 }
 
-func (ss *session) recordDescription(object byte, st *preparedStmt, pt *portal, fields []pgproto3.FieldDescription) {
+func (ss *session) recordDescription(object describeTarget, st *preparedStmt, pt *portal, fields []pgproto3.FieldDescription) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if object == 'S' && st != nil {
+	if object == targetStatement && st != nil {
 		st.fields, st.described = fields, true
 	}
-	if object == 'P' && pt != nil {
+	if object == targetPortal && pt != nil {
 		pt.fields, pt.described = fields, true
 	}
 }

@@ -596,14 +596,14 @@ func (ss *session) refreshCatalogIfStale() {
 	// the batch's implicit transaction (or, after an error in it, be
 	// ignored until Sync). Nor in a failed transaction, which refuses
 	// every query but its end.
-	if !due || !idle || tx == 'E' {
+	if !due || !idle || tx == txFailed {
 		return
 	}
-	if tx == 'I' && ss.adoptShared(stale) {
+	if tx == txIdle && ss.adoptShared(stale) {
 		ss.markTxGeneration()
 		return
 	}
-	cat, err := ss.loadCatalog(tx == 'T')
+	cat, err := ss.loadCatalog(tx == txInBlock)
 	if err != nil {
 		ss.mu.Lock()
 		// An old snapshot is still right where no DDL ran since; after
@@ -616,16 +616,16 @@ func (ss *session) refreshCatalogIfStale() {
 	}
 	ss.mu.Lock()
 	ss.cat, ss.catStale, ss.catFailed = cat, false, false
-	if tx == 'I' {
+	if tx == txIdle {
 		ss.txGen = cat.gen
 	}
-	if tx == 'T' {
+	if tx == txInBlock {
 		// Read in the transaction's snapshot, which at REPEATABLE READ
 		// can be older than the reload: reloaded again when it ends.
 		ss.catTxDirty = true
 	}
 	ss.mu.Unlock()
-	if tx == 'I' && !cat.migrationsUnknown {
+	if tx == txIdle && !cat.migrationsUnknown {
 		// Inside a transaction the snapshot may show uncommitted DDL;
 		// one loaded by a role that cannot read the migrations is its
 		// own.
@@ -645,7 +645,7 @@ func (ss *session) catchUpCatalog() error {
 	ttl := ss.srv.catalogs.ttl
 	ss.mu.Lock()
 	var last *pending
-	if n := len(ss.queue); n > 0 && !ss.extOpen && ss.txStatus != 'E' && ss.cat != nil &&
+	if n := len(ss.queue); n > 0 && !ss.extOpen && ss.txStatus != txFailed && ss.cat != nil &&
 		(time.Since(ss.cat.loaded) > 2*ttl || ss.cat.gen != ss.srv.catalogs.generation(ss.database)) &&
 		time.Since(ss.caughtUp) > ttl {
 		last = ss.queue[n-1]
@@ -796,7 +796,7 @@ func (ss *session) catalogNotification(body []byte) (mine bool) {
 // (a LISTEN inside one would end with it). err is only the session's end.
 func (ss *session) relisten() error {
 	ss.mu.Lock()
-	due := !ss.listening && len(ss.queue) == 0 && !ss.extOpen && ss.txStatus == 'I'
+	due := !ss.listening && len(ss.queue) == 0 && !ss.extOpen && ss.txStatus == txIdle
 	ss.mu.Unlock()
 	if !due {
 		return nil
@@ -834,7 +834,7 @@ func (ss *session) markTxGeneration() {
 // usable. Statements that resolve no relation (ROLLBACK, SET, SELECT 1)
 // still pass.
 func (ss *session) catalogUnknownLocked() error {
-	if ss.txStatus != 'I' && ss.cat != nil && ss.srv.catalogs.generation(ss.database) != ss.txGen {
+	if ss.txStatus != txIdle && ss.cat != nil && ss.srv.catalogs.generation(ss.database) != ss.txGen {
 		// DDL of another session, through this proxy, since this
 		// transaction began: a reload inside it may not see what its
 		// statements will (at REPEATABLE READ its snapshot is older).
@@ -843,7 +843,7 @@ func (ss *session) catalogUnknownLocked() error {
 	switch {
 	case !ss.catStale:
 		return nil
-	case ss.txStatus == 'E':
+	case ss.txStatus == txFailed:
 		return newSQLError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
 	case ss.catFailed:
 		return newSQLError("58000", "catalog could not be reloaded after DDL; statements using relations are refused until it is")

@@ -142,25 +142,25 @@ func (ci *copyIn) fail(ss *session, err error) error {
 }
 
 // copyMessage handles CopyData, CopyDone and CopyFail from the client.
-func (ss *session) copyMessage(fe *frontend, typ byte, body []byte) error {
+func (ss *session) copyMessage(fe *frontend, typ frontendType, body []byte) error {
 	ci := fe.copy
 	if ci == nil {
 		return ss.sendRaw(nil, typ, body)
 	}
-	if typ != 'd' {
+	if typ != feCopyData {
 		fe.copy = nil
 	}
 	if ci.failed {
 		return nil
 	}
-	emit := func(b []byte) error { return ss.sendRaw(nil, 'd', b) }
+	emit := func(b []byte) error { return ss.sendRaw(nil, feCopyData, b) }
 	switch typ {
-	case 'd':
+	case feCopyData:
 		if err := ci.rw.Write(body, emit); err != nil {
 			return ci.fail(ss, err)
 		}
 		return nil
-	case 'c':
+	case feCopyDone:
 		if err := ci.rw.Close(emit); err != nil {
 			return ci.fail(ss, err)
 		}
@@ -170,7 +170,7 @@ func (ss *session) copyMessage(fe *frontend, typ byte, body []byte) error {
 
 // copyOutResponse starts decrypting a COPY TO STDOUT when the statement
 // copies encrypted columns.
-func (ss *session) copyOutResponse(p *pending, typ byte, body []byte) error {
+func (ss *session) copyOutResponse(p *pending, typ backendType, body []byte) error {
 	st := p.statement()
 	if st != nil && st.Copy != nil && !st.Copy.From && hasRules(st.Copy) {
 		out, err := ss.newCopyOut(st.Copy)
@@ -226,13 +226,13 @@ func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
 }
 
 // copyOutData decrypts CopyData from the server.
-func (ss *session) copyOutData(p *pending, typ byte, body []byte) error {
+func (ss *session) copyOutData(p *pending, typ backendType, body []byte) error {
 	if p.out == nil || p.discard {
 		return ss.forward(p, typ, body)
 	}
-	emit := func(b []byte) error { return ss.cw.raw('d', b) }
+	emit := func(b []byte) error { return ss.cw.raw(beCopyData, b) }
 	var err error
-	if typ == 'd' {
+	if typ == beCopyData {
 		err = p.out.rw.Write(body, emit)
 	} else {
 		err = p.out.rw.Close(emit)
@@ -241,7 +241,7 @@ func (ss *session) copyOutData(p *pending, typ byte, body []byte) error {
 	if err != nil {
 		return ss.failResult(p, err)
 	}
-	if typ == 'd' {
+	if typ == beCopyData {
 		return nil
 	}
 	return ss.cw.raw(typ, body)

@@ -69,22 +69,22 @@ func (ss *session) frontendLoop() error {
 		if err != nil {
 			return ss.clientGone(&fe, err)
 		}
-		if fe.skipUntilSync && typ != 'S' && isExtended(typ) {
+		if fe.skipUntilSync && typ != feSync && isExtended(typ) {
 			continue
 		}
 		if err := ss.frontendMessage(&fe, typ, body); err != nil {
 			return err
 		}
-		if typ == 'X' {
+		if typ == feTerminate {
 			// Nothing follows Terminate: make sure it leaves.
 			return ss.uw.flush()
 		}
 	}
 }
 
-func isExtended(typ byte) bool {
+func isExtended(typ frontendType) bool {
 	switch typ {
-	case 'P', 'B', 'D', 'E', 'C', 'H':
+	case feParse, feBind, feDescribe, feExecute, feClose, feFlush:
 		return true
 	}
 	return false
@@ -92,9 +92,9 @@ func isExtended(typ byte) bool {
 
 // isPlanned reports the messages whose handling depends on session state
 // (and so waits for a barrier).
-func isPlanned(typ byte) bool {
+func isPlanned(typ frontendType) bool {
 	switch typ {
-	case 'Q', 'P', 'B', 'D', 'E', 'C', 'F':
+	case feQuery, feParse, feBind, feDescribe, feExecute, feClose, feFunctionCall:
 		return true
 	}
 	return false
@@ -126,55 +126,55 @@ func (ss *session) protocolViolation(msg string) {
 	ss.cw.end()
 }
 
-func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
+func (ss *session) frontendMessage(fe *frontend, typ frontendType, body []byte) error {
 	if fe.barrier != nil && isPlanned(typ) {
 		dropped, err := ss.settle(fe, typ)
 		if err != nil || dropped {
 			return err
 		}
 	}
-	if (typ == 'Q' || typ == 'P' || typ == 'B') && fe.copy == nil && fe.copyReq == nil {
+	if (typ == feQuery || typ == feParse || typ == feBind) && fe.copy == nil && fe.copyReq == nil {
 		// (Not in the middle of a COPY FROM STDIN, which waits for the
 		// client: the message that ends it must go through.)
 		if err := ss.catchUpCatalog(); err != nil {
 			return err
 		}
 	}
-	if fe.copy != nil && typ != 'd' && typ != 'c' && typ != 'f' && typ != 'H' && typ != 'S' {
+	if fe.copy != nil && typ != feCopyData && typ != feCopyDone && typ != feCopyFail && typ != feFlush && typ != feSync {
 		// Anything else ends COPY mode, as it does for the server, which
 		// ignores Flush and Sync in copy-in mode.
 		fe.copy = nil
 	}
-	if typ != 'd' && typ != 'H' && typ != 'S' {
+	if typ != feCopyData && typ != feFlush && typ != feSync {
 		fe.copyReq = nil
 	}
 	switch typ {
-	case 'Q':
+	case feQuery:
 		return ss.query(fe, body)
-	case 'P':
+	case feParse:
 		return ss.parse(fe, body)
-	case 'B':
+	case feBind:
 		return ss.bind(fe, body)
-	case 'D':
+	case feDescribe:
 		return ss.describe(body)
-	case 'E':
+	case feExecute:
 		return ss.execute(fe, body)
-	case 'C':
+	case feClose:
 		return ss.closeObject(body)
-	case 'S':
+	case feSync:
 		fe.skipUntilSync = false
 		return ss.sendRaw(&pending{kind: pendSync, copyReq: fe.copyReq}, typ, body)
-	case 'H':
+	case feFlush:
 		return ss.sendRaw(nil, typ, body)
-	case 'd', 'c', 'f':
+	case feCopyData, feCopyDone, feCopyFail:
 		return ss.copyMessage(fe, typ, body)
-	case 'X':
+	case feTerminate:
 		return ss.sendRaw(nil, typ, body)
-	case 'F':
+	case feFunctionCall:
 		return ss.functionCall(body)
 	default:
-		ss.protocolViolation(fmt.Sprintf("invalid frontend message type %q", typ))
-		return &malformedError{fmt.Sprintf("invalid frontend message type %q", typ)}
+		ss.protocolViolation(fmt.Sprintf("invalid frontend message type %q", byte(typ)))
+		return &malformedError{fmt.Sprintf("invalid frontend message type %q", byte(typ))}
 	}
 }
 
@@ -184,7 +184,7 @@ func (ss *session) frontendMessage(fe *frontend, typ byte, body []byte) error {
 // that would leave both sides waiting: the server takes it as one (it
 // fails the COPY and discards the message), and so does the proxy, which
 // then reports dropped.
-func (ss *session) settle(fe *frontend, typ byte) (dropped bool, err error) {
+func (ss *session) settle(fe *frontend, typ frontendType) (dropped bool, err error) {
 	b := fe.barrier
 	fe.barrier = nil
 	if err := ss.uw.flush(); err != nil {
@@ -207,11 +207,11 @@ func (ss *session) settle(fe *frontend, typ byte) (dropped bool, err error) {
 
 // failCopyForClient fails the COPY in progress because the client sent a
 // message of type typ in the middle of it, as PostgreSQL would.
-func (ss *session) failCopyForClient(fe *frontend, typ byte) error {
+func (ss *session) failCopyForClient(fe *frontend, typ frontendType) error {
 	req := fe.copyReq
 	fe.copy, fe.copyReq = nil, nil
 	ss.mu.Lock()
-	req.err = newSQLError("08P01", "unexpected message type 0x%02X during COPY from stdin", typ)
+	req.err = newSQLError("08P01", "unexpected message type 0x%02X during COPY from stdin", byte(typ))
 	ss.mu.Unlock()
 	return ss.send(nil, &pgproto3.CopyFail{Message: "pgcloak: protocol violation during COPY"})
 }
@@ -365,7 +365,7 @@ const roleQuery = "SELECT CURRENT_USER, SESSION_USER"
 func (ss *session) confirmRole() error {
 	ss.mu.Lock()
 	claimed := ss.state.current.roleClaim != 0
-	idle := len(ss.queue) == 0 && !ss.extOpen && ss.txStatus != 'E'
+	idle := len(ss.queue) == 0 && !ss.extOpen && ss.txStatus != txFailed
 	ss.mu.Unlock()
 	if !claimed || !idle {
 		return nil
@@ -569,7 +569,7 @@ func (ss *session) query(fe *frontend, body []byte) error {
 	}
 	fe.holdBarrier(p, plan.Statements...)
 	if sql == q.String {
-		return ss.sendRaw(p, 'Q', body)
+		return ss.sendRaw(p, feQuery, body)
 	}
 	return ss.send(p, &pgproto3.Query{String: sql})
 }
@@ -606,7 +606,7 @@ func (ss *session) functionCall(body []byte) error {
 		return ss.decodeError("FunctionCall")
 	}
 	if fc.Function != setConfigOID {
-		return ss.sendRaw(&pending{kind: pendFunctionCall}, 'F', body)
+		return ss.sendRaw(&pending{kind: pendFunctionCall}, feFunctionCall, body)
 	}
 	err := newSQLError("0A000", "set_config through the fast-path function call interface is not supported: use SELECT set_config(…)")
 	ss.log.Info("statement refused", "err", err.Error())
@@ -665,7 +665,7 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 	ss.mu.Unlock()
 	p := &pending{kind: pendParse, stmt: st, created: created, prevStmt: prev}
 	if sql == msg.Query && len(plan.Params) == 0 {
-		return ss.sendRaw(p, 'P', body)
+		return ss.sendRaw(p, feParse, body)
 	}
 	return ss.send(p, &pgproto3.Parse{Name: msg.Name, Query: sql, ParameterOIDs: oids})
 }
@@ -713,7 +713,7 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 	}
 	ss.mu.Unlock()
 	if !changed {
-		return ss.sendRaw(p, 'B', body)
+		return ss.sendRaw(p, feBind, body)
 	}
 	return ss.send(p, &msg)
 }
@@ -832,15 +832,15 @@ func (ss *session) describe(body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Describe")
 	}
-	p := &pending{kind: pendDescribe, object: msg.ObjectType}
+	p := &pending{kind: pendDescribe, object: describeTarget(msg.ObjectType)}
 	ss.mu.Lock()
-	if msg.ObjectType == 'S' {
+	if p.object == targetStatement {
 		p.stmt = ss.statementLocked(msg.Name)
 	} else {
 		p.portal = ss.portals[msg.Name]
 	}
 	ss.mu.Unlock()
-	return ss.sendRaw(p, 'D', body)
+	return ss.sendRaw(p, feDescribe, body)
 }
 
 // execute handles Execute. When the proxy does not know the portal's
@@ -870,7 +870,7 @@ func (ss *session) execute(fe *frontend, body []byte) error {
 		}
 		if !known {
 			if err := ss.send(&pending{kind: pendHiddenDescribe, portal: pt},
-				&pgproto3.Describe{ObjectType: 'P', Name: msg.Portal}); err != nil {
+				&pgproto3.Describe{ObjectType: byte(targetPortal), Name: msg.Portal}); err != nil {
 				return err
 			}
 		}
@@ -888,7 +888,7 @@ func (ss *session) execute(fe *frontend, body []byte) error {
 	ss.uw.mu.Lock()
 	defer ss.uw.mu.Unlock()
 	ss.pushLocked(p)
-	if err := ss.uw.rawLocked('E', body); err != nil {
+	if err := ss.uw.rawLocked(feExecute, body); err != nil {
 		return err
 	}
 	return ss.uw.sendLocked(msgs...)
@@ -899,14 +899,15 @@ func (ss *session) closeObject(body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Close")
 	}
-	if msg.ObjectType == 'S' && msg.Name != "" {
+	object := describeTarget(msg.ObjectType)
+	if object == targetStatement && msg.Name != "" {
 		if err := ss.settleStatement(msg.Name); err != nil {
 			return err
 		}
 	}
-	p := &pending{kind: pendClose, object: msg.ObjectType, name: msg.Name}
+	p := &pending{kind: pendClose, object: object, name: msg.Name}
 	ss.mu.Lock()
-	if msg.ObjectType == 'S' {
+	if object == targetStatement {
 		// One namespace: Close drops a statement made by SQL PREPARE too.
 		p.prevStmt = ss.stmts[msg.Name]
 		p.prevPrepared = ss.sqlPrepared[msg.Name]
@@ -917,7 +918,7 @@ func (ss *session) closeObject(body []byte) error {
 		delete(ss.portals, msg.Name)
 	}
 	ss.mu.Unlock()
-	return ss.sendRaw(p, 'C', body)
+	return ss.sendRaw(p, feClose, body)
 }
 
 // statementLocked is the prepared statement name refers to: one the client
@@ -980,7 +981,7 @@ func (ss *session) settleStatement(name string) error {
 				sync = q
 			}
 		case q.kind == pendParse && q.stmt.name == name,
-			q.kind == pendClose && q.object == 'S' && q.name == name:
+			q.kind == pendClose && q.object == targetStatement && q.name == name:
 			found = true
 		}
 	}

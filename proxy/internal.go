@@ -30,9 +30,9 @@ func (iq *internalQuery) finished() bool {
 
 // handle consumes one server message of the query's response and closes
 // done at ReadyForQuery.
-func (iq *internalQuery) handle(typ byte, body []byte) {
+func (iq *internalQuery) handle(typ backendType, body []byte) {
 	switch typ {
-	case 'D':
+	case beDataRow:
 		var dr pgproto3.DataRow
 		if err := dr.Decode(body); err != nil {
 			iq.fail(err)
@@ -43,17 +43,17 @@ func (iq *internalQuery) handle(typ byte, body []byte) {
 			row[i] = string(v)
 		}
 		iq.rows = append(iq.rows, row)
-	case 'C':
+	case beCommandComplete:
 		iq.results = append(iq.results, iq.rows)
 		iq.rows = nil
-	case 'E':
+	case beErrorResponse:
 		var er pgproto3.ErrorResponse
 		if er.Decode(body) == nil {
 			iq.fail(errors.New(er.Code + ": " + er.Message))
 		} else {
 			iq.fail(errors.New("internal query failed"))
 		}
-	case 'Z':
+	case beReadyForQuery:
 		close(iq.done)
 	}
 }
@@ -74,8 +74,8 @@ const internalName = "pgcloak.internal"
 // no error, so leftovers of a batch that failed halfway are closed first.
 func internalMessages(sqls ...string) []encoder {
 	closeBoth := []encoder{
-		&pgproto3.Close{ObjectType: 'P', Name: internalName},
-		&pgproto3.Close{ObjectType: 'S', Name: internalName},
+		&pgproto3.Close{ObjectType: byte(targetPortal), Name: internalName},
+		&pgproto3.Close{ObjectType: byte(targetStatement), Name: internalName},
 	}
 	msgs := append([]encoder(nil), closeBoth...)
 	for _, sql := range sqls {

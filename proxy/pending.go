@@ -109,7 +109,7 @@ type pending struct {
 	plan    *sqlrewrite.Plan // pendQuery
 	stmtIdx int              // pendQuery: statement whose result is flowing
 
-	stmt    *preparedStmt // pendParse, pendDescribe 'S', pendExecute
+	stmt    *preparedStmt // pendParse, pendDescribe of a statement, pendExecute
 	created bool          // pendParse, pendBind: the request added stmt or portal to its map
 	// prevStmt, prevPrepared and prevPortal are what a Parse or Bind
 	// replaced (the unnamed one) or a Close removed, restored when the
@@ -117,9 +117,9 @@ type pending struct {
 	prevStmt     *preparedStmt
 	prevPrepared *sqlrewrite.Prepared
 	prevPortal   *portal
-	name         string  // pendClose: the object's name
-	portal       *portal // pendBind, pendDescribe 'P', pendHiddenDescribe, pendExecute
-	object       byte    // pendDescribe, pendClose: 'S' or 'P'
+	name         string         // pendClose: the object's name
+	portal       *portal        // pendBind, pendDescribe of a portal, pendHiddenDescribe, pendExecute
+	object       describeTarget // pendDescribe, pendClose
 
 	// copyReq (pendSync) is the request whose COPY FROM STDIN the Sync
 	// was sent during, if any; copyInStarted marks a request the server
@@ -246,7 +246,7 @@ func (ss *session) send(p *pending, msgs ...encoder) error {
 }
 
 // sendRaw queues p and forwards a message unchanged.
-func (ss *session) sendRaw(p *pending, typ byte, body []byte) error {
+func (ss *session) sendRaw(p *pending, typ frontendType, body []byte) error {
 	ss.uw.mu.Lock()
 	defer ss.uw.mu.Unlock()
 	if p != nil {
@@ -283,7 +283,7 @@ func (ss *session) undoLocked(p *pending) {
 }
 
 func (ss *session) undoCloseLocked(p *pending) {
-	if p.object != 'S' {
+	if p.object != targetStatement {
 		if p.prevPortal != nil && ss.portals[p.name] == nil {
 			ss.portals[p.name] = p.prevPortal
 		}

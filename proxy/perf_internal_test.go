@@ -17,7 +17,7 @@ func idleSession() *session {
 		srv:         &Server{catalogs: newCatalogCache(time.Hour)},
 		cat:         &catalog{loaded: time.Now()},
 		state:       newSessionState(settings{sessionAuth: "doctor", searchPath: []string{"public"}}),
-		txStatus:    'I',
+		txStatus:    txIdle,
 		stmts:       map[string]*preparedStmt{},
 		portals:     map[string]*portal{},
 		sqlPrepared: map[string]*sqlrewrite.Prepared{},

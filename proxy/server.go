@@ -327,14 +327,14 @@ func (s *Server) upstreamTLS(ctx context.Context, conn net.Conn) (net.Conn, erro
 	if _, err := io.ReadFull(conn, answer[:]); err != nil {
 		return nil, err
 	}
-	switch answer[0] {
-	case 'S':
+	switch encAnswer(answer[0]) {
+	case encAccepted:
 		tc := tls.Client(conn, s.upTLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, fmt.Errorf("TLS handshake with PostgreSQL: %w", err)
 		}
 		return tc, nil
-	case 'N':
+	case encRefused:
 		if s.cfg.Upstream.TLS.Mode == "prefer" {
 			return conn, nil
 		}

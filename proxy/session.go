@@ -42,11 +42,11 @@ type session struct {
 	log *slog.Logger
 
 	client   net.Conn
-	cr       *msgReader
-	cw       *msgWriter
+	cr       *msgReader[frontendType]
+	cw       *msgWriter[backendType]
 	upstream net.Conn
-	ur       *msgReader
-	uw       *msgWriter
+	ur       *msgReader[backendType]
+	uw       *msgWriter[frontendType]
 
 	user     string // the login role, from the startup packet
 	database string
@@ -70,10 +70,10 @@ type session struct {
 	// statements (see statementLocked).
 	sqlStmts   map[string]*preparedStmt
 	queue      []*pending
-	rfqSent    uint64 // requests sent that end in ReadyForQuery
-	rfqSeen    uint64 // ReadyForQuery messages received
-	txStatus   byte   // as of the last ReadyForQuery
-	catTxDirty bool   // DDL ran, or the catalog was reloaded, inside the current transaction
+	rfqSent    uint64   // requests sent that end in ReadyForQuery
+	rfqSeen    uint64   // ReadyForQuery messages received
+	txStatus   txStatus // as of the last ReadyForQuery
+	catTxDirty bool     // DDL ran, or the catalog was reloaded, inside the current transaction
 	// ddlInTx: DDL of this session's completed in the current
 	// transaction: other sessions must reload once it ends (commits).
 	ddlInTx bool
@@ -102,8 +102,8 @@ func newSession(srv *Server, conn net.Conn, id uint64) *session {
 		id:          id,
 		log:         srv.log.With("session", id),
 		client:      conn,
-		cr:          newMsgReader(conn, srv.cfg.Server.MaxMessageBytes),
-		cw:          newMsgWriter(conn),
+		cr:          newMsgReader[frontendType](conn, srv.cfg.Server.MaxMessageBytes),
+		cw:          newMsgWriter[backendType](conn),
 		done:        make(chan struct{}),
 		params:      map[string]string{},
 		stmts:       map[string]*preparedStmt{},
@@ -245,8 +245,8 @@ func (ss *session) startup() error {
 	up.SetDeadline(time.Now().Add(startupTimeout))
 	// Server messages can be large (a wide row); the limit guards the
 	// client side, which is untrusted.
-	ss.ur = newMsgReader(up, 1<<30)
-	ss.uw = newMsgWriter(up)
+	ss.ur = newMsgReader[backendType](up, 1<<30)
+	ss.uw = newMsgWriter[frontendType](up)
 	if err := ss.uw.send(sm); err != nil {
 		return err
 	}
@@ -294,7 +294,7 @@ func (ss *session) readStartup() (*pgproto3.StartupMessage, error) {
 				return nil, err
 			}
 		case code == gssEncRequestCode && len(body) == 4:
-			if _, err := ss.client.Write([]byte{'N'}); err != nil {
+			if _, err := ss.client.Write([]byte{byte(encRefused)}); err != nil {
 				return nil, err
 			}
 		case code == cancelRequestCode:
@@ -324,7 +324,7 @@ func (ss *session) readStartup() (*pgproto3.StartupMessage, error) {
 
 func (ss *session) answerSSL() error {
 	if ss.srv.serverTLS == nil {
-		_, err := ss.client.Write([]byte{'N'})
+		_, err := ss.client.Write([]byte{byte(encRefused)})
 		return err
 	}
 	// Bytes pipelined after SSLRequest would be plaintext injected into
@@ -332,7 +332,7 @@ func (ss *session) answerSSL() error {
 	if ss.cr.buffered() {
 		return errors.New("client sent data after SSLRequest")
 	}
-	if _, err := ss.client.Write([]byte{'S'}); err != nil {
+	if _, err := ss.client.Write([]byte{byte(encAccepted)}); err != nil {
 		return err
 	}
 	tc := tls.Server(ss.client, ss.srv.serverTLS)
@@ -343,8 +343,8 @@ func (ss *session) answerSSL() error {
 	ss.closeMu.Lock()
 	ss.client = tc
 	ss.closeMu.Unlock()
-	ss.cr = newMsgReader(tc, ss.srv.cfg.Server.MaxMessageBytes)
-	ss.cw = newMsgWriter(tc)
+	ss.cr = newMsgReader[frontendType](tc, ss.srv.cfg.Server.MaxMessageBytes)
+	ss.cw = newMsgWriter[backendType](tc)
 	return nil
 }
 
@@ -360,26 +360,26 @@ func (ss *session) relayAuth() error {
 			return err
 		}
 		switch typ {
-		case 'E':
+		case beErrorResponse:
 			ss.cw.raw(typ, body)
 			ss.cw.flush()
 			return errors.New("authentication failed upstream")
-		case 'v', 'N':
+		case beNegotiateProtocolVersion, beNoticeResponse:
 			ss.cw.raw(typ, body)
 			continue
-		case 'R':
+		case beAuthentication:
 		default:
-			ss.fatal("08P01", fmt.Sprintf("unexpected message %q from PostgreSQL during authentication", typ))
-			return fmt.Errorf("unexpected upstream message %q during auth", typ)
+			ss.fatal("08P01", fmt.Sprintf("unexpected message %q from PostgreSQL during authentication", byte(typ)))
+			return fmt.Errorf("unexpected upstream message %q during auth", byte(typ))
 		}
 		if len(body) < 4 {
 			return errors.New("short authentication message")
 		}
-		method := binary.BigEndian.Uint32(body)
+		method := authCode(body)
 		switch method {
-		case 0: // AuthenticationOk
+		case authOK:
 			return ss.cw.raw(typ, body)
-		case 10: // SASL: terminated, or relayed without channel binding
+		case authSASL: // terminated, or relayed without channel binding
 			var sasl pgproto3.AuthenticationSASL
 			if err := sasl.Decode(body); err != nil {
 				return err
@@ -400,7 +400,7 @@ func (ss *session) relayAuth() error {
 			if err := ss.cw.send(&sasl); err != nil {
 				return err
 			}
-		case 12: // SASLFinal: no client response follows
+		case authSASLFinal: // no client response follows
 			if err := ss.cw.raw(typ, body); err != nil {
 				return err
 			}
@@ -431,9 +431,9 @@ func (ss *session) relayClientAuth() error {
 	if err != nil {
 		return err
 	}
-	if typ != 'p' {
-		ss.fatal("08P01", fmt.Sprintf("expected an authentication response, got message type %q", typ))
-		return fmt.Errorf("unexpected client message %q during auth", typ)
+	if typ != fePassword {
+		ss.fatal("08P01", fmt.Sprintf("expected an authentication response, got message type %q", byte(typ)))
+		return fmt.Errorf("unexpected client message %q during auth", byte(typ))
 	}
 	if err := ss.uw.raw(typ, body); err != nil {
 		return err
@@ -451,13 +451,13 @@ func (ss *session) afterAuth() error {
 			return err
 		}
 		switch typ {
-		case 'S':
+		case beParameterStatus:
 			ss.noteParameter(body)
-		case 'E':
+		case beErrorResponse:
 			ss.cw.raw(typ, body)
 			ss.cw.flush()
 			return errors.New("session refused upstream")
-		case 'Z':
+		case beReadyForQuery:
 			// initSession reads further messages into the reader's buffer,
 			// which body points into.
 			rfq := append([]byte(nil), body...)
@@ -536,7 +536,7 @@ func (ss *session) initSession() error {
 	}
 	ss.cat, ss.txGen = cat, cat.gen
 	ss.listening = true
-	ss.txStatus = 'I'
+	ss.txStatus = txIdle
 	ss.state = newSessionState(initial)
 	return nil
 }
@@ -557,7 +557,7 @@ func (ss *session) setupQuery(queries []string) (*internalQuery, error) {
 		if err != nil {
 			return nil, err
 		}
-		if typ == 'S' {
+		if typ == beParameterStatus {
 			ss.noteParameter(body)
 			if err := ss.cw.raw(typ, body); err != nil {
 				return nil, err

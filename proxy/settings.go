@@ -205,8 +205,8 @@ func (st *sessionState) error() { st.failed = true }
 
 // readyForQuery applies the transaction status the server reports: idle
 // means the transaction, whatever kind, is over.
-func (st *sessionState) readyForQuery(status byte) {
-	if status != 'I' {
+func (st *sessionState) readyForQuery(status txStatus) {
+	if status != txIdle {
 		return
 	}
 	if st.failed {

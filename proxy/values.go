@@ -501,7 +501,7 @@ func (shape *resultShape) rewriteRow(dst, body []byte) ([]byte, error) {
 		return nil, newSQLError("08P01", "DataRow has %d columns, expected %d", n, len(shape.actions))
 	}
 	start := len(dst)
-	dst = append(dst, 'D', 0, 0, 0, 0)
+	dst = append(dst, byte(beDataRow), 0, 0, 0, 0)
 	dst = append(dst, body[:2]...)
 	rp := 2
 	for i := 0; i < n; i++ {

@@ -8,17 +8,18 @@ import (
 	"sync"
 )
 
-// msgReader frames PostgreSQL protocol messages. Decoding the bodies is left
-// to pgproto3's message types; framing ourselves lets the proxy forward the
-// messages it does not need to change as raw bytes.
-type msgReader struct {
+// msgReader frames PostgreSQL protocol messages of type T (frontendType
+// from the client, backendType from the server). Decoding the bodies is
+// left to pgproto3's message types; framing ourselves lets the proxy
+// forward the messages it does not need to change as raw bytes.
+type msgReader[T msgType] struct {
 	r   *bufio.Reader
 	max int // largest body accepted
 	buf []byte
 }
 
-func newMsgReader(r io.Reader, maxBody int) *msgReader {
-	return &msgReader{r: bufio.NewReaderSize(r, 32*1024), max: maxBody}
+func newMsgReader[T msgType](r io.Reader, maxBody int) *msgReader[T] {
+	return &msgReader[T]{r: bufio.NewReaderSize(r, 32*1024), max: maxBody}
 }
 
 // tooLargeError reports a message over the size limit.
@@ -37,15 +38,15 @@ func (e *malformedError) Error() string { return e.msg }
 
 // next reads one message: its type byte and its body, which stays valid only
 // until the next call.
-func (m *msgReader) next() (byte, []byte, error) {
+func (m *msgReader[T]) next() (T, []byte, error) {
 	hdr, err := m.r.Peek(5)
 	if err != nil {
 		return 0, nil, err
 	}
-	typ := hdr[0]
+	typ := T(hdr[0])
 	n := int(int32(binary.BigEndian.Uint32(hdr[1:5])))
 	if n < 4 {
-		return 0, nil, &malformedError{fmt.Sprintf("invalid message length %d for message type %q", n, typ)}
+		return 0, nil, &malformedError{fmt.Sprintf("invalid message length %d for message type %q", n, hdr[0])}
 	}
 	n -= 4
 	if n > m.max {
@@ -65,7 +66,7 @@ func (m *msgReader) next() (byte, []byte, error) {
 // sent in its place is read by a client still writing it (instead of a
 // reset connection), as PostgreSQL does. Larger than limit, it is not
 // read, and the caller closes the connection.
-func (m *msgReader) discard(tl *tooLargeError, limit int) error {
+func (m *msgReader[T]) discard(tl *tooLargeError, limit int) error {
 	if tl.size > limit {
 		return tl
 	}
@@ -75,7 +76,7 @@ func (m *msgReader) discard(tl *tooLargeError, limit int) error {
 
 // startup reads an untyped startup-phase packet (StartupMessage,
 // SSLRequest, GSSENCRequest, CancelRequest) and returns its body.
-func (m *msgReader) startup() ([]byte, error) {
+func (m *msgReader[T]) startup() ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(m.r, hdr[:]); err != nil {
 		return nil, err
@@ -88,7 +89,7 @@ func (m *msgReader) startup() ([]byte, error) {
 	return m.body(n)
 }
 
-func (m *msgReader) body(n int) ([]byte, error) {
+func (m *msgReader[T]) body(n int) ([]byte, error) {
 	if cap(m.buf) < n {
 		m.buf = make([]byte, n)
 	}
@@ -108,30 +109,31 @@ func (m *msgReader) body(n int) ([]byte, error) {
 
 // buffered reports whether more input is already waiting, so writers can
 // delay flushing until a burst (a pipeline, a result set) is done.
-func (m *msgReader) buffered() bool { return m.r.Buffered() > 0 }
+func (m *msgReader[T]) buffered() bool { return m.r.Buffered() > 0 }
 
-// msgWriter buffers messages to one peer. Both session goroutines may write
+// msgWriter buffers messages of type T to one peer (backendType to the
+// client, frontendType to the server). Both session goroutines may write
 // to the upstream side, so writes are serialized.
-type msgWriter struct {
+type msgWriter[T msgType] struct {
 	mu  sync.Mutex
 	w   *bufio.Writer
 	buf []byte
 }
 
-func newMsgWriter(w io.Writer) *msgWriter {
-	return &msgWriter{w: bufio.NewWriterSize(w, 32*1024)}
+func newMsgWriter[T msgType](w io.Writer) *msgWriter[T] {
+	return &msgWriter[T]{w: bufio.NewWriterSize(w, 32*1024)}
 }
 
 // raw writes a framed message from its parts.
-func (m *msgWriter) raw(typ byte, body []byte) error {
+func (m *msgWriter[T]) raw(typ T, body []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.rawLocked(typ, body)
 }
 
-func (m *msgWriter) rawLocked(typ byte, body []byte) error {
+func (m *msgWriter[T]) rawLocked(typ T, body []byte) error {
 	var hdr [5]byte
-	hdr[0] = typ
+	hdr[0] = byte(typ)
 	binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)+4))
 	if _, err := m.w.Write(hdr[:]); err != nil {
 		return err
@@ -146,13 +148,13 @@ type encoder interface {
 }
 
 // send encodes and writes messages.
-func (m *msgWriter) send(msgs ...encoder) error {
+func (m *msgWriter[T]) send(msgs ...encoder) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.sendLocked(msgs...)
 }
 
-func (m *msgWriter) sendLocked(msgs ...encoder) error {
+func (m *msgWriter[T]) sendLocked(msgs ...encoder) error {
 	for _, msg := range msgs {
 		var err error
 		m.buf, err = msg.Encode(m.buf[:0])
@@ -169,7 +171,7 @@ func (m *msgWriter) sendLocked(msgs ...encoder) error {
 	return nil
 }
 
-func (m *msgWriter) flush() error {
+func (m *msgWriter[T]) flush() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.w.Flush()
@@ -177,7 +179,7 @@ func (m *msgWriter) flush() error {
 
 // end flushes what is buffered and discards whatever is written after:
 // nothing may follow a FATAL error.
-func (m *msgWriter) end() error {
+func (m *msgWriter[T]) end() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	err := m.w.Flush()
@@ -186,7 +188,7 @@ func (m *msgWriter) end() error {
 }
 
 // rawMessage writes an already framed message.
-func (m *msgWriter) rawMessage(msg []byte) error {
+func (m *msgWriter[T]) rawMessage(msg []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, err := m.w.Write(msg)
