@@ -102,7 +102,7 @@ func checkVaultBinary(ctx context.Context, path string) error {
 		return fmt.Errorf("%s version: %w", path, err)
 	}
 	if !bytes.HasPrefix(out, []byte("Vault v")) {
-		return fmt.Errorf("%s version printed %q", path, tail(out))
+		return fmt.Errorf("%s version printed %q", path, procgroup.OutputTail(out))
 	}
 	return nil
 }
@@ -164,7 +164,7 @@ func buildVault(ctx context.Context, dir string, logf func(string, ...any)) erro
 			err = fmt.Errorf("%w (%w)", err, ctx.Err())
 		}
 		data, _ := os.ReadFile(logPath)
-		return fmt.Errorf("go build of Vault %s in %s: %w\n%s", vaultBuildVersion, src, err, tail(data))
+		return fmt.Errorf("go build of Vault %s in %s: %w\n%s", vaultBuildVersion, src, err, procgroup.OutputTail(data))
 	}
 	if err := checkVaultBinary(ctx, tmp); err != nil {
 		return fmt.Errorf("built Vault does not run: %w", err)

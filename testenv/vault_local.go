@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -117,7 +116,7 @@ func (p *vaultProc) setUp(ctx context.Context) error {
 	}
 	// Another process can take the free port we picked before the server binds it.
 	for range portAttempts {
-		if p.port, err = freePort(); err != nil {
+		if p.port, err = procgroup.FreeLocalPort(); err != nil {
 			return err
 		}
 		if err = os.WriteFile(p.configPath, []byte(p.config()), 0o600); err != nil {
@@ -259,7 +258,7 @@ func (p *vaultProc) logTail() string {
 	if err != nil {
 		return err.Error()
 	}
-	return tail(data)
+	return procgroup.OutputTail(data)
 }
 
 // initialize runs sys/init with a single key share, then unseals.
@@ -374,25 +373,4 @@ func sweepStaleVaultDirs() {
 		}
 		_ = os.RemoveAll(dir)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(localHost, "0"))
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tail is the end of a log or of a command's output, from a line start, for an error.
-func tail(b []byte) string {
-	const limit = 4096
-	if len(b) > limit {
-		b = b[len(b)-limit:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
 }

@@ -1,7 +1,6 @@
 package pglocal
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -320,7 +319,7 @@ func (s *Server) initCluster(ctx context.Context, u *procgroup.User) error {
 	s.prepare(cmd, u)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("initdb: %w\n%s", err, tail(out))
+		return fmt.Errorf("initdb: %w\n%s", err, procgroup.OutputTail(out))
 	}
 	return nil
 }
@@ -377,7 +376,7 @@ func (s *Server) launch(ctx context.Context, port int, u *procgroup.User) error 
 	for range attempts {
 		s.Port = port
 		if port == 0 {
-			if s.Port, err = freePort(); err != nil {
+			if s.Port, err = procgroup.FreeLocalPort(); err != nil {
 				return err
 			}
 		}
@@ -386,15 +385,6 @@ func (s *Server) launch(ctx context.Context, port int, u *procgroup.User) error 
 		}
 	}
 	return err
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(localHost, "0"))
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // run starts postgres on s.Port and waits until it is ready, reaping it on failure.
@@ -474,18 +464,7 @@ func (s *Server) logTail() string {
 	if err != nil {
 		return err.Error()
 	}
-	return tail(data)
-}
-
-func tail(b []byte) string {
-	const limit = 4096
-	if len(b) > limit {
-		b = b[len(b)-limit:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
+	return procgroup.OutputTail(data)
 }
 
 // shutdownSteps escalate: SIGINT is fast shutdown (clients are disconnected, a checkpoint
