@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -561,4 +562,57 @@ INSERT INTO pgcloak.column_migrations VALUES ('public', 'people', 'ssn', 'decryp
 		}
 	}
 	read()
+}
+
+// TestWritesAcrossColumnStates: during a decrypt of patients.ssn, a value
+// written to it and to visits.patient_ssn (same key) in one statement is
+// stored as ciphertext, and copying patients.ssn (which holds text forms)
+// into visits.patient_ssn is refused: visits.patient_ssn never holds a
+// plaintext.
+func TestWritesAcrossColumnStates(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema+migTable+`
+INSERT INTO pgcloak.column_migrations VALUES ('public','patients','ssn','decrypt','ssn',now(),NULL);`)
+	ctx := ctxT(t)
+	conn := h.connect("doctor")
+	if _, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn) VALUES ('x', 'S-LEAK')"); err != nil {
+		t.Fatal(err)
+	}
+	var v []byte
+	if err := h.direct().QueryRow(ctx, "SELECT ssn FROM public.patients WHERE name = 'x'").Scan(&v); err != nil || string(v) != "S-LEAK" {
+		t.Fatalf("a write during decrypt stored %q, %v; want its text form", v, err)
+	}
+	for _, sql := range []string{
+		"INSERT INTO visits (patient_ssn) SELECT $1 FROM patients WHERE ssn = $1",
+		"WITH a AS (INSERT INTO patients (name, ssn) VALUES ('y', $1)) INSERT INTO visits (patient_ssn) VALUES ($1)",
+	} {
+		for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+			val := "S-LEAK"
+			if strings.HasPrefix(sql, "WITH") {
+				val = fmt.Sprintf("S-2-%d", i) // patients.ssn is unique
+			}
+			if _, err := conn.Exec(ctx, sql, mode, val); err != nil {
+				t.Fatalf("%s (%v): %v", sql, mode, err)
+			}
+		}
+	}
+	_, err := conn.Exec(ctx, "INSERT INTO visits (patient_ssn) SELECT ssn FROM patients WHERE name = 'x'")
+	if sqlstate(err) != "0A000" || !strings.Contains(err.Error(), "cannot be copied") {
+		t.Errorf("copy of a column being decrypted: %v", err)
+	}
+	rows, err := h.direct().Query(ctx, "SELECT patient_ssn FROM public.visits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil || len(vals) != 4 {
+		t.Fatalf("visits: %d rows, %v", len(vals), err)
+	}
+	for _, v := range vals {
+		if !keymap.IsCiphertext(v) {
+			t.Errorf("visits.patient_ssn holds %q", v)
+		}
+	}
+	if got := names(t, ctx, conn, pgx.QueryExecModeSimpleProtocol, "SELECT name FROM patients WHERE ssn IN ('S-LEAK', 'S-2-0', 'S-2-1')"); fmt.Sprint(got) != "[x y y]" {
+		t.Errorf("search during decrypt: %v", got)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -18,6 +19,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/proxy"
 )
 
 var robustAppSeq atomic.Int64
@@ -479,4 +483,151 @@ func TestRobustCloseWithBusySessions(t *testing.T) {
 	}
 	// Close is idempotent.
 	h.srv.Close()
+}
+
+// 3.6: Terminate was buffered and never sent: PostgreSQL saw the
+// connection drop instead (and logged it, in a transaction).
+func TestTerminateReachesPostgreSQL(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	h.pg.StatementLog(t) // skips without a server log
+	c := protoConnect(t, h, "doctor")
+	wantTokens(t, "begin", c.query("BEGIN"), "C:BEGIN", "Z:T")
+	c.send(&pgproto3.Terminate{})
+	expectEOF(t, c.conn)
+	conn := h.direct()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := conn.QueryRow(ctxT(t), "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND usename = 'doctor'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream session lives on")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, line := range strings.Split(h.pg.StatementLog(t), "\n") {
+		if strings.Contains(line, "@"+h.pg.Database+" ") && strings.Contains(line, "unexpected EOF") {
+			t.Fatalf("PostgreSQL saw no Terminate: %s", line)
+		}
+	}
+}
+
+// 3.6: an ordinary end of session while the frontend waited was logged
+// as if something had gone wrong ("session closed").
+func TestOrdinarySessionEndNotLogged(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	c := protoConnect(t, h, "doctor")
+	// A barrier that lasts, then a query that waits for it.
+	c.send(&pgproto3.Query{String: "SET search_path = public; SELECT pg_sleep(30)"}, &pgproto3.Query{String: "SELECT 2"})
+	time.Sleep(300 * time.Millisecond)
+	h.srv.Close() // waits for the session to end
+	if logs := h.logBuf.String(); strings.Contains(logs, "session closed") {
+		t.Fatalf("ordinary end of session logged:\n%s", logs)
+	}
+}
+
+// 3.6: a malformed message from PostgreSQL was reported to the client as
+// its own protocol violation ("malformed ReadyForQuery message").
+func TestMalformedServerMessageBlamesPostgreSQL(t *testing.T) {
+	up := fakeUpstream(t)
+	h := newHarness(t, testPolicy, "", func(c *proxy.Config) { c.Upstream.Address = up })
+	conn := protoDial(t, h)
+	fe := pgproto3.NewFrontend(conn, conn)
+	fe.Send(protoStartup("doctor", "fake"))
+	fe.Send(&pgproto3.Query{String: "SELECT 1"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	data := expectEOF(t, conn)
+	errs := backendErrors(data)
+	if len(errs) != 1 || errs[0].Severity != "FATAL" || !strings.Contains(errs[0].Message, "from PostgreSQL") {
+		for _, e := range errs {
+			t.Logf("client got %s %s %s", e.Severity, e.Code, e.Message)
+		}
+		t.Fatal("want one FATAL error naming PostgreSQL")
+	}
+}
+
+// fakeUpstream is a PostgreSQL stand-in that lets one session start, then
+// answers its first query with a ReadyForQuery that does not decode.
+func fakeUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		be := pgproto3.NewBackend(conn, conn)
+		if _, err := be.ReceiveStartupMessage(); err != nil {
+			return
+		}
+		be.Send(&pgproto3.AuthenticationOk{})
+		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		be.Flush()
+		// The proxy's setup query: search_path, extra_float_digits and
+		// the roles, then its search_path, the catalog, and LISTEN.
+		if _, err := be.Receive(); err != nil {
+			return
+		}
+		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("public"), []byte("1"), []byte("doctor"), []byte("doctor"), []byte("hex")}})
+		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("pg_catalog, pg_temp")}})
+		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 0")})
+		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("LISTEN")})
+		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		be.Flush()
+		if _, err := be.Receive(); err != nil {
+			return
+		}
+		conn.Write([]byte{'Z', 0, 0, 0, 4}) // no status byte
+		io.Copy(io.Discard, conn)
+	}()
+	return ln.Addr().String()
+}
+
+// panickyGrants panics when asked about the role "auditor" (in the
+// frontend, authorizing a statement) or, for "billing", on every second
+// call (the backend, describing a result).
+type panickyGrants struct {
+	base    proxy.GrantSource
+	billing atomic.Int32
+}
+
+func (g *panickyGrants) For(role string) *policy.Grants {
+	switch {
+	case role == "auditor":
+		panic("grant source failed on " + role)
+	case role == "billing" && g.billing.Add(1)%2 == 0:
+		panic("grant source failed on " + role)
+	}
+	return g.base.For(role)
+}
+
+// 2.7: a panic in a session killed the whole proxy.
+func TestPanicEndsOnlyItsSession(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema, func(c *proxy.Config) {
+		c.Grants = &panickyGrants{base: c.Policy.Grants()}
+	})
+	insertPatients(t, h.connect("doctor"), [3]string{"Q", "panic-ssn-1", "d"})
+	for _, role := range []string{"auditor", "billing"} {
+		c := protoConnect(t, h, role)
+		c.send(&pgproto3.Query{String: "SELECT ssn FROM patients WHERE ssn = 'panic-ssn-1'"})
+		expectEOF(t, c.conn)
+	}
+	stillServes(t, h)
+	logs := h.logBuf.String()
+	if !strings.Contains(logs, "level=ERROR") || strings.Contains(logs, "panic-ssn-1") || strings.Contains(logs, "grant source failed") {
+		t.Fatalf("log:\n%s", logs)
+	}
 }

@@ -260,3 +260,81 @@ func TestSearchesAcrossKeyVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestSingleCiphertextFormsAfterRotation: comparison forms that carry one
+// ciphertext (row comparisons, IN (VALUES …), subquery constants) would
+// miss rows under an older key version; after a rotation they are refused
+// instead of answering wrongly, while =, <> and IN keep working.
+func TestSingleCiphertextFormsAfterRotation(t *testing.T) {
+	h, kr := rotationHarness(t)
+	ctx := ctxT(t)
+	conn := h.connect("doctor")
+	if _, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn) VALUES ('old', 'R-1')"); err != nil {
+		t.Fatal(err)
+	}
+	forms := []string{
+		"SELECT name FROM patients WHERE (ssn, name) <> ('R-1', 'old')",
+		"SELECT name FROM patients WHERE (ssn, name) = ('R-1', 'old')",
+		"SELECT name FROM patients WHERE ssn IN (VALUES ('R-1'))",
+		"SELECT name FROM patients WHERE ssn NOT IN (SELECT 'R-1')",
+	}
+	for _, q := range forms[1:3] {
+		if got := names(t, ctx, conn, pgx.QueryExecModeSimpleProtocol, q); fmt.Sprint(got) != "[old]" {
+			t.Fatalf("before the rotation %s: %v", q, got)
+		}
+	}
+	rotate(t, h, kr, "ssn")
+	for _, q := range forms {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+			_, err := conn.Exec(ctx, q, mode)
+			if sqlstate(err) != "0A000" || !strings.Contains(err.Error(), "matches one key version only") {
+				t.Errorf("%s (%v) after a rotation: %v", q, mode, err)
+			}
+		}
+	}
+	if got := names(t, ctx, conn, pgx.QueryExecModeSimpleProtocol, "SELECT name FROM patients WHERE ssn <> 'R-1'"); len(got) != 0 {
+		t.Errorf("<> after a rotation: %v", got)
+	}
+	if got := names(t, ctx, conn, pgx.QueryExecModeCacheStatement, "SELECT name FROM patients WHERE ssn = $1", "R-1"); fmt.Sprint(got) != "[old]" {
+		t.Errorf("= after a rotation: %v", got)
+	}
+}
+
+// TestPreparedConstantsAfterRotation: a statement prepared before a
+// rotation holds its constants' ciphertexts under the old version only;
+// it is refused once ("prepare it again"), and prepared again it finds
+// rows under both versions. SQL PREPARE too.
+func TestPreparedConstantsAfterRotation(t *testing.T) {
+	h, kr := rotationHarness(t)
+	ctx := ctxT(t)
+	conn := h.connect("doctor")
+	q := "SELECT name FROM patients WHERE ssn = 'P-1'"
+	if _, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn) VALUES ('old', 'P-1')"); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, ctx, conn, pgx.QueryExecModeCacheStatement, q); fmt.Sprint(got) != "[old]" {
+		t.Fatalf("before: %v", got)
+	}
+	if _, err := conn.Exec(ctx, "PREPARE byssn AS "+q, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	rotate(t, h, kr, "ssn")
+	if _, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn) VALUES ('new', 'P-1')"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, q, pgx.QueryExecModeCacheStatement)
+	if err == nil {
+		rows.Close()
+		err = rows.Err()
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "prepare it again") {
+		t.Fatalf("cached statement after the rotation: %v", err)
+	}
+	if got := names(t, ctx, conn, pgx.QueryExecModeCacheStatement, q); fmt.Sprint(got) != "[new old]" {
+		t.Errorf("prepared again: %v", got)
+	}
+	if _, err := conn.Exec(ctx, "EXECUTE byssn", pgx.QueryExecModeSimpleProtocol); sqlstate(err) != "0A000" {
+		t.Errorf("EXECUTE of a PREPARE from before the rotation: %v", err)
+	}
+}

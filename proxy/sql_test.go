@@ -1184,3 +1184,52 @@ func TestSearchPathChangedServerSide(t *testing.T) {
 		t.Fatalf("other.patients (the table the proxy resolved) holds %q", got)
 	}
 }
+
+// TestComparisonNullSemantics: the rewritten comparisons return what the
+// same comparisons return on a plaintext table, NULLs included.
+func TestComparisonNullSemantics(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema+`
+CREATE TABLE public.plain (name text, ssn text);
+INSERT INTO public.plain VALUES ('a','A'),('b','B'),('n',NULL);
+GRANT ALL ON public.plain TO PUBLIC;`)
+	ctx := ctxT(t)
+	conn := h.connect("doctor")
+	if _, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn) VALUES ('a','A'),('b','B'),('n',NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	var null *string
+	a := "A"
+	cases := []struct {
+		where string
+		args  []any
+	}{
+		{"ssn <> $1", []any{null}},
+		{"ssn = $1", []any{null}},
+		{"ssn <> $1", []any{&a}},
+		{"ssn NOT IN ($1, 'B')", []any{null}},
+		{"ssn NOT IN ('A', NULL)", nil},
+		{"ssn IN ('A', NULL)", nil},
+		{"ssn IS DISTINCT FROM $1", []any{null}},
+		{"ssn IS DISTINCT FROM $1", []any{&a}},
+		{"ssn IS NOT DISTINCT FROM $1", []any{null}},
+		{"ssn IS NOT DISTINCT FROM $1", []any{&a}},
+		{"ssn IS DISTINCT FROM 'A'", nil},
+		{"ssn = ALL(ARRAY['A', NULL])", nil},
+		{"NOT (ssn = ALL(ARRAY['A', NULL]))", nil},
+		{"ssn <> ANY(ARRAY['A', NULL])", nil},
+		{"ssn <> ANY(ARRAY['A', $1])", []any{null}},
+		{"(ssn = ANY(ARRAY[$1, 'B'])) IS NULL", []any{null}},
+		{"(ssn <> ALL(ARRAY[$1, 'B'])) IS NULL", []any{null}},
+		{"NOT (ssn IN ($1)) IS NULL", []any{&a}},
+	}
+	for _, c := range cases {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeSimpleProtocol} {
+			q := "SELECT name FROM %s WHERE " + c.where + " ORDER BY name"
+			got := names(t, ctx, conn, mode, fmt.Sprintf(q, "patients"), c.args...)
+			want := names(t, ctx, conn, mode, fmt.Sprintf(q, "plain"), c.args...)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s %v (%v): proxy %v, plaintext table %v", c.where, c.args, mode, got, want)
+			}
+		}
+	}
+}

@@ -1259,3 +1259,37 @@ func tySetting(t *testing.T, ctx context.Context, set string, conns ...*pgx.Conn
 		}
 	}
 }
+
+const tzPolicy = `
+policy:
+  keys:
+    - {name: k, kind: randomized}
+  columns:
+    - {table: public.tz_t, column: ts, key: k, type: timestamptz}
+  roles:
+    - {role: doctor, read: [k], write: [k]}
+`
+
+// 3.2: a TimeZone change and a timestamptz literal in one string: the
+// literal was encrypted in the old zone.
+func TestTimeZoneChangeAndLiteralInOneStringRefused(t *testing.T) {
+	h := newHarness(t, tzPolicy, "CREATE TABLE public.tz_t (id serial, ts bytea); GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;")
+	c := protoConnect(t, h, "doctor")
+	c.query("SET TIME ZONE 'UTC'")
+	for _, sql := range []string{
+		"SET TIME ZONE 'Asia/Tokyo'; INSERT INTO tz_t (ts) VALUES ('2024-01-01 10:00')",
+		"SELECT set_config('TimeZone', 'Asia/Tokyo', false); INSERT INTO tz_t (ts) VALUES ('2024-01-01 10:00')",
+		"RESET ALL; INSERT INTO tz_t (ts) VALUES ('2024-01-01 10:00')",
+		"SET TIME ZONE 'Asia/Tokyo'; COPY tz_t (ts) FROM STDIN",
+		"SET TIME ZONE 'Asia/Tokyo'; SELECT ts FROM tz_t",
+	} {
+		wantTokens(t, sql, c.query(sql), "E:0A000", "Z:I")
+	}
+	// Sent separately, the literal is read in the new zone.
+	wantTokens(t, "set", c.query("SET TIME ZONE 'Asia/Tokyo'"), "C:SET", "Z:I")
+	wantTokens(t, "insert", c.query("INSERT INTO tz_t (ts) VALUES ('2024-01-01 10:00')"), "C:INSERT 0 1", "Z:I")
+	wantTokens(t, "utc", c.query("SET TIME ZONE 'UTC'"), "C:SET", "Z:I")
+	wantTokens(t, "read back", c.query("SELECT ts FROM tz_t"), "Row:ts/1184", "D:2024-01-01 01:00:00+00", "C:SELECT 1", "Z:I")
+	// Strings without such a value keep working.
+	wantTokens(t, "plain", c.query("SET TIME ZONE 'Asia/Tokyo'; SELECT count(*) FROM tz_t"), "C:SET", "Row:count/20", "D:1", "C:SELECT 1", "Z:I")
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Session-role tests: whichever way the current role changes, the grants the
@@ -522,4 +523,37 @@ func TestSetRoleInPipeline(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT diagnosis FROM patients WHERE name = 'Seed'").Scan(&diag); err != nil || diag != sxSeedDiag {
 		t.Fatalf("diagnosis = %q, %v", diag, err)
 	}
+}
+
+// 1.5: fast-path set_config changed the role behind the proxy's back.
+func TestFastpathSetConfigRefused(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	insertPatients(t, h.connect("doctor"), [3]string{"F", "222", "fastpath-secret"})
+	c := protoConnect(t, h, "doctor")
+	setRole := &pgproto3.FunctionCall{Function: 2078, ArgFormatCodes: []uint16{0},
+		Arguments: [][]byte{[]byte("role"), []byte("billing"), []byte("false")}}
+	c.send(&pgproto3.Parse{Query: "SELECT 5"}, &pgproto3.Sync{})
+	wantTokens(t, "unnamed", c.recvReady(), "ParseComplete", "Z:I")
+	wantTokens(t, "fastpath", recvReadyAfter(t, c, setRole), "E:0A000", "Z:I")
+	// Like the client's call, the refusal leaves the unnamed statement
+	// alone and fails an open transaction.
+	c.send(&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	wantTokens(t, "unnamed survives", c.recvReady(), "BindComplete", "D:5", "C:SELECT 1", "Z:I")
+	wantTokens(t, "current_user", c.query("SELECT current_user"), "Row:current_user/19", "D:doctor", "C:SELECT 1", "Z:I")
+	wantTokens(t, "begin", c.query("BEGIN"), "C:BEGIN", "Z:T")
+	wantTokens(t, "fastpath in tx", recvReadyAfter(t, c, setRole), "E:0A000", "Z:E")
+	wantTokens(t, "rollback", c.query("ROLLBACK"), "C:ROLLBACK", "Z:I")
+
+	// Other functions pass.
+	var int4pl uint32
+	if err := h.direct().QueryRow(ctxT(t), "SELECT 'pg_catalog.int4pl(int4, int4)'::regprocedure::oid").Scan(&int4pl); err != nil {
+		t.Fatal(err)
+	}
+	c.send(&pgproto3.FunctionCall{Function: int4pl, ArgFormatCodes: []uint16{0}, Arguments: [][]byte{[]byte("2"), []byte("3")}})
+	msg := c.recv()
+	if r, ok := msg.(*pgproto3.FunctionCallResponse); !ok || string(r.Result) != "5" {
+		t.Fatalf("int4pl through the fast path: %#v", msg)
+	}
+	wantTokens(t, "ready", c.recvReady(), "Z:I")
+	wantTokens(t, "as doctor", c.query("SELECT diagnosis FROM patients"), "Row:diagnosis/25", "D:fastpath-secret", "C:SELECT 1", "Z:I")
 }
