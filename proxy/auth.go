@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/scramauth"
@@ -134,7 +136,7 @@ func (ss *session) clientAuthMessage() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if typ != fePassword {
+	if typ != wire.ClientPassword {
 		return nil, &scramauth.Error{Code: "08P01", Msg: fmt.Sprintf("expected SASL response, got message type %q", byte(typ))}
 	}
 	return body, nil
@@ -171,11 +173,11 @@ func (ss *session) upstreamSASL(code authRequest) ([]byte, error) {
 		return nil, err
 	}
 	switch {
-	case typ == beErrorResponse:
+	case typ == wire.ServerErrorResponse:
 		ss.cw.raw(typ, body)
 		ss.cw.flush()
 		return nil, errUpstreamRefused
-	case typ != beAuthentication || len(body) < 4:
+	case typ != wire.ServerAuthentication || len(body) < 4:
 		return nil, &scramauth.Error{Code: "08P01", Msg: fmt.Sprintf("unexpected message %q from PostgreSQL during SCRAM", byte(typ))}
 	}
 	switch c := authCode(body); c {

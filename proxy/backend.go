@@ -3,6 +3,8 @@ package proxy
 import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
@@ -32,17 +34,17 @@ func (ss *session) backendLoop() error {
 	}
 }
 
-func (ss *session) backendMessage(be *backend, typ backendType, body []byte) error {
+func (ss *session) backendMessage(be *backend, typ wire.ServerType, body []byte) error {
 	switch typ {
-	case beParameterStatus:
+	case wire.ServerParameterStatus:
 		ss.noteParameter(body)
 		return ss.cw.raw(typ, body)
-	case beNoticeResponse:
+	case wire.ServerNoticeResponse:
 		if p := ss.head(); p != nil && p.kind == pendInternal {
 			return nil
 		}
 		return ss.cw.raw(typ, body)
-	case beNotificationResponse:
+	case wire.ServerNotificationResponse:
 		// Notifications are the client's whatever request is at the
 		// head, the proxy's own queries included; but for the proxy's
 		// own channel.
@@ -56,7 +58,7 @@ func (ss *session) backendMessage(be *backend, typ backendType, body []byte) err
 		// A message nobody asked for: a FATAL on shutdown, say.
 		return ss.cw.raw(typ, body)
 	}
-	if typ == beErrorResponse {
+	if typ == wire.ServerErrorResponse {
 		return ss.serverError(p, body)
 	}
 	switch p.kind {
@@ -68,42 +70,42 @@ func (ss *session) backendMessage(be *backend, typ backendType, body []byte) err
 		return ss.describeResponse(p, typ, body)
 	}
 	switch typ {
-	case beRowDescription:
+	case wire.ServerRowDescription:
 		return ss.rowDescription(p, body)
-	case beDataRow:
+	case wire.ServerDataRow:
 		return ss.dataRow(be, p, body)
-	case beCommandComplete:
+	case wire.ServerCommandComplete:
 		return ss.commandComplete(p, body)
-	case beEmptyQueryResponse:
+	case wire.ServerEmptyQueryResponse:
 		p.shape = nil
 		p.stmtIdx++
 		return ss.forwardAndMaybePop(p, typ, body, p.kind != pendQuery)
-	case bePortalSuspended:
+	case wire.ServerPortalSuspended:
 		return ss.forwardAndMaybePop(p, typ, body, true)
-	case beReadyForQuery:
+	case wire.ServerReadyForQuery:
 		return ss.readyForQuery(p, body)
-	case beCopyOutResponse:
+	case wire.ServerCopyOutResponse:
 		return ss.copyOutResponse(p, typ, body)
-	case beCopyData, beCopyDone:
+	case wire.ServerCopyData, wire.ServerCopyDone:
 		return ss.copyOutData(p, typ, body)
-	case beCopyInResponse:
+	case wire.ServerCopyInResponse:
 		ss.copyInStarted(p)
 		return ss.forward(p, typ, body)
-	case beParseComplete, beBindComplete, beCloseComplete:
+	case wire.ServerParseComplete, wire.ServerBindComplete, wire.ServerCloseComplete:
 		return ss.forwardAndMaybePop(p, typ, body, true)
 	default:
 		return ss.forward(p, typ, body)
 	}
 }
 
-func (ss *session) forward(p *pending, typ backendType, body []byte) error {
+func (ss *session) forward(p *pending, typ wire.ServerType, body []byte) error {
 	if p.discard {
 		return nil
 	}
 	return ss.cw.raw(typ, body)
 }
 
-func (ss *session) forwardAndMaybePop(p *pending, typ backendType, body []byte, pop bool) error {
+func (ss *session) forwardAndMaybePop(p *pending, typ wire.ServerType, body []byte, pop bool) error {
 	err := ss.forward(p, typ, body)
 	if pop {
 		ss.pop()
@@ -114,8 +116,8 @@ func (ss *session) forwardAndMaybePop(p *pending, typ backendType, body []byte, 
 // internalMessage consumes the answer to a batch of the proxy's own. Its
 // ReadyForQuery tells the transaction status but, unlike the client's,
 // completes nothing of the client's session state.
-func (ss *session) internalMessage(p *pending, typ backendType, body []byte) error {
-	if typ != beReadyForQuery {
+func (ss *session) internalMessage(p *pending, typ wire.ServerType, body []byte) error {
+	if typ != wire.ServerReadyForQuery {
 		p.iq.handle(typ, body)
 		return nil
 	}
@@ -124,7 +126,7 @@ func (ss *session) internalMessage(p *pending, typ backendType, body []byte) err
 		return ss.serverMalformed("ReadyForQuery")
 	}
 	ss.mu.Lock()
-	ss.noteReadyLocked(txStatus(rfq.TxStatus))
+	ss.noteReadyLocked(wire.TxStatus(rfq.TxStatus))
 	ss.mu.Unlock()
 	ss.pop()
 	// Last: the waiting frontend reads the status.
@@ -165,7 +167,7 @@ func (ss *session) copyInStarted(p *pending) {
 // error in a batch of the proxy's own is its alone.
 func (ss *session) serverError(p *pending, body []byte) error {
 	if p.kind == pendInternal {
-		p.iq.handle(beErrorResponse, body)
+		p.iq.handle(wire.ServerErrorResponse, body)
 		return nil
 	}
 	ss.mu.Lock()
@@ -178,7 +180,7 @@ func (ss *session) serverError(p *pending, body []byte) error {
 	case replacement != nil:
 		err = ss.cw.send(errorResponse(replacement))
 	default:
-		err = ss.cw.raw(beErrorResponse, body)
+		err = ss.cw.raw(wire.ServerErrorResponse, body)
 	}
 	p.shape, p.out = nil, nil
 	if p.extended() {
@@ -222,9 +224,9 @@ func (ss *session) skipToSync() {
 // noteReadyLocked records what any ReadyForQuery tells: the transaction
 // status, and at idle the end of the transaction's portals and of its
 // uncommitted DDL.
-func (ss *session) noteReadyLocked(status txStatus) {
+func (ss *session) noteReadyLocked(status wire.TxStatus) {
 	ss.rfqSeen++
-	if status == txIdle {
+	if status == wire.TxIdle {
 		// Protocol-level portals do not outlive their transaction.
 		for name, pt := range ss.portals {
 			if pt.epoch < ss.rfqSeen {
@@ -250,12 +252,12 @@ func (ss *session) readyForQuery(p *pending, body []byte) error {
 		return ss.serverMalformed("ReadyForQuery")
 	}
 	ss.mu.Lock()
-	status := txStatus(rfq.TxStatus)
+	status := wire.TxStatus(rfq.TxStatus)
 	ss.state.readyForQuery(status)
 	ss.noteReadyLocked(status)
 	// After the proxy failed a result, an explicit transaction must end
 	// up failed as the client believes.
-	abort := ss.abortTx && status == txInBlock && len(ss.queue) == 1
+	abort := ss.abortTx && status == wire.TxInBlock && len(ss.queue) == 1
 	ss.abortTx = false
 	ss.mu.Unlock()
 	if abort {
@@ -263,14 +265,14 @@ func (ss *session) readyForQuery(p *pending, body []byte) error {
 			return err
 		}
 	}
-	err := ss.cw.raw(beReadyForQuery, body)
+	err := ss.cw.raw(wire.ServerReadyForQuery, body)
 	ss.pop()
 	return err
 }
 
 // injectAbort holds back the ReadyForQuery of the request at the head of
 // the queue when nothing else is in flight, and runs a request that fails
-// instead; its own ReadyForQuery (txFailed) goes to the client. The check,
+// instead; its own ReadyForQuery (wire.TxFailed) goes to the client. The check,
 // the pop and the push happen under the upstream writer's lock, so no
 // request of the client's can come between. (The lock is free soon: the frontend
 // pushes before it writes, and the server, idle, reads what it writes.)
@@ -313,7 +315,7 @@ func (ss *session) rowDescription(p *pending, body []byte) error {
 	}
 	p.shape = ss.shapeFor(rd.Fields, p.statement())
 	if p.shape == nil {
-		return ss.forward(p, beRowDescription, body)
+		return ss.forward(p, wire.ServerRowDescription, body)
 	}
 	if p.discard {
 		return nil
@@ -332,7 +334,7 @@ func (ss *session) dataRow(be *backend, p *pending, body []byte) error {
 		}
 	}
 	if p.shape == nil {
-		return ss.cw.raw(beDataRow, body)
+		return ss.cw.raw(wire.ServerDataRow, body)
 	}
 	out, err := p.shape.rewriteRow(be.rowBuf[:0], body)
 	if err != nil {
@@ -376,7 +378,7 @@ func (ss *session) commandComplete(p *pending, body []byte) error {
 	p.shape = nil
 	p.shapeKnown = false
 	p.stmtIdx++
-	return ss.forwardAndMaybePop(p, beCommandComplete, body, p.kind != pendQuery)
+	return ss.forwardAndMaybePop(p, wire.ServerCommandComplete, body, p.kind != pendQuery)
 }
 
 // completed applies a statement's effects on session state once the server
@@ -437,9 +439,9 @@ func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
 	}
 }
 
-func (ss *session) describeResponse(p *pending, typ backendType, body []byte) error {
+func (ss *session) describeResponse(p *pending, typ wire.ServerType, body []byte) error {
 	switch typ {
-	case beParameterDescription:
+	case wire.ServerParameterDescription:
 		if p.discard {
 			// The proxy already reported an error for this batch.
 			return nil
@@ -463,7 +465,7 @@ func (ss *session) describeResponse(p *pending, typ backendType, body []byte) er
 			pd.ParameterOIDs[i] = p.stmt.describedType(i, pr)
 		}
 		return ss.cw.send(&pd)
-	case beRowDescription:
+	case wire.ServerRowDescription:
 		var rd pgproto3.RowDescription
 		if rd.Decode(body) != nil {
 			return ss.serverMalformed("RowDescription")
@@ -479,7 +481,7 @@ func (ss *session) describeResponse(p *pending, typ backendType, body []byte) er
 			return ss.cw.raw(typ, body)
 		}
 		return ss.cw.send(&pgproto3.RowDescription{Fields: shape.describe(fields)})
-	case beNoData:
+	case wire.ServerNoData:
 		ss.recordDescription(p.object, p.stmt, p.portal, nil)
 		ss.pop()
 		return ss.forward(p, typ, body)
@@ -488,16 +490,16 @@ func (ss *session) describeResponse(p *pending, typ backendType, body []byte) er
 	}
 }
 
-func (ss *session) hiddenDescribe(p *pending, typ backendType, body []byte) error {
+func (ss *session) hiddenDescribe(p *pending, typ wire.ServerType, body []byte) error {
 	switch typ {
-	case beRowDescription:
+	case wire.ServerRowDescription:
 		var rd pgproto3.RowDescription
 		if rd.Decode(body) != nil {
 			return ss.serverMalformed("RowDescription")
 		}
-		ss.recordDescription(targetPortal, nil, p.portal, cloneFields(rd.Fields))
-	case beNoData:
-		ss.recordDescription(targetPortal, nil, p.portal, nil)
+		ss.recordDescription(wire.TargetPortal, nil, p.portal, cloneFields(rd.Fields))
+	case wire.ServerNoData:
+		ss.recordDescription(wire.TargetPortal, nil, p.portal, nil)
 	default:
 		return nil
 	}
@@ -505,13 +507,13 @@ func (ss *session) hiddenDescribe(p *pending, typ backendType, body []byte) erro
 	return nil
 }
 
-func (ss *session) recordDescription(object describeTarget, st *preparedStmt, pt *portal, fields []pgproto3.FieldDescription) {
+func (ss *session) recordDescription(object wire.Target, st *preparedStmt, pt *portal, fields []pgproto3.FieldDescription) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if object == targetStatement && st != nil {
+	if object == wire.TargetStatement && st != nil {
 		st.fields, st.described = fields, true
 	}
-	if object == targetPortal && pt != nil {
+	if object == wire.TargetPortal && pt != nil {
 		pt.fields, pt.described = fields, true
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/dbguard"
@@ -596,14 +598,14 @@ func (ss *session) refreshCatalogIfStale() {
 	// the batch's implicit transaction (or, after an error in it, be
 	// ignored until Sync). Nor in a failed transaction, which refuses
 	// every query but its end.
-	if !due || !idle || tx == txFailed {
+	if !due || !idle || tx == wire.TxFailed {
 		return
 	}
-	if tx == txIdle && ss.adoptShared(stale) {
+	if tx == wire.TxIdle && ss.adoptShared(stale) {
 		ss.markTxGeneration()
 		return
 	}
-	cat, err := ss.loadCatalog(tx == txInBlock)
+	cat, err := ss.loadCatalog(tx == wire.TxInBlock)
 	if err != nil {
 		ss.mu.Lock()
 		// An old snapshot is still right where no DDL ran since; after
@@ -616,16 +618,16 @@ func (ss *session) refreshCatalogIfStale() {
 	}
 	ss.mu.Lock()
 	ss.cat, ss.catStale, ss.catFailed = cat, false, false
-	if tx == txIdle {
+	if tx == wire.TxIdle {
 		ss.txGen = cat.gen
 	}
-	if tx == txInBlock {
+	if tx == wire.TxInBlock {
 		// Read in the transaction's snapshot, which at REPEATABLE READ
 		// can be older than the reload: reloaded again when it ends.
 		ss.catTxDirty = true
 	}
 	ss.mu.Unlock()
-	if tx == txIdle && !cat.migrationsUnknown {
+	if tx == wire.TxIdle && !cat.migrationsUnknown {
 		// Inside a transaction the snapshot may show uncommitted DDL;
 		// one loaded by a role that cannot read the migrations is its
 		// own.
@@ -645,7 +647,7 @@ func (ss *session) catchUpCatalog() error {
 	ttl := ss.srv.catalogs.ttl
 	ss.mu.Lock()
 	var last *pending
-	if n := len(ss.queue); n > 0 && !ss.extOpen && ss.txStatus != txFailed && ss.cat != nil &&
+	if n := len(ss.queue); n > 0 && !ss.extOpen && ss.txStatus != wire.TxFailed && ss.cat != nil &&
 		(time.Since(ss.cat.loaded) > 2*ttl || ss.cat.gen != ss.srv.catalogs.generation(ss.database)) &&
 		time.Since(ss.caughtUp) > ttl {
 		last = ss.queue[n-1]
@@ -796,7 +798,7 @@ func (ss *session) catalogNotification(body []byte) (mine bool) {
 // (a LISTEN inside one would end with it). err is only the session's end.
 func (ss *session) relisten() error {
 	ss.mu.Lock()
-	due := !ss.listening && len(ss.queue) == 0 && !ss.extOpen && ss.txStatus == txIdle
+	due := !ss.listening && len(ss.queue) == 0 && !ss.extOpen && ss.txStatus == wire.TxIdle
 	ss.mu.Unlock()
 	if !due {
 		return nil
@@ -834,7 +836,7 @@ func (ss *session) markTxGeneration() {
 // usable. Statements that resolve no relation (ROLLBACK, SET, SELECT 1)
 // still pass.
 func (ss *session) catalogUnknownLocked() error {
-	if ss.txStatus != txIdle && ss.cat != nil && ss.srv.catalogs.generation(ss.database) != ss.txGen {
+	if ss.txStatus != wire.TxIdle && ss.cat != nil && ss.srv.catalogs.generation(ss.database) != ss.txGen {
 		// DDL of another session, through this proxy, since this
 		// transaction began: a reload inside it may not see what its
 		// statements will (at REPEATABLE READ its snapshot is older).
@@ -843,7 +845,7 @@ func (ss *session) catalogUnknownLocked() error {
 	switch {
 	case !ss.catStale:
 		return nil
-	case ss.txStatus == txFailed:
+	case ss.txStatus == wire.TxFailed:
 		return newSQLError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
 	case ss.catFailed:
 		return newSQLError("58000", "catalog could not be reloaded after DDL; statements using relations are refused until it is")

@@ -3,6 +3,8 @@ package proxy
 import (
 	"encoding/hex"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/policy"
@@ -142,25 +144,25 @@ func (ci *copyIn) fail(ss *session, err error) error {
 }
 
 // copyMessage handles CopyData, CopyDone and CopyFail from the client.
-func (ss *session) copyMessage(fe *frontend, typ frontendType, body []byte) error {
+func (ss *session) copyMessage(fe *frontend, typ wire.ClientType, body []byte) error {
 	ci := fe.copy
 	if ci == nil {
 		return ss.sendRaw(nil, typ, body)
 	}
-	if typ != feCopyData {
+	if typ != wire.ClientCopyData {
 		fe.copy = nil
 	}
 	if ci.failed {
 		return nil
 	}
-	emit := func(b []byte) error { return ss.sendRaw(nil, feCopyData, b) }
+	emit := func(b []byte) error { return ss.sendRaw(nil, wire.ClientCopyData, b) }
 	switch typ {
-	case feCopyData:
+	case wire.ClientCopyData:
 		if err := ci.rw.Write(body, emit); err != nil {
 			return ci.fail(ss, err)
 		}
 		return nil
-	case feCopyDone:
+	case wire.ClientCopyDone:
 		if err := ci.rw.Close(emit); err != nil {
 			return ci.fail(ss, err)
 		}
@@ -170,7 +172,7 @@ func (ss *session) copyMessage(fe *frontend, typ frontendType, body []byte) erro
 
 // copyOutResponse starts decrypting a COPY TO STDOUT when the statement
 // copies encrypted columns.
-func (ss *session) copyOutResponse(p *pending, typ backendType, body []byte) error {
+func (ss *session) copyOutResponse(p *pending, typ wire.ServerType, body []byte) error {
 	st := p.statement()
 	if st != nil && st.Copy != nil && !st.Copy.From && hasRules(st.Copy) {
 		out, err := ss.newCopyOut(st.Copy)
@@ -226,13 +228,13 @@ func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
 }
 
 // copyOutData decrypts CopyData from the server.
-func (ss *session) copyOutData(p *pending, typ backendType, body []byte) error {
+func (ss *session) copyOutData(p *pending, typ wire.ServerType, body []byte) error {
 	if p.out == nil || p.discard {
 		return ss.forward(p, typ, body)
 	}
-	emit := func(b []byte) error { return ss.cw.raw(beCopyData, b) }
+	emit := func(b []byte) error { return ss.cw.raw(wire.ServerCopyData, b) }
 	var err error
-	if typ == beCopyData {
+	if typ == wire.ServerCopyData {
 		err = p.out.rw.Write(body, emit)
 	} else {
 		err = p.out.rw.Close(emit)
@@ -241,7 +243,7 @@ func (ss *session) copyOutData(p *pending, typ backendType, body []byte) error {
 	if err != nil {
 		return ss.failResult(p, err)
 	}
-	if typ == beCopyData {
+	if typ == wire.ServerCopyData {
 		return nil
 	}
 	return ss.cw.raw(typ, body)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -69,22 +71,22 @@ func (ss *session) frontendLoop() error {
 		if err != nil {
 			return ss.clientGone(&fe, err)
 		}
-		if fe.skipUntilSync && typ != feSync && isExtended(typ) {
+		if fe.skipUntilSync && typ != wire.ClientSync && isExtended(typ) {
 			continue
 		}
 		if err := ss.frontendMessage(&fe, typ, body); err != nil {
 			return err
 		}
-		if typ == feTerminate {
+		if typ == wire.ClientTerminate {
 			// Nothing follows Terminate: make sure it leaves.
 			return ss.uw.flush()
 		}
 	}
 }
 
-func isExtended(typ frontendType) bool {
+func isExtended(typ wire.ClientType) bool {
 	switch typ {
-	case feParse, feBind, feDescribe, feExecute, feClose, feFlush:
+	case wire.ClientParse, wire.ClientBind, wire.ClientDescribe, wire.ClientExecute, wire.ClientClose, wire.ClientFlush:
 		return true
 	}
 	return false
@@ -92,9 +94,9 @@ func isExtended(typ frontendType) bool {
 
 // isPlanned reports the messages whose handling depends on session state
 // (and so waits for a barrier).
-func isPlanned(typ frontendType) bool {
+func isPlanned(typ wire.ClientType) bool {
 	switch typ {
-	case feQuery, feParse, feBind, feDescribe, feExecute, feClose, feFunctionCall:
+	case wire.ClientQuery, wire.ClientParse, wire.ClientBind, wire.ClientDescribe, wire.ClientExecute, wire.ClientClose, wire.ClientFunctionCall:
 		return true
 	}
 	return false
@@ -126,51 +128,51 @@ func (ss *session) protocolViolation(msg string) {
 	ss.cw.end()
 }
 
-func (ss *session) frontendMessage(fe *frontend, typ frontendType, body []byte) error {
+func (ss *session) frontendMessage(fe *frontend, typ wire.ClientType, body []byte) error {
 	if fe.barrier != nil && isPlanned(typ) {
 		dropped, err := ss.settle(fe, typ)
 		if err != nil || dropped {
 			return err
 		}
 	}
-	if (typ == feQuery || typ == feParse || typ == feBind) && fe.copy == nil && fe.copyReq == nil {
+	if (typ == wire.ClientQuery || typ == wire.ClientParse || typ == wire.ClientBind) && fe.copy == nil && fe.copyReq == nil {
 		// (Not in the middle of a COPY FROM STDIN, which waits for the
 		// client: the message that ends it must go through.)
 		if err := ss.catchUpCatalog(); err != nil {
 			return err
 		}
 	}
-	if fe.copy != nil && typ != feCopyData && typ != feCopyDone && typ != feCopyFail && typ != feFlush && typ != feSync {
+	if fe.copy != nil && typ != wire.ClientCopyData && typ != wire.ClientCopyDone && typ != wire.ClientCopyFail && typ != wire.ClientFlush && typ != wire.ClientSync {
 		// Anything else ends COPY mode, as it does for the server, which
 		// ignores Flush and Sync in copy-in mode.
 		fe.copy = nil
 	}
-	if typ != feCopyData && typ != feFlush && typ != feSync {
+	if typ != wire.ClientCopyData && typ != wire.ClientFlush && typ != wire.ClientSync {
 		fe.copyReq = nil
 	}
 	switch typ {
-	case feQuery:
+	case wire.ClientQuery:
 		return ss.query(fe, body)
-	case feParse:
+	case wire.ClientParse:
 		return ss.parse(fe, body)
-	case feBind:
+	case wire.ClientBind:
 		return ss.bind(fe, body)
-	case feDescribe:
+	case wire.ClientDescribe:
 		return ss.describe(body)
-	case feExecute:
+	case wire.ClientExecute:
 		return ss.execute(fe, body)
-	case feClose:
+	case wire.ClientClose:
 		return ss.closeObject(body)
-	case feSync:
+	case wire.ClientSync:
 		fe.skipUntilSync = false
 		return ss.sendRaw(&pending{kind: pendSync, copyReq: fe.copyReq}, typ, body)
-	case feFlush:
+	case wire.ClientFlush:
 		return ss.sendRaw(nil, typ, body)
-	case feCopyData, feCopyDone, feCopyFail:
+	case wire.ClientCopyData, wire.ClientCopyDone, wire.ClientCopyFail:
 		return ss.copyMessage(fe, typ, body)
-	case feTerminate:
+	case wire.ClientTerminate:
 		return ss.sendRaw(nil, typ, body)
-	case feFunctionCall:
+	case wire.ClientFunctionCall:
 		return ss.functionCall(body)
 	default:
 		ss.protocolViolation(fmt.Sprintf("invalid frontend message type %q", byte(typ)))
@@ -184,7 +186,7 @@ func (ss *session) frontendMessage(fe *frontend, typ frontendType, body []byte) 
 // that would leave both sides waiting: the server takes it as one (it
 // fails the COPY and discards the message), and so does the proxy, which
 // then reports dropped.
-func (ss *session) settle(fe *frontend, typ frontendType) (dropped bool, err error) {
+func (ss *session) settle(fe *frontend, typ wire.ClientType) (dropped bool, err error) {
 	b := fe.barrier
 	fe.barrier = nil
 	if err := ss.uw.flush(); err != nil {
@@ -207,7 +209,7 @@ func (ss *session) settle(fe *frontend, typ frontendType) (dropped bool, err err
 
 // failCopyForClient fails the COPY in progress because the client sent a
 // message of type typ in the middle of it, as PostgreSQL would.
-func (ss *session) failCopyForClient(fe *frontend, typ frontendType) error {
+func (ss *session) failCopyForClient(fe *frontend, typ wire.ClientType) error {
 	req := fe.copyReq
 	fe.copy, fe.copyReq = nil, nil
 	ss.mu.Lock()
@@ -365,7 +367,7 @@ const roleQuery = "SELECT CURRENT_USER, SESSION_USER"
 func (ss *session) confirmRole() error {
 	ss.mu.Lock()
 	claimed := ss.state.current.roleClaim != 0
-	idle := len(ss.queue) == 0 && !ss.extOpen && ss.txStatus != txFailed
+	idle := len(ss.queue) == 0 && !ss.extOpen && ss.txStatus != wire.TxFailed
 	ss.mu.Unlock()
 	if !claimed || !idle {
 		return nil
@@ -569,7 +571,7 @@ func (ss *session) query(fe *frontend, body []byte) error {
 	}
 	fe.holdBarrier(p, plan.Statements...)
 	if sql == q.String {
-		return ss.sendRaw(p, feQuery, body)
+		return ss.sendRaw(p, wire.ClientQuery, body)
 	}
 	return ss.send(p, &pgproto3.Query{String: sql})
 }
@@ -606,7 +608,7 @@ func (ss *session) functionCall(body []byte) error {
 		return ss.decodeError("FunctionCall")
 	}
 	if fc.Function != setConfigOID {
-		return ss.sendRaw(&pending{kind: pendFunctionCall}, feFunctionCall, body)
+		return ss.sendRaw(&pending{kind: pendFunctionCall}, wire.ClientFunctionCall, body)
 	}
 	err := newSQLError("0A000", "set_config through the fast-path function call interface is not supported: use SELECT set_config(…)")
 	ss.log.Info("statement refused", "err", err.Error())
@@ -665,7 +667,7 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 	ss.mu.Unlock()
 	p := &pending{kind: pendParse, stmt: st, created: created, prevStmt: prev}
 	if sql == msg.Query && len(plan.Params) == 0 {
-		return ss.sendRaw(p, feParse, body)
+		return ss.sendRaw(p, wire.ClientParse, body)
 	}
 	return ss.send(p, &pgproto3.Parse{Name: msg.Name, Query: sql, ParameterOIDs: oids})
 }
@@ -713,7 +715,7 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 	}
 	ss.mu.Unlock()
 	if !changed {
-		return ss.sendRaw(p, feBind, body)
+		return ss.sendRaw(p, wire.ClientBind, body)
 	}
 	return ss.send(p, &msg)
 }
@@ -832,15 +834,15 @@ func (ss *session) describe(body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Describe")
 	}
-	p := &pending{kind: pendDescribe, object: describeTarget(msg.ObjectType)}
+	p := &pending{kind: pendDescribe, object: wire.Target(msg.ObjectType)}
 	ss.mu.Lock()
-	if p.object == targetStatement {
+	if p.object == wire.TargetStatement {
 		p.stmt = ss.statementLocked(msg.Name)
 	} else {
 		p.portal = ss.portals[msg.Name]
 	}
 	ss.mu.Unlock()
-	return ss.sendRaw(p, feDescribe, body)
+	return ss.sendRaw(p, wire.ClientDescribe, body)
 }
 
 // execute handles Execute. When the proxy does not know the portal's
@@ -870,7 +872,7 @@ func (ss *session) execute(fe *frontend, body []byte) error {
 		}
 		if !known {
 			if err := ss.send(&pending{kind: pendHiddenDescribe, portal: pt},
-				&pgproto3.Describe{ObjectType: byte(targetPortal), Name: msg.Portal}); err != nil {
+				&pgproto3.Describe{ObjectType: byte(wire.TargetPortal), Name: msg.Portal}); err != nil {
 				return err
 			}
 		}
@@ -888,7 +890,7 @@ func (ss *session) execute(fe *frontend, body []byte) error {
 	ss.uw.mu.Lock()
 	defer ss.uw.mu.Unlock()
 	ss.pushLocked(p)
-	if err := ss.uw.rawLocked(feExecute, body); err != nil {
+	if err := ss.uw.rawLocked(wire.ClientExecute, body); err != nil {
 		return err
 	}
 	return ss.uw.sendLocked(msgs...)
@@ -899,15 +901,15 @@ func (ss *session) closeObject(body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Close")
 	}
-	object := describeTarget(msg.ObjectType)
-	if object == targetStatement && msg.Name != "" {
+	object := wire.Target(msg.ObjectType)
+	if object == wire.TargetStatement && msg.Name != "" {
 		if err := ss.settleStatement(msg.Name); err != nil {
 			return err
 		}
 	}
 	p := &pending{kind: pendClose, object: object, name: msg.Name}
 	ss.mu.Lock()
-	if object == targetStatement {
+	if object == wire.TargetStatement {
 		// One namespace: Close drops a statement made by SQL PREPARE too.
 		p.prevStmt = ss.stmts[msg.Name]
 		p.prevPrepared = ss.sqlPrepared[msg.Name]
@@ -918,7 +920,7 @@ func (ss *session) closeObject(body []byte) error {
 		delete(ss.portals, msg.Name)
 	}
 	ss.mu.Unlock()
-	return ss.sendRaw(p, feClose, body)
+	return ss.sendRaw(p, wire.ClientClose, body)
 }
 
 // statementLocked is the prepared statement name refers to: one the client
@@ -981,7 +983,7 @@ func (ss *session) settleStatement(name string) error {
 				sync = q
 			}
 		case q.kind == pendParse && q.stmt.name == name,
-			q.kind == pendClose && q.object == targetStatement && q.name == name:
+			q.kind == pendClose && q.object == wire.TargetStatement && q.name == name:
 			found = true
 		}
 	}

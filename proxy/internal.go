@@ -3,6 +3,8 @@ package proxy
 import (
 	"errors"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -30,9 +32,9 @@ func (iq *internalQuery) finished() bool {
 
 // handle consumes one server message of the query's response and closes
 // done at ReadyForQuery.
-func (iq *internalQuery) handle(typ backendType, body []byte) {
+func (iq *internalQuery) handle(typ wire.ServerType, body []byte) {
 	switch typ {
-	case beDataRow:
+	case wire.ServerDataRow:
 		var dr pgproto3.DataRow
 		if err := dr.Decode(body); err != nil {
 			iq.fail(err)
@@ -43,17 +45,17 @@ func (iq *internalQuery) handle(typ backendType, body []byte) {
 			row[i] = string(v)
 		}
 		iq.rows = append(iq.rows, row)
-	case beCommandComplete:
+	case wire.ServerCommandComplete:
 		iq.results = append(iq.results, iq.rows)
 		iq.rows = nil
-	case beErrorResponse:
+	case wire.ServerErrorResponse:
 		var er pgproto3.ErrorResponse
 		if er.Decode(body) == nil {
 			iq.fail(errors.New(er.Code + ": " + er.Message))
 		} else {
 			iq.fail(errors.New("internal query failed"))
 		}
-	case beReadyForQuery:
+	case wire.ServerReadyForQuery:
 		close(iq.done)
 	}
 }
@@ -74,8 +76,8 @@ const internalName = "pgcloak.internal"
 // no error, so leftovers of a batch that failed halfway are closed first.
 func internalMessages(sqls ...string) []encoder {
 	closeBoth := []encoder{
-		&pgproto3.Close{ObjectType: byte(targetPortal), Name: internalName},
-		&pgproto3.Close{ObjectType: byte(targetStatement), Name: internalName},
+		&pgproto3.Close{ObjectType: byte(wire.TargetPortal), Name: internalName},
+		&pgproto3.Close{ObjectType: byte(wire.TargetStatement), Name: internalName},
 	}
 	msgs := append([]encoder(nil), closeBoth...)
 	for _, sql := range sqls {

@@ -1,8 +1,10 @@
 package proxy
 
 import (
-	"github.com/pgcloak/pgcloak/keymap"
 	"sync"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -117,9 +119,9 @@ type pending struct {
 	prevStmt     *preparedStmt
 	prevPrepared *sqlrewrite.Prepared
 	prevPortal   *portal
-	name         string         // pendClose: the object's name
-	portal       *portal        // pendBind, pendDescribe of a portal, pendHiddenDescribe, pendExecute
-	object       describeTarget // pendDescribe, pendClose
+	name         string      // pendClose: the object's name
+	portal       *portal     // pendBind, pendDescribe of a portal, pendHiddenDescribe, pendExecute
+	object       wire.Target // pendDescribe, pendClose
 
 	// copyReq (pendSync) is the request whose COPY FROM STDIN the Sync
 	// was sent during, if any; copyInStarted marks a request the server
@@ -246,7 +248,7 @@ func (ss *session) send(p *pending, msgs ...encoder) error {
 }
 
 // sendRaw queues p and forwards a message unchanged.
-func (ss *session) sendRaw(p *pending, typ frontendType, body []byte) error {
+func (ss *session) sendRaw(p *pending, typ wire.ClientType, body []byte) error {
 	ss.uw.mu.Lock()
 	defer ss.uw.mu.Unlock()
 	if p != nil {
@@ -283,7 +285,7 @@ func (ss *session) undoLocked(p *pending) {
 }
 
 func (ss *session) undoCloseLocked(p *pending) {
-	if p.object != targetStatement {
+	if p.object != wire.TargetStatement {
 		if p.prevPortal != nil && ss.portals[p.name] == nil {
 			ss.portals[p.name] = p.prevPortal
 		}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
@@ -17,7 +19,7 @@ func idleSession() *session {
 		srv:         &Server{catalogs: newCatalogCache(time.Hour)},
 		cat:         &catalog{loaded: time.Now()},
 		state:       newSessionState(settings{sessionAuth: "doctor", searchPath: []string{"public"}}),
-		txStatus:    txIdle,
+		txStatus:    wire.TxIdle,
 		stmts:       map[string]*preparedStmt{},
 		portals:     map[string]*portal{},
 		sqlPrepared: map[string]*sqlrewrite.Prepared{},

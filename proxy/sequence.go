@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/policy"
@@ -155,7 +157,7 @@ func (ss *session) newQuerySim(sql string) *querySim {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	env := ss.planEnvLocked()
-	sim := &querySim{ss: ss, sql: sql, state: *ss.state, cat: env.cat, failedTx: ss.txStatus == txFailed, prepared: map[string]*simPrepared{}}
+	sim := &querySim{ss: ss, sql: sql, state: *ss.state, cat: env.cat, failedTx: ss.txStatus == wire.TxFailed, prepared: map[string]*simPrepared{}}
 	if c, ok := env.cat.(*afterDDL); ok {
 		c.resolved = sim.touch
 	}
@@ -458,7 +460,7 @@ func positionalRule(st *sqlrewrite.Statement, fields []pgproto3.FieldDescription
 
 // describedStatement is the statement a Describe is about.
 func (p *pending) describedStatement() *sqlrewrite.Statement {
-	if p.object == targetStatement {
+	if p.object == wire.TargetStatement {
 		return p.stmt.statement()
 	}
 	if p.portal != nil {

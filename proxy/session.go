@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/keymap"
@@ -42,11 +44,11 @@ type session struct {
 	log *slog.Logger
 
 	client   net.Conn
-	cr       *msgReader[frontendType]
-	cw       *msgWriter[backendType]
+	cr       *msgReader[wire.ClientType]
+	cw       *msgWriter[wire.ServerType]
 	upstream net.Conn
-	ur       *msgReader[backendType]
-	uw       *msgWriter[frontendType]
+	ur       *msgReader[wire.ServerType]
+	uw       *msgWriter[wire.ClientType]
 
 	user     string // the login role, from the startup packet
 	database string
@@ -70,10 +72,10 @@ type session struct {
 	// statements (see statementLocked).
 	sqlStmts   map[string]*preparedStmt
 	queue      []*pending
-	rfqSent    uint64   // requests sent that end in ReadyForQuery
-	rfqSeen    uint64   // ReadyForQuery messages received
-	txStatus   txStatus // as of the last ReadyForQuery
-	catTxDirty bool     // DDL ran, or the catalog was reloaded, inside the current transaction
+	rfqSent    uint64        // requests sent that end in ReadyForQuery
+	rfqSeen    uint64        // ReadyForQuery messages received
+	txStatus   wire.TxStatus // as of the last ReadyForQuery
+	catTxDirty bool          // DDL ran, or the catalog was reloaded, inside the current transaction
 	// ddlInTx: DDL of this session's completed in the current
 	// transaction: other sessions must reload once it ends (commits).
 	ddlInTx bool
@@ -102,8 +104,8 @@ func newSession(srv *Server, conn net.Conn, id uint64) *session {
 		id:          id,
 		log:         srv.log.With("session", id),
 		client:      conn,
-		cr:          newMsgReader[frontendType](conn, srv.cfg.Server.MaxMessageBytes),
-		cw:          newMsgWriter[backendType](conn),
+		cr:          newMsgReader[wire.ClientType](conn, srv.cfg.Server.MaxMessageBytes),
+		cw:          newMsgWriter[wire.ServerType](conn),
 		done:        make(chan struct{}),
 		params:      map[string]string{},
 		stmts:       map[string]*preparedStmt{},
@@ -245,8 +247,8 @@ func (ss *session) startup() error {
 	up.SetDeadline(time.Now().Add(startupTimeout))
 	// Server messages can be large (a wide row); the limit guards the
 	// client side, which is untrusted.
-	ss.ur = newMsgReader[backendType](up, 1<<30)
-	ss.uw = newMsgWriter[frontendType](up)
+	ss.ur = newMsgReader[wire.ServerType](up, 1<<30)
+	ss.uw = newMsgWriter[wire.ClientType](up)
 	if err := ss.uw.send(sm); err != nil {
 		return err
 	}
@@ -343,8 +345,8 @@ func (ss *session) answerSSL() error {
 	ss.closeMu.Lock()
 	ss.client = tc
 	ss.closeMu.Unlock()
-	ss.cr = newMsgReader[frontendType](tc, ss.srv.cfg.Server.MaxMessageBytes)
-	ss.cw = newMsgWriter[backendType](tc)
+	ss.cr = newMsgReader[wire.ClientType](tc, ss.srv.cfg.Server.MaxMessageBytes)
+	ss.cw = newMsgWriter[wire.ServerType](tc)
 	return nil
 }
 
@@ -360,14 +362,14 @@ func (ss *session) relayAuth() error {
 			return err
 		}
 		switch typ {
-		case beErrorResponse:
+		case wire.ServerErrorResponse:
 			ss.cw.raw(typ, body)
 			ss.cw.flush()
 			return errors.New("authentication failed upstream")
-		case beNegotiateProtocolVersion, beNoticeResponse:
+		case wire.ServerNegotiateProtocolVersion, wire.ServerNoticeResponse:
 			ss.cw.raw(typ, body)
 			continue
-		case beAuthentication:
+		case wire.ServerAuthentication:
 		default:
 			ss.fatal("08P01", fmt.Sprintf("unexpected message %q from PostgreSQL during authentication", byte(typ)))
 			return fmt.Errorf("unexpected upstream message %q during auth", byte(typ))
@@ -431,7 +433,7 @@ func (ss *session) relayClientAuth() error {
 	if err != nil {
 		return err
 	}
-	if typ != fePassword {
+	if typ != wire.ClientPassword {
 		ss.fatal("08P01", fmt.Sprintf("expected an authentication response, got message type %q", byte(typ)))
 		return fmt.Errorf("unexpected client message %q during auth", byte(typ))
 	}
@@ -451,13 +453,13 @@ func (ss *session) afterAuth() error {
 			return err
 		}
 		switch typ {
-		case beParameterStatus:
+		case wire.ServerParameterStatus:
 			ss.noteParameter(body)
-		case beErrorResponse:
+		case wire.ServerErrorResponse:
 			ss.cw.raw(typ, body)
 			ss.cw.flush()
 			return errors.New("session refused upstream")
-		case beReadyForQuery:
+		case wire.ServerReadyForQuery:
 			// initSession reads further messages into the reader's buffer,
 			// which body points into.
 			rfq := append([]byte(nil), body...)
@@ -536,7 +538,7 @@ func (ss *session) initSession() error {
 	}
 	ss.cat, ss.txGen = cat, cat.gen
 	ss.listening = true
-	ss.txStatus = txIdle
+	ss.txStatus = wire.TxIdle
 	ss.state = newSessionState(initial)
 	return nil
 }
@@ -557,7 +559,7 @@ func (ss *session) setupQuery(queries []string) (*internalQuery, error) {
 		if err != nil {
 			return nil, err
 		}
-		if typ == beParameterStatus {
+		if typ == wire.ServerParameterStatus {
 			ss.noteParameter(body)
 			if err := ss.cw.raw(typ, body); err != nil {
 				return nil, err

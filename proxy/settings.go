@@ -3,6 +3,8 @@ package proxy
 import (
 	"slices"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
@@ -205,8 +207,8 @@ func (st *sessionState) error() { st.failed = true }
 
 // readyForQuery applies the transaction status the server reports: idle
 // means the transaction, whatever kind, is over.
-func (st *sessionState) readyForQuery(status txStatus) {
-	if status != txIdle {
+func (st *sessionState) readyForQuery(status wire.TxStatus) {
+	if status != wire.TxIdle {
 		return
 	}
 	if st.failed {

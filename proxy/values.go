@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/keymap"
@@ -501,7 +503,7 @@ func (shape *resultShape) rewriteRow(dst, body []byte) ([]byte, error) {
 		return nil, newSQLError("08P01", "DataRow has %d columns, expected %d", n, len(shape.actions))
 	}
 	start := len(dst)
-	dst = append(dst, byte(beDataRow), 0, 0, 0, 0)
+	dst = append(dst, byte(wire.ServerDataRow), 0, 0, 0, 0)
 	dst = append(dst, body[:2]...)
 	rp := 2
 	for i := 0; i < n; i++ {

@@ -8,8 +8,8 @@ import (
 	"sync"
 )
 
-// msgReader frames PostgreSQL protocol messages of type T (frontendType
-// from the client, backendType from the server). Decoding the bodies is
+// msgReader frames PostgreSQL protocol messages of type T (wire.ClientType
+// from the client, wire.ServerType from the server). Decoding the bodies is
 // left to pgproto3's message types; framing ourselves lets the proxy
 // forward the messages it does not need to change as raw bytes.
 type msgReader[T msgType] struct {
@@ -111,8 +111,8 @@ func (m *msgReader[T]) body(n int) ([]byte, error) {
 // delay flushing until a burst (a pipeline, a result set) is done.
 func (m *msgReader[T]) buffered() bool { return m.r.Buffered() > 0 }
 
-// msgWriter buffers messages of type T to one peer (backendType to the
-// client, frontendType to the server). Both session goroutines may write
+// msgWriter buffers messages of type T to one peer (wire.ServerType to the
+// client, wire.ClientType to the server). Both session goroutines may write
 // to the upstream side, so writes are serialized.
 type msgWriter[T msgType] struct {
 	mu  sync.Mutex
