@@ -591,8 +591,8 @@ func (ss *session) refreshCatalogIfStale() {
 	ss.mu.Lock()
 	stale := ss.catStale || ss.cat.gen != ss.srv.catalogs.generation(ss.database)
 	due := stale || ss.cat.expired(ss.srv.catalogs.ttl)
-	idle := len(ss.queue) == 0 && !ss.extOpen
-	tx := ss.txStatus
+	idle := ss.pl.Idle()
+	tx := ss.pl.Status()
 	ss.mu.Unlock()
 	// Not inside an extended-protocol batch either: the reload would end
 	// the batch's implicit transaction (or, after an error in it, be
@@ -647,21 +647,17 @@ func (ss *session) catchUpCatalog() error {
 	ttl := ss.srv.catalogs.ttl
 	ss.mu.Lock()
 	var last *pending
-	if n := len(ss.queue); n > 0 && !ss.extOpen && ss.txStatus != wire.TxFailed && ss.cat != nil &&
+	if ss.pl.Len() > 0 && !ss.pl.BatchOpen() && ss.pl.Status() != wire.TxFailed && ss.cat != nil &&
 		(time.Since(ss.cat.loaded) > 2*ttl || ss.cat.gen != ss.srv.catalogs.generation(ss.database)) &&
 		time.Since(ss.caughtUp) > ttl {
-		last = ss.queue[n-1]
+		last = ss.pl.Last()
 	}
-	if last == nil || !last.endsWithReady() {
+	if last == nil || !last.EndsWithReady() {
 		ss.mu.Unlock()
 		return nil
 	}
 	ss.caughtUp = time.Now()
-	// Still queued, so not yet released: the channel will be closed.
-	if last.barrier == nil {
-		last.barrier = make(chan struct{})
-	}
-	ch := last.barrier
+	ch := last.Done()
 	ss.mu.Unlock()
 	if err := ss.uw.flush(); err != nil {
 		return err
@@ -798,7 +794,7 @@ func (ss *session) catalogNotification(body []byte) (mine bool) {
 // (a LISTEN inside one would end with it). err is only the session's end.
 func (ss *session) relisten() error {
 	ss.mu.Lock()
-	due := !ss.listening && len(ss.queue) == 0 && !ss.extOpen && ss.txStatus == wire.TxIdle
+	due := !ss.listening && ss.pl.Idle() && ss.pl.Status() == wire.TxIdle
 	ss.mu.Unlock()
 	if !due {
 		return nil
@@ -836,7 +832,7 @@ func (ss *session) markTxGeneration() {
 // usable. Statements that resolve no relation (ROLLBACK, SET, SELECT 1)
 // still pass.
 func (ss *session) catalogUnknownLocked() error {
-	if ss.txStatus != wire.TxIdle && ss.cat != nil && ss.srv.catalogs.generation(ss.database) != ss.txGen {
+	if ss.pl.Status() != wire.TxIdle && ss.cat != nil && ss.srv.catalogs.generation(ss.database) != ss.txGen {
 		// DDL of another session, through this proxy, since this
 		// transaction began: a reload inside it may not see what its
 		// statements will (at REPEATABLE READ its snapshot is older).
@@ -845,7 +841,7 @@ func (ss *session) catalogUnknownLocked() error {
 	switch {
 	case !ss.catStale:
 		return nil
-	case ss.txStatus == wire.TxFailed:
+	case ss.pl.Status() == wire.TxFailed:
 		return newSQLError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
 	case ss.catFailed:
 		return newSQLError("58000", "catalog could not be reloaded after DDL; statements using relations are refused until it is")

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/hex"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/pipeline"
 	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -138,7 +139,7 @@ func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) (*copyIn, er
 func (ci *copyIn) fail(ss *session, err error) error {
 	ci.failed = true
 	ss.mu.Lock()
-	ci.req.err = err
+	ci.req.Refusal = err
 	ss.mu.Unlock()
 	return ss.send(nil, &pgproto3.CopyFail{Message: "pgcloak: COPY data refused"})
 }
@@ -172,16 +173,16 @@ func (ss *session) copyMessage(fe *frontend, typ wire.ClientType, body []byte) e
 
 // copyOutResponse starts decrypting a COPY TO STDOUT when the statement
 // copies encrypted columns.
-func (ss *session) copyOutResponse(p *pending, typ wire.ServerType, body []byte) error {
-	st := p.statement()
-	if st != nil && st.Copy != nil && !st.Copy.From && hasRules(st.Copy) {
+func (ss *session) copyOutResponse(p *pending, act pipeline.Action, body []byte) error {
+	st := statementOf(p)
+	if f := flowOf(p); f != nil && st != nil && st.Copy != nil && !st.Copy.From && hasRules(st.Copy) {
 		out, err := ss.newCopyOut(st.Copy)
 		if err != nil {
 			return ss.failResult(p, err)
 		}
-		p.out = out
+		f.out = out
 	}
-	return ss.forward(p, typ, body)
+	return ss.forward(act, wire.ServerCopyOutResponse, body)
 }
 
 func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
@@ -228,17 +229,18 @@ func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
 }
 
 // copyOutData decrypts CopyData from the server.
-func (ss *session) copyOutData(p *pending, typ wire.ServerType, body []byte) error {
-	if p.out == nil || p.discard {
-		return ss.forward(p, typ, body)
+func (ss *session) copyOutData(p *pending, act pipeline.Action, typ wire.ServerType, body []byte) error {
+	f := flowOf(p)
+	if f == nil || f.out == nil || act == pipeline.Drop {
+		return ss.forward(act, typ, body)
 	}
 	emit := func(b []byte) error { return ss.cw.raw(wire.ServerCopyData, b) }
 	var err error
 	if typ == wire.ServerCopyData {
-		err = p.out.rw.Write(body, emit)
+		err = f.out.rw.Write(body, emit)
 	} else {
-		err = p.out.rw.Close(emit)
-		p.out = nil
+		err = f.out.rw.Close(emit)
+		f.out = nil
 	}
 	if err != nil {
 		return ss.failResult(p, err)

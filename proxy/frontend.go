@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/proxy/internal/pipeline"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
@@ -165,7 +166,7 @@ func (ss *session) frontendMessage(fe *frontend, typ wire.ClientType, body []byt
 		return ss.closeObject(body)
 	case wire.ClientSync:
 		fe.skipUntilSync = false
-		return ss.sendRaw(&pending{kind: pendSync, copyReq: fe.copyReq}, typ, body)
+		return ss.sendRaw(&pending{Kind: pipeline.Sync, During: fe.copyReq}, typ, body)
 	case wire.ClientFlush:
 		return ss.sendRaw(nil, typ, body)
 	case wire.ClientCopyData, wire.ClientCopyDone, wire.ClientCopyFail:
@@ -192,12 +193,15 @@ func (ss *session) settle(fe *frontend, typ wire.ClientType) (dropped bool, err 
 	if err := ss.uw.flush(); err != nil {
 		return false, err
 	}
-	var copying chan struct{} // nil: never ready
+	ss.mu.Lock()
+	done := b.Done()
+	var copying <-chan struct{} // nil: never ready
 	if b == fe.copyReq {
-		copying = b.copyIn
+		copying = b.CopyStarted()
 	}
+	ss.mu.Unlock()
 	select {
-	case <-b.barrier:
+	case <-done:
 		return false, nil
 	case <-copying:
 		fe.barrier = b
@@ -213,7 +217,7 @@ func (ss *session) failCopyForClient(fe *frontend, typ wire.ClientType) error {
 	req := fe.copyReq
 	fe.copy, fe.copyReq = nil, nil
 	ss.mu.Lock()
-	req.err = newSQLError("08P01", "unexpected message type 0x%02X during COPY from stdin", byte(typ))
+	req.Refusal = newSQLError("08P01", "unexpected message type 0x%02X during COPY from stdin", byte(typ))
 	ss.mu.Unlock()
 	return ss.send(nil, &pgproto3.CopyFail{Message: "pgcloak: protocol violation during COPY"})
 }
@@ -225,9 +229,9 @@ func (fe *frontend) holdBarrier(p *pending, stmts ...*sqlrewrite.Statement) {
 	if !needsBarrier(stmts) {
 		return
 	}
-	p.barrier = make(chan struct{})
+	p.Done()
 	if hasCopy(stmts...) {
-		p.copyIn = make(chan struct{})
+		p.CopyStarted()
 	}
 	fe.barrier = p
 }
@@ -329,7 +333,7 @@ func (ss *session) lexRisk() sqlrewrite.LexRisk {
 	if v := keymap.ServerMajor(ss.params["server_version"]); v > 0 && v < 16 {
 		risk |= sqlrewrite.RiskPre16Numbers
 	}
-	if len(ss.queue) > 0 || ss.extOpen {
+	if !ss.pl.Idle() {
 		return risk | sqlrewrite.RiskBackslashEscapes | sqlrewrite.RiskSplitBackslash
 	}
 	if ss.params["standard_conforming_strings"] != "on" {
@@ -367,7 +371,7 @@ const roleQuery = "SELECT CURRENT_USER, SESSION_USER"
 func (ss *session) confirmRole() error {
 	ss.mu.Lock()
 	claimed := ss.state.current.roleClaim != 0
-	idle := len(ss.queue) == 0 && !ss.extOpen && ss.txStatus != wire.TxFailed
+	idle := ss.pl.Idle() && ss.pl.Status() != wire.TxFailed
 	ss.mu.Unlock()
 	if !claimed || !idle {
 		return nil
@@ -523,22 +527,15 @@ func checkForms(cat *catalog, st *sqlrewrite.Statement) error {
 // before it plans another message (see frontend.barrier).
 func needsBarrier(stmts []*sqlrewrite.Statement) bool {
 	for _, st := range stmts {
-		if st == nil {
-			continue
-		}
-		if len(st.Effects) > 0 || st.Tx != sqlrewrite.TxNone {
-			return true
-		}
-		switch st.Kind {
-		case sqlrewrite.KindPrepare, sqlrewrite.KindDeallocate, sqlrewrite.KindDDL:
+		if st != nil && changesSession(st) {
 			return true
 		}
 	}
 	return false
 }
 
-// wait blocks until the barrier is released or the session ends.
-func (ss *session) wait(ch chan struct{}) error {
+// wait blocks until a request is done or the session ends.
+func (ss *session) wait(ch <-chan struct{}) error {
 	if err := ss.uw.flush(); err != nil {
 		return err
 	}
@@ -560,7 +557,7 @@ func (ss *session) query(fe *frontend, body []byte) error {
 	if err != nil {
 		return ss.refuse(err, true)
 	}
-	p := &pending{kind: pendQuery, plan: plan}
+	p := &pending{Kind: pipeline.Query, Data: &resultFlow{plan: plan}}
 	ci, err := ss.copyInFor(plan, p)
 	if err != nil {
 		return ss.refuse(err, true)
@@ -582,7 +579,7 @@ func (ss *session) query(fe *frontend, body []byte) error {
 func (ss *session) refuse(err error, simple bool) error {
 	ss.log.Info("statement refused", "err", err.Error())
 	metricRefused.Inc()
-	p := &pending{kind: pendRefused, err: err, simple: simple}
+	p := &pending{Kind: pipeline.Refused, Refusal: err, Simple: simple}
 	if simple {
 		// A syntax error: PostgreSQL runs nothing and aborts an open
 		// transaction, exactly as for a refused statement. (Like the
@@ -608,12 +605,12 @@ func (ss *session) functionCall(body []byte) error {
 		return ss.decodeError("FunctionCall")
 	}
 	if fc.Function != setConfigOID {
-		return ss.sendRaw(&pending{kind: pendFunctionCall}, wire.ClientFunctionCall, body)
+		return ss.sendRaw(&pending{Kind: pipeline.FunctionCall}, wire.ClientFunctionCall, body)
 	}
 	err := newSQLError("0A000", "set_config through the fast-path function call interface is not supported: use SELECT set_config(…)")
 	ss.log.Info("statement refused", "err", err.Error())
 	metricRefused.Inc()
-	return ss.send(&pending{kind: pendRefused, err: err, simple: true}, &pgproto3.FunctionCall{Function: 0})
+	return ss.send(&pending{Kind: pipeline.Refused, Refusal: err, Simple: true}, &pgproto3.FunctionCall{Function: 0})
 }
 
 // parse handles Parse: the statement is planned, its literals encrypted,
@@ -655,17 +652,7 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 	if err := st.checkParamTypes(); err != nil {
 		return ss.refuseExtended(fe, err)
 	}
-	created := false
-	ss.mu.Lock()
-	// A named statement that exists makes PostgreSQL reject the Parse;
-	// keep the plan that matches what the server still has.
-	prev := ss.stmts[msg.Name]
-	if msg.Name == "" || prev == nil {
-		ss.stmts[msg.Name] = st
-		created = true
-	}
-	ss.mu.Unlock()
-	p := &pending{kind: pendParse, stmt: st, created: created, prevStmt: prev}
+	p := &pending{Kind: pipeline.Parse, Name: msg.Name, Stmt: st}
 	if sql == msg.Query && len(plan.Params) == 0 {
 		return ss.sendRaw(p, wire.ClientParse, body)
 	}
@@ -683,7 +670,7 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 		return err
 	}
 	ss.mu.Lock()
-	st := ss.statementLocked(msg.PreparedStatement)
+	st := ss.pl.Statement(msg.PreparedStatement)
 	ss.mu.Unlock()
 	if st == nil {
 		// Not one the proxy saw prepared (server-side code can PREPARE):
@@ -704,16 +691,7 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 		return ss.refuseExtended(fe, err)
 	}
 	pt := &portal{name: msg.DestinationPortal, stmt: st, resultFormats: msg.ResultFormatCodes}
-	p := &pending{kind: pendBind, portal: pt}
-	ss.mu.Lock()
-	pt.epoch = ss.rfqSent
-	// As for Parse: a named portal that exists makes the Bind fail.
-	p.prevPortal = ss.portals[msg.DestinationPortal]
-	if msg.DestinationPortal == "" || p.prevPortal == nil {
-		ss.portals[msg.DestinationPortal] = pt
-		p.created = true
-	}
-	ss.mu.Unlock()
+	p := &pending{Kind: pipeline.Bind, Name: msg.DestinationPortal, Portal: pt}
 	if !changed {
 		return ss.sendRaw(p, wire.ClientBind, body)
 	}
@@ -834,12 +812,12 @@ func (ss *session) describe(body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Describe")
 	}
-	p := &pending{kind: pendDescribe, object: wire.Target(msg.ObjectType)}
+	p := &pending{Kind: pipeline.Describe, Target: wire.Target(msg.ObjectType), Name: msg.Name}
 	ss.mu.Lock()
-	if p.object == wire.TargetStatement {
-		p.stmt = ss.statementLocked(msg.Name)
+	if p.Target == wire.TargetStatement {
+		p.Stmt = ss.pl.Statement(msg.Name)
 	} else {
-		p.portal = ss.portals[msg.Name]
+		p.Portal = ss.pl.Portal(msg.Name)
 	}
 	ss.mu.Unlock()
 	return ss.sendRaw(p, wire.ClientDescribe, body)
@@ -854,14 +832,14 @@ func (ss *session) execute(fe *frontend, body []byte) error {
 		return ss.decodeError("Execute")
 	}
 	ss.mu.Lock()
-	pt := ss.portals[msg.Portal]
+	pt := ss.pl.Portal(msg.Portal)
 	known := false
 	if pt != nil {
 		// The backend records descriptions under ss.mu.
 		_, known = pt.resultFields()
 	}
 	ss.mu.Unlock()
-	p := &pending{kind: pendExecute, portal: pt}
+	p := &pending{Kind: pipeline.Execute, Name: msg.Portal, Portal: pt, Data: &resultFlow{}}
 	var msgs []encoder
 	if pt != nil {
 		// Refused before anything is sent: a COPY the proxy cannot
@@ -871,14 +849,14 @@ func (ss *session) execute(fe *frontend, body []byte) error {
 			return ss.refuseExtended(fe, err)
 		}
 		if !known {
-			if err := ss.send(&pending{kind: pendHiddenDescribe, portal: pt},
+			if err := ss.send(&pending{Kind: pipeline.HiddenDescribe, Target: wire.TargetPortal, Name: msg.Portal, Portal: pt},
 				&pgproto3.Describe{ObjectType: byte(wire.TargetPortal), Name: msg.Portal}); err != nil {
 				return err
 			}
 		}
 		st := pt.stmt.statement()
 		fe.holdBarrier(p, st)
-		if p.barrier != nil {
+		if fe.barrier == p {
 			// The server holds results until Sync or Flush.
 			msgs = append(msgs, &pgproto3.Flush{})
 		}
@@ -907,59 +885,20 @@ func (ss *session) closeObject(body []byte) error {
 			return err
 		}
 	}
-	p := &pending{kind: pendClose, object: object, name: msg.Name}
-	ss.mu.Lock()
-	if object == wire.TargetStatement {
-		// One namespace: Close drops a statement made by SQL PREPARE too.
-		p.prevStmt = ss.stmts[msg.Name]
-		p.prevPrepared = ss.sqlPrepared[msg.Name]
-		delete(ss.stmts, msg.Name)
-		ss.forgetPreparedLocked(msg.Name)
-	} else {
-		p.prevPortal = ss.portals[msg.Name]
-		delete(ss.portals, msg.Name)
-	}
-	ss.mu.Unlock()
+	// One namespace: Close drops a statement made by SQL PREPARE too.
+	p := &pending{Kind: pipeline.Close, Target: object, Name: msg.Name}
 	return ss.sendRaw(p, wire.ClientClose, body)
 }
 
-// statementLocked is the prepared statement name refers to: one the client
-// parsed, or one made by SQL PREPARE, as the two share PostgreSQL's
-// namespace (without its plan a Bind would go out unencrypted). The one
-// standing for an SQL-level statement is kept, with its description, for
-// as long as that statement lives.
-func (ss *session) statementLocked(name string) *preparedStmt {
-	if st := ss.stmts[name]; st != nil || name == "" {
-		return st
-	}
-	prep := ss.sqlPrepared[name]
-	if prep == nil {
-		return nil
-	}
-	if st := ss.sqlStmts[name]; st != nil && st.prep == prep {
-		return st
-	}
-	st := &preparedStmt{name: name, plan: &sqlrewrite.Plan{Params: prep.Params, ClientParams: prep.ClientParams}, prep: prep}
+// sqlPreparedStmt stands for a statement made by SQL PREPARE in the
+// namespace it shares with protocol Parse (without its plan a Bind would
+// go out unencrypted); it keeps its description as long as it lives.
+func sqlPreparedStmt(prep *sqlrewrite.Prepared) *preparedStmt {
+	st := &preparedStmt{name: prep.Name, plan: &sqlrewrite.Plan{Params: prep.Params, ClientParams: prep.ClientParams}, prep: prep}
 	if prep.Statement != nil {
 		st.plan.Statements = []*sqlrewrite.Statement{prep.Statement}
 	}
-	if ss.sqlStmts == nil {
-		ss.sqlStmts = map[string]*preparedStmt{}
-	}
-	ss.sqlStmts[name] = st
 	return st
-}
-
-// forgetPreparedLocked drops the SQL-level prepared statement name.
-func (ss *session) forgetPreparedLocked(name string) {
-	delete(ss.sqlPrepared, name)
-	delete(ss.sqlStmts, name)
-}
-
-// forgetAllPreparedLocked drops every SQL-level prepared statement.
-func (ss *session) forgetAllPreparedLocked() {
-	ss.sqlPrepared = map[string]*sqlrewrite.Prepared{}
-	ss.sqlStmts = nil
 }
 
 // settleStatement waits when the proxy's record of statement name rests
@@ -969,34 +908,15 @@ func (ss *session) forgetAllPreparedLocked() {
 // Within one batch no wait is needed: the requests stand or fall together.
 func (ss *session) settleStatement(name string) error {
 	ss.mu.Lock()
-	if ss.rfqSent == ss.rfqSeen {
-		// No Sync in flight: everything sent is one batch.
-		ss.mu.Unlock()
-		return nil
+	var done <-chan struct{}
+	if sync := ss.pl.SyncBefore(name); sync != nil {
+		done = sync.Done()
 	}
-	var sync *pending // the last Sync sent
-	found := false    // the latest Parse or Close of name in flight
-	for i := len(ss.queue) - 1; i >= 0 && !found; i-- {
-		switch q := ss.queue[i]; {
-		case q.kind == pendSync:
-			if sync == nil {
-				sync = q
-			}
-		case q.kind == pendParse && q.stmt.name == name,
-			q.kind == pendClose && q.object == wire.TargetStatement && q.name == name:
-			found = true
-		}
-	}
-	if !found || sync == nil {
-		ss.mu.Unlock()
-		return nil
-	}
-	if sync.barrier == nil {
-		sync.barrier = make(chan struct{})
-	}
-	ch := sync.barrier
 	ss.mu.Unlock()
-	return ss.wait(ch)
+	if done == nil {
+		return nil
+	}
+	return ss.wait(done)
 }
 
 // hasCopy reports a COPY to or from the client among stmts.

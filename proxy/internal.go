@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 
+	"github.com/pgcloak/pgcloak/proxy/internal/pipeline"
 	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -97,7 +98,7 @@ func internalMessages(sqls ...string) []encoder {
 // client's session state (see backendMessage).
 func (ss *session) runInternal(sqls ...string) (*internalQuery, error) {
 	iq := newInternalQuery()
-	if err := ss.send(&pending{kind: pendInternal, iq: iq}, internalMessages(sqls...)...); err != nil {
+	if err := ss.send(&pending{Kind: pipeline.Internal, Data: iq}, internalMessages(sqls...)...); err != nil {
 		return nil, err
 	}
 	if err := ss.uw.flush(); err != nil {

@@ -1,19 +1,18 @@
 package proxy
 
 import (
-	"sync"
-
-	"github.com/pgcloak/pgcloak/keymap"
-	"github.com/pgcloak/pgcloak/proxy/internal/wire"
-
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/proxy/internal/pipeline"
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
-// preparedStmt is a protocol-level prepared statement as the proxy planned
-// it.
+// preparedStmt is a prepared statement as the proxy planned it: made by
+// protocol Parse, or standing for one made by SQL PREPARE (prep), as the two
+// share PostgreSQL's namespace.
 type preparedStmt struct {
 	name string
 	plan *sqlrewrite.Plan
@@ -50,9 +49,6 @@ type portal struct {
 	resultFormats []int16
 	fields        []pgproto3.FieldDescription // from a portal Describe
 	described     bool
-	// epoch counts the requests ending in ReadyForQuery sent before the
-	// Bind; the portal dies with the transaction those requests end.
-	epoch uint64
 }
 
 // resultFields returns the portal's columns with their wire formats.
@@ -87,156 +83,70 @@ func formatFor(codes []int16, i int) int16 {
 	}
 }
 
-type pendingKind uint8
+// pending is one request sent upstream, booked in the session's pipeline
+// (see proxy/internal/pipeline). Its Data is, by kind: *resultFlow for a
+// Query or an Execute, *internalQuery for a batch of the proxy's own.
+type pending = pipeline.Request[*preparedStmt, *portal]
 
-const (
-	pendQuery          pendingKind = iota // simple Query, until ReadyForQuery
-	pendParse                             // ParseComplete
-	pendBind                              // BindComplete
-	pendDescribe                          // [ParameterDescription] RowDescription | NoData
-	pendHiddenDescribe                    // a Describe the proxy added; swallowed
-	pendExecute                           // rows, then a completion
-	pendClose                             // CloseComplete
-	pendSync                              // ReadyForQuery
-	pendRefused                           // an error the proxy caused on purpose
-	pendInternal                          // a batch of the proxy's own, up to its ReadyForQuery
-	pendFunctionCall                      // FunctionCallResponse, ReadyForQuery
-)
+// books is the session's pipeline of requests, statements and portals.
+type books = pipeline.Pipeline[*preparedStmt, *portal]
 
-// pending is one client request whose response the backend loop awaits, in
-// the order the requests went upstream.
-type pending struct {
-	kind pendingKind
+func newBooks() *books { return pipeline.New[*preparedStmt, *portal]() }
 
-	plan    *sqlrewrite.Plan // pendQuery
-	stmtIdx int              // pendQuery: statement whose result is flowing
-
-	stmt    *preparedStmt // pendParse, pendDescribe of a statement, pendExecute
-	created bool          // pendParse, pendBind: the request added stmt or portal to its map
-	// prevStmt, prevPrepared and prevPortal are what a Parse or Bind
-	// replaced (the unnamed one) or a Close removed, restored when the
-	// server skips the request.
-	prevStmt     *preparedStmt
-	prevPrepared *sqlrewrite.Prepared
-	prevPortal   *portal
-	name         string      // pendClose: the object's name
-	portal       *portal     // pendBind, pendDescribe of a portal, pendHiddenDescribe, pendExecute
-	object       wire.Target // pendDescribe, pendClose
-
-	// copyReq (pendSync) is the request whose COPY FROM STDIN the Sync
-	// was sent during, if any; copyInStarted marks a request the server
-	// answered with CopyInResponse. The server ignores a Sync sent in
-	// copy-in mode.
-	copyReq       *pending
-	copyInStarted bool
-	// copyIn, when set, is closed at the request's first CopyInResponse,
-	// for a frontend waiting on the request's barrier.
-	copyIn chan struct{}
-
-	// err replaces the server's error (pendRefused, or a COPY the proxy
-	// failed); simple marks a refusal that stands for a request ending
-	// at ReadyForQuery (a simple Query, a FunctionCall).
-	err    error
-	simple bool
-
-	iq *internalQuery
-
-	// discard drops this request's responses instead of forwarding them,
-	// after the proxy already reported an error for it.
-	discard bool
-
-	// barrier, when set, is closed once the request completes so the
-	// frontend loop can wait for session state to settle. It is set
-	// before the request is queued (or under ss.mu) and never cleared:
-	// the frontend reads it while the backend releases the request.
-	barrier  chan struct{}
-	released sync.Once
-
-	shape      *resultShape // result columns being decrypted
-	shapeKnown bool         // pendExecute: shape worked out (nil if plain)
-	out        *copyOut     // COPY TO STDOUT being decrypted
+// resultFlow is the result of a Query or an Execute on its way to the
+// client.
+type resultFlow struct {
+	plan    *sqlrewrite.Plan // Query
+	stmtIdx int              // Query: statement whose result is flowing
+	// shape is the result columns being decrypted; shapeKnown (Execute)
+	// that it was worked out (nil if plain).
+	shape      *resultShape
+	shapeKnown bool
+	out        *copyOut // COPY TO STDOUT being decrypted
 }
 
-// endsWithReady reports whether the server answers the request with a
-// ReadyForQuery.
-func (p *pending) endsWithReady() bool {
-	switch p.kind {
-	case pendQuery, pendSync, pendInternal, pendFunctionCall:
-		return true
-	case pendRefused:
-		return p.simple
-	}
-	return false
+// flowOf is p's result flow, or nil when p returns no result.
+func flowOf(p *pending) *resultFlow {
+	f, _ := p.Data.(*resultFlow)
+	return f
 }
 
-// extended reports whether the request belongs to the extended protocol,
-// where an error makes the server skip to the next Sync.
-func (p *pending) extended() bool {
-	switch p.kind {
-	case pendParse, pendBind, pendDescribe, pendHiddenDescribe, pendExecute, pendClose:
-		return true
-	case pendRefused:
-		return !p.simple
-	}
-	return false
-}
-
-// statement is the sqlrewrite statement whose result is flowing, if any.
-func (p *pending) statement() *sqlrewrite.Statement {
-	switch p.kind {
-	case pendQuery:
-		if p.plan != nil && p.stmtIdx < len(p.plan.Statements) {
-			return p.plan.Statements[p.stmtIdx]
+// statementOf is the sqlrewrite statement whose result is flowing for p,
+// if any.
+func statementOf(p *pending) *sqlrewrite.Statement {
+	switch p.Kind {
+	case pipeline.Query:
+		if f := flowOf(p); f != nil && f.plan != nil && f.stmtIdx < len(f.plan.Statements) {
+			return f.plan.Statements[f.stmtIdx]
 		}
-	case pendExecute:
-		if p.portal != nil {
-			return p.portal.stmt.statement()
+	case pipeline.Execute:
+		if p.Portal != nil {
+			return p.Portal.stmt.statement()
 		}
 	}
 	return nil
 }
 
-// release wakes whoever waits for the request; safe to call more than
-// once.
-func (p *pending) release() {
-	p.released.Do(func() {
-		if p.barrier != nil {
-			close(p.barrier)
-		}
-	})
+// describedStatement is the statement a Describe is about.
+func describedStatement(p *pending) *sqlrewrite.Statement {
+	if p.Target == wire.TargetStatement {
+		return p.Stmt.statement()
+	}
+	if p.Portal != nil {
+		return p.Portal.stmt.statement()
+	}
+	return nil
 }
 
-// pushLocked queues a request; the caller holds the upstream writer's lock
-// and sends the request right after, so queue order is wire order.
+// pushLocked books a request; the caller holds the upstream writer's lock
+// and sends the request right after, so the books' order is wire order.
 func (ss *session) pushLocked(p *pending) {
 	ss.mu.Lock()
-	if p.kind == pendSync && p.copyReq != nil && p.copyReq.copyInStarted {
-		// Swallowed by the server's COPY: nothing will answer it.
-		ss.mu.Unlock()
-		p.release()
-		return
-	}
-	if ss.skipping && p.kind != pendSync {
-		// The server ignores the request: nothing will answer it.
-		ss.undoLocked(p)
-		ss.mu.Unlock()
-		p.release()
-		return
-	}
-	switch {
-	case p.kind == pendSync:
-		ss.extOpen, ss.skipping = false, false
-	case p.extended():
-		ss.extOpen = true
-	}
-	ss.queue = append(ss.queue, p)
-	if p.endsWithReady() {
-		ss.rfqSent++
-	}
+	ss.pl.Push(p)
 	ss.mu.Unlock()
 }
 
-// send queues p and writes its messages upstream atomically with respect
+// send books p and writes its messages upstream atomically with respect
 // to the other loop's injected requests.
 func (ss *session) send(p *pending, msgs ...encoder) error {
 	ss.uw.mu.Lock()
@@ -247,7 +157,7 @@ func (ss *session) send(p *pending, msgs ...encoder) error {
 	return ss.uw.sendLocked(msgs...)
 }
 
-// sendRaw queues p and forwards a message unchanged.
+// sendRaw books p and forwards a message unchanged.
 func (ss *session) sendRaw(p *pending, typ wire.ClientType, body []byte) error {
 	ss.uw.mu.Lock()
 	defer ss.uw.mu.Unlock()
@@ -257,91 +167,23 @@ func (ss *session) sendRaw(p *pending, typ wire.ClientType, body []byte) error {
 	return ss.uw.rawLocked(typ, body)
 }
 
-// undoLocked reverts what the frontend recorded for a Parse, Bind or Close
-// the server skipped after an error, so the proxy's statements and portals
-// stay the server's (a stale plan would leave a later Bind's parameters
-// unencrypted, a stale portal a result undecrypted). Undo newest first.
-func (ss *session) undoLocked(p *pending) {
-	switch p.kind {
-	case pendParse:
-		if p.created && ss.stmts[p.stmt.name] == p.stmt {
-			if p.prevStmt != nil {
-				ss.stmts[p.stmt.name] = p.prevStmt
-			} else {
-				delete(ss.stmts, p.stmt.name)
-			}
-		}
-	case pendBind:
-		if p.created && p.portal != nil && ss.portals[p.portal.name] == p.portal {
-			if p.prevPortal != nil {
-				ss.portals[p.portal.name] = p.prevPortal
-			} else {
-				delete(ss.portals, p.portal.name)
-			}
-		}
-	case pendClose:
-		ss.undoCloseLocked(p)
-	}
-}
-
-func (ss *session) undoCloseLocked(p *pending) {
-	if p.object != wire.TargetStatement {
-		if p.prevPortal != nil && ss.portals[p.name] == nil {
-			ss.portals[p.name] = p.prevPortal
-		}
-		return
-	}
-	if p.prevStmt != nil && ss.stmts[p.name] == nil {
-		ss.stmts[p.name] = p.prevStmt
-	}
-	if p.prevPrepared != nil && ss.sqlPrepared[p.name] == nil {
-		ss.sqlPrepared[p.name] = p.prevPrepared
-	}
-}
-
-// failedLocked forgets what a Parse or Bind the server rejected recorded:
-// a named statement or portal does not exist, and PostgreSQL drops the
-// unnamed statement before parsing; an unnamed portal that failed to bind
-// is unusable whether or not the server dropped the previous one.
-func (ss *session) failedLocked(p *pending) {
-	switch {
-	case p.kind == pendParse && p.created && ss.stmts[p.stmt.name] == p.stmt:
-		delete(ss.stmts, p.stmt.name)
-	case p.kind == pendBind && p.created && p.portal != nil && ss.portals[p.portal.name] == p.portal:
-		delete(ss.portals, p.portal.name)
-	}
-}
-
-func (ss *session) head() *pending {
+// complete takes p, answered in full, out of the books.
+func (ss *session) complete(p *pending) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if len(ss.queue) == 0 {
-		return nil
-	}
-	return ss.queue[0]
-}
-
-func (ss *session) pop() {
-	ss.mu.Lock()
-	p := ss.queue[0]
-	ss.queue[0] = nil
-	ss.queue = ss.queue[1:]
+	ss.pl.Complete(p)
 	ss.mu.Unlock()
-	p.release()
 }
 
 // releaseWaiters wakes anything waiting on a request that will never
 // complete because the session ended.
 func (ss *session) releaseWaiters() {
 	ss.mu.Lock()
-	q := ss.queue
-	ss.queue = nil
+	q := ss.pl.End()
 	ss.mu.Unlock()
 	for _, p := range q {
-		p.release()
-		if p.iq != nil && !p.iq.finished() {
-			p.iq.fail(errSessionClosed)
-			close(p.iq.done)
+		if iq, ok := p.Data.(*internalQuery); ok && !iq.finished() {
+			iq.fail(errSessionClosed)
+			close(iq.done)
 		}
 	}
 }

@@ -8,44 +8,40 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgcloak/pgcloak/proxy/internal/wire"
-
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
 // idleSession is a session with no connection, enough for planning state.
 func idleSession() *session {
 	return &session{
-		srv:         &Server{catalogs: newCatalogCache(time.Hour)},
-		cat:         &catalog{loaded: time.Now()},
-		state:       newSessionState(settings{sessionAuth: "doctor", searchPath: []string{"public"}}),
-		txStatus:    wire.TxIdle,
-		stmts:       map[string]*preparedStmt{},
-		portals:     map[string]*portal{},
-		sqlPrepared: map[string]*sqlrewrite.Prepared{},
+		srv:   &Server{catalogs: newCatalogCache(time.Hour)},
+		cat:   &catalog{loaded: time.Now()},
+		state: newSessionState(settings{sessionAuth: "doctor", searchPath: []string{"public"}}),
+		pl:    newBooks(),
 	}
 }
 
 // An SQL-level prepared statement keeps one preparedStmt, and with it the
 // description a Describe recorded: otherwise every Execute sent a hidden
 // Describe.
-func TestStatementLockedKeepsSQLPrepared(t *testing.T) {
+func TestSQLPreparedStatementKeepsItsDescription(t *testing.T) {
 	ss := idleSession()
-	prep := &sqlrewrite.Prepared{Name: "p", Statement: &sqlrewrite.Statement{Kind: sqlrewrite.KindSelect}}
-	ss.sqlPrepared["p"] = prep
-	a := ss.statementLocked("p")
+	prepare := &sqlrewrite.Statement{Kind: sqlrewrite.KindPrepare,
+		Prepare: &sqlrewrite.Prepared{Name: "p", Statement: &sqlrewrite.Statement{Kind: sqlrewrite.KindSelect}}}
+	ss.completed(prepare, "PREPARE")
+	a := ss.pl.Statement("p")
 	a.described = true
-	if b := ss.statementLocked("p"); b != a || !b.described {
+	if b := ss.pl.Statement("p"); b != a || !b.described {
 		t.Fatal("the SQL-level statement's description was lost")
 	}
-	// PREPARE again under the same name: a statement of its own.
-	ss.sqlPrepared["p"] = &sqlrewrite.Prepared{Name: "p"}
-	if c := ss.statementLocked("p"); c == a || c.described {
-		t.Fatal("a new PREPARE kept the old statement's description")
-	}
-	ss.forgetPreparedLocked("p")
-	if ss.statementLocked("p") != nil {
+	ss.completed(&sqlrewrite.Statement{Kind: sqlrewrite.KindDeallocate, Deallocate: "p"}, "DEALLOCATE")
+	if ss.pl.Statement("p") != nil {
 		t.Fatal("a deallocated statement is still found")
+	}
+	// PREPARE again under the same name: a statement of its own.
+	ss.completed(prepare, "PREPARE")
+	if c := ss.pl.Statement("p"); c == a || c.described {
+		t.Fatal("a new PREPARE kept the old statement's description")
 	}
 }
 

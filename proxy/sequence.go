@@ -127,11 +127,11 @@ type querySim struct {
 	state    sessionState
 	cat      sqlrewrite.Catalog
 	failedTx bool
-	// prepared overlays the session's SQL-level prepared statements with
-	// the string's own PREPARE (nil: DEALLOCATE); cleared drops the
-	// session's (DEALLOCATE ALL, DISCARD ALL).
-	prepared map[string]*simPrepared
-	cleared  bool
+	// overlay overlays the session's prepared statements with the
+	// string's own PREPARE (nil: DEALLOCATE); cleared drops the session's
+	// (DEALLOCATE ALL, DISCARD ALL).
+	overlay map[string]*simPrepared
+	cleared bool
 	// Per statement, in order.
 	roles   []grantee
 	envs    []planEnv
@@ -157,7 +157,7 @@ func (ss *session) newQuerySim(sql string) *querySim {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	env := ss.planEnvLocked()
-	sim := &querySim{ss: ss, sql: sql, state: *ss.state, cat: env.cat, failedTx: ss.txStatus == wire.TxFailed, prepared: map[string]*simPrepared{}}
+	sim := &querySim{ss: ss, sql: sql, state: *ss.state, cat: env.cat, failedTx: ss.pl.Status() == wire.TxFailed, overlay: map[string]*simPrepared{}}
 	if c, ok := env.cat.(*afterDDL); ok {
 		c.resolved = sim.touch
 	}
@@ -193,7 +193,7 @@ func (sim *querySim) next(st *sqlrewrite.Statement) *sqlrewrite.Env {
 // analysed: one of the string's own PREPAREs, or the session's, made by
 // SQL PREPARE or by protocol Parse (one namespace in PostgreSQL).
 func (sim *querySim) lookup(name string) (*sqlrewrite.Prepared, bool) {
-	p, ok := sim.prepared[name]
+	p, ok := sim.overlay[name]
 	if !ok && !sim.cleared {
 		ss := sim.ss
 		ss.mu.Lock()
@@ -210,15 +210,17 @@ func (sim *querySim) lookup(name string) (*sqlrewrite.Prepared, bool) {
 // sessionPreparedLocked is the session's prepared statement name as EXECUTE
 // sees it, with where it came from.
 func (ss *session) sessionPreparedLocked(name string) *simPrepared {
-	if prep := ss.sqlPrepared[name]; prep != nil {
-		p := &simPrepared{prep: prep}
-		if src, ok := ss.prepSrc[prep]; ok {
+	st := ss.pl.Statement(name)
+	switch {
+	case st == nil:
+		return nil
+	case st.prep != nil:
+		p := &simPrepared{prep: st.prep}
+		if src, ok := ss.prepSrc[st.prep]; ok {
 			p.src = src
 		}
 		return p
-	}
-	st := ss.stmts[name]
-	if name == "" || st == nil || st.plan == nil {
+	case name == "" || st.plan == nil:
 		return nil
 	}
 	return &simPrepared{
@@ -230,43 +232,48 @@ func (ss *session) sessionPreparedLocked(name string) *simPrepared {
 // step applies what a statement does to the session state, assuming it
 // succeeds (when it fails, PostgreSQL skips the rest of the string).
 func (sim *querySim) step(st *sqlrewrite.Statement) {
-	if st.Tx != sqlrewrite.TxNone {
-		tag := "COMMIT"
-		if sim.failedTx {
-			tag = "ROLLBACK"
-		}
-		sim.state.transaction(st.Tx, st.Savepoint, tag)
-		switch st.Tx {
-		case sqlrewrite.TxCommit, sqlrewrite.TxRollback, sqlrewrite.TxRollbackTo, sqlrewrite.TxPrepare:
-			sim.failedTx = false
-		}
+	// The tag a transaction's end will have: a failed transaction rolls
+	// back whatever ends it.
+	tag := "COMMIT"
+	if sim.failedTx {
+		tag = "ROLLBACK"
 	}
-	for _, e := range st.Effects {
-		sim.state.apply(e)
-		if e.Setting == sqlrewrite.SettingDiscardAll {
-			sim.prepared, sim.cleared = map[string]*simPrepared{}, true
-		}
-	}
-	switch st.Kind {
-	case sqlrewrite.KindPrepare:
-		if st.Prepare != nil {
-			sim.prepared[st.Prepare.Name] = &simPrepared{prep: st.Prepare, src: prepSource{text: sim.sql[st.Start:st.End], env: sim.envs[len(sim.envs)-1]}}
-		}
-	case sqlrewrite.KindDeallocate:
-		if st.Deallocate == "" {
-			sim.prepared, sim.cleared = map[string]*simPrepared{}, true
-		} else {
-			sim.prepared[st.Deallocate] = nil
-		}
-	case sqlrewrite.KindDDL:
-		if _, ok := sim.cat.(*afterDDL); !ok {
-			sim.cat = &afterDDL{base: sim.cat, resolved: sim.touch, refusal: errDDLInString}
-		}
+	applyStatement(sim, st, tag)
+	switch st.Tx {
+	case sqlrewrite.TxCommit, sqlrewrite.TxRollback, sqlrewrite.TxRollbackTo, sqlrewrite.TxPrepare:
+		sim.failedTx = false
 	}
 	if c, ok := sim.cat.(*afterDDL); ok {
 		c.path = expandSearchPath(sim.state.current.searchPath, sim.state.current.currentRole())
 	}
 }
+
+// The querySim is the stateTarget of the statements being planned.
+
+func (sim *querySim) settings() *sessionState { return &sim.state }
+
+func (sim *querySim) prepared(st *sqlrewrite.Statement) {
+	sim.overlay[st.Prepare.Name] = &simPrepared{prep: st.Prepare, src: prepSource{text: sim.sql[st.Start:st.End], env: sim.envs[len(sim.envs)-1]}}
+}
+
+func (sim *querySim) deallocated(name string) {
+	if name == "" {
+		sim.overlay, sim.cleared = map[string]*simPrepared{}, true
+		return
+	}
+	sim.overlay[name] = nil
+}
+
+func (sim *querySim) discarded() { sim.overlay, sim.cleared = map[string]*simPrepared{}, true }
+
+// ddl: the statements after it use a catalog the proxy cannot know yet.
+func (sim *querySim) ddl(*sqlrewrite.Statement) {
+	if _, ok := sim.cat.(*afterDDL); !ok {
+		sim.cat = &afterDDL{base: sim.cat, resolved: sim.touch, refusal: errDDLInString}
+	}
+}
+
+func (sim *querySim) unlistened() {}
 
 // check authorizes each statement of plan for the role it runs as, refuses
 // statements that resolved relations after DDL in the same string, and
@@ -301,7 +308,7 @@ func (sim *querySim) check(plan *sqlrewrite.Plan) error {
 	defer ss.mu.Unlock()
 	for i, st := range plan.Statements {
 		if st.Kind == sqlrewrite.KindPrepare && st.Prepare != nil {
-			if ss.prepSrc == nil || len(ss.prepSrc) > 2*len(ss.sqlPrepared)+64 {
+			if ss.prepSrc == nil || len(ss.prepSrc) > 2*ss.pl.NumStatements()+64 {
 				ss.prunePrepSrcLocked()
 			}
 			ss.prepSrc[st.Prepare] = prepSource{text: plan.SQL[st.Start:st.End], env: sim.envs[min(i, len(sim.envs)-1)]}
@@ -314,9 +321,9 @@ func (sim *querySim) check(plan *sqlrewrite.Plan) error {
 // gone (or whose PREPARE failed).
 func (ss *session) prunePrepSrcLocked() {
 	keep := map[*sqlrewrite.Prepared]prepSource{}
-	for _, p := range ss.sqlPrepared {
-		if src, ok := ss.prepSrc[p]; ok {
-			keep[p] = src
+	for _, st := range ss.pl.Statements() {
+		if src, ok := ss.prepSrc[st.prep]; ok && st.prep != nil {
+			keep[st.prep] = src
 		}
 	}
 	ss.prepSrc = keep
@@ -456,15 +463,4 @@ func positionalRule(st *sqlrewrite.Statement, fields []pgproto3.FieldDescription
 		return nil
 	}
 	return st.Columns[i]
-}
-
-// describedStatement is the statement a Describe is about.
-func (p *pending) describedStatement() *sqlrewrite.Statement {
-	if p.object == wire.TargetStatement {
-		return p.stmt.statement()
-	}
-	if p.portal != nil {
-		return p.portal.stmt.statement()
-	}
-	return nil
 }

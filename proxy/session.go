@@ -61,21 +61,14 @@ type session struct {
 	cat   *catalog
 	// catStale: DDL ran since cat was loaded; catFailed: reloading it
 	// since failed (see catalogUnknownLocked).
-	catStale    bool
-	catFailed   bool
-	caughtUp    time.Time         // when catchUpCatalog last made the session wait, or a reload last failed
-	params      map[string]string // ParameterStatus as last reported
-	stmts       map[string]*preparedStmt
-	portals     map[string]*portal
-	sqlPrepared map[string]*sqlrewrite.Prepared
-	// sqlStmts are the preparedStmt standing for SQL-level prepared
-	// statements (see statementLocked).
-	sqlStmts   map[string]*preparedStmt
-	queue      []*pending
-	rfqSent    uint64        // requests sent that end in ReadyForQuery
-	rfqSeen    uint64        // ReadyForQuery messages received
-	txStatus   wire.TxStatus // as of the last ReadyForQuery
-	catTxDirty bool          // DDL ran, or the catalog was reloaded, inside the current transaction
+	catStale  bool
+	catFailed bool
+	caughtUp  time.Time         // when catchUpCatalog last made the session wait, or a reload last failed
+	params    map[string]string // ParameterStatus as last reported
+	// pl books the requests in flight and the statements and portals the
+	// server holds for the client.
+	pl         *books
+	catTxDirty bool // DDL ran, or the catalog was reloaded, inside the current transaction
 	// ddlInTx: DDL of this session's completed in the current
 	// transaction: other sessions must reload once it ends (commits).
 	ddlInTx bool
@@ -86,12 +79,6 @@ type session struct {
 	// client's UNLISTEN or DISCARD ALL; see relisten).
 	listening bool
 	abortTx   bool // the proxy failed a result in the current request
-	// extOpen: extended-protocol requests were sent since the last Sync.
-	// skipping: the server reported an error in that batch and ignores
-	// everything up to the next Sync, so requests sent meanwhile get no
-	// answer and are not queued.
-	extOpen  bool
-	skipping bool
 
 	// prepSrc is where each SQL-level prepared statement came from
 	// (frontend only; see sequence.go).
@@ -100,17 +87,15 @@ type session struct {
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {
 	return &session{
-		srv:         srv,
-		id:          id,
-		log:         srv.log.With("session", id),
-		client:      conn,
-		cr:          newMsgReader[wire.ClientType](conn, srv.cfg.Server.MaxMessageBytes),
-		cw:          newMsgWriter[wire.ServerType](conn),
-		done:        make(chan struct{}),
-		params:      map[string]string{},
-		stmts:       map[string]*preparedStmt{},
-		portals:     map[string]*portal{},
-		sqlPrepared: map[string]*sqlrewrite.Prepared{},
+		srv:    srv,
+		id:     id,
+		log:    srv.log.With("session", id),
+		client: conn,
+		cr:     newMsgReader[wire.ClientType](conn, srv.cfg.Server.MaxMessageBytes),
+		cw:     newMsgWriter[wire.ServerType](conn),
+		done:   make(chan struct{}),
+		params: map[string]string{},
+		pl:     newBooks(),
 	}
 }
 
@@ -538,7 +523,6 @@ func (ss *session) initSession() error {
 	}
 	ss.cat, ss.txGen = cat, cat.gen
 	ss.listening = true
-	ss.txStatus = wire.TxIdle
 	ss.state = newSessionState(initial)
 	return nil
 }

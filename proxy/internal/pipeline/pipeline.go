@@ -104,7 +104,7 @@ type Request[S, P comparable] struct {
 
 // endsWithReady reports whether the server answers the request with a
 // ReadyForQuery.
-func (r *Request[S, P]) endsWithReady() bool {
+func (r *Request[S, P]) EndsWithReady() bool {
 	switch r.Kind {
 	case Query, Sync, Internal, FunctionCall:
 		return true
@@ -222,7 +222,7 @@ func (pl *Pipeline[S, P]) Push(r *Request[S, P]) bool {
 	}
 	pl.record(r)
 	pl.queue = append(pl.queue, r)
-	if r.endsWithReady() {
+	if r.EndsWithReady() {
 		pl.readySent++
 	}
 	return true
@@ -431,7 +431,7 @@ func (pl *Pipeline[S, P]) skipToSync() []*Request[S, P] {
 	var dropped []*Request[S, P]
 	for len(pl.queue) > 0 && pl.queue[0].Kind != Sync {
 		d := pl.queue[0]
-		if d.endsWithReady() {
+		if d.EndsWithReady() {
 			// A Query or FunctionCall sent into the failed batch: no
 			// ReadyForQuery will answer it.
 			pl.readySent--
@@ -482,8 +482,13 @@ func (pl *Pipeline[S, P]) copyIn(h *Request[S, P]) []*Request[S, P] {
 
 // Ready books a ReadyForQuery: the transaction status, and at idle the end
 // of the transaction's portals. It is the last message of the request at
-// the head.
+// the head. One that answers no request is passed on and booked as
+// nothing.
 func (pl *Pipeline[S, P]) Ready(status wire.TxStatus) Event[S, P] {
+	h := pl.Head()
+	if h == nil {
+		return Event[S, P]{Action: Forward}
+	}
 	pl.readySeen++
 	if status == wire.TxIdle {
 		// Protocol-level portals do not outlive their transaction.
@@ -494,10 +499,6 @@ func (pl *Pipeline[S, P]) Ready(status wire.TxStatus) Event[S, P] {
 		}
 	}
 	pl.status = status
-	h := pl.Head()
-	if h == nil {
-		return Event[S, P]{Action: Forward}
-	}
 	ev := Event[S, P]{Req: h, Action: Forward, Last: true}
 	if h.Kind == Internal {
 		ev.Action = Own
@@ -565,6 +566,9 @@ func (pl *Pipeline[S, P]) Len() int { return len(pl.queue) }
 // Idle reports that nothing is in flight and no batch is open: a request
 // of the proxy's own would run on its own.
 func (pl *Pipeline[S, P]) Idle() bool { return len(pl.queue) == 0 && !pl.batchOpen }
+
+// BatchOpen reports extended-protocol requests sent since the last Sync.
+func (pl *Pipeline[S, P]) BatchOpen() bool { return pl.batchOpen }
 
 // Status is the transaction status as of the last ReadyForQuery.
 func (pl *Pipeline[S, P]) Status() wire.TxStatus { return pl.status }

@@ -267,7 +267,8 @@ var scripts = []struct {
 		"< ParameterStatus => forward",
 		"< NoticeResponse => forward",
 		"< ReadyForQuery I => forward Query last",
-		"< ReadyForQuery I => forward",
+		"< ReadyForQuery T => forward",
+		"= stmts{} portals{} queue[] I closed",
 	}},
 	{"pipelined batches: a portal lives until its own transaction ends", []string{
 		"> Bind a _",
