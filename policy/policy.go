@@ -1,7 +1,9 @@
 // Package policy owns pgcloak's configuration: its schema, strict loading with
 // line-numbered errors, validation, and the lookups the rest of the proxy asks
-// of it (table.column → column rule, role → grants). It does no I/O beyond
-// decoding bytes handed to it.
+// of it (table.column → column rule, role → grants), and the registry of the
+// PostgreSQL types pgcloak knows (PGType: OIDs, names, sizes, families), which
+// a column's logical type is one of. It does no I/O beyond decoding bytes
+// handed to it.
 package policy
 
 import (
