@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5/pgtype"
-
 	"github.com/pgcloak/pgcloak/policy"
 )
 
@@ -47,89 +45,61 @@ const (
 	UseCompare
 )
 
-// Type OIDs of the types a client value may arrive as.
-const (
-	oidBool        = pgtype.BoolOID
-	oidBytea       = pgtype.ByteaOID
-	oidName        = pgtype.NameOID
-	oidInt8        = pgtype.Int8OID
-	oidInt2        = pgtype.Int2OID
-	oidInt4        = pgtype.Int4OID
-	oidText        = pgtype.TextOID
-	oidJSON        = pgtype.JSONOID
-	oidFloat4      = pgtype.Float4OID
-	oidFloat8      = pgtype.Float8OID
-	oidUnknown     = pgtype.UnknownOID
-	oidBPChar      = pgtype.BPCharOID
-	oidVarchar     = pgtype.VarcharOID
-	oidDate        = pgtype.DateOID
-	oidTimestamp   = pgtype.TimestampOID
-	oidTimestamptz = pgtype.TimestamptzOID
-	oidNumeric     = pgtype.NumericOID
-	oidUUID        = pgtype.UUIDOID
-	oidJSONB       = pgtype.JSONBOID
-)
-
-// category groups types the way PostgreSQL's typcategory does, as far as
-// casts need it.
-type category uint8
-
-const (
-	catString category = iota + 1
-	catNumeric
-	catDateTime
-	catOther
-)
-
-// pgType is a type a client value may arrive as.
-type pgType struct {
-	oid  uint32
-	name string // as PostgreSQL's messages name it
-	cat  category
-	impl typeCodec
+// typeCodecs are the codecs of the registered types, the logical types'
+// and those a client value may only arrive as. TestEveryTypeHasItsPlaces
+// checks none is missing.
+var typeCodecs = [...]typeCodec{
+	policy.PGText:        textCodec{},
+	policy.PGVarchar:     textCodec{},
+	policy.PGBPChar:      textCodec{},
+	policy.PGInt2:        intCodec{bits: 16},
+	policy.PGInt4:        intCodec{bits: 32},
+	policy.PGInt8:        intCodec{bits: 64},
+	policy.PGNumeric:     numericCodec{},
+	policy.PGFloat8:      float8Codec{},
+	policy.PGBool:        boolCodec{},
+	policy.PGDate:        dateCodec{},
+	policy.PGTimestamp:   timestampCodec{},
+	policy.PGTimestamptz: timestampCodec{tz: true},
+	policy.PGUUID:        uuidCodec{},
+	policy.PGJSONB:       jsonbCodec{},
+	policy.PGBytea:       byteaCodec{},
+	policy.PGName:        textCodec{},
+	policy.PGJSON:        jsonCodec{},
+	policy.PGFloat4:      float4Codec{},
+	policy.PGUnknown:     textCodec{},
 }
 
-var pgTypes = map[uint32]*pgType{}
-
-func init() {
-	for _, t := range []*pgType{
-		{oidBool, "boolean", catOther, boolCodec{}},
-		{oidBytea, "bytea", catOther, byteaCodec{}},
-		{oidName, "name", catString, textCodec{}},
-		{oidInt8, "bigint", catNumeric, intCodec{bits: 64}},
-		{oidInt2, "smallint", catNumeric, intCodec{bits: 16}},
-		{oidInt4, "integer", catNumeric, intCodec{bits: 32}},
-		{oidText, "text", catString, textCodec{}},
-		{oidJSON, "json", catOther, jsonCodec{}},
-		{oidFloat4, "real", catNumeric, float4Codec{}},
-		{oidFloat8, "double precision", catNumeric, float8Codec{}},
-		{oidUnknown, "unknown", catString, textCodec{}},
-		{oidBPChar, "character", catString, textCodec{}},
-		{oidVarchar, "character varying", catString, textCodec{}},
-		{oidDate, "date", catDateTime, dateCodec{}},
-		{oidTimestamp, "timestamp without time zone", catDateTime, timestampCodec{}},
-		{oidTimestamptz, "timestamp with time zone", catDateTime, timestampCodec{tz: true}},
-		{oidNumeric, "numeric", catNumeric, numericCodec{}},
-		{oidUUID, "uuid", catOther, uuidCodec{}},
-		{oidJSONB, "jsonb", catOther, jsonbCodec{}},
-	} {
-		pgTypes[t.oid] = t
-	}
-	for _, name := range policy.LogicalTypeNames() {
-		lt := policy.LogicalType(name)
-		codecs[lt] = &Codec{typ: lt, impl: pgTypes[lt.OID()].impl}
-	}
-}
+// The compiler refuses this when a type is added at the end of the
+// registry without its codec here.
+var _ [policy.NumPGTypes]typeCodec = typeCodecs
 
 // codecs are the logical types' codecs: those of their PostgreSQL types.
-var codecs = map[policy.LogicalType]*Codec{}
+var codecs = func() map[policy.LogicalType]*Codec {
+	m := map[policy.LogicalType]*Codec{}
+	for t := range policy.NumPGTypes {
+		if lt := t.Logical(); lt != "" {
+			m[lt] = &Codec{typ: lt, impl: typeCodecs[t]}
+		}
+	}
+	return m
+}()
 
 // KnownType reports whether values may arrive as, or be cast to, type oid.
-func KnownType(oid uint32) bool { return pgTypes[oid] != nil }
+func KnownType(oid uint32) bool {
+	_, ok := policy.LookupPGType(oid)
+	return ok
+}
+
+// pgTypeOf is the registry entry of a valid logical type.
+func pgTypeOf(lt policy.LogicalType) policy.PGType {
+	t, _ := lt.PGType()
+	return t
+}
 
 // datum is a value of one type, in that type's canonical form.
 type datum struct {
-	t     *pgType
+	t     policy.PGType
 	canon []byte
 }
 
@@ -152,8 +122,8 @@ func Convertible(src Source, to policy.LogicalType, use Use) error {
 		return err
 	}
 	for _, c := range casts {
-		t := pgTypes[c.OID]
-		if t == nil {
+		t, ok := policy.LookupPGType(c.OID)
+		if !ok {
 			return &ConvError{"42704", fmt.Sprintf("type with OID %d is not supported for a value of an encrypted column", c.OID)}
 		}
 		if from != t && castContextOf(from, t) > ctxExplicit {
@@ -161,7 +131,7 @@ func Convertible(src Source, to policy.LogicalType, use Use) error {
 		}
 		from = t
 	}
-	target := pgTypes[to.OID()]
+	target := pgTypeOf(to)
 	if from == target {
 		return nil
 	}
@@ -178,9 +148,9 @@ func Convertible(src Source, to policy.LogicalType, use Use) error {
 }
 
 // sourceType resolves the type a value is read as, and the casts left.
-func sourceType(src Source, to policy.LogicalType) (*pgType, []Cast, error) {
+func sourceType(src Source, to policy.LogicalType) (policy.PGType, []Cast, error) {
 	oid, casts := src.OID, src.Casts
-	if oid == 0 || oid == oidUnknown {
+	if oid == 0 || oid == policy.PGUnknown.OID() {
 		switch {
 		case len(casts) > 0:
 			oid = casts[0].OID
@@ -188,9 +158,9 @@ func sourceType(src Source, to policy.LogicalType) (*pgType, []Cast, error) {
 			oid = to.OID()
 		}
 	}
-	t := pgTypes[oid]
-	if t == nil {
-		return nil, nil, &ConvError{"42804", fmt.Sprintf("a value of type OID %d cannot be used for an encrypted column of type %s", oid, to)}
+	t, ok := policy.LookupPGType(oid)
+	if !ok {
+		return 0, nil, &ConvError{"42804", fmt.Sprintf("a value of type OID %d cannot be used for an encrypted column of type %s", oid, to)}
 	}
 	return t, casts, nil
 }
@@ -201,7 +171,7 @@ func sourceType(src Source, to policy.LogicalType) (*pgType, []Cast, error) {
 // of the logical type can equal the value (PostgreSQL would compare in the
 // value's type and find nothing, as for int4 = 1.5).
 func (c *Codec) Convert(src Source, format int16, value []byte, use Use, tc *TextContext) (canonical []byte, matches bool, err error) {
-	if (src.OID == 0 || src.OID == oidUnknown) && len(src.Casts) == 0 {
+	if (src.OID == 0 || src.OID == policy.PGUnknown.OID()) && len(src.Casts) == 0 {
 		out, err := c.Canonical(format, value, tc)
 		return out, err == nil, err
 	}
@@ -214,14 +184,15 @@ func (c *Codec) Convert(src Source, format int16, value []byte, use Use, tc *Tex
 		return nil, false, err
 	}
 	for _, cast := range casts {
-		if d, err = convert(d, pgTypes[cast.OID], ctxExplicit, tc); err != nil {
+		to, _ := policy.LookupPGType(cast.OID) // Convertible knows it
+		if d, err = convert(d, to, ctxExplicit, tc); err != nil {
 			return nil, false, err
 		}
 		if d, err = applyTypmod(d, cast.Mods); err != nil {
 			return nil, false, err
 		}
 	}
-	target := pgTypes[c.typ.OID()]
+	target := pgTypeOf(c.typ)
 	if use == UseStore || d.t == target {
 		out, err := convert(d, target, ctxAssignment, tc)
 		return out.canon, err == nil, err
@@ -234,21 +205,21 @@ func (c *Codec) Convert(src Source, format int16, value []byte, use Use, tc *Tex
 // (int4 column = numeric value), the value matches only if it survives the
 // round trip; where that conversion is lossy, several stored values could
 // equal it, which one ciphertext cannot find, so it is refused.
-func compareForm(d datum, target *pgType, tc *TextContext) ([]byte, bool, error) {
-	if target.oid == oidBPChar && d.t.oid == oidText && bytes.HasSuffix(d.canon, []byte{' '}) {
+func compareForm(d datum, target policy.PGType, tc *TextContext) ([]byte, bool, error) {
+	if target == policy.PGBPChar && d.t == policy.PGText && bytes.HasSuffix(d.canon, []byte{' '}) {
 		// PostgreSQL compares a character column with text as text, its
 		// trailing spaces stripped: a value ending in a space equals none.
 		return nil, false, nil
 	}
-	if target.cat == catString && target.oid != oidBPChar && d.t.oid == oidBPChar {
-		return nil, false, &ConvError{"0A000", fmt.Sprintf("comparing an encrypted %s column with a character value is not supported: PostgreSQL compares them as character, ignoring trailing spaces, where several stored values may be equal to it; cast the value to text", target.name)}
+	if target.Family() == policy.FamilyString && target != policy.PGBPChar && d.t == policy.PGBPChar {
+		return nil, false, &ConvError{"0A000", fmt.Sprintf("comparing an encrypted %s column with a character value is not supported: PostgreSQL compares them as character, ignoring trailing spaces, where several stored values may be equal to it; cast the value to text", target.SQLName())}
 	}
 	if castContextOf(d.t, target) == ctxImplicit {
 		out, err := convert(d, target, ctxImplicit, tc)
 		return out.canon, err == nil, err
 	}
 	if lossyWidening(target, d) {
-		return nil, false, &ConvError{"0A000", fmt.Sprintf("comparing an encrypted %s column with a %s value is not supported: PostgreSQL compares them as %s, where several stored values may be equal to it; cast the value to %s", target.name, d.t.name, d.t.name, target.name)}
+		return nil, false, &ConvError{"0A000", fmt.Sprintf("comparing an encrypted %s column with a %s value is not supported: PostgreSQL compares them as %s, where several stored values may be equal to it; cast the value to %s", target.SQLName(), d.t.SQLName(), d.t.SQLName(), target.SQLName())}
 	}
 	out, err := convert(d, target, ctxAssignment, tc)
 	if err != nil {
@@ -265,8 +236,8 @@ func compareForm(d datum, target *pgType, tc *TextContext) ([]byte, bool, error)
 // differs from equal canonical forms: numerics equal whatever their
 // display scale (1.50 = 1.5), floats by value (-0 = 0, NaN = NaN).
 func equalValues(a, b datum) bool {
-	switch a.t.oid {
-	case oidNumeric:
+	switch a.t {
+	case policy.PGNumeric:
 		x, errX := decodeNumeric(a.canon)
 		y, errY := decodeNumeric(b.canon)
 		if errX != nil || errY != nil {
@@ -276,7 +247,7 @@ func equalValues(a, b datum) bool {
 		x.strip()
 		y.strip()
 		return bytes.Equal(x.encode(), y.encode())
-	case oidFloat4, oidFloat8:
+	case policy.PGFloat4, policy.PGFloat8:
 		f, g := floatOf(a), floatOf(b)
 		return f == g || math.IsNaN(f) && math.IsNaN(g)
 	}
@@ -296,33 +267,33 @@ func (c *Codec) EqualForms(canonical []byte) [][]byte {
 
 // lossyWidening reports whether converting target's values to d's type
 // can map several of them to d.
-func lossyWidening(target *pgType, d datum) bool {
-	switch d.t.oid {
-	case oidFloat4, oidFloat8:
-		if target.oid == oidNumeric {
+func lossyWidening(target policy.PGType, d datum) bool {
+	switch d.t {
+	case policy.PGFloat4, policy.PGFloat8:
+		if target == policy.PGNumeric {
 			return true
 		}
 		limit := 1 << 53
-		if d.t.oid == oidFloat4 {
+		if d.t == policy.PGFloat4 {
 			limit = 1 << 24
 		}
 		f := floatOf(d)
-		return target.cat == catNumeric && !math.IsNaN(f) && math.Abs(f) >= float64(limit) && (target.oid == oidInt8 || d.t.oid == oidFloat4)
+		return target.Family() == policy.FamilyNumeric && !math.IsNaN(f) && math.Abs(f) >= float64(limit) && (target == policy.PGInt8 || d.t == policy.PGFloat4)
 	}
 	return false
 }
 
 // read decodes a value sent as type t.
-func read(t *pgType, format int16, value []byte, tc *TextContext) (datum, error) {
+func read(t policy.PGType, format int16, value []byte, tc *TextContext) (datum, error) {
 	var out []byte
 	var err error
 	switch format {
 	case TextFormat:
-		out, err = t.impl.fromText(value, tc)
+		out, err = typeCodecs[t].fromText(value, tc)
 	case BinaryFormat:
-		out, err = t.impl.fromBinary(value)
+		out, err = typeCodecs[t].fromBinary(value)
 	default:
-		return datum{}, &ValueError{Type: policy.LogicalType(t.name), Reason: "unsupported wire format code"}
+		return datum{}, &ValueError{Type: policy.LogicalType(t.SQLName()), Reason: "unsupported wire format code"}
 	}
 	if err != nil {
 		return datum{}, typeValueError(t, err)
@@ -331,26 +302,28 @@ func read(t *pgType, format int16, value []byte, tc *TextContext) (datum, error)
 }
 
 // typeValueError is Codec.valueError for any type a value arrives as.
-func typeValueError(t *pgType, err error) error {
+func typeValueError(t policy.PGType, err error) error {
 	var ve *ValueError
 	if errors.As(err, &ve) {
 		return err
 	}
-	lt, ok := policy.ParseLogicalType(pgTypeLogicalName(t))
-	if !ok {
-		lt = policy.LogicalType(t.name)
-	}
-	return (&Codec{typ: lt}).valueError(err)
+	return (&Codec{typ: errorType(t)}).valueError(err)
 }
 
-func pgTypeLogicalName(t *pgType) string {
-	switch t.oid {
-	case oidUnknown, oidName:
-		return "text"
-	case oidJSON:
-		return "jsonb"
+// errorType is the type a value error for t names: the logical type
+// PostgreSQL reads the value as (an unknown or name value as text, json
+// as jsonb, a logical type's as itself), else t's SQL name (real).
+func errorType(t policy.PGType) policy.LogicalType {
+	switch t {
+	case policy.PGUnknown, policy.PGName:
+		return policy.TypeText
+	case policy.PGJSON:
+		return policy.TypeJSONB
 	}
-	return t.name
+	if lt := t.Logical(); lt != "" {
+		return lt
+	}
+	return policy.LogicalType(t.SQLName())
 }
 
 // castContext is how freely PostgreSQL applies a cast (pg_cast.castcontext).
@@ -366,74 +339,84 @@ const (
 // castContextOf is the context in which PostgreSQL casts from to to,
 // after pg_cast and its rule that I/O conversion to a string type is an
 // assignment cast and from one an explicit cast.
-func castContextOf(from, to *pgType) castContext {
+func castContextOf(from, to policy.PGType) castContext {
 	if from == to {
 		return ctxImplicit
 	}
-	if c, ok := castTable[[2]uint32{from.oid, to.oid}]; ok {
+	if c, ok := castTable[typePair{from, to}]; ok {
 		return c
 	}
 	switch {
-	case from.oid == oidUnknown:
+	case from == policy.PGUnknown:
 		return ctxImplicit
-	case to.cat == catString:
+	case to.Family() == policy.FamilyString:
 		return ctxAssignment
-	case from.cat == catString:
+	case from.Family() == policy.FamilyString:
 		return ctxExplicit
 	}
 	return ctxNone
 }
 
-// castTable is pg_cast between the types above (PostgreSQL 15).
-var castTable = func() map[[2]uint32]castContext {
-	m := map[[2]uint32]castContext{}
-	add := func(c castContext, pairs ...[2]uint32) {
+// typePair is a cast's source and target.
+type typePair struct{ from, to policy.PGType }
+
+// castTable is pg_cast between the registered types (PostgreSQL 15).
+var castTable = func() map[typePair]castContext {
+	const (
+		boolT, name, text, json, jsonb = policy.PGBool, policy.PGName, policy.PGText, policy.PGJSON, policy.PGJSONB
+		int2, int4, int8, numeric      = policy.PGInt2, policy.PGInt4, policy.PGInt8, policy.PGNumeric
+		float4, float8                 = policy.PGFloat4, policy.PGFloat8
+		bpchar, varchar                = policy.PGBPChar, policy.PGVarchar
+		date, timestamp, timestamptz   = policy.PGDate, policy.PGTimestamp, policy.PGTimestamptz
+	)
+	m := map[typePair]castContext{}
+	add := func(c castContext, pairs ...typePair) {
 		for _, p := range pairs {
 			m[p] = c
 		}
 	}
 	add(ctxImplicit,
-		[2]uint32{oidInt2, oidInt4}, [2]uint32{oidInt2, oidInt8}, [2]uint32{oidInt4, oidInt8},
-		[2]uint32{oidInt2, oidFloat4}, [2]uint32{oidInt2, oidFloat8}, [2]uint32{oidInt2, oidNumeric},
-		[2]uint32{oidInt4, oidFloat4}, [2]uint32{oidInt4, oidFloat8}, [2]uint32{oidInt4, oidNumeric},
-		[2]uint32{oidInt8, oidFloat4}, [2]uint32{oidInt8, oidFloat8}, [2]uint32{oidInt8, oidNumeric},
-		[2]uint32{oidFloat4, oidFloat8}, [2]uint32{oidNumeric, oidFloat4}, [2]uint32{oidNumeric, oidFloat8},
-		[2]uint32{oidDate, oidTimestamp}, [2]uint32{oidDate, oidTimestamptz}, [2]uint32{oidTimestamp, oidTimestamptz},
-		[2]uint32{oidText, oidBPChar}, [2]uint32{oidText, oidVarchar}, [2]uint32{oidText, oidName},
-		[2]uint32{oidVarchar, oidText}, [2]uint32{oidVarchar, oidBPChar}, [2]uint32{oidVarchar, oidName},
-		[2]uint32{oidBPChar, oidText}, [2]uint32{oidBPChar, oidVarchar}, [2]uint32{oidBPChar, oidName},
-		[2]uint32{oidName, oidText},
+		typePair{int2, int4}, typePair{int2, int8}, typePair{int4, int8},
+		typePair{int2, float4}, typePair{int2, float8}, typePair{int2, numeric},
+		typePair{int4, float4}, typePair{int4, float8}, typePair{int4, numeric},
+		typePair{int8, float4}, typePair{int8, float8}, typePair{int8, numeric},
+		typePair{float4, float8}, typePair{numeric, float4}, typePair{numeric, float8},
+		typePair{date, timestamp}, typePair{date, timestamptz}, typePair{timestamp, timestamptz},
+		typePair{text, bpchar}, typePair{text, varchar}, typePair{text, name},
+		typePair{varchar, text}, typePair{varchar, bpchar}, typePair{varchar, name},
+		typePair{bpchar, text}, typePair{bpchar, varchar}, typePair{bpchar, name},
+		typePair{name, text},
 	)
 	add(ctxAssignment,
-		[2]uint32{oidInt4, oidInt2}, [2]uint32{oidInt8, oidInt2}, [2]uint32{oidInt8, oidInt4},
-		[2]uint32{oidFloat4, oidInt2}, [2]uint32{oidFloat4, oidInt4}, [2]uint32{oidFloat4, oidInt8},
-		[2]uint32{oidFloat8, oidInt2}, [2]uint32{oidFloat8, oidInt4}, [2]uint32{oidFloat8, oidInt8},
-		[2]uint32{oidFloat8, oidFloat4}, [2]uint32{oidFloat4, oidNumeric}, [2]uint32{oidFloat8, oidNumeric},
-		[2]uint32{oidNumeric, oidInt2}, [2]uint32{oidNumeric, oidInt4}, [2]uint32{oidNumeric, oidInt8},
-		[2]uint32{oidTimestamp, oidDate}, [2]uint32{oidTimestamptz, oidDate}, [2]uint32{oidTimestamptz, oidTimestamp},
-		[2]uint32{oidName, oidVarchar}, [2]uint32{oidName, oidBPChar},
-		[2]uint32{oidJSON, oidJSONB}, [2]uint32{oidJSONB, oidJSON},
+		typePair{int4, int2}, typePair{int8, int2}, typePair{int8, int4},
+		typePair{float4, int2}, typePair{float4, int4}, typePair{float4, int8},
+		typePair{float8, int2}, typePair{float8, int4}, typePair{float8, int8},
+		typePair{float8, float4}, typePair{float4, numeric}, typePair{float8, numeric},
+		typePair{numeric, int2}, typePair{numeric, int4}, typePair{numeric, int8},
+		typePair{timestamp, date}, typePair{timestamptz, date}, typePair{timestamptz, timestamp},
+		typePair{name, varchar}, typePair{name, bpchar},
+		typePair{json, jsonb}, typePair{jsonb, json},
 	)
-	add(ctxExplicit, [2]uint32{oidInt4, oidBool}, [2]uint32{oidBool, oidInt4})
-	for _, to := range []uint32{oidBool, oidFloat4, oidFloat8, oidInt2, oidInt4, oidInt8, oidNumeric} {
-		add(ctxExplicit, [2]uint32{oidJSONB, to})
+	add(ctxExplicit, typePair{int4, boolT}, typePair{boolT, int4})
+	for _, to := range []policy.PGType{boolT, float4, float8, int2, int4, int8, numeric} {
+		add(ctxExplicit, typePair{jsonb, to})
 	}
 	return m
 }()
 
 // noCast is PostgreSQL's error for a value of from where to is needed.
-func noCast(from, to *pgType, ctx castContext) error {
+func noCast(from, to policy.PGType, ctx castContext) error {
 	switch ctx {
 	case ctxExplicit:
-		return &ConvError{"42846", fmt.Sprintf("cannot cast type %s to %s", from.name, to.name)}
+		return &ConvError{"42846", fmt.Sprintf("cannot cast type %s to %s", from.SQLName(), to.SQLName())}
 	case ctxAssignment:
-		return &ConvError{"42804", fmt.Sprintf("the encrypted column is of type %s but the expression is of type %s", to.name, from.name)}
+		return &ConvError{"42804", fmt.Sprintf("the encrypted column is of type %s but the expression is of type %s", to.SQLName(), from.SQLName())}
 	}
-	return &ConvError{"42883", fmt.Sprintf("operator does not exist: %s = %s", to.name, from.name)}
+	return &ConvError{"42883", fmt.Sprintf("operator does not exist: %s = %s", to.SQLName(), from.SQLName())}
 }
 
 // convert casts d to type to, allowed in ctx.
-func convert(d datum, to *pgType, ctx castContext, tc *TextContext) (datum, error) {
+func convert(d datum, to policy.PGType, ctx castContext, tc *TextContext) (datum, error) {
 	if d.t == to {
 		return d, nil
 	}
@@ -448,39 +431,39 @@ func convert(d datum, to *pgType, ctx castContext, tc *TextContext) (datum, erro
 }
 
 // castValue performs the cast function PostgreSQL would call.
-func castValue(d datum, to *pgType, tc *TextContext) ([]byte, error) {
+func castValue(d datum, to policy.PGType, tc *TextContext) ([]byte, error) {
 	from := d.t
 	switch {
-	case from.oid == oidBPChar && to.cat == catString:
+	case from == policy.PGBPChar && to.Family() == policy.FamilyString:
 		return bytes.TrimRight(d.canon, " "), nil
-	case from.cat == catString && to.cat == catString:
+	case from.Family() == policy.FamilyString && to.Family() == policy.FamilyString:
 		return d.canon, nil
-	case from.oid == oidBool && to.cat == catString:
+	case from == policy.PGBool && to.Family() == policy.FamilyString:
 		// booltext, not boolout: true, not t.
 		if d.canon[0] == 1 {
 			return []byte("true"), nil
 		}
 		return []byte("false"), nil
-	case to.cat == catString:
+	case to.Family() == policy.FamilyString:
 		// I/O conversion: the value's text, as the session would see it.
-		return from.impl.appendText(nil, d.canon, tc)
-	case from.cat == catString:
-		out, err := to.impl.fromText(d.canon, tc)
+		return typeCodecs[from].appendText(nil, d.canon, tc)
+	case from.Family() == policy.FamilyString:
+		out, err := typeCodecs[to].fromText(d.canon, tc)
 		if err != nil {
 			return nil, typeValueError(to, err)
 		}
 		return out, nil
-	case from.cat == catNumeric && to.cat == catNumeric:
+	case from.Family() == policy.FamilyNumeric && to.Family() == policy.FamilyNumeric:
 		return castNumber(d, to)
-	case from.cat == catDateTime && to.cat == catDateTime:
+	case from.Family() == policy.FamilyDateTime && to.Family() == policy.FamilyDateTime:
 		return castDateTime(d, to, tc)
-	case from.oid == oidBool && to.oid == oidInt4:
+	case from == policy.PGBool && to == policy.PGInt4:
 		return binary.BigEndian.AppendUint32(nil, uint32(d.canon[0])), nil
-	case from.oid == oidInt4 && to.oid == oidBool:
+	case from == policy.PGInt4 && to == policy.PGBool:
 		return boolByte(binary.BigEndian.Uint32(d.canon) != 0), nil
-	case from.oid == oidJSON && to.oid == oidJSONB:
-		return to.impl.fromText(d.canon, tc)
-	case from.oid == oidJSONB && to.oid == oidJSON:
+	case from == policy.PGJSON && to == policy.PGJSONB:
+		return typeCodecs[to].fromText(d.canon, tc)
+	case from == policy.PGJSONB && to == policy.PGJSON:
 		return d.canon, nil
 	}
 	return nil, noCast(from, to, ctxExplicit)
@@ -490,7 +473,7 @@ func castValue(d datum, to *pgType, tc *TextContext) ([]byte, error) {
 // functions do: floats round half to even into integers (rint), numerics
 // half away from zero; floats become numeric through their 15 (float8) or
 // 6 (float4) significant digits; out of range is 22003.
-func castNumber(d datum, to *pgType) ([]byte, error) {
+func castNumber(d datum, to policy.PGType) ([]byte, error) {
 	from := d.t
 	switch {
 	case isInt(from) && isInt(to):
@@ -509,7 +492,7 @@ func castNumber(d datum, to *pgType) ([]byte, error) {
 		return floatOut(floatOf(d), to, false)
 	case isFloat(from):
 		prec := 15
-		if from.oid == oidFloat4 {
+		if from == policy.PGFloat4 {
 			prec = 6
 		}
 		return numericFromFloat(floatOf(d), prec)
@@ -519,25 +502,25 @@ func castNumber(d datum, to *pgType) ([]byte, error) {
 	return numericToFloat(d.canon, to)
 }
 
-func isInt(t *pgType) bool {
-	return t.oid == oidInt2 || t.oid == oidInt4 || t.oid == oidInt8
+func isInt(t policy.PGType) bool {
+	return t == policy.PGInt2 || t == policy.PGInt4 || t == policy.PGInt8
 }
 
-func isFloat(t *pgType) bool { return t.oid == oidFloat4 || t.oid == oidFloat8 }
+func isFloat(t policy.PGType) bool { return t == policy.PGFloat4 || t == policy.PGFloat8 }
 
 func intOf(d datum) int64 {
 	return intCodec{bits: 8 * len(d.canon)}.get(d.canon)
 }
 
 func floatOf(d datum) float64 {
-	if d.t.oid == oidFloat4 {
+	if d.t == policy.PGFloat4 {
 		return float64(math.Float32frombits(binary.BigEndian.Uint32(d.canon)))
 	}
 	return math.Float64frombits(binary.BigEndian.Uint64(d.canon))
 }
 
-func intOut(v int64, to *pgType) ([]byte, error) {
-	bits := to.impl.(intCodec).bits
+func intOut(v int64, to policy.PGType) ([]byte, error) {
+	bits := 8 * int(to.Size())
 	if v < -1<<(bits-1) || v > 1<<(bits-1)-1 {
 		return nil, outOfRange(to)
 	}
@@ -546,8 +529,8 @@ func intOut(v int64, to *pgType) ([]byte, error) {
 
 // floatOut stores f as to. Narrowing to float4 is checked for overflow
 // and underflow as float8_to_float4 does; from integers it cannot fail.
-func floatOut(f float64, to *pgType, exact bool) ([]byte, error) {
-	if to.oid == oidFloat8 {
+func floatOut(f float64, to policy.PGType, exact bool) ([]byte, error) {
+	if to == policy.PGFloat8 {
 		return putFloat8(f), nil
 	}
 	g := float32(f)
@@ -557,8 +540,8 @@ func floatOut(f float64, to *pgType, exact bool) ([]byte, error) {
 	return putFloat4(g), nil
 }
 
-func outOfRange(t *pgType) error {
-	return &ValueError{Type: policy.LogicalType(t.name), Reason: t.name + " out of range", Code: SQLStateOutOfRange}
+func outOfRange(t policy.PGType) error {
+	return &ValueError{Type: policy.LogicalType(t.SQLName()), Reason: t.SQLName() + " out of range", Code: SQLStateOutOfRange}
 }
 
 // numericFromFloat is float8_numeric / float4_numeric: the float printed
@@ -578,22 +561,22 @@ func numericFromFloat(f float64, prec int) ([]byte, error) {
 func numericFromText(s []byte) ([]byte, error) {
 	out, err := numericCodec{}.fromText(s, nil)
 	if err != nil {
-		return nil, typeValueError(pgTypes[oidNumeric], err)
+		return nil, typeValueError(policy.PGNumeric, err)
 	}
 	return out, nil
 }
 
 // numericToInt rounds half away from zero, as numeric_int4 does.
-func numericToInt(canon []byte, to *pgType) ([]byte, error) {
+func numericToInt(canon []byte, to policy.PGType) ([]byte, error) {
 	v, err := decodeNumeric(canon)
 	if err != nil {
 		return nil, err
 	}
 	switch v.sign {
 	case numericNaN:
-		return nil, &ConvError{"0A000", "cannot convert NaN to " + to.name}
+		return nil, &ConvError{"0A000", "cannot convert NaN to " + to.SQLName()}
 	case numericPInf, numericNInf:
-		return nil, &ConvError{"0A000", "cannot convert infinity to " + to.name}
+		return nil, &ConvError{"0A000", "cannot convert infinity to " + to.SQLName()}
 	}
 	text := v.appendText(nil)
 	r, ok := roundDecimal(text, 0)
@@ -608,7 +591,7 @@ func numericToInt(canon []byte, to *pgType) ([]byte, error) {
 }
 
 // numericToFloat is numeric_float8: the numeric's text read as a float.
-func numericToFloat(canon []byte, to *pgType) ([]byte, error) {
+func numericToFloat(canon []byte, to policy.PGType) ([]byte, error) {
 	v, err := decodeNumeric(canon)
 	if err != nil {
 		return nil, err
@@ -623,7 +606,7 @@ func numericToFloat(canon []byte, to *pgType) ([]byte, error) {
 		f = math.Inf(-1)
 	default:
 		bits := 64
-		if to.oid == oidFloat4 {
+		if to == policy.PGFloat4 {
 			bits = 32
 		}
 		f, err = strconv.ParseFloat(string(v.appendText(nil)), bits)
@@ -685,23 +668,23 @@ func applyTypmod(d datum, mods []int32) (datum, error) {
 	if len(mods) == 0 {
 		return d, nil
 	}
-	switch d.t.oid {
-	case oidVarchar:
+	switch d.t {
+	case policy.PGVarchar:
 		return datum{d.t, truncateChars(d.canon, int(mods[0]))}, nil
-	case oidBPChar:
+	case policy.PGBPChar:
 		return datum{d.t, padChars(truncateChars(d.canon, int(mods[0])), int(mods[0]))}, nil
-	case oidNumeric:
+	case policy.PGNumeric:
 		scale := int32(0)
 		if len(mods) > 1 {
 			scale = mods[1]
 		}
 		out, err := numericTypmod(d.canon, int(mods[0]), int(scale))
 		return datum{d.t, out}, err
-	case oidTimestamp, oidTimestamptz:
+	case policy.PGTimestamp, policy.PGTimestamptz:
 		out, err := timestampTypmod(d.canon, int(mods[0]))
 		return datum{d.t, out}, err
 	}
-	return datum{}, &ConvError{"42601", fmt.Sprintf("type modifier is not allowed for type %s", d.t.name)}
+	return datum{}, &ConvError{"42601", fmt.Sprintf("type modifier is not allowed for type %s", d.t.SQLName())}
 }
 
 func truncateChars(s []byte, n int) []byte {

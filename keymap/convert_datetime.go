@@ -3,19 +3,21 @@ package keymap
 import (
 	"encoding/binary"
 	"math"
+
+	"github.com/pgcloak/pgcloak/policy"
 )
 
 // castDateTime converts between date, timestamp and timestamptz as
 // PostgreSQL's cast functions do: a date is its midnight, a timestamp
 // becomes a timestamptz by reading it in the session's time zone and back
 // by showing it there, and infinities stay infinities.
-func castDateTime(d datum, to *pgType, tc *TextContext) ([]byte, error) {
+func castDateTime(d datum, to policy.PGType, tc *TextContext) ([]byte, error) {
 	wall, inf, err := wallClock(d, tc)
 	if err != nil {
 		return nil, err
 	}
-	switch to.oid {
-	case oidDate:
+	switch to {
+	case policy.PGDate:
 		if inf != 0 {
 			return putDate(int64(inf) * dateInf), nil
 		}
@@ -24,7 +26,7 @@ func castDateTime(d datum, to *pgType, tc *TextContext) ([]byte, error) {
 			return nil, errDateRangeFor(to)
 		}
 		return putDate(days), nil
-	case oidTimestamp:
+	case policy.PGTimestamp:
 		if inf != 0 {
 			return putTimestamp(infMicros(inf)), nil
 		}
@@ -39,8 +41,8 @@ func castDateTime(d datum, to *pgType, tc *TextContext) ([]byte, error) {
 // wallClock is d's wall-clock reading in the session's time zone, as
 // microseconds since 2000-01-01 read as if UTC, or its infinity (±1).
 func wallClock(d datum, tc *TextContext) (int64, int, error) {
-	switch d.t.oid {
-	case oidDate:
+	switch d.t {
+	case policy.PGDate:
 		days, err := decodeDate(d.canon)
 		if err != nil {
 			return 0, 0, err
@@ -63,7 +65,7 @@ func wallClock(d datum, tc *TextContext) (int64, int, error) {
 	case math.MinInt64:
 		return 0, -1, nil
 	}
-	if d.t.oid == oidTimestamptz {
+	if d.t == policy.PGTimestamptz {
 		_, offset := pgEpochTime(t).In(tc.location()).Zone()
 		t += int64(offset) * usecPerSec
 	}
@@ -77,15 +79,15 @@ func infMicros(inf int) int64 {
 	return math.MinInt64
 }
 
-func checkedTimestamp(usec int64, to *pgType) ([]byte, error) {
+func checkedTimestamp(usec int64, to policy.PGType) ([]byte, error) {
 	if usec < tsMin || usec >= tsEnd {
 		return nil, errDateRangeFor(to)
 	}
 	return putTimestamp(usec), nil
 }
 
-func errDateRangeFor(t *pgType) error {
-	return &ValueError{Type: "date", Reason: t.name + " out of range", Code: SQLStateDatetimeOverflow}
+func errDateRangeFor(t policy.PGType) error {
+	return &ValueError{Type: "date", Reason: t.SQLName() + " out of range", Code: SQLStateDatetimeOverflow}
 }
 
 func putDate(days int64) []byte {
