@@ -320,7 +320,7 @@ func (a *analyzer) arrayConstCandidates(n *pg_query.Node, casts []Cast, rule *po
 	if err != nil {
 		return nil, err
 	}
-	lit := &Literal{Rule: rule, Value: val, Source: ValueSource{OID: unknownOID, Casts: casts}, Candidates: true, Array: true}
+	lit := &Literal{Rule: rule, Value: val, Source: ValueSource{OID: policy.PGUnknown.OID(), Casts: casts}, Candidates: true, Array: true}
 	return []Part{{Literal: lit}}, nil
 }
 
@@ -346,7 +346,7 @@ func arrayCastChain(n *pg_query.Node, rule *policy.ColumnRule) ([]Cast, error) {
 		}
 		elem := &pg_query.TypeName{Names: tn.GetNames(), Typmods: tn.GetTypmods(), Setof: tn.GetSetof(), PctType: tn.GetPctType()}
 		c, ok := castTarget(elem)
-		if !ok || c.OID == unknownOID {
+		if !ok || c.OID == policy.PGUnknown.OID() {
 			return nil, refuse(rule.Name(), "a cast to %s cannot be used with encrypted column %s", typeNameText(tn), rule.Name())
 		}
 		casts = append(casts, c)

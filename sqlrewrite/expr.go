@@ -580,11 +580,11 @@ func castTarget(tn *pg_query.TypeName) (Cast, bool) {
 	if len(parts) == 2 && parts[0] != "pg_catalog" {
 		return Cast{}, false
 	}
-	oid, ok := castTypeOIDs[parts[len(parts)-1]]
+	t, ok := castType(parts[len(parts)-1])
 	if !ok {
 		return Cast{}, false
 	}
-	c := Cast{OID: oid}
+	c := Cast{OID: t.OID()}
 	for _, m := range tn.GetTypmods() {
 		ic := m.GetAConst().GetIval()
 		if ic == nil {
@@ -595,27 +595,27 @@ func castTarget(tn *pg_query.TypeName) (Cast, bool) {
 	return c, true
 }
 
-// castTypeOIDs are the built-in types a value of an encrypted column may
-// be cast to, by the names PostgreSQL's parser leaves in a TypeName.
-var castTypeOIDs = map[string]uint32{
-	"bool": 16, "boolean": 16,
-	"bytea": 17,
-	"name":  19,
-	"int8":  20, "bigint": 20,
-	"int2": 21, "smallint": 21,
-	"int4": 23, "int": 23, "integer": 23,
-	"text":   25,
-	"json":   114,
-	"float4": 700, "real": 700,
-	"float8":  701,
-	"unknown": 705,
-	"bpchar":  1042, "char": 1042,
-	"varchar":   1043,
-	"date":      1082,
-	"timestamp": 1114, "timestamptz": 1184,
-	"numeric": 1700, "decimal": 1700,
-	"uuid":  2950,
-	"jsonb": 3802,
+// castType is the registered type a cast names, by the name PostgreSQL's
+// parser leaves in a TypeName: the typname (integer and int arrive as
+// pg_catalog.int4), or one of quotedCastNames.
+func castType(name string) (policy.PGType, bool) {
+	if t, ok := policy.LookupTypname(name); ok {
+		return t, true
+	}
+	t, ok := quotedCastNames[name]
+	return t, ok
+}
+
+// quotedCastNames are names only a quoted identifier puts in a TypeName
+// ("integer"), and PostgreSQL does not read them as these types: it has
+// no type "integer", and "char" is its one-byte type, not bpchar. They
+// were accepted before the type registry and still are, so that moving
+// the type tables into it changes no behaviour; refusing them is a change
+// of its own.
+var quotedCastNames = map[string]policy.PGType{
+	"boolean": policy.PGBool, "bigint": policy.PGInt8, "smallint": policy.PGInt2,
+	"int": policy.PGInt4, "integer": policy.PGInt4, "real": policy.PGFloat4,
+	"char": policy.PGBPChar, "decimal": policy.PGNumeric,
 }
 
 // literalSource is what PostgreSQL takes a constant as: the type of the
@@ -634,26 +634,17 @@ func (a *analyzer) literalSource(n *pg_query.Node, rule *policy.ColumnRule) (Val
 			n = n.GetTypeCast().GetArg()
 		}
 	}
-	src := ValueSource{OID: unknownOID, Casts: casts}
+	src := ValueSource{OID: policy.PGUnknown.OID(), Casts: casts}
 	switch v := n.GetAConst().GetVal().(type) {
 	case *pg_query.A_Const_Ival:
-		src.OID = int4OID
+		src.OID = policy.PGInt4.OID()
 	case *pg_query.A_Const_Fval:
 		src.OID = numberConstOID(v.Fval.GetFval())
 	case *pg_query.A_Const_Boolval:
-		src.OID = boolOID
+		src.OID = policy.PGBool.OID()
 	}
 	return src, nil
 }
-
-const (
-	boolOID    = 16
-	byteaOID   = 17
-	int8OID    = 20
-	int4OID    = 23
-	unknownOID = 705
-	numericOID = 1700
-)
 
 // numberConstOID is make_const's type for a number that is not a small
 // integer: int4 or int8 if it is an integer that fits, numeric otherwise.
@@ -661,11 +652,11 @@ func numberConstOID(s string) uint32 {
 	v, err := strconv.ParseInt(s, 10, 64)
 	switch {
 	case err != nil:
-		return numericOID
+		return policy.PGNumeric.OID()
 	case v == int64(int32(v)):
-		return int4OID
+		return policy.PGInt4.OID()
 	}
-	return int8OID
+	return policy.PGInt8.OID()
 }
 
 // newLiteral is the constant n bound for rule's column.

@@ -3,6 +3,10 @@ package sqlrewrite
 import (
 	"fmt"
 	"testing"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgcloak/pgcloak/policy"
 )
 
 // TestValueSources checks what the plan says each constant and parameter
@@ -94,6 +98,24 @@ func TestAlterEncryptedColumnToBytea(t *testing.T) {
 	} {
 		if _, err := Analyze(sql, testEnv()); err != nil {
 			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}
+
+// TestEveryTypeCanBeCastTo: a cast to every registered type, by its
+// typname and by its name in PostgreSQL's messages, is one the analysis
+// resolves to the type (the registry's names agree with the parser's).
+func TestEveryTypeCanBeCastTo(t *testing.T) {
+	for p := range policy.NumPGTypes {
+		for _, name := range []string{p.Name(), p.SQLName()} {
+			res, err := pg_query.Parse("SELECT 'x'::" + name)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			tn := res.Stmts[0].Stmt.GetSelectStmt().GetTargetList()[0].GetResTarget().GetVal().GetTypeCast().GetTypeName()
+			if c, ok := castTarget(tn); !ok || c.OID != p.OID() {
+				t.Errorf("cast to %s: %v, %v; want OID %d", name, c, ok, p.OID())
+			}
 		}
 	}
 }

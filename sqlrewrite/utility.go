@@ -554,7 +554,7 @@ func (a *analyzer) alterCmd(cmd *pg_query.AlterTableCmd, it *item, sc *scope) er
 	case pg_query.AlterTableType_AT_AlterColumnType:
 		if rule != nil {
 			cd := cmd.GetDef().GetColumnDef()
-			if t, ok := castTarget(cd.GetTypeName()); ok && t.OID == byteaOID && len(t.Mods) == 0 && cd.GetRawDefault() == nil {
+			if t, ok := castTarget(cd.GetTypeName()); ok && t.OID == policy.PGBytea.OID() && len(t.Mods) == 0 && cd.GetRawDefault() == nil {
 				// The type it has: what an ORM's schema sync sends for a
 				// field declared bytea.
 				return nil
