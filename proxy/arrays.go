@@ -18,37 +18,22 @@ import (
 // the candidates of all of them sent, in one flat bytea[], as the hidden
 // parameter. The client's parameter itself goes to PostgreSQL as NULL.
 
-// arrayElemOIDs maps the array types of the types values may arrive as
-// (keymap.KnownType) to their element types (pg_type.typelem).
-var arrayElemOIDs = map[uint32]uint32{
-	pgtype.BoolArrayOID:        pgtype.BoolOID,
-	pgtype.ByteaArrayOID:       pgtype.ByteaOID,
-	pgtype.NameArrayOID:        pgtype.NameOID,
-	pgtype.Int8ArrayOID:        pgtype.Int8OID,
-	pgtype.Int2ArrayOID:        pgtype.Int2OID,
-	pgtype.Int4ArrayOID:        pgtype.Int4OID,
-	pgtype.TextArrayOID:        pgtype.TextOID,
-	pgtype.JSONArrayOID:        pgtype.JSONOID,
-	pgtype.Float4ArrayOID:      pgtype.Float4OID,
-	pgtype.Float8ArrayOID:      pgtype.Float8OID,
-	pgtype.BPCharArrayOID:      pgtype.BPCharOID,
-	pgtype.VarcharArrayOID:     pgtype.VarcharOID,
-	pgtype.DateArrayOID:        pgtype.DateOID,
-	pgtype.TimestampArrayOID:   pgtype.TimestampOID,
-	pgtype.TimestamptzArrayOID: pgtype.TimestamptzOID,
-	pgtype.NumericArrayOID:     pgtype.NumericOID,
-	pgtype.UUIDArrayOID:        pgtype.UUIDOID,
-	pgtype.JSONBArrayOID:       pgtype.JSONBOID,
-}
+// arrayElemOIDs maps the array types of the registered types (those
+// values may arrive as, keymap.KnownType) to their element types
+// (pg_type.typelem), and arrayOIDs the element types to their arrays:
+// indexes of policy's type registry.
+var arrayElemOIDs, arrayOIDs = arrayIndexes()
 
-// arrayOIDs is arrayElemOIDs the other way round.
-var arrayOIDs = func() map[uint32]uint32 {
-	m := make(map[uint32]uint32, len(arrayElemOIDs))
-	for arr, elem := range arrayElemOIDs {
-		m[elem] = arr
+func arrayIndexes() (elems, arrays map[uint32]uint32) {
+	elems, arrays = map[uint32]uint32{}, map[uint32]uint32{}
+	for t := range policy.NumPGTypes {
+		if arr := t.ArrayOID(); arr != 0 {
+			elems[arr] = t.OID()
+			arrays[t.OID()] = arr
+		}
 	}
-	return m
-}()
+	return elems, arrays
+}
 
 // arrayElemSource is what PostgreSQL takes the elements of array
 // parameter i (from 0) as: the element type of the declared array type

@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pgcloak/pgcloak/policy"
 )
 
 // The type tests write values of every logical type through the proxy into
@@ -213,6 +215,25 @@ func tyCases() []tyCase {
 			params:   []any{[]byte{}, []byte{0}, []byte{0, 0, 255, 0}, []byte("with\x00zero"), nil},
 			dests:    []func() any{tyVal[[]byte](), tyPtr[[]byte]()},
 		},
+	}
+}
+
+// TestTypesCorpusCoversEveryLogicalType: the type tests have a case for
+// every logical type in policy's registry, its twin column of the
+// registered PostgreSQL type.
+func TestTypesCorpusCoversEveryLogicalType(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range tyCases() {
+		p, ok := policy.LogicalType(c.name).PGType()
+		if !ok || c.pgType != p.Name() {
+			t.Errorf("case %s: twin type %s, registry %v (%v)", c.name, c.pgType, p, ok)
+		}
+		seen[c.name] = true
+	}
+	for _, name := range policy.LogicalTypeNames() {
+		if !seen[name] {
+			t.Errorf("no type test case for logical type %s", name)
+		}
 	}
 }
 
