@@ -597,25 +597,11 @@ func castTarget(tn *pg_query.TypeName) (Cast, bool) {
 
 // castType is the registered type a cast names, by the name PostgreSQL's
 // parser leaves in a TypeName: the typname (integer and int arrive as
-// pg_catalog.int4), or one of quotedCastNames.
+// pg_catalog.int4, char as pg_catalog.bpchar). A quoted name is taken as
+// written, as PostgreSQL does: "integer" is no type, and "char" is
+// PostgreSQL's one-byte type, not bpchar; neither is registered.
 func castType(name string) (policy.PGType, bool) {
-	if t, ok := policy.LookupTypname(name); ok {
-		return t, true
-	}
-	t, ok := quotedCastNames[name]
-	return t, ok
-}
-
-// quotedCastNames are names only a quoted identifier puts in a TypeName
-// ("integer"), and PostgreSQL does not read them as these types: it has
-// no type "integer", and "char" is its one-byte type, not bpchar. They
-// were accepted before the type registry and still are, so that moving
-// the type tables into it changes no behaviour; refusing them is a change
-// of its own.
-var quotedCastNames = map[string]policy.PGType{
-	"boolean": policy.PGBool, "bigint": policy.PGInt8, "smallint": policy.PGInt2,
-	"int": policy.PGInt4, "integer": policy.PGInt4, "real": policy.PGFloat4,
-	"char": policy.PGBPChar, "decimal": policy.PGNumeric,
+	return policy.LookupTypname(name)
 }
 
 // literalSource is what PostgreSQL takes a constant as: the type of the

@@ -119,3 +119,33 @@ func TestEveryTypeCanBeCastTo(t *testing.T) {
 		}
 	}
 }
+
+// A quoted type name is what it says: "char" is PostgreSQL's one-byte
+// type (the keyword char is bpchar), and "integer" is no type at all.
+// Taking either for the keyword's type stored 'abc' where PostgreSQL
+// stores 'a', or a value where PostgreSQL fails.
+func TestQuotedTypeNamesAreNotKeywords(t *testing.T) {
+	for _, c := range []struct {
+		cast string
+		ok   bool
+	}{
+		{`"char"`, false},
+		{`pg_catalog."char"`, false},
+		{`"integer"`, false},
+		{`"boolean"`, false},
+		{`"decimal"`, false},
+		{`char`, true},
+		{`integer`, true},
+		{`"int4"`, true},
+		{`pg_catalog."bpchar"`, true},
+	} {
+		res, err := pg_query.Parse("SELECT 'x'::" + c.cast)
+		if err != nil {
+			t.Fatalf("%s: %v", c.cast, err)
+		}
+		tn := res.Stmts[0].Stmt.GetSelectStmt().GetTargetList()[0].GetResTarget().GetVal().GetTypeCast().GetTypeName()
+		if _, ok := castTarget(tn); ok != c.ok {
+			t.Errorf("cast to %s resolved: %t, want %t", c.cast, ok, c.ok)
+		}
+	}
+}
