@@ -36,8 +36,15 @@ const (
 // session is one client connection and its dedicated upstream connection.
 // Two goroutines run it: the frontend loop reads client messages, plans
 // and rewrites them and writes them upstream; the backend loop reads server
-// messages, matches them to what was sent, and rewrites results for the
-// client. They share the fields under mu.
+// messages, asks the books what each answers, and rewrites results for the
+// client.
+//
+// Ownership: the fields after mu are shared and guarded by it, held
+// briefly and never across I/O or a wait. uw.mu (the upstream writer) is
+// taken before mu, never after, so that booking a request and writing it
+// are one step (see send). The frontend loop alone touches its frontend
+// value; the backend loop its backend value and each request's resultFlow. The fields before mu are set at startup and read
+// only afterwards, but for closeMu/closed/done.
 type session struct {
 	srv *Server
 	id  uint64
