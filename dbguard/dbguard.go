@@ -1,7 +1,9 @@
 // Package dbguard owns what pgcloak keeps inside the database and when it
 // trusts it: the schema pgcloak and its migration state, which only the
 // policy's admin role (or a superuser) may own. It holds SQL only; the
-// proxy and the admin commands run it.
+// proxy and the admin commands run it. The migration state's table itself
+// (its DDL, its rows and what they mean) is package colmigrate's; whether
+// to believe it is decided here, as for pgcloak's other objects.
 //
 // Every fragment is immune to the session it runs in: functions, operators
 // and types are qualified with pg_catalog, so a role that puts a schema of

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/colmigrate"
 	"github.com/pgcloak/pgcloak/dbguard"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -44,58 +45,30 @@ type catalog struct {
 	migrationsUnknown bool
 }
 
-// colMode is what a policy column holds in the database, from its type
-// and the migration pgcloak.column_migrations records for it.
-type colMode uint8
-
-const (
-	// modeEncrypted: bytea of ciphertexts, the normal case.
-	modeEncrypted colMode = iota
-	// modeMixedEncrypt, modeMixedDecrypt: bytea in the middle of an
-	// encrypt or decrypt migration, holding ciphertexts and the text
-	// forms of plaintext values. Reads accept both; writes store
-	// ciphertext during encrypt, the text form during decrypt; searches
-	// look for both.
-	modeMixedEncrypt
-	modeMixedDecrypt
-	// modeDecryptFinishing: the end of a decrypt, before its ALTER gives
-	// the column its type back: read as mixed, but writes and searches
-	// are refused, since a proxy that has not yet seen the ALTER would
-	// send a bytea where PostgreSQL now wants the logical type.
-	modeDecryptFinishing
-	// modeUnconverted: of another type than bytea (or bytea holding
-	// plaintext after decrypt): reads pass through, writes and searches
-	// are refused. encrypt records itself and turns the column into
-	// bytea in one transaction, so a column of its own type is never
-	// written through the proxy, even by a proxy with an old snapshot.
-	modeUnconverted
-)
-
-// Actions recorded in pgcloak.column_migrations (see cmd/pgcloak).
-const (
-	actionEncrypt          = "encrypt"
-	actionDecrypt          = "decrypt"
-	actionDecryptFinishing = "decrypt-finishing"
-)
-
-// columnState is a policy column's state in the database.
+// columnState is a policy column's state in the database: its mode (see
+// colmigrate.Mode, derived from its type and migration record) and its
+// type, which refusals name.
 type columnState struct {
-	mode   colMode
+	mode   colmigrate.Mode
 	pgType string // PostgreSQL's name of the column's type
 	bytea  bool   // the column is bytea in PostgreSQL
 }
 
+// The modes the session's checks refuse statements by (frontend.go).
+const (
+	modeDecryptFinishing = colmigrate.ModeDecryptFinishing
+	modeUnconverted      = colmigrate.ModeUnconverted
+)
+
 // mixed reports a column in the middle of an encrypt or decrypt.
-func (s columnState) mixed() bool {
-	return s.mode == modeMixedEncrypt || s.mode == modeMixedDecrypt || s.mode == modeDecryptFinishing
-}
+func (s columnState) mixed() bool { return s.mode.Mixed() }
 
 // state returns what the database holds in rule's column.
 func (c *catalog) state(rule *policy.ColumnRule) columnState {
 	if s, ok := c.states[rule]; ok {
 		return s
 	}
-	return columnState{mode: modeEncrypted, bytea: true, pgType: "bytea"}
+	return columnState{mode: colmigrate.ModeEncrypted, bytea: true, pgType: "bytea"}
 }
 
 // readMode is how values of a result column with a policy column's rule
@@ -125,9 +98,9 @@ func (c *catalog) readMode(rule *policy.ColumnRule, typeOID uint32) readMode {
 // which reports no types, as the snapshot has it.
 func (c *catalog) byteaReadMode(rule *policy.ColumnRule) readMode {
 	switch s := c.state(rule); s.mode {
-	case modeEncrypted:
+	case colmigrate.ModeEncrypted:
 		return readStrict
-	case modeMixedEncrypt, modeMixedDecrypt, modeDecryptFinishing:
+	case colmigrate.ModeMixedEncrypt, colmigrate.ModeMixedDecrypt, colmigrate.ModeDecryptFinishing:
 		return readTolerant
 	default:
 		if rule.Type == policy.TypeBytea || s.bytea {
@@ -263,9 +236,7 @@ const setCatalogPath = "SELECT pg_catalog.set_config('search_path', '" + catalog
 // reencrypt and decrypt. It is only run when the catalog query found the
 // table trusted and readable ('m' row): the catalog query itself must not
 // fail where no migration ever ran.
-const migrationsQuery = `SELECT schema_name::pg_catalog.text, table_name::pg_catalog.text, column_name::pg_catalog.text,
-  action::pg_catalog.text, (finished IS NULL)::pg_catalog.text
-FROM pgcloak.column_migrations`
+const migrationsQuery = colmigrate.Query
 
 // migrationsTable reports what the catalog query's rows say of
 // pgcloak.column_migrations: whether it exists, and whether the session
@@ -290,44 +261,11 @@ func migrationsUntrustedIn(rows [][]string) bool {
 	return false
 }
 
-// migration is one row of pgcloak.column_migrations.
-type migration struct {
-	action   string
-	finished bool
-}
-
-func migrationsByColumn(rows [][]string) (map[string]migration, error) {
-	out := map[string]migration{}
-	for _, row := range rows {
-		if len(row) != 5 {
-			return nil, fmt.Errorf("migrations query returned %d columns", len(row))
-		}
-		out[row[0]+"."+row[1]+"."+row[2]] = migration{action: row[3], finished: row[4] != "true"}
-	}
-	return out, nil
-}
-
 // stateOf works out a policy column's state from its type in PostgreSQL
-// and its migration, if any.
-func stateOf(rule *policy.ColumnRule, typeOID uint32, typeName string, m migration, hasMigration bool) columnState {
-	s := columnState{pgType: typeName, bytea: typeOID == byteaOID}
-	pending := hasMigration && !m.finished
-	switch {
-	case s.bytea && pending && m.action == actionEncrypt:
-		s.mode = modeMixedEncrypt
-	case s.bytea && pending && m.action == actionDecrypt:
-		s.mode = modeMixedDecrypt
-	case s.bytea && pending && m.action == actionDecryptFinishing:
-		s.mode = modeDecryptFinishing
-	case s.bytea && hasMigration && m.finished && m.action == actionDecrypt && rule.Type == policy.TypeBytea:
-		// A bytea column decrypt left holding plaintext bytea.
-		s.mode = modeUnconverted
-	case s.bytea:
-		s.mode = modeEncrypted
-	default:
-		s.mode = modeUnconverted
-	}
-	return s
+// and its migration record (the zero Record when it has none).
+func stateOf(rule *policy.ColumnRule, typeOID uint32, typeName string, rec colmigrate.Record) columnState {
+	bytea := typeOID == byteaOID
+	return columnState{mode: colmigrate.ModeOf(rule.Type, bytea, rec), pgType: typeName, bytea: bytea}
 }
 
 // quotedRelnames is the policy tables' unqualified names as literals.
@@ -369,7 +307,7 @@ func buildCatalog(idx *policy.Index, rows [][]string, migrationRows [][]string) 
 		byOID:       map[uint32]map[uint16]*policy.ColumnRule{},
 		states:      map[*policy.ColumnRule]columnState{},
 	}
-	migrations, err := migrationsByColumn(migrationRows)
+	migrations, err := colmigrate.Decode(migrationRows)
 	if err != nil {
 		return nil, err
 	}
@@ -448,11 +386,11 @@ func buildCatalog(idx *policy.Index, rows [][]string, migrationRows [][]string) 
 }
 
 // tableStates records the state of each policy column of table r.
-func (c *catalog) tableStates(r *catalogRel, rules map[string]*policy.ColumnRule, migrations map[string]migration) {
+func (c *catalog) tableStates(r *catalogRel, rules map[string]*policy.ColumnRule, migrations colmigrate.Records) {
 	for i, col := range r.columns {
 		if rule := rules[col]; rule != nil {
-			m, ok := migrations[r.schema+"."+r.name+"."+col]
-			c.states[rule] = stateOf(rule, r.types[i], r.typNames[i], m, ok)
+			rec := migrations[colmigrate.Column{Schema: r.schema, Table: r.name, Column: col}]
+			c.states[rule] = stateOf(rule, r.types[i], r.typNames[i], rec)
 		}
 	}
 }

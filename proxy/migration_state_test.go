@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgcloak/pgcloak/colmigrate"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/proxy"
@@ -44,15 +45,8 @@ GRANT ALL ON public.people TO PUBLIC;
 INSERT INTO public.people VALUES (1, 'p1', 'S-1', '2020-01-02 03:04:05+00'), (2, 'p2', 'S-2', NULL), (3, 'p3', NULL, '1999-12-31 23:30:00+00');
 `
 
-const migTable = `
-CREATE SCHEMA pgcloak;
-CREATE TABLE pgcloak.column_migrations (
-  schema_name name NOT NULL, table_name name NOT NULL, column_name name NOT NULL,
-  action text NOT NULL, key_name text NOT NULL, started timestamptz NOT NULL, finished timestamptz,
-  PRIMARY KEY (schema_name, table_name, column_name));
-GRANT USAGE ON SCHEMA pgcloak TO PUBLIC;
-GRANT SELECT ON pgcloak.column_migrations TO PUBLIC;
-`
+// migTable creates pgcloak.column_migrations as the migrations do.
+const migTable = "\n" + colmigrate.DDL + "\n"
 
 // person is a row as the application sees it.
 type person struct {

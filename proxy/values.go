@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/colmigrate"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -97,7 +98,7 @@ func (cs *ciphers) forPlan(plan *sqlrewrite.Plan) *ciphers {
 // column of its key the plan writes (a value written to two columns is
 // stored once, in one form: ciphertext, which the decrypt sweep converts).
 func (cs *ciphers) textFormWrite(rule *policy.ColumnRule) bool {
-	if cs.cat == nil || cs.cat.state(rule).mode != modeMixedDecrypt {
+	if cs.cat == nil || cs.cat.state(rule).mode != colmigrate.ModeMixedDecrypt {
 		return false
 	}
 	if cs.plan == nil {
@@ -108,7 +109,7 @@ func (cs *ciphers) textFormWrite(rule *policy.ColumnRule) bool {
 			continue
 		}
 		for _, w := range st.Writes {
-			if w.KeyName == rule.KeyName && cs.cat.state(w).mode != modeMixedDecrypt {
+			if w.KeyName == rule.KeyName && cs.cat.state(w).mode != colmigrate.ModeMixedDecrypt {
 				return false
 			}
 		}
@@ -159,10 +160,6 @@ func (ss *session) newCiphers() *ciphers {
 	return &ciphers{ss: ss, cat: cat}
 }
 
-// utc is the text context of the text forms of plaintext at rest, which
-// pgcloak's migrations write with TimeZone UTC and DateStyle ISO.
-var utc = &keymap.TextContext{Location: time.UTC}
-
 // clientValue is a value the client sends for an encrypted column: what
 // PostgreSQL would take it as, and its bytes in the wire format.
 type clientValue struct {
@@ -206,10 +203,10 @@ func canonical(rule *policy.ColumnRule, v clientValue, use keymap.Use, tc *keyma
 // single zero byte.
 var matchesNothing = []byte{0}
 
-// textForm is how a migration stores a plaintext value: its text in UTC,
-// as UTF-8.
+// textForm is how a migration stores a plaintext value (see
+// colmigrate.TextForm).
 func textForm(rule *policy.ColumnRule, canonical []byte) ([]byte, error) {
-	out, err := keymap.CodecFor(rule.Type).AppendText(nil, canonical, utc)
+	out, err := colmigrate.TextForm(rule.Type, canonical)
 	if err != nil {
 		return nil, columnValueError(rule, err)
 	}
@@ -590,7 +587,7 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 	if a.tolerant && !keymap.IsCiphertext(raw) {
 		// The text form of a value a migration has not converted yet
 		// (or has converted back), as the migration writes it.
-		if plain, err = a.codec.Canonical(keymap.TextFormat, raw, utc); err != nil {
+		if plain, err = colmigrate.ParseTextForm(a.rule.Type, raw); err != nil {
 			return nil, false, &sqlError{code: "XX001", msg: fmt.Sprintf("value of column %s is neither a ciphertext nor the text form of a %s value", a.rule.Name(), a.rule.Type)}
 		}
 	} else {
