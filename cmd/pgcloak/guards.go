@@ -11,8 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
+	"github.com/pgcloak/pgcloak/colmigrate"
 	"github.com/pgcloak/pgcloak/dbguard"
 	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/migrator"
 	"github.com/pgcloak/pgcloak/policy"
 )
 
@@ -46,10 +48,10 @@ func newPolicyApplyCommand(g *globalFlags) *cobra.Command {
 // applyGuards installs or repairs every guard in one transaction, and says
 // per policy column what it did.
 func applyGuards(ctx context.Context, conn *pgx.Conn, pol policy.Policy, out io.Writer) error {
-	if _, err := conn.Exec(ctx, migrationsDDL); err != nil {
+	if _, err := conn.Exec(ctx, colmigrate.DDL); err != nil {
 		return fmt.Errorf("creating schema pgcloak: %w", err)
 	}
-	if err := checkMigrationsTrusted(ctx, conn, pol.AdminRole); err != nil {
+	if err := migrator.CheckTrusted(ctx, conn, pol.AdminRole); err != nil {
 		return err
 	}
 	idx := policy.NewIndex(pol)
@@ -136,9 +138,7 @@ func typeOfColumn(ctx context.Context, q rowQuerier, schema, table, column strin
 // migrating reports an unfinished migration of rule's column.
 func migrating(ctx context.Context, q rowQuerier, rule *policy.ColumnRule) (bool, error) {
 	var m bool
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pgcloak.column_migrations
-		WHERE schema_name = $1 AND table_name = $2 AND column_name = $3 AND finished IS NULL)`,
-		rule.Schema, rule.Table, rule.Column).Scan(&m)
+	err := q.QueryRow(ctx, colmigrate.UnfinishedSQL, rule.Schema, rule.Table, rule.Column).Scan(&m)
 	return m, err
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgcloak/pgcloak/colmigrate"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/proxy"
@@ -87,17 +88,17 @@ func TestMigrationsOnlineWithVault(t *testing.T) {
 	proxyAddr := startOnlineProxy(t, cfg, st, log)
 	app := startApp(t, fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", pg.Superuser, proxyAddr, pg.Database))
 
-	migrate := func(action migrateAction, column string, interruptAt int) {
+	migrate := func(action colmigrate.Action, column string, interruptAt int) {
 		t.Helper()
 		o := &migrateOptions{table: "public.people", column: column, dsn: pg.DSN(), batch: 1000, settle: 2 * time.Second, progress: "log"}
 		run := func(ctx context.Context, afterBatch func(int)) error {
+			o.afterBatch = afterBatch
 			m, err := newMigration(ctx, cfg, st, action, o, log, io.Discard)
 			if err != nil {
 				return err
 			}
-			defer m.conn.Close(context.Background())
-			m.afterBatch = afterBatch
-			return m.run(ctx, io.Discard)
+			defer m.Close()
+			return runMigrate(ctx, m, action, o, io.Discard)
 		}
 		before := app.snapshot()
 		if interruptAt > 0 {

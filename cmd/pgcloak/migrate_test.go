@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgcloak/pgcloak/colmigrate"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/testenv"
@@ -82,16 +83,22 @@ func createPeople(t *testing.T, pg *testenv.PG, rows int) {
 		INSERT INTO people_plain SELECT * FROM people;`, rows))
 }
 
-func runMigration(t *testing.T, ctx context.Context, pg *testenv.PG, cfg *policy.Config, st *store, action migrateAction, column string, afterBatch func(int)) error {
+// The tests' names for the actions.
+const (
+	actionEncrypt   = colmigrate.ActionEncrypt
+	actionReencrypt = colmigrate.ActionReencrypt
+	actionDecrypt   = colmigrate.ActionDecrypt
+)
+
+func runMigration(t *testing.T, ctx context.Context, pg *testenv.PG, cfg *policy.Config, st *store, action colmigrate.Action, column string, afterBatch func(int)) error {
 	t.Helper()
-	o := &migrateOptions{table: "public.people", column: column, dsn: pg.DSN(), batch: 1000, progress: "log"}
+	o := &migrateOptions{table: "public.people", column: column, dsn: pg.DSN(), batch: 1000, progress: "log", afterBatch: afterBatch}
 	m, err := newMigration(ctx, cfg, st, action, o, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 	if err != nil {
 		return err
 	}
-	defer m.conn.Close(context.Background())
-	m.afterBatch = afterBatch
-	return m.run(ctx, io.Discard)
+	defer m.Close()
+	return runMigrate(ctx, m, action, o, io.Discard)
 }
 
 // checkColumn compares every row of people.column with people_plain,
@@ -191,7 +198,7 @@ func TestMigrateEncryptInterruptedThenResumed(t *testing.T) {
 	var done, left int
 	conn := pg.Connect(t)
 	if err := conn.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE substring(ssn from 1 for 5) = $1),
-		count(*) FILTER (WHERE ssn IS NOT NULL AND substring(ssn from 1 for 5) <> $1) FROM people`, ciphertextHead).Scan(&done, &left); err != nil {
+		count(*) FILTER (WHERE ssn IS NOT NULL AND substring(ssn from 1 for 5) <> $1) FROM people`, keymap.CiphertextHeader()).Scan(&done, &left); err != nil {
 		t.Fatal(err)
 	}
 	if done == 0 || left == 0 {
@@ -278,25 +285,24 @@ func TestMigrateByteaColumnRoundTrip(t *testing.T) {
   columns: [{table: public.blobs, column: data, key: blobs, type: bytea}]
 `)
 	ctx := context.Background()
-	runCut := func(action migrateAction, cutAfter int) error {
+	runCut := func(action colmigrate.Action, cutAfter int) error {
 		t.Helper()
-		o := &migrateOptions{table: "public.blobs", column: "data", dsn: pg.DSN(), batch: 2, progress: "log"}
 		cut, cancel := context.WithCancel(ctx)
 		defer cancel()
+		batches := 0
+		o := &migrateOptions{table: "public.blobs", column: "data", dsn: pg.DSN(), batch: 2, progress: "log", afterBatch: func(int) {
+			if batches++; batches == cutAfter {
+				cancel()
+			}
+		}}
 		m, err := newMigration(cut, cfg, st, action, o, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer m.conn.Close(ctx)
-		batches := 0
-		m.afterBatch = func(int) {
-			if batches++; batches == cutAfter {
-				cancel()
-			}
-		}
-		return m.run(cut, io.Discard)
+		defer m.Close()
+		return runMigrate(cut, m, action, o, io.Discard)
 	}
-	run := func(action migrateAction) {
+	run := func(action colmigrate.Action) {
 		t.Helper()
 		if err := runCut(action, 0); err != nil {
 			t.Fatalf("%s: %v", action, err)
@@ -355,7 +361,7 @@ func TestMigrateByteaColumnRoundTrip(t *testing.T) {
 func TestMigrateStateChecks(t *testing.T) {
 	pg, cfg, st := migrationFixture(t, 3000)
 	ctx := context.Background()
-	interrupted := func(action migrateAction) {
+	interrupted := func(action colmigrate.Action) {
 		t.Helper()
 		cut, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -369,13 +375,13 @@ func TestMigrateStateChecks(t *testing.T) {
 			t.Fatalf("%s interrupted: %v", action, err)
 		}
 	}
-	must := func(action migrateAction) {
+	must := func(action colmigrate.Action) {
 		t.Helper()
 		if err := runMigration(t, ctx, pg, cfg, st, action, "ssn", nil); err != nil {
 			t.Fatalf("%s: %v", action, err)
 		}
 	}
-	refused := func(action migrateAction, want string) {
+	refused := func(action colmigrate.Action, want string) {
 		t.Helper()
 		err := runMigration(t, ctx, pg, cfg, st, action, "ssn", nil)
 		if err == nil || !strings.Contains(err.Error(), want) {
