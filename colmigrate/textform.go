@@ -45,8 +45,8 @@ func ParseTextForm(t policy.LogicalType, form []byte) ([]byte, error) {
 // SQLType is the PostgreSQL type of a column of logical type t that holds
 // plaintext: the type decrypt gives it back.
 func SQLType(t policy.LogicalType) string {
-	if t == policy.TypeChar {
-		return "bpchar" // plain "char" would be char(1)
+	if p, ok := t.PGType(); ok {
+		return p.Name() // bpchar for char: plain char would be char(1)
 	}
 	return string(t)
 }
