@@ -293,7 +293,7 @@ func (ss *session) commandComplete(p *pending, act pipeline.Action, body []byte)
 	if cc.Decode(body) != nil {
 		return ss.serverMalformed("CommandComplete")
 	}
-	ss.completed(statementOf(p), string(cc.CommandTag))
+	ss.completed(p, statementOf(p), string(cc.CommandTag))
 	if f := flowOf(p); f != nil {
 		f.shape = nil
 		f.shapeKnown = false

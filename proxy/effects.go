@@ -70,14 +70,26 @@ func changesSession(st *sqlrewrite.Statement) bool {
 }
 
 // completed applies a statement's effects on session state once the server
-// confirms it ran.
-func (ss *session) completed(st *sqlrewrite.Statement, tag string) {
+// confirms that p ran it.
+func (ss *session) completed(p *pending, st *sqlrewrite.Statement, tag string) {
 	if st == nil {
 		return
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	applyStatement(confirmed{ss}, st, tag)
+	// Portals end with their (sub)transaction, whatever the
+	// ReadyForQuery will say (another may begin in the same string).
+	switch st.Tx {
+	case sqlrewrite.TxCommit, sqlrewrite.TxRollback, sqlrewrite.TxPrepare:
+		ss.pl.TransactionEnded(p)
+	case sqlrewrite.TxSavepoint:
+		ss.pl.Savepoint(st.Savepoint, p)
+	case sqlrewrite.TxRelease:
+		ss.pl.Released(st.Savepoint)
+	case sqlrewrite.TxRollbackTo:
+		ss.pl.RolledBackTo(st.Savepoint, p)
+	}
 }
 
 // confirmed is the session's state as PostgreSQL ran the statements; its

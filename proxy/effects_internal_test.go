@@ -119,7 +119,7 @@ func TestPredictionAndConfirmationAgree(t *testing.T) {
 			stmts := analyzed(t, sql)
 			for i, st := range stmts {
 				sim.step(st)
-				ss.completed(st, strings.ToUpper(strings.Fields(sql[st.Start:st.End])[0]))
+				ss.completed(&pending{}, st, strings.ToUpper(strings.Fields(sql[st.Start:st.End])[0]))
 				if !sameSettings(sim.state.current, ss.state.current) {
 					t.Fatalf("after statement %d: predicted %+v, confirmed %+v", i+1, sim.state.current, ss.state.current)
 				}

@@ -28,18 +28,18 @@ func TestSQLPreparedStatementKeepsItsDescription(t *testing.T) {
 	ss := idleSession()
 	prepare := &sqlrewrite.Statement{Kind: sqlrewrite.KindPrepare,
 		Prepare: &sqlrewrite.Prepared{Name: "p", Statement: &sqlrewrite.Statement{Kind: sqlrewrite.KindSelect}}}
-	ss.completed(prepare, "PREPARE")
+	ss.completed(&pending{}, prepare, "PREPARE")
 	a := ss.pl.Statement("p")
 	a.described = true
 	if b := ss.pl.Statement("p"); b != a || !b.described {
 		t.Fatal("the SQL-level statement's description was lost")
 	}
-	ss.completed(&sqlrewrite.Statement{Kind: sqlrewrite.KindDeallocate, Deallocate: "p"}, "DEALLOCATE")
+	ss.completed(&pending{}, &sqlrewrite.Statement{Kind: sqlrewrite.KindDeallocate, Deallocate: "p"}, "DEALLOCATE")
 	if ss.pl.Statement("p") != nil {
 		t.Fatal("a deallocated statement is still found")
 	}
 	// PREPARE again under the same name: a statement of its own.
-	ss.completed(prepare, "PREPARE")
+	ss.completed(&pending{}, prepare, "PREPARE")
 	if c := ss.pl.Statement("p"); c == a || c.described {
 		t.Fatal("a new PREPARE kept the old statement's description")
 	}

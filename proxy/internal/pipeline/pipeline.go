@@ -96,7 +96,8 @@ type Request[S, P comparable] struct {
 	prevPortal portalEntry[P]
 	hadPortal  bool
 
-	copying     bool // the server answered CopyInResponse
+	seq         uint64 // its place in wire order, from 1 (0: not queued)
+	copying     bool   // the server answered CopyInResponse
 	finished    bool
 	done        chan struct{}
 	copyStarted chan struct{}
@@ -173,10 +174,17 @@ func (r *Request[S, P]) String() string {
 }
 
 // portalEntry is a portal with the transaction it belongs to: the number
-// of ReadyForQuery answers due before its Bind.
+// of ReadyForQuery answers due before its Bind, and the Bind's place in
+// wire order.
 type portalEntry[P comparable] struct {
 	portal P
 	epoch  uint64
+	bound  uint64
+}
+
+type savepoint struct {
+	name string
+	seq  uint64
 }
 
 // Pipeline is one session's books.
@@ -186,6 +194,10 @@ type Pipeline[S, P comparable] struct {
 	queue      []*Request[S, P]
 	readySent  uint64 // requests sent that end with ReadyForQuery
 	readySeen  uint64 // ReadyForQuery messages received
+	pushed     uint64 // requests queued
+	// savepoints are the transaction's, with the place in wire order
+	// of the request that made each.
+	savepoints []savepoint
 	// batchOpen: extended-protocol requests were sent since the last
 	// Sync. skipping: the server reported an error in that batch and
 	// ignores everything up to the next Sync, which is not sent yet.
@@ -220,6 +232,8 @@ func (pl *Pipeline[S, P]) Push(r *Request[S, P]) bool {
 	case r.Extended():
 		pl.batchOpen = true
 	}
+	pl.pushed++
+	r.seq = pl.pushed
 	pl.record(r)
 	pl.queue = append(pl.queue, r)
 	if r.EndsWithReady() {
@@ -243,7 +257,7 @@ func (pl *Pipeline[S, P]) record(r *Request[S, P]) {
 	case Bind:
 		prev, had := pl.portals[r.Name]
 		if r.Name == "" || !had {
-			pl.portals[r.Name] = portalEntry[P]{portal: r.Portal, epoch: pl.readySent}
+			pl.portals[r.Name] = portalEntry[P]{portal: r.Portal, epoch: pl.readySent, bound: r.seq}
 			r.created, r.prevPortal, r.hadPortal = true, prev, had
 		}
 	case Close:
@@ -491,6 +505,7 @@ func (pl *Pipeline[S, P]) Ready(status wire.TxStatus) Event[S, P] {
 	}
 	pl.readySeen++
 	if status == wire.TxIdle {
+		pl.savepoints = nil
 		// Protocol-level portals do not outlive their transaction.
 		for name, e := range pl.portals {
 			if e.epoch < pl.readySeen {
@@ -504,6 +519,61 @@ func (pl *Pipeline[S, P]) Ready(status wire.TxStatus) Event[S, P] {
 		ev.Action = Own
 	}
 	return ev
+}
+
+// TransactionEnded books the end of a transaction by a statement r ran (a
+// COMMIT or a ROLLBACK, confirmed by its CommandComplete). PostgreSQL drops
+// the transaction's portals then, the one running the statement too; the
+// ReadyForQuery that follows may not show it, as another transaction can
+// begin in the same query string ("COMMIT; BEGIN"). Every portal bound
+// before r dies.
+func (pl *Pipeline[S, P]) TransactionEnded(r *Request[S, P]) {
+	pl.savepoints = nil
+	for name, e := range pl.portals {
+		if e.bound < r.seq {
+			delete(pl.portals, name)
+		}
+	}
+}
+
+// Savepoint books a SAVEPOINT name that r ran.
+func (pl *Pipeline[S, P]) Savepoint(name string, r *Request[S, P]) {
+	pl.savepoints = append(pl.savepoints, savepoint{name, r.seq})
+}
+
+// findSavepoint is the newest savepoint name, or -1.
+func (pl *Pipeline[S, P]) findSavepoint(name string) int {
+	for i := len(pl.savepoints) - 1; i >= 0; i-- {
+		if pl.savepoints[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Released books a RELEASE SAVEPOINT name: it and the later ones are gone;
+// their portals now belong to the enclosing transaction.
+func (pl *Pipeline[S, P]) Released(name string) {
+	if i := pl.findSavepoint(name); i >= 0 {
+		pl.savepoints = pl.savepoints[:i]
+	}
+}
+
+// RolledBackTo books a ROLLBACK TO SAVEPOINT name that r ran: PostgreSQL
+// drops the portals made since the savepoint (in the subtransactions it
+// ends); the savepoint itself stays.
+func (pl *Pipeline[S, P]) RolledBackTo(name string, r *Request[S, P]) {
+	i := pl.findSavepoint(name)
+	if i < 0 {
+		return
+	}
+	since := pl.savepoints[i].seq
+	pl.savepoints = pl.savepoints[:i+1]
+	for n, e := range pl.portals {
+		if e.bound > since && e.bound < r.seq {
+			delete(pl.portals, n)
+		}
+	}
 }
 
 // Complete takes r, answered in full, off the head of the pipeline and

@@ -524,3 +524,55 @@ func (d *driver) books() string {
 	}
 	return fmt.Sprintf("stmts%s portals%s queue[%s] %c %s", show(stmts), show(portals), strings.Join(queue, ", "), byte(d.pl.Status()), batch)
 }
+
+// A COMMIT that a request confirms ends the portals bound before it, though
+// the ReadyForQuery that follows reports a transaction ("COMMIT; BEGIN"):
+// a later Bind of the same name is a new portal, not the dead one kept.
+func TestTransactionEndedDropsEarlierPortals(t *testing.T) {
+	pl := New[string, string]()
+	push := func(r *Request[string, string]) *Request[string, string] {
+		t.Helper()
+		if !pl.Push(r) {
+			t.Fatalf("%v not queued", r)
+		}
+		return r
+	}
+	answer := func(typ wire.ServerType) {
+		t.Helper()
+		ev := pl.Server(typ)
+		if ev.Last {
+			pl.Complete(ev.Req)
+		}
+	}
+	push(&Request[string, string]{Kind: Query})
+	answer(wire.ServerCommandComplete)
+	pl.Complete(pl.Ready(wire.TxInBlock).Req)
+	push(&Request[string, string]{Kind: Parse, Name: "a", Stmt: "s-a"})
+	push(&Request[string, string]{Kind: Bind, Name: "p1", Portal: "old"})
+	push(&Request[string, string]{Kind: Sync})
+	answer(wire.ServerParseComplete)
+	answer(wire.ServerBindComplete)
+	pl.Complete(pl.Ready(wire.TxInBlock).Req)
+	if pl.Portal("p1") != "old" {
+		t.Fatalf("portal p1 = %q", pl.Portal("p1"))
+	}
+	q := push(&Request[string, string]{Kind: Query}) // COMMIT; BEGIN
+	answer(wire.ServerCommandComplete)
+	pl.TransactionEnded(q)
+	answer(wire.ServerCommandComplete)
+	pl.Complete(pl.Ready(wire.TxInBlock).Req)
+	if got := pl.Portal("p1"); got != "" {
+		t.Fatalf("portal p1 = %q after COMMIT, want none", got)
+	}
+	push(&Request[string, string]{Kind: Bind, Name: "p1", Portal: "new"})
+	if got := pl.Portal("p1"); got != "new" {
+		t.Fatalf("portal p1 = %q, want the new one", got)
+	}
+	// A portal bound after the transaction's end is kept.
+	ex := push(&Request[string, string]{Kind: Execute, Name: "p1"})
+	push(&Request[string, string]{Kind: Bind, Name: "p2", Portal: "later"})
+	pl.TransactionEnded(ex)
+	if pl.Portal("p1") != "" || pl.Portal("p2") != "later" {
+		t.Fatalf("portals p1 %q p2 %q", pl.Portal("p1"), pl.Portal("p2"))
+	}
+}
