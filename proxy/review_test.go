@@ -5,10 +5,52 @@ package proxy_test
 // server's.
 
 import (
+	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
+
+// Many PREPAREs in one string: the proxy pruned the sources of the
+// string's own earlier PREPAREs (not confirmed yet) while recording the
+// later ones, and an SQL-level statement without a source ran without the
+// checks of its plan (search_path, catalog) and of its constants' key
+// versions. (Here the proxy's qualified table names kept PostgreSQL on
+// other.patients; the test checks the check runs.)
+func TestReviewManyPreparesKeepTheirSource(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	c := protoConnect(t, h, "doctor")
+	wantTokens(t, "path", c.query("SET search_path TO other, public"), "C:SET", "Z:I")
+	var b strings.Builder
+	b.WriteString("PREPARE leak0 AS INSERT INTO patients (name, ssn) VALUES ('leak0', 'PRUNED-PLAINTEXT-0');")
+	for i := 1; i <= 80; i++ {
+		fmt.Fprintf(&b, "PREPARE filler%d AS SELECT %d;", i, i)
+	}
+	got := c.query(b.String())
+	if got[len(got)-1] != "Z:I" || got[0] != "C:PREPARE" {
+		t.Fatalf("prepares: %q", got)
+	}
+	wantTokens(t, "path back", c.query("SET search_path TO public"), "C:SET", "Z:I")
+	// As for a single PREPARE (TestPreparedAcrossSearchPath).
+	wantTokens(t, "execute under another path", c.query("EXECUTE leak0"), "E:0A000", "Z:I")
+	if raw := sqDirectBytes(t, ctxT(t), h, "SELECT ssn FROM public.patients WHERE name = 'leak0'"); len(raw) > 0 && bytes.Contains(raw[0], []byte("PRUNED-PLAINTEXT-0")) {
+		t.Fatalf("plaintext stored: %q", raw[0])
+	}
+	// The same with PREPAREs parsed by the protocol and run later.
+	msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "mk", Query: "PREPARE leak1 AS INSERT INTO other.patients (name) VALUES ('x')"}}
+	for i := 1; i <= 80; i++ {
+		msgs = append(msgs, &pgproto3.Parse{Name: fmt.Sprintf("mkf%d", i), Query: fmt.Sprintf("PREPARE pf%d AS SELECT %d", i, i)})
+	}
+	msgs = append(msgs, &pgproto3.Bind{PreparedStatement: "mk"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	c.send(msgs...)
+	got = c.recvReady()
+	if got[len(got)-2] != "C:PREPARE" {
+		t.Fatalf("protocol prepares: %q", got[len(got)-3:])
+	}
+	wantTokens(t, "execute", c.query("EXECUTE leak1"), "C:INSERT 0 1", "Z:I")
+}
 
 // A transaction that ends and a new one that begins within one string (or
 // one batch): the server drops the portals of the first, though the

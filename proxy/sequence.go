@@ -294,8 +294,13 @@ func (sim *querySim) check(plan *sqlrewrite.Plan) error {
 		}
 	}
 	for _, ex := range sim.executes {
-		if ex.p == nil || ex.p.src.text == "" {
+		if ex.p == nil {
 			continue
+		}
+		if ex.p.src.text == "" {
+			// Without its source the proxy cannot tell whether
+			// PostgreSQL would now analyse it differently.
+			return stalePrepared(ex.name)
 		}
 		if err := ex.p.src.stillValid(ex.name, sim.envs[ex.stmt]); err != nil {
 			return err
@@ -306,11 +311,14 @@ func (sim *querySim) check(plan *sqlrewrite.Plan) error {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	// Pruned before this string's own are recorded: they are not
+	// prepared yet (the server confirms them later), and a statement
+	// without its source would run unchecked.
+	if ss.prepSrc == nil || len(ss.prepSrc) > 2*ss.pl.NumStatements()+64 {
+		ss.prunePrepSrcLocked()
+	}
 	for i, st := range plan.Statements {
 		if st.Kind == sqlrewrite.KindPrepare && st.Prepare != nil {
-			if ss.prepSrc == nil || len(ss.prepSrc) > 2*ss.pl.NumStatements()+64 {
-				ss.prunePrepSrcLocked()
-			}
 			ss.prepSrc[st.Prepare] = prepSource{text: plan.SQL[st.Start:st.End], env: sim.envs[min(i, len(sim.envs)-1)]}
 		}
 	}
@@ -318,15 +326,29 @@ func (sim *querySim) check(plan *sqlrewrite.Plan) error {
 }
 
 // prunePrepSrcLocked forgets the sources of prepared statements that are
-// gone (or whose PREPARE failed).
+// gone (or whose PREPARE failed). It keeps those of the PREPAREs parsed
+// by the protocol (not run yet), and those of a query string in flight,
+// which the frontend waits for (a PREPARE holds a barrier) before it plans
+// again.
 func (ss *session) prunePrepSrcLocked() {
 	keep := map[*sqlrewrite.Prepared]prepSource{}
 	for _, st := range ss.pl.Statements() {
-		if src, ok := ss.prepSrc[st.prep]; ok && st.prep != nil {
-			keep[st.prep] = src
+		for _, prep := range []*sqlrewrite.Prepared{st.prep, preparedBy(st)} {
+			if src, ok := ss.prepSrc[prep]; ok && prep != nil {
+				keep[prep] = src
+			}
 		}
 	}
 	ss.prepSrc = keep
+}
+
+// preparedBy is the SQL-level statement that running st (a protocol
+// statement whose SQL is a PREPARE) makes, if any.
+func preparedBy(st *preparedStmt) *sqlrewrite.Prepared {
+	if s := st.statement(); s != nil && s.Kind == sqlrewrite.KindPrepare {
+		return s.Prepare
+	}
+	return nil
 }
 
 // stillValid re-analyses a PREPARE in env, which PostgreSQL will use for
@@ -364,9 +386,10 @@ func (ss *session) replanned(st *preparedStmt) error {
 	src, fromSQL := ss.prepSrc[st.prep]
 	ss.mu.Unlock()
 	if st.prep != nil {
-		// Made by SQL PREPARE: check its source.
+		// Made by SQL PREPARE: check its source, which the proxy
+		// keeps for every statement it saw prepared.
 		if !fromSQL {
-			return nil
+			return stalePrepared(st.name)
 		}
 		if err := ss.checkKeyVersions(st.name, src.keys); err != nil {
 			return err
