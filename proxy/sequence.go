@@ -196,6 +196,12 @@ func (sim *querySim) lookup(name string) (*sqlrewrite.Prepared, bool) {
 	p, ok := sim.overlay[name]
 	if !ok && !sim.cleared {
 		ss := sim.ss
+		// As for Bind: a Parse or Close of name in an earlier batch
+		// still in flight is undone should that batch fail, and the
+		// EXECUTE must be planned by the statement the server keeps.
+		// (Should the session end meanwhile, the lookup finds what it
+		// finds; nothing more is sent.)
+		_ = ss.settleStatement(name)
 		ss.mu.Lock()
 		p = ss.sessionPreparedLocked(name)
 		ss.mu.Unlock()
