@@ -1,8 +1,8 @@
 package proxy_test
 
-// Tests from the review of the session's books (proxy/internal/pipeline):
-// ways for the proxy's record of statements and portals to drift from the
-// server's.
+// The proxy's books of statements and portals follow the server's through
+// transactions that end inside a string or a batch, and through many
+// PREPAREs at once.
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 // checks of its plan (search_path, catalog) and of its constants' key
 // versions. (Here the proxy's qualified table names kept PostgreSQL on
 // other.patients; the test checks the check runs.)
-func TestReviewManyPreparesKeepTheirSource(t *testing.T) {
+func TestManyPreparesInOneStringKeepTheirSource(t *testing.T) {
 	h := newHarness(t, testPolicy, testSchema)
 	c := protoConnect(t, h, "doctor")
 	wantTokens(t, "path", c.query("SET search_path TO other, public"), "C:SET", "Z:I")
@@ -56,7 +56,7 @@ func TestReviewManyPreparesKeepTheirSource(t *testing.T) {
 // one batch): the server drops the portals of the first, though the
 // ReadyForQuery reports a transaction in progress. The proxy kept the
 // portal, so a new portal of the same name was taken for the old one.
-func TestReviewPortalDiesWithCommitInsideString(t *testing.T) {
+func TestPortalDiesWithCommitInsideQueryString(t *testing.T) {
 	h := newHarness(t, testPolicy, testSchema)
 	insertPatients(t, h.connect("doctor"), [3]string{"PC", "commit-ssn-1", "diag-1"})
 	c := protoConnect(t, h, "doctor")
@@ -80,7 +80,7 @@ func TestReviewPortalDiesWithCommitInsideString(t *testing.T) {
 
 // The same through the extended protocol: COMMIT and BEGIN executed in one
 // batch.
-func TestReviewPortalDiesWithCommitInsideBatch(t *testing.T) {
+func TestPortalDiesWithCommitInsideBatch(t *testing.T) {
 	h := newHarness(t, testPolicy, testSchema)
 	insertPatients(t, h.connect("doctor"), [3]string{"PB", "commit-ssn-2", "diag-2"})
 	c := protoConnect(t, h, "doctor")
@@ -109,7 +109,7 @@ func TestReviewPortalDiesWithCommitInsideBatch(t *testing.T) {
 }
 
 // ROLLBACK TO SAVEPOINT drops the portals made since the savepoint.
-func TestReviewPortalDiesWithRollbackToSavepoint(t *testing.T) {
+func TestPortalDiesWithRollbackToSavepoint(t *testing.T) {
 	h := newHarness(t, testPolicy, testSchema)
 	insertPatients(t, h.connect("doctor"), [3]string{"PS", "savepoint-ssn-3", "diag-3"})
 	c := protoConnect(t, h, "doctor")
@@ -129,4 +129,29 @@ func TestReviewPortalDiesWithRollbackToSavepoint(t *testing.T) {
 		&pgproto3.Sync{},
 	)
 	wantTokens(t, "new portal of the same name", c.recvReady(), "ParseComplete", "BindComplete", "D:savepoint-ssn-3", "C:SELECT 1", "Z:T")
+}
+
+// SQL EXECUTE planned against a Close and Parse of an earlier batch still
+// in flight: when that batch fails, the server keeps the old statement,
+// while the EXECUTE went out planned by the new one.
+func TestExecuteWaitsForEarlierBatchOnItsStatement(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	c := protoConnect(t, h, "doctor")
+	wantTokens(t, "prepare", c.query("PREPARE s(text) AS INSERT INTO public.patients (name, ssn) VALUES ('B', $1)"), "C:PREPARE", "Z:I")
+	c.send(
+		&pgproto3.Parse{Query: failsWhenRun},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{},
+		&pgproto3.Close{ObjectType: 'S', Name: "s"},
+		&pgproto3.Parse{Name: "s", Query: "INSERT INTO other.patients (name, ssn) VALUES ('A', $1)"},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "EXECUTE s('EXEC-AFTER-FAIL-PLAINTEXT')"},
+	)
+	t.Logf("batch %q", c.recvReady())
+	t.Logf("execute %q", c.recvReady())
+	for _, raw := range sqDirectBytes(t, ctxT(t), h, "SELECT ssn FROM public.patients WHERE name = 'B'") {
+		if bytes.Contains(raw, []byte("EXEC-AFTER-FAIL-PLAINTEXT")) {
+			t.Fatalf("plaintext stored in public.patients.ssn: %q", raw)
+		}
+	}
 }
