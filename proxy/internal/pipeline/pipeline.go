@@ -448,7 +448,7 @@ func (pl *Pipeline[S, P]) skipToSync() []*Request[S, P] {
 		if d.EndsWithReady() {
 			// A Query or FunctionCall sent into the failed batch: no
 			// ReadyForQuery will answer it.
-			pl.readySent--
+			pl.uncount(d)
 		}
 		dropped = append(dropped, d)
 		pl.queue[0] = nil
@@ -466,6 +466,19 @@ func (pl *Pipeline[S, P]) skipToSync() []*Request[S, P] {
 	return dropped
 }
 
+// uncount takes back the ReadyForQuery of q, which will never come: the
+// count of those due, and the transactions of the portals bound after q,
+// which counted it.
+func (pl *Pipeline[S, P]) uncount(q *Request[S, P]) {
+	pl.readySent--
+	for name, e := range pl.portals {
+		if e.bound > q.seq {
+			e.epoch--
+			pl.portals[name] = e
+		}
+	}
+}
+
 // copyIn books h's CopyInResponse: the server is in copy-in mode, where it
 // ignores Sync, so Syncs the client sent before ending the COPY get no
 // ReadyForQuery.
@@ -480,7 +493,7 @@ func (pl *Pipeline[S, P]) copyIn(h *Request[S, P]) []*Request[S, P] {
 	kept := pl.queue[:0]
 	for _, q := range pl.queue {
 		if q.Kind == Sync && q.During == h {
-			pl.readySent--
+			pl.uncount(q)
 			dropped = append(dropped, q)
 			continue
 		}
