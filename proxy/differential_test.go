@@ -616,6 +616,7 @@ func (r *dfRun) run() {
 	// Writes: the same statement into the plain table directly and into
 	// the encrypted one through pgcloak.
 	stored := map[int]bool{} // both sides stored the row
+	refusedWrites := 0       // refused by pgcloak within documented limits
 	for _, c := range cases {
 		ins := func(table string) string {
 			if c.param() {
@@ -630,6 +631,11 @@ func (r *dfRun) run() {
 		switch {
 		case want.code == "" && got.code == "":
 			stored[c.id] = true
+		case want.code == "" && got.code == "0A000" && strings.Contains(got.msg, dfOneByteCharCast):
+			// Documented: a cast to PostgreSQL's one-byte "char" type
+			// on a value for an encrypted column is refused (README,
+			// Known limits).
+			refusedWrites++
 		case want.code != "" && got.code != "":
 			if want.code != got.code {
 				r.diverge(c, kind, "insert SQLSTATE", want.String(), got.String())
@@ -782,8 +788,8 @@ func (r *dfRun) run() {
 			}
 		}
 	}
-	t.Logf("%d cases, %d stored by both, %d rows agree, %d searches refused by pgcloak where PostgreSQL finds nothing, %d searches within documented limits, %d divergences",
-		len(cases), len(stored), len(agree), tolerated, limited, r.n)
+	t.Logf("%d cases, %d stored by both, %d writes refused within documented limits, %d rows agree, %d searches refused by pgcloak where PostgreSQL finds nothing, %d searches within documented limits, %d divergences",
+		len(cases), len(stored), refusedWrites, len(agree), tolerated, limited, r.n)
 }
 
 // dfLossyComparison is what pgcloak's refusal of a lossy comparison says.
@@ -791,6 +797,10 @@ const dfLossyComparison = "several stored values may be equal to it"
 
 // dfRepresentationLimit are the types whose equal values may be written in
 // several ways that a deterministic ciphertext tells apart.
+// dfOneByteCharCast is the refusal of a cast to PostgreSQL's one-byte
+// "char" type.
+const dfOneByteCharCast = `a cast to "char" cannot be used`
+
 var dfRepresentationLimit = map[string]bool{"numeric": true, "char": true, "jsonb": true}
 
 // dfSubset reports whether every id of sub is in of.

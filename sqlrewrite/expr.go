@@ -684,11 +684,27 @@ func typeNameParts(tn *pg_query.TypeName) []string {
 }
 
 func typeNameText(tn *pg_query.TypeName) string {
-	s := strings.Join(typeNameParts(tn), ".")
+	parts := slices.Clone(typeNameParts(tn))
+	for i, p := range parts {
+		if typeKeywords[p] {
+			// Only a quoted name arrives as a keyword ("char" is
+			// PostgreSQL's one-byte type, char is bpchar): say so.
+			parts[i] = `"` + p + `"`
+		}
+	}
+	s := strings.Join(parts, ".")
 	if len(tn.GetArrayBounds()) > 0 {
 		s += "[]"
 	}
 	return s
+}
+
+// typeKeywords are the type names the parser turns into other names when
+// unquoted (char into pg_catalog.bpchar, integer into pg_catalog.int4).
+var typeKeywords = map[string]bool{
+	"char": true, "character": true, "int": true, "integer": true, "smallint": true,
+	"bigint": true, "real": true, "float": true, "double": true, "boolean": true, "decimal": true,
+	"dec": true, "nchar": true, "national": true,
 }
 
 // valueSpan is the byte range of a constant or parameter expression,
