@@ -7,6 +7,7 @@ package proxy_test
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,83 +53,61 @@ func TestManyPreparesInOneStringKeepTheirSource(t *testing.T) {
 	wantTokens(t, "execute", c.query("EXECUTE leak1"), "C:INSERT 0 1", "Z:I")
 }
 
-// A transaction that ends and a new one that begins within one string (or
-// one batch): the server drops the portals of the first, though the
-// ReadyForQuery reports a transaction in progress. The proxy kept the
-// portal, so a new portal of the same name was taken for the old one.
-func TestPortalDiesWithCommitInsideQueryString(t *testing.T) {
-	h := newHarness(t, testPolicy, testSchema)
-	insertPatients(t, h.connect("doctor"), [3]string{"PC", "commit-ssn-1", "diag-1"})
-	c := protoConnect(t, h, "doctor")
-	wantTokens(t, "begin", c.query("BEGIN"), "C:BEGIN", "Z:T")
-	c.send(
+// A transaction that ends, and a new one that begins, within one string or
+// one batch, or a ROLLBACK TO SAVEPOINT: the server drops the portals made
+// in what ended, though the ReadyForQuery reports a transaction in
+// progress. The proxy kept the portal, so a new portal of the same name was
+// taken for the old one (and its rows for plain ones).
+func TestPortalDiesWithItsTransaction(t *testing.T) {
+	plainPortal := []pgproto3.FrontendMessage{
 		&pgproto3.Parse{Name: "plain", Query: "SELECT name FROM other.patients"},
 		&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "plain"},
 		&pgproto3.Describe{ObjectType: 'P', Name: "p1"},
-		&pgproto3.Sync{},
-	)
-	wantTokens(t, "plain portal", c.recvReady(), "ParseComplete", "BindComplete", "Row:name/25", "Z:T")
-	wantTokens(t, "commit; begin", c.query("COMMIT; BEGIN"), "C:COMMIT", "C:BEGIN", "Z:T")
-	c.send(
-		&pgproto3.Parse{Name: "enc", Query: "SELECT ssn FROM patients"},
-		&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "enc"},
-		&pgproto3.Execute{Portal: "p1"},
-		&pgproto3.Sync{},
-	)
-	wantTokens(t, "new portal of the same name", c.recvReady(), "ParseComplete", "BindComplete", "D:commit-ssn-1", "C:SELECT 1", "Z:T")
-}
-
-// The same through the extended protocol: COMMIT and BEGIN executed in one
-// batch.
-func TestPortalDiesWithCommitInsideBatch(t *testing.T) {
-	h := newHarness(t, testPolicy, testSchema)
-	insertPatients(t, h.connect("doctor"), [3]string{"PB", "commit-ssn-2", "diag-2"})
-	c := protoConnect(t, h, "doctor")
-	wantTokens(t, "begin", c.query("BEGIN"), "C:BEGIN", "Z:T")
-	c.send(
-		&pgproto3.Parse{Name: "plain", Query: "SELECT name FROM other.patients"},
-		&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "plain"},
-		&pgproto3.Describe{ObjectType: 'P', Name: "p1"},
-		&pgproto3.Parse{Name: "c", Query: "COMMIT"},
-		&pgproto3.Bind{DestinationPortal: "pc", PreparedStatement: "c"},
-		&pgproto3.Execute{Portal: "pc"},
-		&pgproto3.Parse{Name: "b", Query: "BEGIN"},
-		&pgproto3.Bind{DestinationPortal: "pb", PreparedStatement: "b"},
-		&pgproto3.Execute{Portal: "pb"},
-		&pgproto3.Sync{},
-	)
-	wantTokens(t, "plain portal, commit, begin", c.recvReady(), "ParseComplete", "BindComplete", "Row:name/25",
-		"ParseComplete", "BindComplete", "C:COMMIT", "ParseComplete", "BindComplete", "C:BEGIN", "Z:T")
-	c.send(
-		&pgproto3.Parse{Name: "enc", Query: "SELECT ssn FROM patients"},
-		&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "enc"},
-		&pgproto3.Execute{Portal: "p1"},
-		&pgproto3.Sync{},
-	)
-	wantTokens(t, "new portal of the same name", c.recvReady(), "ParseComplete", "BindComplete", "D:commit-ssn-2", "C:SELECT 1", "Z:T")
-}
-
-// ROLLBACK TO SAVEPOINT drops the portals made since the savepoint.
-func TestPortalDiesWithRollbackToSavepoint(t *testing.T) {
-	h := newHarness(t, testPolicy, testSchema)
-	insertPatients(t, h.connect("doctor"), [3]string{"PS", "savepoint-ssn-3", "diag-3"})
-	c := protoConnect(t, h, "doctor")
-	wantTokens(t, "begin", c.query("BEGIN; SAVEPOINT s"), "C:BEGIN", "C:SAVEPOINT", "Z:T")
-	c.send(
-		&pgproto3.Parse{Name: "plain", Query: "SELECT name FROM other.patients"},
-		&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "plain"},
-		&pgproto3.Describe{ObjectType: 'P', Name: "p1"},
-		&pgproto3.Sync{},
-	)
-	wantTokens(t, "plain portal", c.recvReady(), "ParseComplete", "BindComplete", "Row:name/25", "Z:T")
-	wantTokens(t, "rollback to", c.query("ROLLBACK TO SAVEPOINT s"), "C:ROLLBACK", "Z:T")
-	c.send(
-		&pgproto3.Parse{Name: "enc", Query: "SELECT ssn FROM patients"},
-		&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "enc"},
-		&pgproto3.Execute{Portal: "p1"},
-		&pgproto3.Sync{},
-	)
-	wantTokens(t, "new portal of the same name", c.recvReady(), "ParseComplete", "BindComplete", "D:savepoint-ssn-3", "C:SELECT 1", "Z:T")
+	}
+	plainTokens := []string{"ParseComplete", "BindComplete", "Row:name/25"}
+	for _, tc := range []struct {
+		name  string
+		begin string // query before the portal
+		// batch ends the transaction in the portal's own batch; end
+		// in a query after it.
+		batch       []pgproto3.FrontendMessage
+		batchTokens []string
+		end         string
+		endTokens   []string
+	}{
+		{name: "COMMIT; BEGIN in one string", begin: "BEGIN", end: "COMMIT; BEGIN", endTokens: []string{"C:COMMIT", "C:BEGIN", "Z:T"}},
+		{name: "COMMIT and BEGIN in one batch", begin: "BEGIN",
+			batch: []pgproto3.FrontendMessage{
+				&pgproto3.Parse{Name: "c", Query: "COMMIT"},
+				&pgproto3.Bind{DestinationPortal: "pc", PreparedStatement: "c"},
+				&pgproto3.Execute{Portal: "pc"},
+				&pgproto3.Parse{Name: "b", Query: "BEGIN"},
+				&pgproto3.Bind{DestinationPortal: "pb", PreparedStatement: "b"},
+				&pgproto3.Execute{Portal: "pb"},
+			},
+			batchTokens: []string{"ParseComplete", "BindComplete", "C:COMMIT", "ParseComplete", "BindComplete", "C:BEGIN"}},
+		{name: "ROLLBACK TO SAVEPOINT", begin: "BEGIN; SAVEPOINT s", end: "ROLLBACK TO SAVEPOINT s", endTokens: []string{"C:ROLLBACK", "Z:T"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, testPolicy, testSchema)
+			insertPatients(t, h.connect("doctor"), [3]string{"P", "portal-ssn", "diag"})
+			c := protoConnect(t, h, "doctor")
+			c.query(tc.begin)
+			c.send(append(append(slices.Clone(plainPortal), tc.batch...), &pgproto3.Sync{})...)
+			want := append(append(slices.Clone(plainTokens), tc.batchTokens...), "Z:T")
+			wantTokens(t, "plain portal", c.recvReady(), want...)
+			if tc.end != "" {
+				wantTokens(t, "end", c.query(tc.end), tc.endTokens...)
+			}
+			c.send(
+				&pgproto3.Parse{Name: "enc", Query: "SELECT ssn FROM patients"},
+				&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "enc"},
+				&pgproto3.Execute{Portal: "p1"},
+				&pgproto3.Sync{},
+			)
+			wantTokens(t, "new portal of the same name", c.recvReady(), "ParseComplete", "BindComplete", "D:portal-ssn", "C:SELECT 1", "Z:T")
+		})
+	}
 }
 
 // SQL EXECUTE planned against a Close and Parse of an earlier batch still
