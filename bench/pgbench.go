@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+)
+
+var (
+	tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	txLine  = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
+)
+
+// pgbenchRun runs pgbench against addr with clients clients for the run
+// duration; script is "" for the built-in select-only (-S), else a script
+// file (-f).
+func pgbenchRun(ctx context.Context, e *env, addr, mode, script string, clients int) (measurement, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"-S"}
+	if script != "" {
+		args = []string{"-f", script}
+	}
+	args = append(args, "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
+		"-T", strconv.Itoa(max(int(e.o.duration.Seconds()), 1)), "-n", "-h", host, "-p", port, "-U", "postgres", "bench")
+	out, err := exec.CommandContext(ctx, e.pgbench, args...).CombinedOutput()
+	if err != nil {
+		return measurement{}, fmt.Errorf("pgbench %v: %v\n%s", args, err, out)
+	}
+	tps, tx := tpsLine.FindSubmatch(out), txLine.FindSubmatch(out)
+	if tps == nil || tx == nil {
+		return measurement{}, fmt.Errorf("no tps in pgbench output:\n%s", out)
+	}
+	var m measurement
+	m.value, _ = strconv.ParseFloat(string(tps[1]), 64)
+	m.ops, _ = strconv.ParseInt(string(tx[1]), 10, 64)
+	m.seconds = e.o.duration.Seconds()
+	return m, nil
+}
+
+// pointReadScript writes a pgbench script doing the Go driver's point read
+// (three encrypted columns by deterministic equality) on table, with the
+// value as a literal: simple protocol only, since pgbench substitutes
+// variables inside quotes only there.
+func pointReadScript(dir, table string, rows int) (string, error) {
+	body := fmt.Sprintf("\\set id random(1, %d)\nSELECT ssn, email, note FROM %s WHERE ssn = '900-00-:id';\n", rows, table)
+	path := filepath.Join(dir, "point_read_"+table+".sql")
+	return path, os.WriteFile(path, []byte(body), 0o644)
+}
+
+func execOutput(ctx context.Context, bin string, args ...string) ([]byte, error) {
+	return exec.CommandContext(ctx, bin, args...).CombinedOutput()
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// summary is the document -json writes.
+type summary struct {
+	Started        time.Time    `json:"started"`
+	ElapsedSeconds float64      `json:"elapsed_seconds"`
+	Machine        machine      `json:"machine"`
+	Flags          summaryFlags `json:"flags"`
+	Workloads      []jsonResult `json:"workloads"`
+	Scaling        []jsonResult `json:"scaling,omitempty"`
+}
+
+type machine struct {
+	CPUModel     string `json:"cpu_model"`
+	Cores        int    `json:"cores"`
+	RAMBytes     int64  `json:"ram_bytes"`
+	Kernel       string `json:"kernel"`
+	OS           string `json:"os"`
+	PostgreSQL   string `json:"postgresql"`
+	PgBouncer    string `json:"pgbouncer,omitempty"`
+	Go           string `json:"go"`
+	LoadAvgStart string `json:"loadavg_start"`
+	LoadAvgEnd   string `json:"loadavg_end"`
+}
+
+type summaryFlags struct {
+	Duration string `json:"duration"`
+	Clients  int    `json:"clients"`
+	Scale    int    `json:"scale"`
+	Rows     int    `json:"rows"`
+	CopyRows int    `json:"copyrows"`
+	Rounds   int    `json:"rounds"`
+	Scaling  []int  `json:"scaling,omitempty"`
+	Only     string `json:"only,omitempty"`
+}
+
+type jsonResult struct {
+	Name     string             `json:"name"`
+	Group    string             `json:"group"`
+	Unit     string             `json:"unit"`
+	Clients  int                `json:"clients"`
+	Variants []jsonVariant      `json:"variants"`
+	Ratios   map[string]float64 `json:"ratios"`
+}
+
+// jsonVariant: Median and Rounds are per second (Unit); the CPU and latency
+// fields are absent where not measured.
+type jsonVariant struct {
+	Name            string    `json:"name"`
+	Median          float64   `json:"median"`
+	Rounds          []float64 `json:"rounds"`
+	Ops             []int64   `json:"ops"`
+	CPUUsPerOp      *float64  `json:"cpu_us_per_op,omitempty"`
+	CPUUsPerOpRound []float64 `json:"cpu_us_per_op_rounds,omitempty"`
+	P50Ms           *float64  `json:"p50_ms,omitempty"`
+	P99Ms           *float64  `json:"p99_ms,omitempty"`
+}
+
+func writeJSON(path string, started time.Time, m machine, o options, results, scaling []workloadResult) error {
+	m.LoadAvgEnd = loadAvg()
+	s := summary{
+		Started: started.UTC(), ElapsedSeconds: time.Since(started).Seconds(), Machine: m,
+		Flags: summaryFlags{Duration: o.duration.String(), Clients: o.clients, Scale: o.scale, Rows: o.rows,
+			CopyRows: o.copyRows, Rounds: o.rounds, Scaling: o.scaling, Only: o.only},
+		Workloads: toJSON(results), Scaling: toJSON(scaling),
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func toJSON(rs []workloadResult) []jsonResult {
+	out := []jsonResult{}
+	for _, r := range rs {
+		j := jsonResult{Name: r.name, Group: r.group, Unit: r.unit, Clients: r.clients, Ratios: map[string]float64{}}
+		for _, q := range r.ratios {
+			j.Ratios[q.name] = round3(q.value)
+		}
+		for _, v := range r.variants {
+			j.Variants = append(j.Variants, variantJSON(v))
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func variantJSON(v variantResult) jsonVariant {
+	j := jsonVariant{Name: v.name, Median: round3(v.median.value)}
+	for _, m := range v.rounds {
+		j.Rounds = append(j.Rounds, round3(m.value))
+		j.Ops = append(j.Ops, m.ops)
+		if m.cpuUs > 0 {
+			j.CPUUsPerOpRound = append(j.CPUUsPerOpRound, round3(m.cpuUs))
+		}
+	}
+	j.CPUUsPerOp = optional(v.median.cpuUs)
+	j.P50Ms = optional(v.median.p50Ms)
+	j.P99Ms = optional(v.median.p99Ms)
+	return j
+}
+
+func optional(v float64) *float64 {
+	if v == 0 {
+		return nil
+	}
+	r := round3(v)
+	return &r
+}
+
+func round3(v float64) float64 {
+	f, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'f', 3, 64), 64)
+	return f
+}
+
+// describeMachine gathers what the figures depend on.
+func describeMachine(e *env) machine {
+	m := machine{
+		CPUModel:     procField("/proc/cpuinfo", "model name"),
+		Cores:        runtime.NumCPU(),
+		Kernel:       strings.TrimSpace(readFile("/proc/sys/kernel/osrelease")),
+		OS:           strings.Trim(procField("/etc/os-release", "PRETTY_NAME"), `"`),
+		PostgreSQL:   commandVersion(filepath.Join(e.pg.BinDir, "postgres"), "-V"),
+		Go:           runtime.Version(),
+		LoadAvgStart: loadAvg(),
+	}
+	if kb, err := strconv.ParseInt(strings.Fields(procField("/proc/meminfo", "MemTotal") + " 0")[0], 10, 64); err == nil {
+		m.RAMBytes = kb * 1024
+	}
+	if e.bouncer != "" {
+		if p, err := exec.LookPath("pgbouncer"); err == nil {
+			m.PgBouncer = commandVersion(p, "-V")
+		}
+	}
+	return m
+}
+
+// procField returns the value of the first "key: value" or "key=value" line.
+func procField(path, key string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			k, v, ok = strings.Cut(sc.Text(), "=")
+		}
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+func loadAvg() string {
+	f := strings.Fields(readFile("/proc/loadavg"))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func commandVersion(bin string, arg string) string {
+	out, err := execOutput(context.Background(), bin, arg)
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
+}
