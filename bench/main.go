@@ -41,16 +41,19 @@ import (
 )
 
 type options struct {
-	duration   time.Duration
-	clients    int
-	scale      int
-	rows       int
-	copyRows   int
-	rounds     int
-	scaling    []int
-	jsonPath   string
-	cpuProfile string
-	only       string
+	duration time.Duration
+	clients  int
+	scale    int
+	rows     int
+	copyRows int
+	rounds   int
+	scaling  []int
+	// scalingDuration is each scaling run's length: pgbench connects
+	// its clients inside it, which takes seconds at a few hundred.
+	scalingDuration time.Duration
+	jsonPath        string
+	cpuProfile      string
+	only            string
 }
 
 func main() {
@@ -92,12 +95,16 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.copyRows, "copyrows", 1_000_000, "rows per COPY FROM STDIN / COPY TO STDOUT")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per workload; each round runs every variant once")
 	flag.StringVar(&scaling, "scaling", "", "comma-separated client counts (e.g. 1,8,64,256) for the scaling runs; off when empty")
+	flag.DurationVar(&o.scalingDuration, "scaling-duration", 0, "length of each scaling run (default -duration)")
 	flag.StringVar(&o.jsonPath, "json", "", "write a machine-readable summary to this file")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the proxy) to this file")
 	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this")
 	flag.Parse()
 	if o.rounds < 1 || o.clients < 1 || o.copyRows < 1 || o.rows < rangeReadRows {
 		return o, errors.New("-rounds, -clients and -copyrows must be positive, -rows at least 20")
+	}
+	if o.scalingDuration == 0 {
+		o.scalingDuration = o.duration
 	}
 	for _, s := range strings.Split(scaling, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -221,10 +228,9 @@ func initPgbench(ctx context.Context, e *env) error {
 // runAll runs every selected workload, then the scaling runs, appending
 // results as they complete so a failure still leaves the earlier ones.
 func runAll(ctx context.Context, e *env, results, scaling *[]workloadResult) error {
-	for _, w := range mainWorkloads(e) {
-		if !strings.Contains(w.name, e.o.only) {
-			continue
-		}
+	ws, scal := selected(mainWorkloads(e), e.o.only), selected(scalingWorkloads(e), e.o.only)
+	printPlan(e.o, ws, scal)
+	for _, w := range ws {
 		if w.prepare != nil {
 			if err := w.prepare(ctx); err != nil {
 				return err
@@ -236,15 +242,44 @@ func runAll(ctx context.Context, e *env, results, scaling *[]workloadResult) err
 		}
 		*results = append(*results, r)
 	}
-	for _, w := range scalingWorkloads(e) {
-		if !strings.Contains(w.name, e.o.only) {
-			continue
-		}
-		r, err := runRounds(ctx, w, e.o.rounds)
+	for _, w := range scal {
+		r, err := runRounds(ctx, w.workload, e.o.rounds)
 		if err != nil {
 			return err
 		}
 		*scaling = append(*scaling, r)
 	}
 	return nil
+}
+
+func selected(ws []preparedWorkload, only string) []preparedWorkload {
+	var out []preparedWorkload
+	for _, w := range ws {
+		if strings.Contains(w.name, only) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// printPlan says how many timed runs are ahead and roughly how long they
+// take (COPY runs are counted by rows, not time).
+func printPlan(o options, ws, scaling []preparedWorkload) {
+	var timed time.Duration
+	var runs, copies int
+	for _, w := range ws {
+		n := len(w.variants) * o.rounds
+		if w.unit == "rows/s" {
+			copies += n
+			continue
+		}
+		runs += n
+		timed += time.Duration(n) * o.duration
+	}
+	for _, w := range scaling {
+		n := len(w.variants) * o.rounds
+		runs += n
+		timed += time.Duration(n) * o.scalingDuration
+	}
+	fmt.Printf("%d timed runs (%s in all) and %d COPY runs of %d rows ahead\n", runs, timed, copies, o.copyRows)
 }

@@ -19,6 +19,8 @@ type measurement struct {
 	cpuUs   float64 // CPU µs per operation of the measured process; 0 = not measured
 	p50Ms   float64 // latency percentiles; 0 = not measured
 	p99Ms   float64
+	// pgbench's initial connection time (ms); 0 = not a pgbench run
+	connectMs float64
 }
 
 // variant is one way of running a workload (directly, through PgBouncer,
@@ -119,12 +121,13 @@ func medianOf(ms []measurement) measurement {
 		return median(vals)
 	}
 	return measurement{
-		value:   pick(func(m measurement) float64 { return m.value }),
-		ops:     int64(pick(func(m measurement) float64 { return float64(m.ops) })),
-		seconds: pick(func(m measurement) float64 { return m.seconds }),
-		cpuUs:   pick(func(m measurement) float64 { return m.cpuUs }),
-		p50Ms:   pick(func(m measurement) float64 { return m.p50Ms }),
-		p99Ms:   pick(func(m measurement) float64 { return m.p99Ms }),
+		value:     pick(func(m measurement) float64 { return m.value }),
+		ops:       int64(pick(func(m measurement) float64 { return float64(m.ops) })),
+		seconds:   pick(func(m measurement) float64 { return m.seconds }),
+		cpuUs:     pick(func(m measurement) float64 { return m.cpuUs }),
+		p50Ms:     pick(func(m measurement) float64 { return m.p50Ms }),
+		p99Ms:     pick(func(m measurement) float64 { return m.p99Ms }),
+		connectMs: pick(func(m measurement) float64 { return m.connectMs }),
 	}
 }
 

@@ -9,36 +9,51 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"time"
 )
 
 var (
 	tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 	txLine  = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
+	// pgbench's threads connect their clients one after the other before
+	// the first transaction; with many clients that takes seconds.
+	connLine = regexp.MustCompile(`initial connection time = ([0-9.]+) ms`)
 )
 
 // pgbenchRun runs pgbench against addr with clients clients for the run
 // duration; script is "" for the built-in select-only (-S), else a script
 // file (-f).
-func pgbenchRun(ctx context.Context, e *env, addr, mode, script string, clients int) (measurement, error) {
+func pgbenchRun(ctx context.Context, e *env, addr, mode, script string, clients int, d time.Duration) (measurement, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	args := []string{"-S"}
 	if script != "" {
 		args = []string{"-f", script}
 	}
 	args = append(args, "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
-		"-T", strconv.Itoa(max(int(e.o.duration.Seconds()), 1)), "-n", "-h", host, "-p", port, "-U", "postgres", "bench")
+		"-T", strconv.Itoa(max(int(d.Seconds()), 1)), "-n", "-h", host, "-p", port, "-U", "postgres", "bench")
 	out, err := exec.CommandContext(ctx, e.pgbench, args...).CombinedOutput()
+	tps, tx := tpsLine.FindSubmatch(out), txLine.FindSubmatch(out)
+	if tx != nil && string(tx[1]) == "0" {
+		// Recorded as 0 rather than ending the whole run.
+		fmt.Printf("    warning: pgbench with %d clients completed no transaction in %s (connecting may take longer: raise -duration or -scaling-duration)\n", clients, d)
+		return measurement{seconds: d.Seconds()}, nil
+	}
 	if err != nil {
 		return measurement{}, fmt.Errorf("pgbench %v: %v\n%s", args, err, out)
 	}
-	tps, tx := tpsLine.FindSubmatch(out), txLine.FindSubmatch(out)
 	if tps == nil || tx == nil {
 		return measurement{}, fmt.Errorf("no tps in pgbench output:\n%s", out)
 	}
 	var m measurement
 	m.value, _ = strconv.ParseFloat(string(tps[1]), 64)
 	m.ops, _ = strconv.ParseInt(string(tx[1]), 10, 64)
-	m.seconds = e.o.duration.Seconds()
+	m.seconds = d.Seconds()
+	if c := connLine.FindSubmatch(out); c != nil {
+		m.connectMs, _ = strconv.ParseFloat(string(c[1]), 64)
+		if m.connectMs > 0.25*float64(d.Milliseconds()) {
+			fmt.Printf("    warning: connecting took %.0f ms of the %s run; raise the duration for a steady-state figure\n", m.connectMs, d)
+		}
+	}
 	return m, nil
 }
 

@@ -104,11 +104,11 @@ func printDetails(w io.Writer, rs []workloadResult) {
 	if len(rs) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nper variant: rounds, proxy CPU per transaction or row (pgcloak: this process; PgBouncer: its pid), latency (Go driver)\n\n")
-	printHeader(w, []string{"workload", "variant", "rounds (per second)", "CPU µs/op", "p50 ms", "p99 ms"})
+	fmt.Fprintf(w, "\nper variant: rounds, proxy CPU per transaction or row (pgcloak: this process; PgBouncer: its pid), latency (Go driver), medians\n\n")
+	printHeader(w, []string{"workload", "variant", "rounds (per second)", "CPU µs/op", "p50 ms", "p99 ms", "pgbench connect ms"})
 	for _, r := range rs {
 		for _, v := range r.variants {
-			printRow(w, []string{r.name, v.name, roundsCell(v.rounds), optCell(v.median.cpuUs, 1), optCell(v.median.p50Ms, 2), optCell(v.median.p99Ms, 2)})
+			printRow(w, []string{r.name, v.name, roundsCell(v.rounds), optCell(v.median.cpuUs, 2), optCell(v.median.p50Ms, 2), optCell(v.median.p99Ms, 2), optCell(v.median.connectMs, 0)})
 		}
 	}
 }

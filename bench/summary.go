@@ -37,14 +37,15 @@ type machine struct {
 }
 
 type summaryFlags struct {
-	Duration string `json:"duration"`
-	Clients  int    `json:"clients"`
-	Scale    int    `json:"scale"`
-	Rows     int    `json:"rows"`
-	CopyRows int    `json:"copyrows"`
-	Rounds   int    `json:"rounds"`
-	Scaling  []int  `json:"scaling,omitempty"`
-	Only     string `json:"only,omitempty"`
+	Duration        string `json:"duration"`
+	Clients         int    `json:"clients"`
+	Scale           int    `json:"scale"`
+	Rows            int    `json:"rows"`
+	CopyRows        int    `json:"copyrows"`
+	Rounds          int    `json:"rounds"`
+	Scaling         []int  `json:"scaling,omitempty"`
+	ScalingDuration string `json:"scaling_duration,omitempty"`
+	Only            string `json:"only,omitempty"`
 }
 
 type jsonResult struct {
@@ -67,14 +68,19 @@ type jsonVariant struct {
 	CPUUsPerOpRound []float64 `json:"cpu_us_per_op_rounds,omitempty"`
 	P50Ms           *float64  `json:"p50_ms,omitempty"`
 	P99Ms           *float64  `json:"p99_ms,omitempty"`
+	ConnectMs       *float64  `json:"pgbench_connect_ms,omitempty"`
 }
 
 func writeJSON(path string, started time.Time, m machine, o options, results, scaling []workloadResult) error {
 	m.LoadAvgEnd = loadAvg()
+	flags := summaryFlags{Duration: o.duration.String(), Clients: o.clients, Scale: o.scale, Rows: o.rows,
+		CopyRows: o.copyRows, Rounds: o.rounds, Scaling: o.scaling, Only: o.only}
+	if len(o.scaling) > 0 {
+		flags.ScalingDuration = o.scalingDuration.String()
+	}
 	s := summary{
 		Started: started.UTC(), ElapsedSeconds: time.Since(started).Seconds(), Machine: m,
-		Flags: summaryFlags{Duration: o.duration.String(), Clients: o.clients, Scale: o.scale, Rows: o.rows,
-			CopyRows: o.copyRows, Rounds: o.rounds, Scaling: o.scaling, Only: o.only},
+		Flags:     flags,
 		Workloads: toJSON(results), Scaling: toJSON(scaling),
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -111,6 +117,7 @@ func variantJSON(v variantResult) jsonVariant {
 	j.CPUUsPerOp = optional(v.median.cpuUs)
 	j.P50Ms = optional(v.median.p50Ms)
 	j.P99Ms = optional(v.median.p99Ms)
+	j.ConnectMs = optional(v.median.connectMs)
 	return j
 }
 

@@ -48,7 +48,7 @@ type preparedWorkload struct {
 func mainWorkloads(e *env) []preparedWorkload {
 	var ws []preparedWorkload
 	for _, mode := range []string{"simple", "extended"} {
-		ws = append(ws, preparedWorkload{workload: pgbenchWorkload(e, "pgbench -S -M "+mode, mode, e.o.clients)})
+		ws = append(ws, preparedWorkload{workload: pgbenchWorkload(e, "pgbench -S -M "+mode, mode, e.o.clients, e.o.duration)})
 	}
 	for _, g := range []struct{ name, op string }{
 		{"point read by deterministic equality, 3 encrypted columns", opPointRead},
@@ -68,13 +68,13 @@ func mainWorkloads(e *env) []preparedWorkload {
 
 // scalingWorkloads are pgbench -S and the point read as a pgbench script
 // (simple protocol) at each -scaling client count.
-func scalingWorkloads(e *env) []workload {
-	var ws []workload
+func scalingWorkloads(e *env) []preparedWorkload {
+	var ws []preparedWorkload
 	for _, c := range e.o.scaling {
-		ws = append(ws, pgbenchWorkload(e, "pgbench -S -M simple", "simple", c))
+		ws = append(ws, preparedWorkload{workload: pgbenchWorkload(e, "pgbench -S -M simple", "simple", c, e.o.scalingDuration)})
 	}
 	for _, c := range e.o.scaling {
-		ws = append(ws, workload{
+		ws = append(ws, preparedWorkload{workload: workload{
 			name: "point read, 3 encrypted columns, pgbench -f -M simple", group: groupEncrypted,
 			unit: "tx/s", clients: c, ratios: encRatios,
 			variants: []variant{
@@ -82,24 +82,24 @@ func scalingWorkloads(e *env) []workload {
 				scriptVariant(e, vPgcloakPlain, e.proxy, "bench_plain", c, selfCPU),
 				scriptVariant(e, vPgcloakEnc, e.proxy, "bench_enc", c, selfCPU),
 			},
-		})
+		}})
 	}
 	return ws
 }
 
-func pgbenchWorkload(e *env, name, mode string, clients int) workload {
+func pgbenchWorkload(e *env, name, mode string, clients int, d time.Duration) workload {
 	w := workload{name: name, group: groupPlain, unit: "tx/s", clients: clients, ratios: plainRatios}
-	w.variants = append(w.variants, pgbenchVariant(e, vDirect, e.direct, mode, clients, nil))
+	w.variants = append(w.variants, pgbenchVariant(e, vDirect, e.direct, mode, clients, d, nil))
 	if e.bouncer != "" {
-		w.variants = append(w.variants, pgbenchVariant(e, vBouncer, e.bouncer, mode, clients, pidCPU(e.bouncerPID)))
+		w.variants = append(w.variants, pgbenchVariant(e, vBouncer, e.bouncer, mode, clients, d, pidCPU(e.bouncerPID)))
 	}
-	w.variants = append(w.variants, pgbenchVariant(e, vPgcloak, e.proxy, mode, clients, selfCPU))
+	w.variants = append(w.variants, pgbenchVariant(e, vPgcloak, e.proxy, mode, clients, d, selfCPU))
 	return w
 }
 
-func pgbenchVariant(e *env, name, addr, mode string, clients int, cpu cpuClock) variant {
+func pgbenchVariant(e *env, name, addr, mode string, clients int, d time.Duration, cpu cpuClock) variant {
 	return variant{name: name, cpu: cpu, run: func(ctx context.Context) (measurement, error) {
-		return pgbenchRun(ctx, e, addr, mode, "", clients)
+		return pgbenchRun(ctx, e, addr, mode, "", clients, d)
 	}}
 }
 
@@ -109,7 +109,7 @@ func scriptVariant(e *env, name, addr, table string, clients int, cpu cpuClock) 
 		if err != nil {
 			return measurement{}, err
 		}
-		return pgbenchRun(ctx, e, addr, "simple", script, clients)
+		return pgbenchRun(ctx, e, addr, "simple", script, clients, e.o.scalingDuration)
 	}}
 }
 

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	if p := percentile(d, 0.5); p != 50 {
+		t.Errorf("p50 = %v, want 50", p)
+	}
+	if p := percentile(d, 0.99); p != 99 {
+		t.Errorf("p99 = %v, want 99", p)
+	}
+	if p := percentile(d[:1], 0.99); p != 1 {
+		t.Errorf("p99 of one = %v, want 1", p)
+	}
+}
+
+func TestRatiosSkipMissingAndZero(t *testing.T) {
+	r := workloadResult{variants: []variantResult{
+		{name: "a", median: measurement{value: 50}},
+		{name: "b", median: measurement{value: 100}},
+		{name: "z", median: measurement{value: 0}},
+	}}
+	got := computeRatios(r, []ratio{{"a/b", "a", "b"}, {"a/z", "a", "z"}, {"a/missing", "a", "m"}})
+	if len(got) != 1 || got[0].name != "a/b" || got[0].value != 0.5 {
+		t.Errorf("ratios = %+v", got)
+	}
+}
+
+func TestRunRoundsRotatesOrder(t *testing.T) {
+	var order []string
+	v := func(name string) variant {
+		return variant{name: name, run: func(ctx context.Context) (measurement, error) {
+			order = append(order, name)
+			return measurement{value: float64(len(order)), ops: 1}, nil
+		}}
+	}
+	res, err := runRounds(context.Background(), workload{name: "w", variants: []variant{v("a"), v("b"), v("c")}}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, ""); got != "abcbcacab" {
+		t.Errorf("order %s, want abcbcacab", got)
+	}
+	if len(res.variants[0].rounds) != 3 {
+		t.Errorf("a ran %d times", len(res.variants[0].rounds))
+	}
+}
+
+func TestPidCPUReadsSelf(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	if _, err := pidCPU(os.Getpid())(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := selfCPU(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCopyRowReader(t *testing.T) {
+	b, err := io.ReadAll(&copyRowReader{n: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "1\t900-00-1\tnote for patient 1\n2\t900-00-2\tnote for patient 2\n3\t900-00-3\tnote for patient 3\n"
+	if string(b) != want {
+		t.Errorf("got %q", b)
+	}
+}
