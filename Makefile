@@ -18,9 +18,11 @@ clients:
 test: vet clients
 	$(GO) test -race -count=1 -timeout 45m ./...
 
-# Throughput through pgcloak against PostgreSQL directly (see BENCHMARKS.md).
+# Throughput through pgcloak against PostgreSQL directly and PgBouncer, plain
+# and encrypted (see BENCHMARKS.md); flags in BENCHFLAGS, e.g.
+# make bench BENCHFLAGS="-json bench.json".
 bench:
-	$(GO) run ./bench
+	$(GO) run ./bench $(BENCHFLAGS)
 
 # Each fuzz target for a while (FUZZTIME=60s by default).
 FUZZTIME ?= 60s
