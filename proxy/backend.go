@@ -211,7 +211,7 @@ func (ss *session) injectAbort(p *pending) (bool, error) {
 	if err := ss.uw.sendLocked(failingParse(abortStatement), &pgproto3.Sync{}); err != nil {
 		return true, err
 	}
-	return true, ss.uw.w.Flush()
+	return true, ss.uw.flushLocked()
 }
 
 // serverMalformed ends the session when PostgreSQL sends a message that

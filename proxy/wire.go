@@ -111,17 +111,76 @@ func (m *msgReader[T]) body(n int) ([]byte, error) {
 // delay flushing until a burst (a pipeline, a result set) is done.
 func (m *msgReader[T]) buffered() bool { return m.r.Buffered() > 0 }
 
+// writeBufSize is the most a msgWriter buffers before it writes out.
+const writeBufSize = 32 * 1024
+
+// writeBufs are the msgWriters' buffers, lent from a writer's first write
+// to its next flush, so that an idle session holds none.
+var writeBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, writeBufSize)
+	return &b
+}}
+
 // msgWriter buffers messages of type T to one peer (wire.ServerType to the
-// client, wire.ClientType to the server). Both session goroutines may write
-// to the upstream side, so writes are serialized.
+// client, wire.ClientType to the server) until a flush. Both session
+// goroutines may write to the upstream side, so writes are serialized. As
+// with bufio.Writer, a write error sticks.
 type msgWriter[T msgType] struct {
 	mu  sync.Mutex
-	w   *bufio.Writer
-	buf []byte
+	dst io.Writer
+	out *[]byte // what is buffered, in a lent buffer; nil when nothing is
+	buf []byte  // encoding scratch
+	err error
 }
 
 func newMsgWriter[T msgType](w io.Writer) *msgWriter[T] {
-	return &msgWriter[T]{w: bufio.NewWriterSize(w, 32*1024)}
+	return &msgWriter[T]{dst: w}
+}
+
+// write buffers p, writing out first what no longer fits; p itself goes
+// straight out when it would fill a buffer on its own.
+func (m *msgWriter[T]) write(p []byte) error {
+	if m.err != nil {
+		return m.err
+	}
+	if m.out != nil && len(*m.out)+len(p) > writeBufSize {
+		if err := m.writeOut(); err != nil {
+			return err
+		}
+	}
+	if len(p) >= writeBufSize {
+		return m.writeDirect(p)
+	}
+	if m.out == nil {
+		m.out = writeBufs.Get().(*[]byte)
+	}
+	*m.out = append(*m.out, p...)
+	return nil
+}
+
+// writeOut writes what is buffered and gives the buffer back.
+func (m *msgWriter[T]) writeOut() error {
+	if m.out == nil {
+		return m.err
+	}
+	b := m.out
+	m.out = nil
+	err := m.writeDirect(*b)
+	*b = (*b)[:0]
+	writeBufs.Put(b)
+	return err
+}
+
+func (m *msgWriter[T]) writeDirect(p []byte) error {
+	if m.err != nil {
+		return m.err
+	}
+	n, err := m.dst.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	m.err = err
+	return err
 }
 
 // raw writes a framed message from its parts.
@@ -135,11 +194,10 @@ func (m *msgWriter[T]) rawLocked(typ T, body []byte) error {
 	var hdr [5]byte
 	hdr[0] = byte(typ)
 	binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)+4))
-	if _, err := m.w.Write(hdr[:]); err != nil {
+	if err := m.write(hdr[:]); err != nil {
 		return err
 	}
-	_, err := m.w.Write(body)
-	return err
+	return m.write(body)
 }
 
 // encoder is any pgproto3 message.
@@ -161,7 +219,7 @@ func (m *msgWriter[T]) sendLocked(msgs ...encoder) error {
 		if err != nil {
 			return err
 		}
-		if _, err := m.w.Write(m.buf); err != nil {
+		if err := m.write(m.buf); err != nil {
 			return err
 		}
 	}
@@ -174,16 +232,19 @@ func (m *msgWriter[T]) sendLocked(msgs ...encoder) error {
 func (m *msgWriter[T]) flush() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.w.Flush()
+	return m.writeOut()
 }
+
+// flushLocked flushes for a caller that holds the writer's lock.
+func (m *msgWriter[T]) flushLocked() error { return m.writeOut() }
 
 // end flushes what is buffered and discards whatever is written after:
 // nothing may follow a FATAL error.
 func (m *msgWriter[T]) end() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	err := m.w.Flush()
-	m.w.Reset(io.Discard)
+	err := m.writeOut()
+	m.dst, m.err = io.Discard, nil
 	return err
 }
 
@@ -191,6 +252,5 @@ func (m *msgWriter[T]) end() error {
 func (m *msgWriter[T]) rawMessage(msg []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, err := m.w.Write(msg)
-	return err
+	return m.write(msg)
 }
