@@ -13,33 +13,96 @@ import (
 	"github.com/tink-crypto/tink-go/v2/tink"
 )
 
-// primitive is the one thing a ColumnCipher needs from a keyset: Tink's AEAD
-// or deterministic AEAD behind a common shape, so no key bytes leave Tink.
+// primitive is the one thing a ColumnCipher needs from a keyset: an AEAD or
+// deterministic AEAD behind a common shape. It is either the native AES-GCM
+// or AES-SIV keyset of keysetprim.go, or, for a keyset those do not handle,
+// Tink's own primitive. Ciphertexts are Tink's either way: output prefix,
+// then the raw primitive's ciphertext.
 type primitive interface {
-	seal(plaintext, ad []byte) ([]byte, error)
-	open(ciphertext, ad []byte) ([]byte, error)
+	// appendSeal appends the Tink ciphertext of pt to dst.
+	appendSeal(dst, pt, ad []byte) ([]byte, error)
+	// open returns the plaintext of a Tink ciphertext in a new slice.
+	open(ct, ad []byte) ([]byte, error)
 }
 
-type randomized struct{ a tink.AEAD }
+// primitiveOverhead is the most a Tink ciphertext adds to its plaintext:
+// the 5-byte output prefix, then AES-GCM's IV and tag (AES-SIV's synthetic
+// IV is shorter). It sizes output buffers; it is not a bound anyone relies
+// on.
+const primitiveOverhead = tinkPrefixLen + gcmIVSize + gcmTagSize
 
-func (p randomized) seal(pt, ad []byte) ([]byte, error) { return p.a.Encrypt(pt, ad) }
-func (p randomized) open(ct, ad []byte) ([]byte, error) { return p.a.Decrypt(ct, ad) }
+// adBinder is a primitive that precomputes work for one associated data;
+// bindAD returns a primitive that is faster for that associated data (and
+// still correct for any other).
+type adBinder interface {
+	bindAD(ad []byte) primitive
+}
 
-// deterministic is a deterministic keyset: d encrypts under the primary
-// version and decrypts under any; versions encrypt under each enabled
-// version, the primary first (see ColumnCipher.Candidates).
+// tinkAEAD is Tink's AEAD, for a randomized keyset gcmKeyset does not handle.
+type tinkAEAD struct{ a tink.AEAD }
+
+func (p tinkAEAD) appendSeal(dst, pt, ad []byte) ([]byte, error) {
+	ct, err := p.a.Encrypt(pt, ad)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, ct...), nil
+}
+func (p tinkAEAD) open(ct, ad []byte) ([]byte, error) { return p.a.Decrypt(ct, ad) }
+
+// daeadVersions is a deterministic keyset: it encrypts under one of its
+// enabled versions (0 is the primary) and decrypts under any.
+type daeadVersions interface {
+	versions() int
+	appendSealVersion(v int, dst, pt, ad []byte) ([]byte, error)
+	open(ct, ad []byte) ([]byte, error)
+}
+
+// deterministic is a deterministic keyset: it encrypts under the primary
+// version and decrypts under any; Candidates encrypts under each enabled
+// version, the primary first.
 type deterministic struct {
-	d        tink.DeterministicAEAD
-	versions []tink.DeterministicAEAD
+	k daeadVersions
 	// ids names the versions (Tink key ids, in the same order).
 	ids string
 }
 
-func (p deterministic) seal(pt, ad []byte) ([]byte, error) {
-	return p.d.EncryptDeterministically(pt, ad)
+func (p deterministic) appendSeal(dst, pt, ad []byte) ([]byte, error) {
+	return p.k.appendSealVersion(0, dst, pt, ad)
 }
-func (p deterministic) open(ct, ad []byte) ([]byte, error) {
-	return p.d.DecryptDeterministically(ct, ad)
+func (p deterministic) open(ct, ad []byte) ([]byte, error) { return p.k.open(ct, ad) }
+
+func (p deterministic) bindAD(ad []byte) primitive {
+	if s, ok := p.k.(*sivKeyset); ok {
+		return deterministic{k: s.bind(ad), ids: p.ids}
+	}
+	return p
+}
+
+// The unbound native keyset binds per call: correct, but the fast path is
+// the one a ColumnCipher binds once.
+func (ks *sivKeyset) appendSealVersion(v int, dst, pt, ad []byte) ([]byte, error) {
+	return ks.bind(ad).appendSealVersion(v, dst, pt, ad)
+}
+func (ks *sivKeyset) open(ct, ad []byte) ([]byte, error) { return ks.bind(ad).open(ct, ad) }
+
+// tinkDAEAD is Tink's deterministic AEAD, for a keyset sivKeyset does not
+// handle: vs holds, for each enabled version (primary first), the keyset
+// with that version made primary; vs[0] is the keyset as it is.
+type tinkDAEAD struct {
+	vs []tink.DeterministicAEAD
+}
+
+func (p tinkDAEAD) versions() int { return len(p.vs) }
+func (p tinkDAEAD) appendSealVersion(v int, dst, pt, ad []byte) ([]byte, error) {
+	ct, err := p.vs[v].EncryptDeterministically(pt, ad)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, ct...), nil
+}
+func (p tinkDAEAD) open(ct, ad []byte) ([]byte, error) {
+	return p.vs[0].DecryptDeterministically(ct, ad)
 }
 
 // newPrimitive builds the primitive for kind from a keyset. A keyset of the
@@ -47,31 +110,44 @@ func (p deterministic) open(ct, ad []byte) ([]byte, error) {
 func newPrimitive(h *keyset.Handle, kind policy.KeyKind) (primitive, error) {
 	switch kind {
 	case policy.Randomized:
+		// Tink first: it checks the keyset the way it always has, and its
+		// error is the one to report.
 		a, err := aead.New(h)
 		if err != nil {
 			return nil, fmt.Errorf("keyset is not a randomized (AES-GCM) keyset: %w", err)
 		}
-		return randomized{a}, nil
+		if ks, err := newGCMKeyset(h); err == nil {
+			return ks, nil
+		} else if !errors.Is(err, errNotFast) {
+			return nil, err
+		}
+		return tinkAEAD{a}, nil
 	case policy.Deterministic:
 		d, err := daead.New(h)
 		if err != nil {
 			return nil, fmt.Errorf("keyset is not a deterministic (AES-SIV) keyset: %w", err)
 		}
-		versions, ids, err := versionPrimitives(h, d)
+		ids, err := versionIDs(h)
 		if err != nil {
 			return nil, err
 		}
-		return deterministic{d: d, versions: versions, ids: ids}, nil
+		if ks, err := newSIVKeyset(h); err == nil {
+			return deterministic{k: ks, ids: ids}, nil
+		} else if !errors.Is(err, errNotFast) {
+			return nil, err
+		}
+		versions, err := versionPrimitives(h, d)
+		if err != nil {
+			return nil, err
+		}
+		return deterministic{k: tinkDAEAD{versions}, ids: ids}, nil
 	}
 	return nil, fmt.Errorf("unknown key kind %q", kind)
 }
 
-// versionPrimitives builds, once per keyset load, a deterministic primitive
-// for each enabled key version: primary, the one d already is, first, then
-// the others in keyset order. Each is the keyset with that version made
-// primary (on a copy), so no key material leaves Tink.
-func versionPrimitives(h *keyset.Handle, primary tink.DeterministicAEAD) ([]tink.DeterministicAEAD, string, error) {
-	out := []tink.DeterministicAEAD{primary}
+// versionIDs names a keyset's enabled versions, the primary first, then the
+// others in keyset order.
+func versionIDs(h *keyset.Handle) (string, error) {
 	var ids []string
 	if p, err := h.Primary(); err == nil {
 		ids = append(ids, strconv.FormatUint(uint64(p.KeyID()), 10))
@@ -79,27 +155,44 @@ func versionPrimitives(h *keyset.Handle, primary tink.DeterministicAEAD) ([]tink
 	for i := 0; i < h.Len(); i++ {
 		e, err := h.Entry(i)
 		if err != nil {
-			return nil, "", fmt.Errorf("reading keyset: %w", err)
+			return "", fmt.Errorf("reading keyset: %w", err)
+		}
+		if e.IsPrimary() || e.KeyStatus() != keyset.Enabled {
+			continue
+		}
+		ids = append(ids, strconv.FormatUint(uint64(e.KeyID()), 10))
+	}
+	return strings.Join(ids, ","), nil
+}
+
+// versionPrimitives builds, once per keyset load, Tink's deterministic
+// primitive for each enabled key version, in versionIDs' order. Each is the
+// keyset with that version made primary (on a copy).
+func versionPrimitives(h *keyset.Handle, primary tink.DeterministicAEAD) ([]tink.DeterministicAEAD, error) {
+	out := []tink.DeterministicAEAD{primary}
+	for i := 0; i < h.Len(); i++ {
+		e, err := h.Entry(i)
+		if err != nil {
+			return nil, fmt.Errorf("reading keyset: %w", err)
 		}
 		if e.IsPrimary() || e.KeyStatus() != keyset.Enabled {
 			continue
 		}
 		m := keyset.NewManagerFromHandle(h)
 		if err := m.SetPrimary(e.KeyID()); err != nil {
-			return nil, "", fmt.Errorf("key version %d: %w", e.KeyID(), err)
+			return nil, fmt.Errorf("key version %d: %w", e.KeyID(), err)
 		}
 		vh, err := m.Handle()
 		if err != nil {
-			return nil, "", fmt.Errorf("key version %d: %w", e.KeyID(), err)
+			return nil, fmt.Errorf("key version %d: %w", e.KeyID(), err)
 		}
 		d, err := daead.New(vh)
 		if err != nil {
-			return nil, "", fmt.Errorf("key version %d is not a deterministic (AES-SIV) key: %w", e.KeyID(), err)
+			return nil, fmt.Errorf("key version %d is not a deterministic (AES-SIV) key: %w", e.KeyID(), err)
 		}
 		out = append(out, d)
-		ids = append(ids, strconv.FormatUint(uint64(e.KeyID()), 10))
 	}
-	return out, strings.Join(ids, ","), nil
+	return out, nil
 }
 
 // ColumnCipher encrypts and decrypts the canonical values of one column. It is
@@ -124,7 +217,11 @@ func NewColumnCipher(h *keyset.Handle, rule *policy.ColumnRule) (*ColumnCipher, 
 }
 
 func newColumnCipher(p primitive, rule *policy.ColumnRule) *ColumnCipher {
-	return &ColumnCipher{rule: rule, ad: rule.AssociatedData(), p: p}
+	ad := rule.AssociatedData()
+	if b, ok := p.(adBinder); ok {
+		p = b.bindAD(ad)
+	}
+	return &ColumnCipher{rule: rule, ad: ad, p: p}
 }
 
 // Rule is the column rule the cipher was built for.
@@ -132,14 +229,12 @@ func (c *ColumnCipher) Rule() *policy.ColumnRule { return c.rule }
 
 // Encrypt turns a canonical value into the bytea stored in PostgreSQL.
 func (c *ColumnCipher) Encrypt(canonical []byte) ([]byte, error) {
-	ct, err := c.p.seal(canonical, c.ad)
+	out := appendHeader(make([]byte, 0, headerLen+primitiveOverhead+len(canonical)))
+	out, err := c.p.appendSeal(out, canonical, c.ad)
 	if err != nil {
 		return nil, fmt.Errorf("keymap: encrypting a value of %s failed", c.rule.Name())
 	}
-	// Tink allocates its own output and offers no append form, so one copy
-	// to prefix the header is the floor.
-	out := make([]byte, 0, headerLen+len(ct))
-	return append(appendHeader(out), ct...), nil
+	return out, nil
 }
 
 // ErrNotDeterministic is returned by Candidates for a column whose key is
@@ -158,14 +253,14 @@ func (c *ColumnCipher) Candidates(canonical []byte) ([][]byte, error) {
 	if !ok {
 		return nil, ErrNotDeterministic
 	}
-	out := make([][]byte, 0, len(d.versions))
-	for _, v := range d.versions {
-		ct, err := v.EncryptDeterministically(canonical, c.ad)
+	out := make([][]byte, 0, d.k.versions())
+	for v := range d.k.versions() {
+		buf := appendHeader(make([]byte, 0, headerLen+primitiveOverhead+len(canonical)))
+		ct, err := d.k.appendSealVersion(v, buf, canonical, c.ad)
 		if err != nil {
 			return nil, fmt.Errorf("keymap: encrypting a value of %s failed", c.rule.Name())
 		}
-		buf := make([]byte, 0, headerLen+len(ct))
-		out = append(out, append(appendHeader(buf), ct...))
+		out = append(out, ct)
 	}
 	return out, nil
 }
@@ -185,7 +280,7 @@ func (c *ColumnCipher) KeyVersions() string {
 // its primary).
 func (c *ColumnCipher) Versions() int {
 	if d, ok := c.p.(deterministic); ok {
-		return len(d.versions)
+		return d.k.versions()
 	}
 	return 1
 }
