@@ -113,6 +113,9 @@ func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) (*copyIn, er
 			return nil, err
 		}
 	}
+	// The rewriter copies a field's bytes before it asks for the next:
+	// one buffer serves every text field.
+	var hexField []byte
 	encrypt := func(_ int64, col int, value []byte, null bool) ([]byte, bool, error) {
 		if null {
 			return nil, true, nil
@@ -125,7 +128,8 @@ func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) (*copyIn, er
 		if format == 1 {
 			return value, false, nil
 		}
-		return append([]byte(`\x`), hex.EncodeToString(value)...), false, nil
+		hexField = hex.AppendEncode(append(hexField[:0], `\x`...), value)
+		return hexField, false, nil
 	}
 	rw, err := copydata.NewRewriter(copyFormat(cp.Format), len(cp.Columns), ruleMask(cp.Rules), encrypt)
 	if err != nil {
