@@ -93,6 +93,26 @@ func (k *Keyring) Cipher(ctx context.Context, rule *policy.ColumnRule) (*ColumnC
 	return k.cipherFor(e, rule)
 }
 
+// CachedCipher is rule's cipher when the keyring holds it and it is not
+// due for a reload: what Cipher returns without a store call, so a caller
+// may skip setting up the context a store call needs.
+func (k *Keyring) CachedCipher(rule *policy.ColumnRule) (*ColumnCipher, bool) {
+	if rule == nil {
+		return nil, false
+	}
+	k.mu.RLock()
+	e := k.keys[rule.KeyName]
+	var c *ColumnCipher
+	if e != nil {
+		c = e.ciphers[rule]
+	}
+	k.mu.RUnlock()
+	if c == nil || k.now().UnixNano() >= e.expires.Load() {
+		return nil, false
+	}
+	return c, true
+}
+
 // Invalidate drops a key's cached keyset so the next use reloads it, for
 // example right after a rotation or a disable.
 func (k *Keyring) Invalidate(name string) {

@@ -129,6 +129,40 @@ func TestKeyringHitDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// CachedCipher answers from the cache only: nothing before the first
+// load, the cipher after it, nothing once the entry is due for a reload or
+// invalidated, and never a store call.
+func TestKeyringCachedCipherAnswersFromTheCacheOnly(t *testing.T) {
+	k, fs, clock := newTestKeyring(t)
+	r := rule("t", "a", "r", policy.Randomized)
+	if _, ok := k.CachedCipher(r); ok {
+		t.Fatal("a cipher before any load")
+	}
+	c := mustCipher(t, k, r)
+	if got, ok := k.CachedCipher(r); !ok || got != c {
+		t.Fatal("the loaded cipher is not cached")
+	}
+	if got, ok := k.CachedCipher(rule("t", "b", "r", policy.Randomized)); ok || got != nil {
+		t.Fatal("a cipher for a column not asked for yet")
+	}
+	clock.advance(testTTL)
+	if _, ok := k.CachedCipher(r); ok {
+		t.Fatal("a cipher due for a reload")
+	}
+	mustCipher(t, k, r)
+	k.Invalidate("r")
+	if _, ok := k.CachedCipher(r); ok {
+		t.Fatal("a cipher after Invalidate")
+	}
+	if n := fs.loads.Load(); n != 2 {
+		t.Fatalf("%d store loads, want 2 (CachedCipher must not load)", n)
+	}
+	allocs := testing.AllocsPerRun(1000, func() { k.CachedCipher(r) })
+	if allocs != 0 {
+		t.Errorf("CachedCipher allocates %.1f times, want 0", allocs)
+	}
+}
+
 func TestKeyringReloadsAfterTTL(t *testing.T) {
 	k, fs, clock := newTestKeyring(t)
 	r := rule("t", "a", "r", policy.Randomized)

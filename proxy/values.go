@@ -66,6 +66,11 @@ const keyTimeout = 10 * time.Second
 // the keyring's cache), so callers resolve it once per statement, COPY or
 // Bind, never per value.
 func (ss *session) cipher(rule *policy.ColumnRule) (*keymap.ColumnCipher, error) {
+	if c, ok := ss.srv.cfg.Keyring.CachedCipher(rule); ok {
+		// The common case, without the timer a store call's deadline
+		// costs (3.5% of the proxy's CPU on a point read).
+		return c, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), keyTimeout)
 	defer cancel()
 	return ss.srv.cfg.Keyring.Cipher(ctx, rule)
