@@ -70,14 +70,7 @@ func (k *Keyring) Cipher(ctx context.Context, rule *policy.ColumnRule) (*ColumnC
 	if rule == nil {
 		return nil, &KeyError{Err: errors.New("no column rule")}
 	}
-	k.mu.RLock()
-	e := k.keys[rule.KeyName]
-	var c *ColumnCipher
-	if e != nil {
-		c = e.ciphers[rule]
-	}
-	k.mu.RUnlock()
-
+	e, c := k.cached(rule)
 	if e != nil && k.now().UnixNano() >= e.expires.Load() {
 		return k.refresh(ctx, rule, e, c)
 	}
@@ -100,17 +93,23 @@ func (k *Keyring) CachedCipher(rule *policy.ColumnRule) (*ColumnCipher, bool) {
 	if rule == nil {
 		return nil, false
 	}
-	k.mu.RLock()
-	e := k.keys[rule.KeyName]
-	var c *ColumnCipher
-	if e != nil {
-		c = e.ciphers[rule]
-	}
-	k.mu.RUnlock()
+	e, c := k.cached(rule)
 	if c == nil || k.now().UnixNano() >= e.expires.Load() {
 		return nil, false
 	}
 	return c, true
+}
+
+// cached is rule's key entry and cipher as the keyring holds them (nil
+// when it does not), whether due for a reload or not.
+func (k *Keyring) cached(rule *policy.ColumnRule) (*keyEntry, *ColumnCipher) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	e := k.keys[rule.KeyName]
+	if e == nil {
+		return nil, nil
+	}
+	return e, e.ciphers[rule]
 }
 
 // Invalidate drops a key's cached keyset so the next use reloads it, for
