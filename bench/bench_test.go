@@ -68,10 +68,8 @@ func TestRunRoundsRotatesOrder(t *testing.T) {
 	}
 }
 
+// The harness reads CPU times from /proc (Linux), where it runs.
 func TestPidCPUReadsSelf(t *testing.T) {
-	if _, err := os.Stat("/proc/self/stat"); err != nil {
-		t.Skip("no /proc")
-	}
 	if _, err := pidCPU(os.Getpid())(); err != nil {
 		t.Fatal(err)
 	}
