@@ -27,6 +27,10 @@ type stateTarget interface {
 	ddl(st *sqlrewrite.Statement)
 	// unlistened records an UNLISTEN (or DISCARD ALL) of every channel.
 	unlistened()
+	// transactionControl records what a COMMIT, ROLLBACK, SAVEPOINT,
+	// RELEASE, ROLLBACK TO or PREPARE TRANSACTION does beyond the settings:
+	// the portals it ends.
+	transactionControl(st *sqlrewrite.Statement)
 }
 
 // applyStatement applies what st does to session state, given the tag of
@@ -35,6 +39,7 @@ func applyStatement(t stateTarget, st *sqlrewrite.Statement, tag string) {
 	s := t.settings()
 	if st.Tx != sqlrewrite.TxNone {
 		s.transaction(st.Tx, st.Savepoint, tag)
+		t.transactionControl(st)
 	}
 	if st.Unlistens {
 		t.unlistened()
@@ -77,24 +82,31 @@ func (ss *session) completed(p *pending, st *sqlrewrite.Statement, tag string) {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	applyStatement(confirmed{ss}, st, tag)
-	// Portals end with their (sub)transaction, whatever the
-	// ReadyForQuery will say (another may begin in the same string).
-	switch st.Tx {
-	case sqlrewrite.TxCommit, sqlrewrite.TxRollback, sqlrewrite.TxPrepare:
-		ss.pl.TransactionEnded(p)
-	case sqlrewrite.TxSavepoint:
-		ss.pl.Savepoint(st.Savepoint, p)
-	case sqlrewrite.TxRelease:
-		ss.pl.Released(st.Savepoint)
-	case sqlrewrite.TxRollbackTo:
-		ss.pl.RolledBackTo(st.Savepoint, p)
-	}
+	applyStatement(confirmed{ss, p}, st, tag)
 }
 
-// confirmed is the session's state as PostgreSQL ran the statements; its
-// methods run under ss.mu.
-type confirmed struct{ ss *session }
+// confirmed is the session's state as PostgreSQL ran the statements of
+// request p; its methods run under ss.mu.
+type confirmed struct {
+	ss *session
+	p  *pending
+}
+
+// transactionControl: portals end with their (sub)transaction, whatever
+// the ReadyForQuery will say (another may begin in the same string).
+func (c confirmed) transactionControl(st *sqlrewrite.Statement) {
+	pl := c.ss.pl
+	switch st.Tx {
+	case sqlrewrite.TxCommit, sqlrewrite.TxRollback, sqlrewrite.TxPrepare:
+		pl.TransactionEnded(c.p)
+	case sqlrewrite.TxSavepoint:
+		pl.Savepoint(st.Savepoint, c.p)
+	case sqlrewrite.TxRelease:
+		pl.Released(st.Savepoint)
+	case sqlrewrite.TxRollbackTo:
+		pl.RolledBackTo(st.Savepoint, c.p)
+	}
+}
 
 func (c confirmed) settings() *sessionState { return c.ss.state }
 

@@ -26,7 +26,8 @@ func (r *recorder) discarded() { r.calls = append(r.calls, "discarded") }
 func (r *recorder) ddl(st *sqlrewrite.Statement) {
 	r.calls = append(r.calls, fmt.Sprintf("ddl changes=%t", st.ChangesCatalog))
 }
-func (r *recorder) unlistened() { r.calls = append(r.calls, "unlistened") }
+func (r *recorder) unlistened()                              { r.calls = append(r.calls, "unlistened") }
+func (r *recorder) transactionControl(*sqlrewrite.Statement) {}
 
 // analyzed is the statements of sql as the proxy plans them, on a catalog
 // without encrypted tables.

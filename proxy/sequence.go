@@ -281,6 +281,9 @@ func (sim *querySim) ddl(*sqlrewrite.Statement) {
 
 func (sim *querySim) unlistened() {}
 
+// transactionControl: the prediction follows no portals.
+func (sim *querySim) transactionControl(*sqlrewrite.Statement) {}
+
 // check authorizes each statement of plan for the role it runs as, refuses
 // statements that resolved relations after DDL in the same string, and
 // EXECUTE of a statement prepared in another environment whose analysis
