@@ -1,25 +1,49 @@
 package proxy
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"sync"
+	"syscall"
 )
+
+// readBufSize is the size of the read buffers msgReaders borrow: one
+// read can take in a whole pipeline or many result rows.
+const readBufSize = 32 * 1024
+
+// readBufs are the msgReaders' buffers. A reader borrows one when bytes
+// arrive and gives it back once it has framed them all and would wait for
+// more, so that a session blocked on an idle peer holds none.
+var readBufs = sync.Pool{New: func() any {
+	b := make([]byte, readBufSize)
+	return &b
+}}
 
 // msgReader frames PostgreSQL protocol messages of type T (wire.ClientType
 // from the client, wire.ServerType from the server). Decoding the bodies is
 // left to pgproto3's message types; framing ourselves lets the proxy
 // forward the messages it does not need to change as raw bytes.
 type msgReader[T msgType] struct {
-	r   *bufio.Reader
-	max int // largest body accepted
-	buf []byte
+	src io.Reader
+	// raw is src's socket when src is one (not TLS): reads wait for it to
+	// be readable before borrowing a buffer.
+	raw  syscall.RawConn
+	lent *[]byte // the borrowed buffer; nil when none is
+	r, w int     // the unread bytes are (*lent)[r:w]
+	max  int     // largest body accepted
+	err  error   // a read error, reported once the bytes before it are used
 }
 
-func newMsgReader[T msgType](r io.Reader, maxBody int) *msgReader[T] {
-	return &msgReader[T]{r: bufio.NewReaderSize(r, 32*1024), max: maxBody}
+func newMsgReader[T msgType](src io.Reader, maxBody int) *msgReader[T] {
+	m := &msgReader[T]{src: src, max: maxBody}
+	if sc, ok := src.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			m.raw = raw
+		}
+	}
+	return m
 }
 
 // tooLargeError reports a message over the size limit.
@@ -39,10 +63,10 @@ func (e *malformedError) Error() string { return e.msg }
 // next reads one message: its type byte and its body, which stays valid only
 // until the next call.
 func (m *msgReader[T]) next() (T, []byte, error) {
-	hdr, err := m.r.Peek(5)
-	if err != nil {
+	if err := m.need(5); err != nil {
 		return 0, nil, err
 	}
+	hdr := (*m.lent)[m.r : m.r+5]
 	typ := T(hdr[0])
 	n := int(int32(binary.BigEndian.Uint32(hdr[1:5])))
 	if n < 4 {
@@ -52,9 +76,7 @@ func (m *msgReader[T]) next() (T, []byte, error) {
 	if n > m.max {
 		return 0, nil, &tooLargeError{size: n, max: m.max}
 	}
-	if _, err := m.r.Discard(5); err != nil {
-		return 0, nil, err
-	}
+	m.r += 5
 	body, err := m.body(n)
 	if err != nil {
 		return 0, nil, err
@@ -70,46 +92,164 @@ func (m *msgReader[T]) discard(tl *tooLargeError, limit int) error {
 	if tl.size > limit {
 		return tl
 	}
-	_, err := m.r.Discard(5 + tl.size)
-	return err
+	left := 5 + tl.size
+	for {
+		k := min(left, m.w-m.r)
+		m.r += k
+		if left -= k; left == 0 {
+			return nil
+		}
+		if err := m.fill(); err != nil {
+			return unexpectedEOF(err)
+		}
+	}
 }
 
 // startup reads an untyped startup-phase packet (StartupMessage,
 // SSLRequest, GSSENCRequest, CancelRequest) and returns its body.
 func (m *msgReader[T]) startup() ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(m.r, hdr[:]); err != nil {
+	if err := m.need(4); err != nil {
 		return nil, err
 	}
-	n := int(int32(binary.BigEndian.Uint32(hdr[:]))) - 4
+	n := int(int32(binary.BigEndian.Uint32((*m.lent)[m.r:]))) - 4
 	// PostgreSQL's own bounds for a startup packet.
 	if n < 4 || n > 10000 {
 		return nil, &malformedError{fmt.Sprintf("invalid startup packet length %d", n+4)}
 	}
+	m.r += 4
 	return m.body(n)
 }
 
+// body returns the next n bytes: in the borrowed buffer when they fit,
+// else in a buffer of their own (which the collector takes back once the
+// message is handled, so one huge message does not stay with the session).
 func (m *msgReader[T]) body(n int) ([]byte, error) {
-	if cap(m.buf) < n {
-		m.buf = make([]byte, n)
-	}
-	// Shrink buffers that one huge message grew, so idle sessions stay small.
-	if cap(m.buf) > 1<<20 && n < 64*1024 {
-		m.buf = make([]byte, n, 64*1024)
-	}
-	b := m.buf[:n]
-	if _, err := io.ReadFull(m.r, b); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	if n <= readBufSize {
+		if err := m.need(n); err != nil {
+			return nil, unexpectedEOF(err)
 		}
-		return nil, err
+		b := (*m.lent)[m.r : m.r+n : m.r+n]
+		m.r += n
+		return b, nil
+	}
+	b := make([]byte, n)
+	k := copy(b, (*m.lent)[m.r:m.w])
+	m.r += k
+	for k < n {
+		if m.err != nil {
+			return nil, unexpectedEOF(m.err)
+		}
+		got, err := m.read(b[k:])
+		k += got
+		m.err = err
 	}
 	return b, nil
 }
 
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// need makes sure n ≤ readBufSize unread bytes are in the buffer.
+func (m *msgReader[T]) need(n int) error {
+	for m.w-m.r < n {
+		if err := m.fill(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fill reads more bytes after the unread ones.
+func (m *msgReader[T]) fill() error {
+	if m.lent != nil && m.r > 0 {
+		// Move the start of a message to the front, making room for
+		// the rest of it.
+		m.w = copy(*m.lent, (*m.lent)[m.r:m.w])
+		m.r = 0
+	}
+	if m.err != nil {
+		return m.err
+	}
+	n, err := m.read(nil)
+	m.w += n
+	if err != nil {
+		m.err = err
+		if n == 0 {
+			return err
+		}
+	}
+	return nil
+}
+
+// read reads into dst, or, when dst is nil, into the borrowed buffer after
+// its unread bytes (borrowing one first if none is). An empty buffer goes
+// back to the pool while the reader waits.
+func (m *msgReader[T]) read(dst []byte) (int, error) {
+	if m.raw == nil {
+		if dst == nil {
+			m.borrow()
+			dst = (*m.lent)[m.w:]
+		}
+		return m.src.Read(dst)
+	}
+	var n int
+	var errno error
+	err := m.raw.Read(func(fd uintptr) bool {
+		into := dst
+		if into == nil {
+			m.borrow()
+			into = (*m.lent)[m.w:]
+		}
+		n, errno = ignoringEINTR(fd, into)
+		if errno == syscall.EAGAIN {
+			m.returnIfEmpty()
+			return false // the poller waits for the socket to be readable
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != nil:
+		return 0, os.NewSyscallError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func ignoringEINTR(fd uintptr, p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(fd), p)
+		if err != syscall.EINTR {
+			return max(n, 0), err
+		}
+	}
+}
+
+func (m *msgReader[T]) borrow() {
+	if m.lent == nil {
+		m.lent = readBufs.Get().(*[]byte)
+		m.r, m.w = 0, 0
+	}
+}
+
+// returnIfEmpty gives the buffer back when it holds nothing unread.
+func (m *msgReader[T]) returnIfEmpty() {
+	if m.lent != nil && m.r == m.w {
+		readBufs.Put(m.lent)
+		m.lent = nil
+		m.r, m.w = 0, 0
+	}
+}
+
 // buffered reports whether more input is already waiting, so writers can
 // delay flushing until a burst (a pipeline, a result set) is done.
-func (m *msgReader[T]) buffered() bool { return m.r.Buffered() > 0 }
+func (m *msgReader[T]) buffered() bool { return m.r < m.w }
 
 // writeBufSize is the most a msgWriter buffers before it writes out.
 const writeBufSize = 32 * 1024
