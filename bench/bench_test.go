@@ -88,3 +88,36 @@ func TestCopyRowReader(t *testing.T) {
 		t.Errorf("got %q", b)
 	}
 }
+
+// Each memory-workload row carries memRowBytes of value, and the reader
+// counts exactly the value bytes it generated.
+func TestMemRowReaderCountsValueBytes(t *testing.T) {
+	r := &memRowReader{n: 3}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.bytes != 3*memRowBytes {
+		t.Errorf("counted %d value bytes, want %d", r.bytes, 3*memRowBytes)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 3 || lines[1] != "2\t"+memNote(2) || len(memNote(2)) != memRowBytes {
+		t.Errorf("rows %q…", b[:min(len(b), 60)])
+	}
+}
+
+// The memory figures come from /proc/self/status, and the peak can be
+// reset there (Linux, where the harness runs).
+func TestPeakRSSCanBeReadAndReset(t *testing.T) {
+	rss, err := statusKB("VmRSS")
+	if err != nil || rss <= 0 {
+		t.Fatalf("VmRSS %d, %v", rss, err)
+	}
+	if err := resetPeakRSS(); err != nil {
+		t.Fatal(err)
+	}
+	peak, err := statusKB("VmHWM")
+	if err != nil || peak < rss/2 {
+		t.Fatalf("VmHWM %d after reset (VmRSS %d), %v", peak, rss, err)
+	}
+}

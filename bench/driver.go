@@ -132,6 +132,14 @@ func childMain() int {
 		res, err = copyIn(ctx, spec)
 	case opCopyOut:
 		res, err = copyOut(ctx, spec)
+	case opMemCopyIn:
+		res, err = memCopyIn(ctx, spec)
+	case opMemSelect:
+		res, err = memSelect(ctx, spec)
+	case opMemCopyOut:
+		res, err = memCopyOut(ctx, spec)
+	case opIdle:
+		err = holdIdle(ctx, spec, os.Stdin)
 	default:
 		res, err = drive(ctx, spec)
 	}

@@ -51,9 +51,13 @@ type options struct {
 	// scalingDuration is each scaling run's length: pgbench connects
 	// its clients inside it, which takes seconds at a few hundred.
 	scalingDuration time.Duration
-	jsonPath        string
-	cpuProfile      string
-	only            string
+	// memoryBytes is how much the memory workloads move (0: none); idle
+	// how many idle connections they hold (0: none).
+	memoryBytes int64
+	idle        int
+	jsonPath    string
+	cpuProfile  string
+	only        string
 }
 
 func main() {
@@ -96,12 +100,17 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per workload; each round runs every variant once")
 	flag.StringVar(&scaling, "scaling", "", "comma-separated client counts (e.g. 1,8,64,256) for the scaling runs; off when empty")
 	flag.DurationVar(&o.scalingDuration, "scaling-duration", 0, "length of each scaling run (default -duration)")
+	flag.Int64Var(&o.memoryBytes, "memory-bytes", 1<<30, "bytes of encrypted values the memory workloads move through pgcloak (COPY FROM, SELECT, COPY TO); 0 skips them")
+	flag.IntVar(&o.idle, "idle", 1000, "idle connections whose memory is measured; 0 skips")
 	flag.StringVar(&o.jsonPath, "json", "", "write a machine-readable summary to this file")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the proxy) to this file")
 	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this")
 	flag.Parse()
 	if o.rounds < 1 || o.clients < 1 || o.copyRows < 1 || o.rows < rangeReadRows {
 		return o, errors.New("-rounds, -clients and -copyrows must be positive, -rows at least 20")
+	}
+	if o.memoryBytes < 0 || (o.memoryBytes > 0 && o.memoryBytes < memRowBytes) || o.idle < 0 {
+		return o, fmt.Errorf("-memory-bytes must be 0 or at least %d, -idle not negative", memRowBytes)
 	}
 	if o.scalingDuration == 0 {
 		o.scalingDuration = o.duration
@@ -150,10 +159,14 @@ func run(ctx context.Context, o options) error {
 	}
 	machine := describeMachine(e)
 	var results, scaling []workloadResult
+	var memory []memoryResult
 	err = runAll(ctx, e, &results, &scaling)
-	report(os.Stdout, o, results, scaling)
+	if err == nil {
+		memory, err = runMemory(ctx, e)
+	}
+	report(os.Stdout, o, results, scaling, memory)
 	if o.jsonPath != "" {
-		if jerr := writeJSON(o.jsonPath, started, machine, o, results, scaling); jerr != nil && err == nil {
+		if jerr := writeJSON(o.jsonPath, started, machine, o, results, scaling, memory); jerr != nil && err == nil {
 			err = jerr
 		}
 	}
@@ -175,7 +188,7 @@ func (e *env) start(ctx context.Context) (func(), error) {
 	}
 	fmt.Println("starting PostgreSQL…")
 	e.pg, err = testenv.StartLocalServer(ctx, testenv.LocalServerOptions{
-		ExtraConf: map[string]string{"max_connections": strconv.Itoa(max(200, e.maxClients()+50))},
+		ExtraConf: map[string]string{"max_connections": strconv.Itoa(max(200, e.maxClients()+50, e.o.idle+50))},
 	})
 	if err != nil {
 		return cleanup, err

@@ -8,13 +8,29 @@ import (
 	"strings"
 )
 
-func report(w io.Writer, o options, results, scaling []workloadResult) {
+func report(w io.Writer, o options, results, scaling []workloadResult, memory []memoryResult) {
 	fmt.Fprintf(w, "\n%d clients (COPY: 1), %s per run, %d round(s); medians over rounds\n", o.clients, o.duration, o.rounds)
 	for _, g := range []string{groupPlain, groupEncrypted} {
 		printGroup(w, g, filterGroup(results, g))
 	}
 	printDetails(w, results)
 	printScaling(w, scaling)
+	printMemory(w, memory)
+}
+
+// printMemory prints the memory workloads: this process's resident set
+// before and at its peak, and per idle connection.
+func printMemory(w io.Writer, rs []memoryResult) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nmemory of this process (pgcloak and the harness)\n\n")
+	printHeader(w, []string{"workload", "seconds", "baseline RSS MiB", "peak RSS MiB", "RSS KiB per connection", "Go heap+stacks KiB per connection"})
+	for _, r := range rs {
+		printRow(w, []string{r.name, strconv.FormatFloat(r.seconds, 'f', 1, 64),
+			strconv.FormatFloat(float64(r.baselineKB)/1024, 'f', 1, 64), strconv.FormatFloat(float64(r.peakKB)/1024, 'f', 1, 64),
+			optCell(r.perConnKB, 1), optCell(r.goPerConnKB, 1)})
+	}
 }
 
 func filterGroup(rs []workloadResult, group string) []workloadResult {

@@ -37,11 +37,12 @@ policy:
     - {table: public.bench_enc, column: note, key: notes, type: text}
     - {table: public.bench_copy_enc, column: ssn, key: ssn, type: text}
     - {table: public.bench_copy_enc, column: note, key: notes, type: text}
+    - {table: public.bench_mem_enc, column: note, key: notes, type: text}
   roles:
     - {role: postgres, read: [ssn, email, notes], write: [ssn, email, notes]}
 `
 
-// The COPY tables have no index: a bulk load measures the row path, not
+// The COPY tables and bench_mem_enc (the memory workloads') have no index: a bulk load measures the row path, not
 // index maintenance.
 const benchSchema = `
 CREATE TABLE bench_enc   (id int PRIMARY KEY, ssn bytea, email bytea, note bytea);
@@ -50,6 +51,7 @@ CREATE TABLE bench_plain (id int PRIMARY KEY, ssn text,  email text,  note text)
 CREATE INDEX ON bench_plain (ssn);
 CREATE TABLE bench_copy_enc   (id int, ssn bytea, note bytea);
 CREATE TABLE bench_copy_plain (id int, ssn text,  note text);
+CREATE TABLE bench_mem_enc (id int, note bytea);
 `
 
 // The values of row id; pgbench scripts build ssnFor's value as

@@ -21,6 +21,20 @@ type summary struct {
 	Flags          summaryFlags `json:"flags"`
 	Workloads      []jsonResult `json:"workloads"`
 	Scaling        []jsonResult `json:"scaling,omitempty"`
+	Memory         []jsonMemory `json:"memory,omitempty"`
+}
+
+// jsonMemory is a memory workload: this process's resident set before it
+// and at its peak (for idle connections: while they are held), in KiB.
+type jsonMemory struct {
+	Name             string   `json:"name"`
+	Bytes            int64    `json:"bytes,omitempty"`
+	Connections      int      `json:"connections,omitempty"`
+	Seconds          float64  `json:"seconds"`
+	BaselineRSSKiB   int64    `json:"baseline_rss_kib"`
+	PeakRSSKiB       int64    `json:"peak_rss_kib"`
+	RSSKiBPerConn    *float64 `json:"rss_kib_per_connection,omitempty"`
+	GoHeldKiBPerConn *float64 `json:"go_heap_stacks_kib_per_connection,omitempty"`
 }
 
 type machine struct {
@@ -46,6 +60,8 @@ type summaryFlags struct {
 	Scaling         []int  `json:"scaling,omitempty"`
 	ScalingDuration string `json:"scaling_duration,omitempty"`
 	Only            string `json:"only,omitempty"`
+	MemoryBytes     int64  `json:"memory_bytes,omitempty"`
+	Idle            int    `json:"idle,omitempty"`
 }
 
 type jsonResult struct {
@@ -71,10 +87,11 @@ type jsonVariant struct {
 	ConnectMs       *float64  `json:"pgbench_connect_ms,omitempty"`
 }
 
-func writeJSON(path string, started time.Time, m machine, o options, results, scaling []workloadResult) error {
+func writeJSON(path string, started time.Time, m machine, o options, results, scaling []workloadResult, memory []memoryResult) error {
 	m.LoadAvgEnd = loadAvg()
 	flags := summaryFlags{Duration: o.duration.String(), Clients: o.clients, Scale: o.scale, Rows: o.rows,
-		CopyRows: o.copyRows, Rounds: o.rounds, Scaling: o.scaling, Only: o.only}
+		CopyRows: o.copyRows, Rounds: o.rounds, Scaling: o.scaling, Only: o.only,
+		MemoryBytes: o.memoryBytes, Idle: o.idle}
 	if len(o.scaling) > 0 {
 		flags.ScalingDuration = o.scalingDuration.String()
 	}
@@ -82,6 +99,13 @@ func writeJSON(path string, started time.Time, m machine, o options, results, sc
 		Started: started.UTC(), ElapsedSeconds: time.Since(started).Seconds(), Machine: m,
 		Flags:     flags,
 		Workloads: toJSON(results), Scaling: toJSON(scaling),
+	}
+	for _, r := range memory {
+		s.Memory = append(s.Memory, jsonMemory{
+			Name: r.name, Bytes: r.bytes, Connections: r.conns, Seconds: round3(r.seconds),
+			BaselineRSSKiB: r.baselineKB, PeakRSSKiB: r.peakKB,
+			RSSKiBPerConn: optional(r.perConnKB), GoHeldKiBPerConn: optional(r.goPerConnKB),
+		})
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
