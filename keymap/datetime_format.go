@@ -22,7 +22,10 @@ func (tc *TextContext) dateStyle() (DateOutput, DateOrder) {
 
 // appendZeroPad is pg_ultostr_zeropad: v with at least width digits.
 func appendZeroPad(dst []byte, v, width int) []byte {
-	s := strconv.Itoa(v)
+	// Formatted on the stack: strconv.Itoa allocates from 100 on (a
+	// year), once per date or timestamp a row prints.
+	var buf [20]byte
+	s := strconv.AppendInt(buf[:0], int64(v), 10)
 	for i := len(s); i < width; i++ {
 		dst = append(dst, '0')
 	}
