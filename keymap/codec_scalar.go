@@ -8,8 +8,6 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
-
-	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // textCodec serves text, varchar and char: the canonical form is the UTF-8
@@ -482,8 +480,13 @@ func (uuidCodec) appendText(dst, canonical []byte, _ *TextContext) ([]byte, erro
 	if len(canonical) != 16 {
 		return nil, errLength
 	}
-	u := pgtype.UUID{Bytes: [16]byte(canonical), Valid: true}
-	return pgtype.UUIDCodec{}.PlanEncode(nil, pgtype.UUIDOID, pgtype.TextFormatCode, u).Encode(u, dst)
+	// uuid_out: lowercase hex in groups of 8-4-4-4-12, appended in place
+	// (pgtype's encoder formats a string first: two allocations a value).
+	dst = hex.AppendEncode(dst, canonical[:4])
+	for _, g := range [...][2]int{{4, 6}, {6, 8}, {8, 10}, {10, 16}} {
+		dst = hex.AppendEncode(append(dst, '-'), canonical[g[0]:g[1]])
+	}
+	return dst, nil
 }
 
 func (uuidCodec) appendBinary(dst, canonical []byte) ([]byte, error) {
