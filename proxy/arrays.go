@@ -96,9 +96,7 @@ func (ss *session) arrayCandidatesParam(cs *ciphers, h *sqlrewrite.ParamRule, st
 	if err != nil {
 		return nil, err
 	}
-	m := byteaArrays.Get().(*pgtype.Map)
-	defer byteaArrays.Put(m)
-	return m.Encode(byteaArrayOID, pgtype.BinaryFormatCode, cands, nil)
+	return encodeByteaArray(cands), nil
 }
 
 // elementCandidates returns the candidates of every element of an array

@@ -4,9 +4,12 @@ package proxy
 // proxy repeated for every Bind, Execute or value.
 
 import (
+	"bytes"
 	"encoding/hex"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
@@ -72,5 +75,31 @@ func TestDecodeByteaTextReusesScratch(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per value", allocs)
+	}
+}
+
+// A hidden parameter's bytea[] is what pgtype encodes, in one allocation.
+func TestEncodeByteaArrayMatchesPgtype(t *testing.T) {
+	m := pgtype.NewMap()
+	for _, elems := range [][][]byte{
+		nil,
+		{},
+		{nil},
+		{{}},
+		{[]byte("a"), nil, make([]byte, 300)},
+		{[]byte("ct1"), []byte("ct2")},
+	} {
+		want, err := m.Encode(byteaArrayOID, pgtype.BinaryFormatCode, elems, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := encodeByteaArray(elems)
+		if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+			t.Errorf("%q: got %x, pgtype %x", elems, got, want)
+		}
+	}
+	elems := [][]byte{make([]byte, 48), make([]byte, 48)}
+	if allocs := testing.AllocsPerRun(100, func() { encodeByteaArray(elems) }); allocs != 1 {
+		t.Errorf("%v allocations", allocs)
 	}
 }
