@@ -74,3 +74,14 @@ func benchRewrite(b *testing.B, kind Kind) {
 func BenchmarkRewriteText(b *testing.B)   { benchRewrite(b, Text) }
 func BenchmarkRewriteCSV(b *testing.B)    { benchRewrite(b, CSV) }
 func BenchmarkRewriteBinary(b *testing.B) { benchRewrite(b, Binary) }
+
+// BenchmarkAppendEscaped escapes what COPY FROM sends for an encrypted
+// column: a bytea hex literal of a 64-byte ciphertext.
+func BenchmarkAppendEscaped(b *testing.B) {
+	v := hex.AppendEncode([]byte(`\x`), []byte(strings.Repeat("ciphertext-bytes", 4)))
+	dst := make([]byte, 0, 2*len(v))
+	b.SetBytes(int64(len(v)))
+	for b.Loop() {
+		dst = appendEscaped(dst[:0], v, '\t')
+	}
+}

@@ -1,6 +1,9 @@
 package copydata
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
 // This file is the text format's fields: splitting and de-escaping as
 // PostgreSQL's CopyReadAttributesText does, escaping as CopyAttributeOutText.
@@ -44,8 +47,13 @@ func (r *Rewriter) textField(row int64, col int, field, raw, before []byte) (boo
 	null := bytes.Equal(raw, r.null)
 	var value []byte
 	if !null {
-		r.scratch = unescapeText(r.scratch[:0], raw)
-		value = r.scratch
+		// Capped, so a transform that appends to it cannot write into
+		// the rest of the line.
+		value = raw[:len(raw):len(raw)]
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			r.scratch = unescapeText(r.scratch[:0], raw)
+			value = r.scratch
+		}
 	}
 	out, outNull, changed, err := r.apply(row, col, value, null)
 	if err != nil || !changed {
@@ -195,26 +203,55 @@ func escapeValue(e []byte) byte {
 
 // appendEscaped escapes v as CopyAttributeOutText does: control characters
 // with a C escape get it, the delimiter and backslash get a backslash, and
-// everything else is copied.
+// everything else is copied. Runs of bytes that need nothing (hex digits,
+// most text) are skipped eight at a time and copied in one piece.
 func appendEscaped(dst, v []byte, delim byte) []byte {
-	start := 0
-	for i, c := range v {
-		var esc byte
-		if c < 0x20 {
-			esc = controlEscape(c)
+	bs, dl := lsb*uint64('\\'), lsb*uint64(delim)
+	start, i := 0, 0
+	for {
+		for i+8 <= len(v) {
+			x := binary.LittleEndian.Uint64(v[i:])
+			// Bytes below '\r'+1 include every control character
+			// with a C escape; the rest of them are copied below.
+			if hasLess(x, '\r'+1)|hasZero(x^bs)|hasZero(x^dl) != 0 {
+				break
+			}
+			i += 8
 		}
-		if esc == 0 && (c == '\\' || c == delim) {
-			esc = c
+		end := min(i+8, len(v))
+		for ; i < end; i++ {
+			c := v[i]
+			var esc byte
+			if c < 0x20 {
+				esc = controlEscape(c)
+			}
+			if esc == 0 && (c == '\\' || c == delim) {
+				esc = c
+			}
+			if esc == 0 {
+				continue
+			}
+			dst = append(dst, v[start:i]...)
+			dst = append(dst, '\\', esc)
+			start = i + 1
 		}
-		if esc == 0 {
-			continue
+		if i >= len(v) {
+			return append(dst, v[start:]...)
 		}
-		dst = append(dst, v[start:i]...)
-		dst = append(dst, '\\', esc)
-		start = i + 1
 	}
-	return append(dst, v[start:]...)
 }
+
+// lsb and msb are a byte's lowest and highest bit in each byte of a word.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// hasZero is non-zero exactly when some byte of x is zero.
+func hasZero(x uint64) uint64 { return (x - lsb) &^ x & msb }
+
+// hasLess is non-zero exactly when some byte of x is below n (n <= 128).
+func hasLess(x uint64, n byte) uint64 { return (x - lsb*uint64(n)) &^ x & msb }
 
 func controlEscape(c byte) byte {
 	switch c {
