@@ -21,8 +21,10 @@ import (
 type primitive interface {
 	// appendSeal appends the Tink ciphertext of pt to dst.
 	appendSeal(dst, pt, ad []byte) ([]byte, error)
-	// open returns the plaintext of a Tink ciphertext in a new slice.
-	open(ct, ad []byte) ([]byte, error)
+	// appendOpen appends the plaintext of a Tink ciphertext to dst (which
+	// must not overlap ct). On failure nothing of the plaintext is left in
+	// dst's spare capacity.
+	appendOpen(dst, ct, ad []byte) ([]byte, error)
 }
 
 // primitiveOverhead is the most a Tink ciphertext adds to its plaintext:
@@ -48,14 +50,20 @@ func (p tinkAEAD) appendSeal(dst, pt, ad []byte) ([]byte, error) {
 	}
 	return append(dst, ct...), nil
 }
-func (p tinkAEAD) open(ct, ad []byte) ([]byte, error) { return p.a.Decrypt(ct, ad) }
+func (p tinkAEAD) appendOpen(dst, ct, ad []byte) ([]byte, error) {
+	pt, err := p.a.Decrypt(ct, ad)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, pt...), nil
+}
 
 // daeadVersions is a deterministic keyset: it encrypts under one of its
 // enabled versions (0 is the primary) and decrypts under any.
 type daeadVersions interface {
 	versions() int
 	appendSealVersion(v int, dst, pt, ad []byte) ([]byte, error)
-	open(ct, ad []byte) ([]byte, error)
+	appendOpen(dst, ct, ad []byte) ([]byte, error)
 }
 
 // deterministic is a deterministic keyset: it encrypts under the primary
@@ -70,7 +78,9 @@ type deterministic struct {
 func (p deterministic) appendSeal(dst, pt, ad []byte) ([]byte, error) {
 	return p.k.appendSealVersion(0, dst, pt, ad)
 }
-func (p deterministic) open(ct, ad []byte) ([]byte, error) { return p.k.open(ct, ad) }
+func (p deterministic) appendOpen(dst, ct, ad []byte) ([]byte, error) {
+	return p.k.appendOpen(dst, ct, ad)
+}
 
 func (p deterministic) bindAD(ad []byte) primitive {
 	if s, ok := p.k.(*sivKeyset); ok {
@@ -84,7 +94,10 @@ func (p deterministic) bindAD(ad []byte) primitive {
 func (ks *sivKeyset) appendSealVersion(v int, dst, pt, ad []byte) ([]byte, error) {
 	return ks.bind(ad).appendSealVersion(v, dst, pt, ad)
 }
-func (ks *sivKeyset) open(ct, ad []byte) ([]byte, error) { return ks.bind(ad).open(ct, ad) }
+func (ks *sivKeyset) appendOpen(dst, ct, ad []byte) ([]byte, error) {
+	return ks.bind(ad).appendOpen(dst, ct, ad)
+}
+func (ks *sivKeyset) open(ct, ad []byte) ([]byte, error) { return ks.appendOpen(nil, ct, ad) }
 
 // tinkDAEAD is Tink's deterministic AEAD, for a keyset sivKeyset does not
 // handle: vs holds, for each enabled version (primary first), the keyset
@@ -101,8 +114,12 @@ func (p tinkDAEAD) appendSealVersion(v int, dst, pt, ad []byte) ([]byte, error) 
 	}
 	return append(dst, ct...), nil
 }
-func (p tinkDAEAD) open(ct, ad []byte) ([]byte, error) {
-	return p.vs[0].DecryptDeterministically(ct, ad)
+func (p tinkDAEAD) appendOpen(dst, ct, ad []byte) ([]byte, error) {
+	pt, err := p.vs[0].DecryptDeterministically(ct, ad)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, pt...), nil
 }
 
 // newPrimitive builds the primitive for kind from a keyset. A keyset of the
@@ -229,8 +246,14 @@ func (c *ColumnCipher) Rule() *policy.ColumnRule { return c.rule }
 
 // Encrypt turns a canonical value into the bytea stored in PostgreSQL.
 func (c *ColumnCipher) Encrypt(canonical []byte) ([]byte, error) {
-	out := appendHeader(make([]byte, 0, headerLen+primitiveOverhead+len(canonical)))
-	out, err := c.p.appendSeal(out, canonical, c.ad)
+	return c.AppendEncrypt(make([]byte, 0, headerLen+primitiveOverhead+len(canonical)), canonical)
+}
+
+// AppendEncrypt appends the stored bytea of a canonical value to dst, for
+// callers that encrypt many values into one reused buffer (COPY). dst must
+// not overlap canonical.
+func (c *ColumnCipher) AppendEncrypt(dst, canonical []byte) ([]byte, error) {
+	out, err := c.p.appendSeal(appendHeader(dst), canonical, c.ad)
 	if err != nil {
 		return nil, fmt.Errorf("keymap: encrypting a value of %s failed", c.rule.Name())
 	}
@@ -289,10 +312,18 @@ func (c *ColumnCipher) Versions() int {
 // is not a ciphertext of this column under this key, or was altered, is an
 // error wrapping ErrDecrypt that says nothing about the value.
 func (c *ColumnCipher) Decrypt(stored []byte) ([]byte, error) {
+	return c.AppendDecrypt(nil, stored)
+}
+
+// AppendDecrypt appends the canonical value of a stored bytea to dst, for
+// callers that decrypt many values into one reused buffer (COPY). dst must
+// not overlap stored. Errors are Decrypt's; on an error nothing of the
+// value is appended.
+func (c *ColumnCipher) AppendDecrypt(dst, stored []byte) ([]byte, error) {
 	if !IsCiphertext(stored) {
 		return nil, fmt.Errorf("%w of %s: not a pgcloak ciphertext", ErrDecrypt, c.rule.Name())
 	}
-	pt, err := c.p.open(stored[headerLen:], c.ad)
+	pt, err := c.p.appendOpen(dst, stored[headerLen:], c.ad)
 	if err != nil {
 		return nil, fmt.Errorf("%w of %s: wrong key, wrong column or altered", ErrDecrypt, c.rule.Name())
 	}

@@ -251,3 +251,47 @@ func BenchmarkDecrypt(b *testing.B) {
 		})
 	}
 }
+
+// TestColumnCipherAppend checks the reused-buffer forms COPY uses: they
+// leave what dst held, produce what Encrypt and Decrypt do, and an altered
+// ciphertext leaves no plaintext in the buffer's spare capacity.
+func TestColumnCipherAppend(t *testing.T) {
+	s := openTestStore(t)
+	mustCreate(t, s, "r", policy.Randomized)
+	mustCreate(t, s, "d", policy.Deterministic)
+	for _, r := range []*policy.ColumnRule{rule("t", "c", "r", policy.Randomized), rule("t", "c", "d", policy.Deterministic)} {
+		c := cipherFrom(t, s, r)
+		enc := []byte("enc:")
+		dec := make([]byte, 0, 256)
+		dec = append(dec, "dec:"...)
+		for _, pt := range []string{"", "x", "secret-value-one", strings.Repeat("z", 300)} {
+			ct, err := c.AppendEncrypt(enc[:4], []byte(pt))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(ct[:4]) != "enc:" || !IsCiphertext(ct[4:]) {
+				t.Fatalf("%s: AppendEncrypt = %x", r.Kind, ct)
+			}
+			if r.Kind == policy.Deterministic && !bytes.Equal(ct[4:], seal(t, c, pt)) {
+				t.Fatalf("%s: AppendEncrypt and Encrypt differ", r.Kind)
+			}
+			enc = ct
+			got, err := c.AppendDecrypt(dec[:4], ct[4:])
+			if err != nil || string(got) != "dec:"+pt {
+				t.Fatalf("%s: AppendDecrypt = %q, %v", r.Kind, got, err)
+			}
+			if len(pt) < 200 {
+				dec = got // reused while it fits
+			}
+			bad := bytes.Clone(ct[4:])
+			bad[len(bad)-1] ^= 1
+			clear(dec[4:cap(dec)])
+			if _, err := c.AppendDecrypt(dec[:4], bad); !errors.Is(err, ErrDecrypt) {
+				t.Fatalf("%s: altered ciphertext: %v", r.Kind, err)
+			}
+			if pt != "" && bytes.Contains(dec[:cap(dec)], []byte(pt)) {
+				t.Fatalf("%s: a failed AppendDecrypt left the plaintext in the buffer", r.Kind)
+			}
+		}
+	}
+}

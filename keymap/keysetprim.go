@@ -50,10 +50,25 @@ func (x *keyIndex) add(prefix []byte, primary bool) {
 	x.byPrefix[string(prefix)] = append(x.byPrefix[string(prefix)], i)
 }
 
+// linearKeys is the keyset size up to which try compares prefixes instead
+// of looking them up.
+const linearKeys = 8
+
 // try calls open for each key that may have produced ct, in Tink's order,
 // with ct stripped of that key's prefix, until one succeeds.
 func (x *keyIndex) try(ct []byte, open func(i int, body []byte) ([]byte, bool)) ([]byte, bool) {
-	if len(ct) >= tinkPrefixLen {
+	if len(ct) >= tinkPrefixLen && len(x.prefixes) <= linearKeys {
+		// A few keys: comparing each prefix, in keyset order, finds the
+		// same keys in the same order as the map, without hashing.
+		p := ct[:tinkPrefixLen]
+		for i, q := range x.prefixes {
+			if q == string(p) {
+				if pt, ok := open(i, ct[tinkPrefixLen:]); ok {
+					return pt, true
+				}
+			}
+		}
+	} else if len(ct) >= tinkPrefixLen {
 		for _, i := range x.byPrefix[string(ct[:tinkPrefixLen])] {
 			if pt, ok := open(i, ct[tinkPrefixLen:]); ok {
 				return pt, true
@@ -170,10 +185,12 @@ func (b *boundSIV) appendSealVersion(v int, dst, pt, ad []byte) ([]byte, error) 
 	return b.ks.keys[i].appendSeal(append(dst, b.ks.prefixes[i]...), pt, &b.st[i])
 }
 
-func (b *boundSIV) open(ct, ad []byte) ([]byte, error) {
+func (b *boundSIV) open(ct, ad []byte) ([]byte, error) { return b.appendOpen(nil, ct, ad) }
+
+func (b *boundSIV) appendOpen(dst, ct, ad []byte) ([]byte, error) {
 	b = b.forAD(ad)
 	pt, ok := b.ks.try(ct, func(i int, body []byte) ([]byte, bool) {
-		return b.ks.keys[i].open(body, &b.st[i])
+		return b.ks.keys[i].appendOpen(dst, body, &b.st[i])
 	})
 	if !ok {
 		return nil, errDAEADDecrypt
@@ -256,13 +273,18 @@ func (ks *gcmKeyset) appendSeal(dst, pt, ad []byte) ([]byte, error) {
 	return ks.aeads[ks.primary].Seal(dst, iv, pt, ad), nil
 }
 
-func (ks *gcmKeyset) open(ct, ad []byte) ([]byte, error) {
+func (ks *gcmKeyset) open(ct, ad []byte) ([]byte, error) { return ks.appendOpen(nil, ct, ad) }
+
+func (ks *gcmKeyset) appendOpen(dst, ct, ad []byte) ([]byte, error) {
 	pt, ok := ks.try(ct, func(i int, body []byte) ([]byte, bool) {
 		if len(body) < gcmIVSize+gcmTagSize {
 			return nil, false
 		}
-		pt, err := ks.aeads[i].Open(make([]byte, 0, len(body)-gcmIVSize-gcmTagSize),
-			body[:gcmIVSize], body[gcmIVSize:], ad)
+		if dst == nil {
+			dst = make([]byte, 0, len(body)-gcmIVSize-gcmTagSize)
+		}
+		// Open clears what it wrote when the tag does not match.
+		pt, err := ks.aeads[i].Open(dst, body[:gcmIVSize], body[gcmIVSize:], ad)
 		return pt, err == nil
 	})
 	if !ok {

@@ -530,3 +530,44 @@ func TestNativePrimitivesChosen(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyIndexLargeKeyset decrypts under every version of keysets past
+// linearKeys, where try looks prefixes up in the map instead of comparing
+// them, and under the small ones, where it compares.
+func TestKeyIndexLargeKeyset(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{linearKeys - 1, linearKeys + 3} {
+		h := rotatedHandle(t, rng, daead.AESSIVKeyTemplate(), n, nil)
+		ks, err := newSIVKeyset(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gh := rotatedHandle(t, rng, aead.AES128GCMKeyTemplate(), n, nil)
+		gs, err := newGCMKeyset(gh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, _ := enabledEntries(h)
+		for _, e := range es {
+			d, err := daead.New(withPrimary(t, h, e.KeyID()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ct, _ := d.EncryptDeterministically([]byte("v"), []byte("ad"))
+			if pt, err := ks.open(ct, []byte("ad")); err != nil || string(pt) != "v" {
+				t.Fatalf("%d keys: SIV version %d: %q, %v", n, e.KeyID(), pt, err)
+			}
+		}
+		gsEntries, _ := enabledEntries(gh)
+		for _, e := range gsEntries {
+			a, err := aead.New(withPrimary(t, gh, e.KeyID()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ct, _ := a.Encrypt([]byte("v"), []byte("ad"))
+			if pt, err := gs.appendOpen([]byte("x"), ct, []byte("ad")); err != nil || string(pt) != "xv" {
+				t.Fatalf("%d keys: GCM version %d: %q, %v", n, e.KeyID(), pt, err)
+			}
+		}
+	}
+}

@@ -210,14 +210,26 @@ func (k *sivKey) appendSeal(dst, plaintext []byte, s *sivAD) ([]byte, error) {
 // open decrypts SIV || C and checks the SIV; it returns the plaintext in a
 // new slice, or false.
 func (k *sivKey) open(ciphertext []byte, s *sivAD) ([]byte, bool) {
+	pt, ok := k.appendOpen(nil, ciphertext, s)
+	if !ok {
+		return nil, false
+	}
+	return pt[:len(pt):len(pt)], true
+}
+
+// appendOpen decrypts SIV || C, checks the SIV and appends the plaintext to
+// dst (which must not overlap ciphertext), or returns false with nothing of
+// the plaintext left in dst's capacity.
+func (k *sivKey) appendOpen(dst, ciphertext []byte, s *sivAD) ([]byte, bool) {
 	if len(ciphertext) < sivOverhead {
 		return nil, false
 	}
 	n := len(ciphertext) - sivOverhead
+	start := len(dst)
 	// 16 bytes past the plaintext are the scratch block; they are cleared
-	// and cut off (the capacity too) before returning.
-	buf := make([]byte, n+aes.BlockSize)
-	pt, scratch := buf[:n:n], buf[n:]
+	// and cut off before returning.
+	buf := growTo(dst, start+n+aes.BlockSize)
+	pt, scratch := buf[start:start+n:start+n], buf[start+n:]
 	v := loadBlock(ciphertext)
 	k.xorKeyStream(pt, ciphertext[sivOverhead:], scratch, v)
 	k.s2v(scratch, pt, s).put(scratch)
@@ -227,7 +239,7 @@ func (k *sivKey) open(ciphertext []byte, s *sivAD) ([]byte, bool) {
 		clear(pt)
 		return nil, false
 	}
-	return pt, true
+	return buf[:start+n], true
 }
 
 // growTo extends dst to length n, reallocating if its capacity is short.
