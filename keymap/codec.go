@@ -176,6 +176,42 @@ func (c *Codec) Canonical(format int16, src []byte, tc *TextContext) ([]byte, er
 	return out, nil
 }
 
+// AppendCanonical is Canonical appending to dst, for callers that convert
+// many values into one reused buffer (COPY). A type whose codec can append
+// (the text types) allocates nothing; others convert, then copy. On an
+// error dst is returned as it was.
+func (c *Codec) AppendCanonical(dst []byte, format int16, src []byte, tc *TextContext) ([]byte, error) {
+	a, ok := c.impl.(canonicalAppender)
+	if !ok {
+		out, err := c.Canonical(format, src, tc)
+		if err != nil {
+			return dst, err
+		}
+		return append(dst, out...), nil
+	}
+	var out []byte
+	var err error
+	switch format {
+	case TextFormat:
+		out, err = a.appendFromText(dst, src, tc)
+	case BinaryFormat:
+		out, err = a.appendFromBinary(dst, src)
+	default:
+		return dst, &ValueError{Type: c.typ, Reason: "unsupported wire format code"}
+	}
+	if err != nil {
+		return dst, c.valueError(err)
+	}
+	return out, nil
+}
+
+// canonicalAppender is a typeCodec whose fromText and fromBinary can
+// append to a buffer.
+type canonicalAppender interface {
+	appendFromText(dst, src []byte, tc *TextContext) ([]byte, error)
+	appendFromBinary(dst, src []byte) ([]byte, error)
+}
+
 // AppendText appends the text form of a canonical value, as PostgreSQL would
 // print it in the session's time zone.
 func (c *Codec) AppendText(dst, canonical []byte, tc *TextContext) ([]byte, error) {

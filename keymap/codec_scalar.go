@@ -17,6 +17,11 @@ type textCodec struct{}
 func (textCodec) fromText(src []byte, _ *TextContext) ([]byte, error) { return validText(src) }
 func (textCodec) fromBinary(src []byte) ([]byte, error)               { return validText(src) }
 
+func (textCodec) appendFromText(dst, src []byte, _ *TextContext) ([]byte, error) {
+	return appendValidText(dst, src)
+}
+func (textCodec) appendFromBinary(dst, src []byte) ([]byte, error) { return appendValidText(dst, src) }
+
 func (textCodec) appendText(dst, canonical []byte, _ *TextContext) ([]byte, error) {
 	return appendValidText(dst, canonical)
 }

@@ -600,3 +600,44 @@ func TestFloat8TextPrecision(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendCanonicalMatchesCanonical checks AppendCanonical against
+// Canonical for the text types (which append) and others (which copy):
+// same bytes after dst's prefix, same errors, dst untouched on an error.
+func TestAppendCanonicalMatchesCanonical(t *testing.T) {
+	tests := []struct {
+		typ    policy.LogicalType
+		format int16
+		in     string
+	}{
+		{policy.TypeText, TextFormat, "héllo\tworld"},
+		{policy.TypeText, BinaryFormat, ""},
+		{policy.TypeVarchar, TextFormat, "v"},
+		{policy.TypeText, TextFormat, "bad\xffutf8"},
+		{policy.TypeText, BinaryFormat, "nul\x00byte"},
+		{policy.TypeText, 7, "x"},
+		{policy.TypeInt4, TextFormat, " 0042 "},
+		{policy.TypeInt4, TextFormat, "1.0"},
+		{policy.TypeNumeric, TextFormat, "12.50"},
+	}
+	for _, tt := range tests {
+		c := CodecFor(tt.typ)
+		want, wantErr := c.Canonical(tt.format, []byte(tt.in), nil)
+		dst := make([]byte, 3, 64)
+		copy(dst, "pre")
+		got, err := c.AppendCanonical(dst, tt.format, []byte(tt.in), nil)
+		if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+			t.Errorf("%s %q: error %v, Canonical's %v", tt.typ, tt.in, err, wantErr)
+			continue
+		}
+		if err != nil {
+			if string(got) != "pre" {
+				t.Errorf("%s %q: dst %q after an error", tt.typ, tt.in, got)
+			}
+			continue
+		}
+		if string(got[:3]) != "pre" || !bytes.Equal(got[3:], want) {
+			t.Errorf("%s %q: AppendCanonical = %q, Canonical = %q", tt.typ, tt.in, got, want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/proxy/internal/copydata"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -102,40 +103,96 @@ func ruleMask(rules []*policy.ColumnRule) []bool {
 func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) (*copyIn, error) {
 	format := wireFormat(cp.Format)
 	tc := ss.textContext()
-	// Each column's cipher once, before the COPY starts: a key that is
-	// unavailable refuses it rather than failing it halfway.
-	cs := ss.newCiphers()
-	for _, r := range cp.Rules {
-		if r == nil {
-			continue
-		}
-		if _, err := cs.get(r); err != nil {
-			return nil, err
-		}
+	cols, err := ss.copyInColumns(cp.Rules)
+	if err != nil {
+		return nil, err
 	}
 	// The rewriter copies a field's bytes before it asks for the next:
-	// one buffer serves every text field.
-	var hexField []byte
+	// one set of buffers serves every field.
+	var bufs copyInBuffers
 	encrypt := func(_ int64, col int, value []byte, null bool) ([]byte, bool, error) {
 		if null {
 			return nil, true, nil
 		}
-		value, err := cs.store(cp.Rules[col], columnValue(format, value), tc, true)
+		out, err := cols[col].store(&bufs, format, value, tc)
 		if err != nil {
 			// copydata.FieldError names the row and the column.
 			return nil, false, newSQLError(sqlState(err), "%v", err)
 		}
-		if format == 1 {
-			return value, false, nil
-		}
-		hexField = hex.AppendEncode(append(hexField[:0], `\x`...), value)
-		return hexField, false, nil
+		return out, false, nil
 	}
 	rw, err := copydata.NewRewriter(copyFormat(cp.Format), len(cp.Columns), ruleMask(cp.Rules), encrypt)
 	if err != nil {
 		return nil, newSQLError("0A000", "COPY format: %v", err)
 	}
 	return &copyIn{rw: rw, req: req}, nil
+}
+
+// copyInColumn is what COPY FROM does to the values of one encrypted
+// column, worked out once before the COPY starts (what ciphers.store
+// looks up per value): the column's cipher, its codec, and whether a value
+// is stored as its text form (the column is being decrypted).
+type copyInColumn struct {
+	rule     *policy.ColumnRule
+	cipher   *keymap.ColumnCipher
+	codec    *keymap.Codec
+	textForm bool
+}
+
+// copyInBuffers are a COPY's reused buffers: the canonical value, the
+// ciphertext and the bytea hex literal of the field being rewritten.
+type copyInBuffers struct {
+	canon, stored, hex []byte
+}
+
+// copyInColumns resolves each encrypted column's cipher once, before the
+// COPY starts: a key that is unavailable refuses it rather than failing
+// it halfway.
+func (ss *session) copyInColumns(rules []*policy.ColumnRule) ([]copyInColumn, error) {
+	cs := ss.newCiphers()
+	cols := make([]copyInColumn, len(rules))
+	for i, r := range rules {
+		if r == nil {
+			continue
+		}
+		c, err := cs.get(r)
+		if err != nil {
+			return nil, err
+		}
+		cols[i] = copyInColumn{rule: r, cipher: c, codec: keymap.CodecFor(r.Type), textForm: cs.textFormWrite(r)}
+	}
+	return cols, nil
+}
+
+// store returns what PostgreSQL gets for a COPY value of the column, in
+// the COPY's format (1 binary: the bytea itself; 0 text: its hex
+// literal): what ciphers.store returns for a written value of the column's
+// own type, without its per-value lookups and allocations. The result is
+// valid until the next call with bufs.
+func (cc *copyInColumn) store(bufs *copyInBuffers, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
+	// COPY data is of the column's type: Codec.Convert of a value of no
+	// source type is Canonical.
+	canon, err := cc.codec.AppendCanonical(bufs.canon[:0], format, value, tc)
+	if err != nil {
+		return nil, columnValueError(cc.rule, err)
+	}
+	bufs.canon = canon
+	var stored []byte
+	if cc.textForm {
+		if stored, err = textForm(cc.rule, canon); err != nil {
+			return nil, err
+		}
+	} else {
+		if stored, err = cc.cipher.AppendEncrypt(bufs.stored[:0], canon); err != nil {
+			return nil, err
+		}
+		bufs.stored = stored
+	}
+	if format == 1 {
+		return stored, nil
+	}
+	bufs.hex = hex.AppendEncode(append(bufs.hex[:0], `\x`...), stored)
+	return bufs.hex, nil
 }
 
 // fail aborts the COPY upstream; the server's answer to CopyFail is then
@@ -213,7 +270,8 @@ func (ss *session) newCopyOut(cp *sqlrewrite.CopyPlan) (*copyOut, error) {
 		}
 	}
 	tc := ss.textContext()
-	var buf, scratch []byte
+	var buf []byte
+	var scratch renderScratch
 	decrypt := func(row int64, col int, value []byte, null bool) ([]byte, bool, error) {
 		if null {
 			return nil, true, nil

@@ -419,7 +419,13 @@ type colAction struct {
 type resultShape struct {
 	actions []colAction // nil rule: passed through
 	tc      *keymap.TextContext
-	scratch []byte // decoded ciphertext, reused from value to value
+	scratch renderScratch
+}
+
+// renderScratch is what rendering stored values reuses from value to
+// value: the decoded bytea of a text-format column and the plaintext.
+type renderScratch struct {
+	raw, plain []byte
 }
 
 // shapeFor plans the decryption of a result whose columns PostgreSQL
@@ -545,7 +551,7 @@ func appendField(dst, v []byte, null bool) []byte {
 }
 
 // appendValue appends the client's view of one stored value as a field.
-func (a *colAction) appendValue(dst, stored []byte, tc *keymap.TextContext, scratch *[]byte) ([]byte, error) {
+func (a *colAction) appendValue(dst, stored []byte, tc *keymap.TextContext, scratch *renderScratch) ([]byte, error) {
 	lenAt := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
 	out, null, err := a.render(dst, stored, tc, scratch)
@@ -561,14 +567,15 @@ func (a *colAction) appendValue(dst, stored []byte, tc *keymap.TextContext, scra
 
 // render appends the client's view of one stored value (in the column's
 // wire format) to dst, or reports that the client sees NULL. scratch holds
-// the decoded ciphertext of text-format values, reused by the caller.
-func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *[]byte) ([]byte, bool, error) {
+// the decoded ciphertext of text-format values and the plaintext, reused
+// by the caller.
+func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *renderScratch) ([]byte, bool, error) {
 	switch a.mode {
 	case showNull:
 		return dst, true, nil
 	case showCiphertext:
 		if a.tolerant {
-			raw, err := a.raw(stored, scratch)
+			raw, err := a.raw(stored, &scratch.raw)
 			if err != nil {
 				return nil, false, err
 			}
@@ -584,7 +591,7 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 		}
 		return append(dst, maskText...), false, nil
 	}
-	raw, err := a.raw(stored, scratch)
+	raw, err := a.raw(stored, &scratch.raw)
 	if err != nil {
 		return nil, false, err
 	}
@@ -599,9 +606,10 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 		if a.err != nil {
 			return nil, false, a.err
 		}
-		if plain, err = a.cipher.Decrypt(raw); err != nil {
+		if plain, err = a.cipher.AppendDecrypt(scratch.plain[:0], raw); err != nil {
 			return nil, false, &sqlError{code: "XX001", msg: fmt.Sprintf("value of column %s does not decrypt: %v", a.rule.Name(), err)}
 		}
+		scratch.plain = plain
 	}
 	if a.format == 0 {
 		dst, err = a.codec.AppendText(dst, plain, tc)
