@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"encoding/hex"
-
 	"github.com/pgcloak/pgcloak/proxy/internal/pipeline"
 	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 
@@ -121,7 +119,9 @@ func (ss *session) newCopyIn(cp *sqlrewrite.CopyPlan, req *pending) (*copyIn, er
 		}
 		return out, false, nil
 	}
-	rw, err := copydata.NewRewriter(copyFormat(cp.Format), len(cp.Columns), ruleMask(cp.Rules), encrypt)
+	// The rewriter writes the bytea in the COPY's format itself: in text,
+	// the hex straight into its output, without an escaping pass.
+	rw, err := copydata.NewRewriter(copyFormat(cp.Format), len(cp.Columns), ruleMask(cp.Rules), encrypt, copydata.WithByteaOutput())
 	if err != nil {
 		return nil, newSQLError("0A000", "COPY format: %v", err)
 	}
@@ -139,10 +139,10 @@ type copyInColumn struct {
 	textForm bool
 }
 
-// copyInBuffers are a COPY's reused buffers: the canonical value, the
-// ciphertext and the bytea hex literal of the field being rewritten.
+// copyInBuffers are a COPY's reused buffers: the canonical value and the
+// ciphertext of the field being rewritten.
 type copyInBuffers struct {
-	canon, stored, hex []byte
+	canon, stored []byte
 }
 
 // copyInColumns resolves each encrypted column's cipher once, before the
@@ -164,11 +164,10 @@ func (ss *session) copyInColumns(rules []*policy.ColumnRule) ([]copyInColumn, er
 	return cols, nil
 }
 
-// store returns what PostgreSQL gets for a COPY value of the column, in
-// the COPY's format (1 binary: the bytea itself; 0 text: its hex
-// literal): what ciphers.store returns for a written value of the column's
-// own type, without its per-value lookups and allocations. The result is
-// valid until the next call with bufs.
+// store returns the bytea PostgreSQL gets for a COPY value of the column
+// (format 0 text, 1 binary): what ciphers.store returns for a written
+// value of the column's own type, without its per-value lookups and
+// allocations. The result is valid until the next call with bufs.
 func (cc *copyInColumn) store(bufs *copyInBuffers, format int16, value []byte, tc *keymap.TextContext) ([]byte, error) {
 	// COPY data is of the column's type: Codec.Convert of a value of no
 	// source type is Canonical.
@@ -188,11 +187,7 @@ func (cc *copyInColumn) store(bufs *copyInBuffers, format int16, value []byte, t
 		}
 		bufs.stored = stored
 	}
-	if format == 1 {
-		return stored, nil
-	}
-	bufs.hex = hex.AppendEncode(append(bufs.hex[:0], `\x`...), stored)
-	return bufs.hex, nil
+	return stored, nil
 }
 
 // fail aborts the COPY upstream; the server's answer to CopyFail is then

@@ -79,14 +79,6 @@ func TestCopyInColumnStoreMatchesCiphersStore(t *testing.T) {
 			if gotErr != nil {
 				continue
 			}
-			if v.format == 0 {
-				if !bytes.HasPrefix(got, []byte(`\x`)) {
-					t.Fatalf("%s %q: %q is not a bytea hex literal", rule.Column, v.v, got)
-				}
-				if got, err = hex.DecodeString(string(got[2:])); err != nil {
-					t.Fatal(err)
-				}
-			}
 			if rule.Kind == policy.Deterministic {
 				if !bytes.Equal(got, want) {
 					t.Fatalf("%s %q: stored %x, ciphers.store %x", rule.Column, v.v, got, want)
@@ -122,7 +114,8 @@ func TestCopyValuesReuseBuffers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored = bytes.Clone(stored)
+		// As PostgreSQL prints it in a text COPY TO.
+		stored = hex.AppendEncode([]byte(`\x`), stored)
 		if n := testing.AllocsPerRun(100, func() {
 			if _, err := cols[0].store(&bufs, 0, value, tc); err != nil {
 				t.Fatal(err)

@@ -89,6 +89,18 @@ func WithMaxRowBytes(n int) Option {
 	}
 }
 
+// WithByteaOutput says the transform returns bytea values, the bytes
+// themselves: the Rewriter writes each as PostgreSQL's bytea hex input
+// (\x and lower-case hex digits) in the COPY's text or CSV encoding, and
+// binary COPY takes the bytes as they are. In text and CSV a transformed
+// field is then always rewritten, even when the bytes equal the input.
+// The hex goes straight into the output: in text it needs no escaping
+// but for its backslash (the delimiter is never a digit, a lower-case
+// letter or a backslash).
+func WithByteaOutput() Option {
+	return func(r *Rewriter) { r.bytea = true }
+}
+
 // Error reports malformed COPY data. Msg never contains field contents, which
 // may be plaintext secrets.
 type Error struct {
@@ -140,6 +152,9 @@ type Rewriter struct {
 	cols   []bool // len ncols
 	fn     FieldFunc
 	maxRow int
+	bytea  bool // WithByteaOutput
+
+	byteaText []byte // \x and hex of the current bytea output (CSV, rare text)
 
 	rows   int64
 	header bool // a header line is still expected
@@ -339,6 +354,9 @@ func (r *Rewriter) apply(row int64, col int, value []byte, null bool) (out []byt
 	}
 	if null {
 		return nil, true, false, nil
+	}
+	if r.bytea && r.f.Kind != Binary {
+		return out, false, true, nil
 	}
 	return out, false, !bytes.Equal(out, value), nil
 }

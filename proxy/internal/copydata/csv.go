@@ -2,6 +2,7 @@ package copydata
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 )
 
@@ -61,6 +62,10 @@ func (r *Rewriter) csvTransform(row int64, col int, null bool, before []byte) (b
 	if outNull {
 		r.out = append(r.out, r.null...)
 		return true, nil
+	}
+	if r.bytea {
+		r.byteaText = hex.AppendEncode(append(r.byteaText[:0], '\\', 'x'), out)
+		out = r.byteaText
 	}
 	r.out = r.appendCSV(r.out, out)
 	return true, nil

@@ -2,6 +2,7 @@ package copydata
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"reflect"
 	"strings"
@@ -399,5 +400,97 @@ func TestKindString(t *testing.T) {
 		if k.String() != want {
 			t.Errorf("%d: %q", k, k.String())
 		}
+	}
+}
+
+// WithByteaOutput writes what a transform returning the bytea hex literal
+// wrote before: byte for byte in text (the hex goes straight into the
+// output, escaped) and CSV, the raw bytes in binary. The NULL marker that
+// equals a written value still gets the octal way out.
+func TestByteaOutputMatchesHexLiteral(t *testing.T) {
+	ct := func(v []byte) []byte { return append([]byte{0, '\\', '\t', 'x', ',', '"'}, v...) }
+	asBytea := func(_ int64, _ int, v []byte, null bool) ([]byte, bool, error) {
+		if null {
+			return nil, true, nil
+		}
+		return ct(v), false, nil
+	}
+	asLiteral := func(_ int64, _ int, v []byte, null bool) ([]byte, bool, error) {
+		if null {
+			return nil, true, nil
+		}
+		return hex.AppendEncode([]byte(`\x`), ct(v)), false, nil
+	}
+	formats := []Format{
+		{}, {Delimiter: '|'}, {Delimiter: 'X'}, {Null: "NULL"}, {NullSet: true},
+		{Null: `\\x0061`}, // the written form of the value "a"
+		{Kind: CSV}, {Kind: CSV, Delimiter: 'x'}, {Kind: CSV, Delimiter: 'a'}, {Kind: CSV, Delimiter: '5'},
+		{Kind: CSV, Null: `\x005c097822`}, // the literal of "" in CSV
+	}
+	for _, f := range formats {
+		d := f.Delimiter
+		if d == 0 {
+			d = '\t'
+			if f.Kind == CSV {
+				d = ','
+			}
+		}
+		var in string
+		if f.Kind == CSV {
+			in = `1` + string(d) + `""` + string(d) + "z\n2" + string(d) + `"q"` + string(d) + "\n"
+		} else {
+			in = "1" + string(d) + "a" + string(d) + "\\N\n2" + string(d) + "" + string(d) + "b\\\\c\n"
+		}
+		cols := []bool{false, true, true}
+		r, err := NewRewriter(f, 3, cols, asBytea, WithByteaOutput())
+		if err != nil {
+			t.Fatalf("%+v: %v", f, err)
+		}
+		var got []byte
+		emit := func(b []byte) error { got = append(got, b...); return nil }
+		if err := r.Write([]byte(in), emit); err != nil {
+			t.Fatalf("%+v: %v", f, err)
+		}
+		if err := r.Close(emit); err != nil {
+			t.Fatalf("%+v: %v", f, err)
+		}
+		want, _, err := feed(t, f, 3, cols, asLiteral, in)
+		if err != nil {
+			t.Fatalf("%+v: %v", f, err)
+		}
+		if string(got) != want {
+			t.Errorf("%+v: bytea output %q, hex literal %q", f, got, want)
+		}
+	}
+	// The octal way out was taken where the NULL marker is a written value.
+	out, _, err := feed(t, Format{Null: `\\x0061`}, 1, allCols(1), func(_ int64, _ int, v []byte, _ bool) ([]byte, bool, error) {
+		return v, false, nil
+	}, "a\n")
+	if err != nil || out != "a\n" {
+		t.Fatalf("identity: %q, %v", out, err)
+	}
+	r, _ := NewRewriter(Format{Null: `\\x0061`}, 1, allCols(1), func(_ int64, _ int, v []byte, _ bool) ([]byte, bool, error) {
+		return []byte{0, 'a'}, false, nil
+	}, WithByteaOutput())
+	var got []byte
+	emit := func(b []byte) error { got = append(got, b...); return nil }
+	if err := r.Write([]byte("a\n"), emit); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != `\134x0061`+"\n" {
+		t.Fatalf("NULL-marker collision written as %q", got)
+	}
+	// Binary: the bytes themselves, and an unchanged value keeps its bytes.
+	bin := binFile([]field{val("v")})
+	r, _ = NewRewriter(Format{Kind: Binary}, 1, allCols(1), asBytea, WithByteaOutput())
+	got = nil
+	if err := r.Write([]byte(bin), emit); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(emit); err != nil {
+		t.Fatal(err)
+	}
+	if want := binFile([]field{val(string(ct([]byte("v"))))}); string(got) != want {
+		t.Fatalf("binary: %q, want %q", got, want)
 	}
 }

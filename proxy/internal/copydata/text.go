@@ -3,6 +3,7 @@ package copydata
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 )
 
 // This file is the text format's fields: splitting and de-escaping as
@@ -64,8 +65,25 @@ func (r *Rewriter) textField(row int64, col int, field, raw, before []byte) (boo
 		r.out = append(r.out, r.null...)
 		return true, nil
 	}
-	r.out, err = r.appendText(r.out, out, row, col)
+	if r.bytea {
+		r.out, err = r.appendTextBytea(r.out, out, row, col)
+	} else {
+		r.out, err = r.appendText(r.out, out, row, col)
+	}
 	return true, err
+}
+
+// appendTextBytea appends bytea v as its hex input, escaped: \\x and the
+// hex digits, which is what appendText makes of \x and the digits. When
+// that is the NULL marker, appendText's way out is taken.
+func (r *Rewriter) appendTextBytea(dst, v []byte, row int64, col int) ([]byte, error) {
+	mark := len(dst)
+	dst = hex.AppendEncode(append(dst, '\\', '\\', 'x'), v)
+	if !bytes.Equal(dst[mark:], r.null) {
+		return dst, nil
+	}
+	r.byteaText = hex.AppendEncode(append(r.byteaText[:0], '\\', 'x'), v)
+	return r.appendText(dst[:mark], r.byteaText, row, col)
 }
 
 // appendText escapes v. If the escaped form is the NULL marker itself (a
