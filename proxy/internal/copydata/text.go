@@ -127,20 +127,26 @@ func itoa(n int) string {
 // the end of the line, which PostgreSQL ignores; more reports a delimiter.
 // Escapes are skipped with their exact length, because a digit or hex letter
 // after \ooo or \xh belongs to the escape even if it is the delimiter.
+//
+// The next delimiter is searched for once and kept while the escapes before
+// it are skipped: it is still the next one from any later position before
+// it. An escape that swallows it moves past it, and the search is redone.
 func textFieldEnd(line []byte, start int, delim byte) (end, rawEnd int, more bool) {
 	i := start
+	d := -1 // the first delimiter at or after i, or len(line) for none
 	for {
-		seg := line[i:]
-		k := bytes.IndexByte(seg, delim)
-		if k >= 0 {
-			seg = seg[:k]
+		if d < i {
+			d = len(line)
+			if k := bytes.IndexByte(line[i:], delim); k >= 0 {
+				d = i + k
+			}
 		}
-		b := bytes.IndexByte(seg, '\\')
+		b := bytes.IndexByte(line[i:d], '\\')
 		if b < 0 {
-			if k < 0 {
+			if d == len(line) {
 				return len(line), len(line), false
 			}
-			return i + k, i + k, true
+			return d, d, true
 		}
 		i += b
 		if i+1 >= len(line) {

@@ -2,6 +2,7 @@ package copydata
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 )
@@ -222,5 +223,53 @@ func TestTextFieldUnescapedInPlace(t *testing.T) {
 	}
 	if want := []string{"plain", "a\tb", `x\y`}; !reflect.DeepEqual(seen[:3], want) {
 		t.Fatalf("transform saw %q, want %q", seen, want)
+	}
+}
+
+// textFieldEndSearching is textFieldEnd searching for the delimiter again
+// after every escape, as it did before it kept the delimiter found.
+func textFieldEndSearching(line []byte, start int, delim byte) (end, rawEnd int, more bool) {
+	i := start
+	for {
+		seg := line[i:]
+		k := bytes.IndexByte(seg, delim)
+		if k >= 0 {
+			seg = seg[:k]
+		}
+		b := bytes.IndexByte(seg, '\\')
+		if b < 0 {
+			if k < 0 {
+				return len(line), len(line), false
+			}
+			return i + k, i + k, true
+		}
+		i += b
+		if i+1 >= len(line) {
+			return len(line), i, false
+		}
+		i = escapeEnd(line, i+1)
+	}
+}
+
+// Keeping the delimiter found across escapes splits every line as
+// searching again does: random lines of backslashes, delimiters (among
+// them ones an octal or hex escape swallows), escape letters and digits.
+func TestTextFieldEndKeepsDelimiter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, delim := range []byte{'\t', '|', 'A', 'F', ','} {
+		alphabet := []byte{'\\', '\\', delim, delim, 'x', '0', '7', '8', 'a', 'A', 'f', 'n', 'N', 'z'}
+		for range 20000 {
+			line := make([]byte, rng.IntN(24))
+			for i := range line {
+				line[i] = alphabet[rng.IntN(len(alphabet))]
+			}
+			for start := 0; start <= len(line); start++ {
+				e1, r1, m1 := textFieldEnd(line, start, delim)
+				e2, r2, m2 := textFieldEndSearching(line, start, delim)
+				if e1 != e2 || r1 != r2 || m1 != m2 {
+					t.Fatalf("%q from %d, delimiter %q: %d %d %v, want %d %d %v", line, start, delim, e1, r1, m1, e2, r2, m2)
+				}
+			}
+		}
 	}
 }
