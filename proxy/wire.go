@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // readBufSize is the size of the read buffers msgReaders borrow: one
@@ -34,6 +35,9 @@ type msgReader[T msgType] struct {
 	r, w int     // the unread bytes are (*lent)[r:w]
 	max  int     // largest body accepted
 	err  error   // a read error, reported once the bytes before it are used
+	// call and readFn (readSocket, bound once) are a socket read's.
+	call   rawCall
+	readFn func(fd uintptr) bool
 }
 
 func newMsgReader[T msgType](src io.Reader, maxBody int) *msgReader[T] {
@@ -41,6 +45,7 @@ func newMsgReader[T msgType](src io.Reader, maxBody int) *msgReader[T] {
 	if sc, ok := src.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			m.raw = raw
+			m.readFn = m.readSocket
 		}
 	}
 	return m
@@ -196,25 +201,14 @@ func (m *msgReader[T]) read(dst []byte) (int, error) {
 		}
 		return m.src.Read(dst)
 	}
-	var n int
-	var errno error
-	err := m.raw.Read(func(fd uintptr) bool {
-		into := dst
-		if into == nil {
-			m.borrow()
-			into = (*m.lent)[m.w:]
-		}
-		n, errno = ignoringEINTR(fd, into)
-		if errno == syscall.EAGAIN {
-			m.returnIfEmpty()
-			return false // the poller waits for the socket to be readable
-		}
-		return true
-	})
+	m.call.p = dst
+	err := m.raw.Read(m.readFn)
+	n, errno := m.call.n, m.call.errno
+	m.call = rawCall{}
 	switch {
 	case err != nil:
 		return 0, err
-	case errno != nil:
+	case errno != 0:
 		return 0, os.NewSyscallError("read", errno)
 	case n == 0:
 		return 0, io.EOF
@@ -222,11 +216,57 @@ func (m *msgReader[T]) read(dst []byte) (int, error) {
 	return n, nil
 }
 
-func ignoringEINTR(fd uintptr, p []byte) (int, error) {
+// readSocket is the reader's RawConn callback: it reads into call.p, or
+// when that is nil into a buffer it borrows now that bytes may be there.
+func (m *msgReader[T]) readSocket(fd uintptr) bool {
+	into := m.call.p
+	if into == nil {
+		m.borrow()
+		into = (*m.lent)[m.w:]
+	}
+	m.call.n, m.call.errno = rawRead(fd, into)
+	if m.call.errno == syscall.EAGAIN {
+		m.returnIfEmpty()
+		return false // the poller waits for the socket to be readable
+	}
+	return true
+}
+
+// rawCall is a socket read or write in progress through a RawConn
+// callback. It lives in the reader or writer, and the callback is bound
+// once, so that a call allocates nothing.
+type rawCall struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
+}
+
+// rawRead and rawWrite are read(2) and write(2) on a non-blocking socket
+// without the runtime's system-call bookkeeping. They return at once
+// (EAGAIN when they would block), so the scheduler need not be told: told,
+// it hands the thread's processor to another thread whenever a call
+// outlasts a sysmon tick, which a loopback write often does, and at tens
+// of thousands of calls a second those hand-offs (futex wakes, sysmon at
+// its fastest tick) cost more than the calls.
+func rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	return rawIO(syscall.SYS_READ, fd, p)
+}
+
+func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) {
+	return rawIO(syscall.SYS_WRITE, fd, p)
+}
+
+func rawIO(trap, fd uintptr, p []byte) (int, syscall.Errno) {
+	if len(p) == 0 {
+		return 0, 0
+	}
 	for {
-		n, err := syscall.Read(int(fd), p)
-		if err != syscall.EINTR {
-			return max(n, 0), err
+		n, _, errno := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if errno != syscall.EINTR {
+			if errno != 0 {
+				return 0, errno
+			}
+			return int(n), 0
 		}
 	}
 }
@@ -268,13 +308,24 @@ var writeBufs = sync.Pool{New: func() any {
 type msgWriter[T msgType] struct {
 	mu  sync.Mutex
 	dst io.Writer
+	sock syscall.RawConn // dst's socket when dst is one (not TLS)
+	// call and writeFn (writeSocket, bound once) are a socket write's.
+	call    rawCall
+	writeFn func(fd uintptr) bool
 	out *[]byte // what is buffered, in a lent buffer; nil when nothing is
 	buf []byte  // encoding scratch
 	err error
 }
 
 func newMsgWriter[T msgType](w io.Writer) *msgWriter[T] {
-	return &msgWriter[T]{dst: w}
+	m := &msgWriter[T]{dst: w}
+	if sc, ok := w.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			m.sock = raw
+			m.writeFn = m.writeSocket
+		}
+	}
+	return m
 }
 
 // write buffers p, writing out first what no longer fits; p itself goes
@@ -315,12 +366,39 @@ func (m *msgWriter[T]) writeDirect(p []byte) error {
 	if m.err != nil {
 		return m.err
 	}
+	if m.sock != nil {
+		m.err = m.writeRaw(p)
+		return m.err
+	}
 	n, err := m.dst.Write(p)
 	if err == nil && n < len(p) {
 		err = io.ErrShortWrite
 	}
 	m.err = err
 	return err
+}
+
+// writeRaw writes all of p to the socket, waiting for room when it is
+// full.
+func (m *msgWriter[T]) writeRaw(p []byte) error {
+	defer func() { m.call = rawCall{} }()
+	for len(p) > 0 {
+		m.call.p = p
+		if err := m.sock.Write(m.writeFn); err != nil {
+			return err
+		}
+		if m.call.errno != 0 {
+			return os.NewSyscallError("write", m.call.errno)
+		}
+		p = p[m.call.n:]
+	}
+	return nil
+}
+
+// writeSocket is the writer's RawConn callback.
+func (m *msgWriter[T]) writeSocket(fd uintptr) bool {
+	m.call.n, m.call.errno = rawWrite(fd, m.call.p)
+	return m.call.errno != syscall.EAGAIN
 }
 
 // raw writes a framed message from its parts.
@@ -384,7 +462,7 @@ func (m *msgWriter[T]) end() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	err := m.writeOut()
-	m.dst, m.err = io.Discard, nil
+	m.dst, m.sock, m.err = io.Discard, nil, nil
 	return err
 }
 
