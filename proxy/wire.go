@@ -306,15 +306,15 @@ var writeBufs = sync.Pool{New: func() any {
 // goroutines may write to the upstream side, so writes are serialized. As
 // with bufio.Writer, a write error sticks.
 type msgWriter[T msgType] struct {
-	mu  sync.Mutex
-	dst io.Writer
+	mu   sync.Mutex
+	dst  io.Writer
 	sock syscall.RawConn // dst's socket when dst is one (not TLS)
 	// call and writeFn (writeSocket, bound once) are a socket write's.
 	call    rawCall
 	writeFn func(fd uintptr) bool
-	out *[]byte // what is buffered, in a lent buffer; nil when nothing is
-	buf []byte  // encoding scratch
-	err error
+	out     *[]byte // what is buffered, in a lent buffer; nil when nothing is
+	buf     []byte  // encoding scratch
+	err     error
 }
 
 func newMsgWriter[T msgType](w io.Writer) *msgWriter[T] {
