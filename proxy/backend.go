@@ -230,7 +230,7 @@ func (ss *session) rowDescription(p *pending, act pipeline.Action, body []byte) 
 	if rd.Decode(body) != nil {
 		return ss.serverMalformed("RowDescription")
 	}
-	shape := ss.shapeFor(rd.Fields, statementOf(p))
+	shape := ss.shapeFor(rd.Fields, statementOf(p), nil)
 	if f := flowOf(p); f != nil {
 		f.shape = shape
 	}
@@ -257,7 +257,7 @@ func (ss *session) dataRow(be *backend, p *pending, act pipeline.Action, body []
 		fields, ok := p.Portal.resultFields()
 		ss.mu.Unlock()
 		if ok {
-			f.shape = ss.shapeFor(fields, statementOf(p))
+			f.shape = ss.shapeFor(fields, statementOf(p), p.Portal.stored)
 		}
 	}
 	if f.shape == nil {
@@ -335,7 +335,7 @@ func (ss *session) describeResponse(p *pending, act pipeline.Action, typ wire.Se
 		}
 		fields := cloneFields(rd.Fields)
 		ss.recordDescription(p.Target, p.Stmt, p.Portal, fields)
-		shape := ss.shapeFor(fields, describedStatement(p))
+		shape := ss.shapeFor(fields, describedStatement(p), storedFormatsOf(p))
 		if act == pipeline.Drop {
 			return nil
 		}
@@ -372,8 +372,24 @@ func (ss *session) recordDescription(object wire.Target, st *preparedStmt, pt *p
 		st.fields, st.described = fields, true
 	}
 	if object == wire.TargetPortal && pt != nil {
+		if pt.stored != nil {
+			// The server describes the formats it was asked for; the
+			// client's are what it gets.
+			for i := range fields {
+				fields[i].Format = formatFor(pt.resultFormats, i)
+			}
+		}
 		pt.fields, pt.described = fields, true
 	}
+}
+
+// storedFormatsOf is the formats the server was asked for by the Bind of
+// the portal p describes, when the proxy changed them.
+func storedFormatsOf(p *pending) []int16 {
+	if p.Target != wire.TargetPortal || p.Portal == nil {
+		return nil
+	}
+	return p.Portal.stored
 }
 
 // cloneFields copies field descriptions out of a reused read buffer.

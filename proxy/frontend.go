@@ -692,11 +692,57 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 		return ss.refuseExtended(fe, err)
 	}
 	pt := &portal{name: msg.DestinationPortal, stmt: st, resultFormats: msg.ResultFormatCodes}
+	if stored := ss.storedFormats(st, msg.ResultFormatCodes); stored != nil {
+		pt.stored, msg.ResultFormatCodes = stored, stored
+		changed = true
+	}
 	p := &pending{Kind: pipeline.Bind, Name: msg.DestinationPortal, Portal: pt}
 	if !changed {
 		return ss.sendRaw(p, wire.ClientBind, body)
 	}
 	return ss.send(p, &msg)
+}
+
+// storedFormats asks the server for the encrypted columns of a described
+// statement's result in binary where the client reads them as text: the
+// proxy decrypts the bytes either way, and bytea's text output (twice the
+// size, hex-encoded by the server and decoded here) is work for nothing.
+// It returns one format per column, or nil to send the client's: when no
+// column gains, or the client's codes are ones PostgreSQL refuses (its
+// error must stay the client's).
+func (ss *session) storedFormats(st *preparedStmt, client []int16) []int16 {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !st.described || len(st.fields) == 0 || ss.cat == nil {
+		return nil
+	}
+	fields := st.fields
+	if n := len(client); n > 1 && n != len(fields) {
+		return nil
+	}
+	for _, c := range client {
+		if c != 0 && c != 1 {
+			return nil
+		}
+	}
+	var stored []int16
+	for i, f := range fields {
+		if formatFor(client, i) != 0 || f.DataTypeOID != byteaOID {
+			continue
+		}
+		rule := ss.cat.column(f.TableOID, f.TableAttributeNumber)
+		if rule == nil || ss.cat.readMode(rule, f.DataTypeOID) == readPass {
+			continue
+		}
+		if stored == nil {
+			stored = make([]int16, len(fields))
+			for j := range stored {
+				stored[j] = formatFor(client, j)
+			}
+		}
+		stored[i] = 1
+	}
+	return stored
 }
 
 // encryptParams encrypts the parameters bound for encrypted columns and

@@ -46,9 +46,13 @@ func (p *preparedStmt) statement() *sqlrewrite.Statement {
 type portal struct {
 	name          string
 	stmt          *preparedStmt
-	resultFormats []int16
-	fields        []pgproto3.FieldDescription // from a portal Describe
-	described     bool
+	resultFormats []int16 // the client's
+	// stored are the result formats the Bind sent the server instead, one
+	// per column, when the proxy asked for encrypted columns in binary
+	// (see storedFormats); nil when it sent the client's.
+	stored    []int16
+	fields    []pgproto3.FieldDescription // from a portal Describe
+	described bool
 }
 
 // resultFields returns the portal's columns with their wire formats.

@@ -206,7 +206,7 @@ func BenchmarkRowDecrypt(b *testing.B) {
 					{Name: []byte("id"), TableOID: benchTableOID, TableAttributeNumber: 1, DataTypeOID: 23, DataTypeSize: 4, TypeModifier: -1, Format: format},
 					{Name: []byte(name), TableOID: benchTableOID, TableAttributeNumber: rb.attno[name], DataTypeOID: byteaOID, DataTypeSize: -1, TypeModifier: -1, Format: format},
 				}
-				shape := rb.ss.shapeFor(fields, nil)
+				shape := rb.ss.shapeFor(fields, nil, nil)
 				if shape == nil || shape.actions[1].cipher == nil {
 					b.Fatal("the encrypted column is not decrypted")
 				}

@@ -408,11 +408,17 @@ type colAction struct {
 	codec  *keymap.Codec
 	err    error // the key was unavailable: reported at the first value
 	mode   denial
-	format int16
+	format int16 // the client's
+	// storedBinary: the server sends the column's bytea in binary though
+	// the client reads it as text (see storedFormats).
+	storedBinary bool
 	// tolerant: the column is in the middle of a migration, and a stored
 	// value that is not a ciphertext is the text form of its plaintext.
 	tolerant bool
 }
+
+// passes reports a column forwarded as the server sent it.
+func (a *colAction) passes() bool { return a.rule == nil && !a.storedBinary }
 
 // resultShape is the per-column work for one result set, worked out once
 // from its RowDescription so that rows need no lookups.
@@ -429,16 +435,32 @@ type renderScratch struct {
 }
 
 // shapeFor plans the decryption of a result whose columns PostgreSQL
-// described, for statement st when known, or returns nil when no column is
-// encrypted. The current role's grants decide what each column shows.
-func (ss *session) shapeFor(fields []pgproto3.FieldDescription, st *sqlrewrite.Statement) *resultShape {
+// described (in the client's formats), for statement st when known, or
+// returns nil when no column is encrypted. stored are the formats the
+// server was asked for instead, when they differ (portal.stored). The
+// current role's grants decide what each column shows.
+func (ss *session) shapeFor(fields []pgproto3.FieldDescription, st *sqlrewrite.Statement, stored []int16) *resultShape {
 	ss.mu.Lock()
 	cat := ss.cat
 	who := granteeOf(ss.state.current)
 	ss.mu.Unlock()
 	var shape *resultShape
 	var grants *policy.Grants
+	newShape := func() {
+		if shape == nil {
+			// Most results have no encrypted column and cost nothing more.
+			shape = &resultShape{actions: make([]colAction, len(fields)), tc: ss.textContext()}
+			grants = ss.grantsOf(who)
+		}
+	}
 	for i, f := range fields {
+		binaryFromServer := stored != nil && f.Format == 0 && formatFor(stored, i) == 1
+		if binaryFromServer {
+			// Whatever the column turns out to be now, its bytes come
+			// in binary and go out as text.
+			newShape()
+			shape.actions[i].storedBinary = true
+		}
 		rule := cat.column(f.TableOID, f.TableAttributeNumber)
 		if rule == nil {
 			rule = positionalRule(st, fields, i)
@@ -450,12 +472,9 @@ func (ss *session) shapeFor(fields []pgproto3.FieldDescription, st *sqlrewrite.S
 		if mode == readPass {
 			continue
 		}
-		if shape == nil {
-			// Most results have no encrypted column and cost nothing more.
-			shape = &resultShape{actions: make([]colAction, len(fields)), tc: ss.textContext()}
-			grants = ss.grantsOf(who)
-		}
+		newShape()
 		shape.actions[i] = ss.actionFor(rule, f.Format, grants, mode == readTolerant)
+		shape.actions[i].storedBinary = binaryFromServer
 	}
 	return shape
 }
@@ -529,8 +548,12 @@ func (shape *resultShape) rewriteRow(dst, body []byte) ([]byte, error) {
 			rp += l
 		}
 		a := &shape.actions[i]
-		if a.rule == nil || l < 0 {
+		if a.passes() || l < 0 {
 			dst = appendField(dst, v, l < 0)
+			continue
+		}
+		if a.rule == nil {
+			dst = appendByteaText(dst, v)
 			continue
 		}
 		var err error
@@ -584,6 +607,9 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 				return dst, true, nil
 			}
 		}
+		if a.storedBinary {
+			return appendHexBytea(dst, stored), false, nil
+		}
 		return append(dst, stored...), false, nil
 	case showMask:
 		if !a.rule.Type.IsText() {
@@ -625,7 +651,7 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 // raw is the stored bytea value: decoded from bytea's text output for a
 // text-format column.
 func (a *colAction) raw(stored []byte, scratch *[]byte) ([]byte, error) {
-	if a.format != 0 {
+	if a.format != 0 || a.storedBinary {
 		return stored, nil
 	}
 	raw, err := decodeByteaText((*scratch)[:0], stored)
@@ -634,6 +660,19 @@ func (a *colAction) raw(stored []byte, scratch *[]byte) ([]byte, error) {
 	}
 	*scratch = raw
 	return raw, nil
+}
+
+// appendByteaText appends a field holding v, a bytea the server sent in
+// binary, in bytea's text output for a client that asked for text.
+func appendByteaText(dst, v []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, uint32(2+hex.EncodedLen(len(v))))
+	return appendHexBytea(dst, v)
+}
+
+// appendHexBytea appends bytea's text output (hex format: bytea_output's
+// default; a session set to escape sees the same bytes in hex) of v.
+func appendHexBytea(dst, v []byte) []byte {
+	return hex.AppendEncode(append(dst, '\\', 'x'), v)
 }
 
 // byteaCodec reads bytea text output in either bytea_output format.

@@ -1,0 +1,98 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// describedResult runs statement query (prepared and described first, so
+// that the proxy knows its columns at Bind) with arg and the client's
+// result formats, through the portal's Describe and Execute; it returns
+// the formats the portal was described with and the row's values.
+func describedResult(t *testing.T, c *protoClient, query, arg string, formats []int16) ([]int16, [][]byte) {
+	t.Helper()
+	c.send(&pgproto3.Parse{Name: "s", Query: query}, &pgproto3.Describe{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+	for {
+		msg := c.recv()
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			t.Fatalf("prepare: %s %s", e.Code, e.Message)
+		}
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	c.send(&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s", Parameters: [][]byte{[]byte(arg)}, ResultFormatCodes: formats},
+		&pgproto3.Describe{ObjectType: 'P', Name: "p"}, &pgproto3.Execute{Portal: "p"},
+		&pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+	var described []int16
+	var row [][]byte
+	for {
+		switch m := c.recv().(type) {
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("execute: %s %s", m.Code, m.Message)
+		case *pgproto3.RowDescription:
+			for _, f := range m.Fields {
+				described = append(described, f.Format)
+			}
+		case *pgproto3.DataRow:
+			for _, v := range m.Values {
+				row = append(row, slices.Clone(v))
+			}
+		case *pgproto3.ReadyForQuery:
+			return described, row
+		}
+	}
+}
+
+// The proxy asks PostgreSQL for the encrypted columns of a described
+// statement in binary, whatever the client asked for: each client still
+// gets its own formats, in the portal's description and in the values —
+// the plaintext exactly as PostgreSQL gives the logical type, and, for a
+// role shown ciphertexts, exactly what PostgreSQL gives for the stored
+// bytea.
+func TestEncryptedResultColumnsReachTheClientInItsOwnFormats(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	ctx := context.Background()
+	if _, err := h.connect("doctor").Exec(ctx, `INSERT INTO patients (name, ssn, dob) VALUES ('ann', '123-45-6789', '1980-02-29')`); err != nil {
+		t.Fatal(err)
+	}
+	const query = "SELECT name, ssn, dob FROM patients WHERE name = $1"
+	direct := h.direct().PgConn()
+	for _, formats := range [][]int16{nil, {0}, {1}, {0, 0, 0}, {0, 1, 0}, {1, 0, 1}} {
+		t.Run(fmt.Sprint(formats), func(t *testing.T) {
+			want := func(q string) [][]byte {
+				res := direct.ExecParams(ctx, q, [][]byte{[]byte("ann")}, nil, nil, formats).Read()
+				if res.Err != nil || len(res.Rows) != 1 {
+					t.Fatalf("direct %q: %v, %d rows", q, res.Err, len(res.Rows))
+				}
+				return res.Rows[0]
+			}
+			wantFormats := make([]int16, 3)
+			for i := range wantFormats {
+				if len(formats) == 1 {
+					wantFormats[i] = formats[0]
+				} else if len(formats) == 3 {
+					wantFormats[i] = formats[i]
+				}
+			}
+			for role, wantRow := range map[string][][]byte{
+				// The plaintext, as PostgreSQL gives text and date.
+				"doctor": want("SELECT $1::text, '123-45-6789'::text, '1980-02-29'::date"),
+				// The stored ciphertexts, as PostgreSQL gives bytea.
+				"archivist": want(query),
+			} {
+				gotFormats, gotRow := describedResult(t, protoConnect(t, h, role), query, "ann", formats)
+				if !slices.Equal(gotFormats, wantFormats) {
+					t.Errorf("%s: portal described with formats %v, want the client's %v", role, gotFormats, wantFormats)
+				}
+				if !slices.EqualFunc(gotRow, wantRow, func(a, b []byte) bool { return string(a) == string(b) }) {
+					t.Errorf("%s: got %q, want %q", role, gotRow, wantRow)
+				}
+			}
+		})
+	}
+}
