@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +121,32 @@ func TestPeakRSSCanBeReadAndReset(t *testing.T) {
 	peak, err := statusKB("VmHWM")
 	if err != nil || peak < rss/2 {
 		t.Fatalf("VmHWM %d after reset (VmRSS %d), %v", peak, rss, err)
+	}
+}
+
+// pgbench's per-transaction logs (one file per thread) give the latency
+// percentiles; a line that is not a log line is an error, not a zero.
+func TestPgbenchLatenciesFromLogs(t *testing.T) {
+	dir := t.TempDir()
+	var a, b strings.Builder
+	for i := 1; i <= 100; i++ {
+		w := &a
+		if i%2 == 0 {
+			w = &b
+		}
+		fmt.Fprintf(w, "%d %d %d 0 1733400000 %d\n", i%8, i, i*10, i)
+	}
+	os.WriteFile(filepath.Join(dir, "tx.123"), []byte(a.String()), 0o644)
+	os.WriteFile(filepath.Join(dir, "tx.123.1"), []byte(b.String()), 0o644)
+	lat, err := pgbenchLatencies(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lat) != 100 || percentile(lat, 0.5) != 500*time.Microsecond || percentile(lat, 0.99) != 990*time.Microsecond {
+		t.Errorf("%d latencies, p50 %v, p99 %v", len(lat), percentile(lat, 0.5), percentile(lat, 0.99))
+	}
+	os.WriteFile(filepath.Join(dir, "tx.124"), []byte("0 1 garbage 0 1 2\n"), 0o644)
+	if _, err := pgbenchLatencies(dir); err == nil {
+		t.Error("a malformed log line was accepted")
 	}
 }

@@ -188,7 +188,9 @@ func (e *env) start(ctx context.Context) (func(), error) {
 	}
 	fmt.Println("starting PostgreSQL…")
 	e.pg, err = testenv.StartLocalServer(ctx, testenv.LocalServerOptions{
-		ExtraConf: map[string]string{"max_connections": strconv.Itoa(max(200, e.maxClients()+50, e.o.idle+50))},
+		// The clients, PgBouncer's pool (whose server connections
+		// outlive them) and the idle connections.
+		ExtraConf: map[string]string{"max_connections": strconv.Itoa(max(200, 2*e.maxClients()+60) + e.o.idle)},
 	})
 	if err != nil {
 		return cleanup, err

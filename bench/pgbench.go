@@ -8,7 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,8 +31,14 @@ func pgbenchRun(ctx context.Context, e *env, addr, mode, script string, clients 
 	if script != "" {
 		args = []string{"-f", script}
 	}
+	logDir, err := os.MkdirTemp(e.scriptDir, "pgbench-log-")
+	if err != nil {
+		return measurement{}, err
+	}
+	defer os.RemoveAll(logDir)
 	args = append(args, "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2)),
-		"-T", strconv.Itoa(max(int(d.Seconds()), 1)), "-n", "-h", host, "-p", port, "-U", "postgres", "bench")
+		"-T", strconv.Itoa(max(int(d.Seconds()), 1)), "-n", "-l", "--log-prefix", filepath.Join(logDir, "tx"),
+		"-h", host, "-p", port, "-U", "postgres", "bench")
 	out, err := exec.CommandContext(ctx, e.pgbench, args...).CombinedOutput()
 	tps, tx := tpsLine.FindSubmatch(out), txLine.FindSubmatch(out)
 	if tx != nil && string(tx[1]) == "0" {
@@ -48,6 +56,11 @@ func pgbenchRun(ctx context.Context, e *env, addr, mode, script string, clients 
 	m.value, _ = strconv.ParseFloat(string(tps[1]), 64)
 	m.ops, _ = strconv.ParseInt(string(tx[1]), 10, 64)
 	m.seconds = d.Seconds()
+	lat, err := pgbenchLatencies(logDir)
+	if err != nil {
+		return measurement{}, err
+	}
+	m.p50Ms, m.p99Ms = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99))
 	if c := connLine.FindSubmatch(out); c != nil {
 		m.connectMs, _ = strconv.ParseFloat(string(c[1]), 64)
 		if m.connectMs > 0.25*float64(d.Milliseconds()) {
@@ -55,6 +68,36 @@ func pgbenchRun(ctx context.Context, e *env, addr, mode, script string, clients 
 		}
 	}
 	return m, nil
+}
+
+// pgbenchLatencies reads the transaction logs pgbench -l wrote in dir (one
+// file per thread; a line per transaction, its latency in µs the third
+// field) and returns the latencies, sorted.
+func pgbenchLatencies(dir string) ([]time.Duration, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "tx.*"))
+	if err != nil {
+		return nil, err
+	}
+	var lat []time.Duration
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 3 {
+				continue
+			}
+			us, err := strconv.ParseInt(fields[2], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("pgbench log %s: %q", f, line)
+			}
+			lat = append(lat, time.Duration(us)*time.Microsecond)
+		}
+	}
+	slices.Sort(lat)
+	return lat, nil
 }
 
 // pointReadScript writes a pgbench script doing the Go driver's point read

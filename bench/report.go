@@ -120,7 +120,7 @@ func printDetails(w io.Writer, rs []workloadResult) {
 	if len(rs) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nper variant: rounds, proxy CPU per transaction or row (pgcloak: this process; PgBouncer: its pid), latency (Go driver), medians\n\n")
+	fmt.Fprintf(w, "\nper variant: rounds, proxy CPU per transaction or row (pgcloak: this process; PgBouncer: its pid), latency (the Go driver's, or pgbench's per-transaction log), medians\n\n")
 	printHeader(w, []string{"workload", "variant", "rounds (per second)", "CPU µs/op", "p50 ms", "p99 ms", "pgbench connect ms"})
 	for _, r := range rs {
 		for _, v := range r.variants {
