@@ -80,8 +80,8 @@ func TestPidCPUReadsSelf(t *testing.T) {
 	}
 }
 
-func TestCopyRowReader(t *testing.T) {
-	b, err := io.ReadAll(&copyRowReader{n: 3})
+func TestBenchCopyRows(t *testing.T) {
+	b, err := io.ReadAll(benchCopyRows(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,14 +93,14 @@ func TestCopyRowReader(t *testing.T) {
 
 // Each memory-workload row carries memRowBytes of value, and the reader
 // counts exactly the value bytes it generated.
-func TestMemRowReaderCountsValueBytes(t *testing.T) {
-	r := &memRowReader{n: 3}
+func TestMemCopyRowsCountValueBytes(t *testing.T) {
+	r := memCopyRows(3)
 	b, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.bytes != 3*memRowBytes {
-		t.Errorf("counted %d value bytes, want %d", r.bytes, 3*memRowBytes)
+	if r.valueBytes != 3*memRowBytes {
+		t.Errorf("counted %d value bytes, want %d", r.valueBytes, 3*memRowBytes)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 	if len(lines) != 3 || lines[1] != "2\t"+memNote(2) || len(memNote(2)) != memRowBytes {

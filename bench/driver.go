@@ -240,52 +240,73 @@ func closeAll(conns []*pgx.Conn) {
 // copyIn empties the table, then times COPY FROM STDIN (text format) of
 // spec.CopyRows rows with the values of ids 1..CopyRows.
 func copyIn(ctx context.Context, spec driveSpec) (driveResult, error) {
-	c, err := pgx.Connect(ctx, spec.DSN)
-	if err != nil {
-		return driveResult{}, err
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, "TRUNCATE "+spec.Table); err != nil {
-		return driveResult{}, err
-	}
-	start := time.Now()
-	tag, err := c.PgConn().CopyFrom(ctx, &copyRowReader{n: int64(spec.CopyRows)}, "COPY "+spec.Table+" (id, ssn, note) FROM STDIN")
-	if err != nil {
-		return driveResult{}, err
-	}
-	return driveResult{Ops: tag.RowsAffected(), Seconds: time.Since(start).Seconds()}, nil
+	rows, secs, err := timedCopyIn(ctx, spec, "(id, ssn, note)", benchCopyRows(int64(spec.CopyRows)))
+	return driveResult{Ops: rows, Seconds: secs}, err
 }
 
 // copyOut times COPY TO STDOUT (text format) of the whole table.
 func copyOut(ctx context.Context, spec driveSpec) (driveResult, error) {
+	rows, _, secs, err := timedCopyOut(ctx, spec, "(id, ssn, note)")
+	return driveResult{Ops: rows, Seconds: secs}, err
+}
+
+// timedCopyIn empties spec.Table, then times COPY of its columns FROM
+// STDIN from src; it returns the rows loaded.
+func timedCopyIn(ctx context.Context, spec driveSpec, columns string, src io.Reader) (int64, float64, error) {
 	c, err := pgx.Connect(ctx, spec.DSN)
 	if err != nil {
-		return driveResult{}, err
+		return 0, 0, err
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "TRUNCATE "+spec.Table); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	tag, err := c.PgConn().CopyFrom(ctx, src, "COPY "+spec.Table+" "+columns+" FROM STDIN")
+	if err != nil {
+		return 0, 0, err
+	}
+	return tag.RowsAffected(), time.Since(start).Seconds(), nil
+}
+
+// timedCopyOut times COPY of spec.Table's columns TO STDOUT; it returns
+// the rows and the bytes that came out.
+func timedCopyOut(ctx context.Context, spec driveSpec, columns string) (int64, int64, float64, error) {
+	c, err := pgx.Connect(ctx, spec.DSN)
+	if err != nil {
+		return 0, 0, 0, err
 	}
 	defer c.Close(context.Background())
 	var sink countingWriter
 	start := time.Now()
-	tag, err := c.PgConn().CopyTo(ctx, &sink, "COPY "+spec.Table+" (id, ssn, note) TO STDOUT")
+	tag, err := c.PgConn().CopyTo(ctx, &sink, "COPY "+spec.Table+" "+columns+" TO STDOUT")
 	if err != nil {
-		return driveResult{}, err
+		return 0, 0, 0, err
 	}
-	return driveResult{Ops: tag.RowsAffected(), Seconds: time.Since(start).Seconds()}, nil
+	return tag.RowsAffected(), sink.n, time.Since(start).Seconds(), nil
 }
 
-// copyRowReader generates COPY text rows "id\tssn\tnote\n" for ids 1..n.
-type copyRowReader struct {
-	id, n int64
-	buf   []byte
+// copyRows generates COPY text rows for ids 1..n: the id, then
+// fields(id), tab-separated, and counts the fields' bytes.
+type copyRows struct {
+	id, n, valueBytes int64
+	fields            func(id int64) []string
+	buf               []byte
 }
 
-func (r *copyRowReader) Read(p []byte) (int, error) {
+// benchCopyRows are the COPY workloads' rows: "id\tssn\tnote".
+func benchCopyRows(n int64) *copyRows {
+	return &copyRows{n: n, fields: func(id int64) []string { return []string{ssnFor(id), noteFor(id)} }}
+}
+
+func (r *copyRows) Read(p []byte) (int, error) {
 	for len(r.buf) < len(p) && r.id < r.n {
 		r.id++
 		r.buf = strconv.AppendInt(r.buf, r.id, 10)
-		r.buf = append(r.buf, '\t')
-		r.buf = append(r.buf, ssnFor(r.id)...)
-		r.buf = append(r.buf, '\t')
-		r.buf = append(r.buf, noteFor(r.id)...)
+		for _, f := range r.fields(r.id) {
+			r.valueBytes += int64(len(f))
+			r.buf = append(append(r.buf, '\t'), f...)
+		}
 		r.buf = append(r.buf, '\n')
 	}
 	if len(r.buf) == 0 {

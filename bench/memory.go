@@ -277,26 +277,19 @@ func holdIdle(ctx context.Context, spec driveSpec, stdin io.Reader) error {
 	return err
 }
 
+// memCopyRows are the memory workloads' rows: "id\tnote".
+func memCopyRows(n int64) *copyRows {
+	return &copyRows{n: n, fields: func(id int64) []string { return []string{memNote(id)} }}
+}
+
 // memCopyIn (in the child) loads spec.CopyRows rows of memNote values.
 func memCopyIn(ctx context.Context, spec driveSpec) (driveResult, error) {
-	c, err := pgx.Connect(ctx, spec.DSN)
-	if err != nil {
-		return driveResult{}, err
+	src := memCopyRows(int64(spec.CopyRows))
+	rows, secs, err := timedCopyIn(ctx, spec, "(id, note)", src)
+	if err == nil && rows != int64(spec.CopyRows) {
+		err = fmt.Errorf("COPY FROM loaded %d rows, want %d", rows, spec.CopyRows)
 	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, "TRUNCATE "+spec.Table); err != nil {
-		return driveResult{}, err
-	}
-	src := &memRowReader{n: int64(spec.CopyRows)}
-	start := time.Now()
-	tag, err := c.PgConn().CopyFrom(ctx, src, "COPY "+spec.Table+" (id, note) FROM STDIN")
-	if err != nil {
-		return driveResult{}, err
-	}
-	if tag.RowsAffected() != int64(spec.CopyRows) {
-		return driveResult{}, fmt.Errorf("COPY FROM loaded %d rows, want %d", tag.RowsAffected(), spec.CopyRows)
-	}
-	return driveResult{Ops: src.bytes, Seconds: time.Since(start).Seconds()}, nil
+	return driveResult{Ops: src.valueBytes, Seconds: secs}, err
 }
 
 // memSelect (in the child) reads the whole table with one SELECT, row by
@@ -331,44 +324,9 @@ func memSelect(ctx context.Context, spec driveSpec) (driveResult, error) {
 
 // memCopyOut (in the child) copies the whole table out.
 func memCopyOut(ctx context.Context, spec driveSpec) (driveResult, error) {
-	c, err := pgx.Connect(ctx, spec.DSN)
-	if err != nil {
-		return driveResult{}, err
+	rows, bytes, secs, err := timedCopyOut(ctx, spec, "(id, note)")
+	if err == nil && rows != int64(spec.CopyRows) {
+		err = fmt.Errorf("COPY TO returned %d rows, want %d", rows, spec.CopyRows)
 	}
-	defer c.Close(context.Background())
-	var sink countingWriter
-	start := time.Now()
-	tag, err := c.PgConn().CopyTo(ctx, &sink, "COPY "+spec.Table+" (id, note) TO STDOUT")
-	if err != nil {
-		return driveResult{}, err
-	}
-	if tag.RowsAffected() != int64(spec.CopyRows) {
-		return driveResult{}, fmt.Errorf("COPY TO returned %d rows, want %d", tag.RowsAffected(), spec.CopyRows)
-	}
-	return driveResult{Ops: sink.n, Seconds: time.Since(start).Seconds()}, nil
-}
-
-// memRowReader generates COPY text rows "id\tnote\n" for ids 1..n and
-// counts the value bytes.
-type memRowReader struct {
-	id, n, bytes int64
-	buf          []byte
-}
-
-func (r *memRowReader) Read(p []byte) (int, error) {
-	for len(r.buf) < len(p) && r.id < r.n {
-		r.id++
-		note := memNote(r.id)
-		r.bytes += int64(len(note))
-		r.buf = strconv.AppendInt(r.buf, r.id, 10)
-		r.buf = append(r.buf, '\t')
-		r.buf = append(r.buf, note...)
-		r.buf = append(r.buf, '\n')
-	}
-	if len(r.buf) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[:copy(r.buf, r.buf[n:])]
-	return n, nil
+	return driveResult{Ops: bytes, Seconds: secs}, err
 }
