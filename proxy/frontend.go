@@ -708,12 +708,13 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 // proxy decrypts the bytes either way, and bytea's text output (twice the
 // size, hex-encoded by the server and decoded here) is work for nothing.
 // It returns one format per column, or nil to send the client's: when no
-// column gains, or the client's codes are ones PostgreSQL refuses (its
-// error must stay the client's).
+// column gains, the client's codes are ones PostgreSQL refuses (its
+// error must stay the client's), or the statement's columns may differ
+// from its description (see describedColumnsHold).
 func (ss *session) storedFormats(st *preparedStmt, client []int16) []int16 {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if !st.described || len(st.fields) == 0 || ss.cat == nil {
+	if !st.described || len(st.fields) == 0 || ss.cat == nil || !describedColumnsHold(st.statement()) {
 		return nil
 	}
 	fields := st.fields
@@ -743,6 +744,24 @@ func (ss *session) storedFormats(st *preparedStmt, client []int16) []int16 {
 		stored[i] = 1
 	}
 	return stored
+}
+
+// describedColumnsHold reports a statement whose result PostgreSQL keeps
+// to the types it was described with: a query or DML, which it re-plans
+// or refuses ("cached plan must not change result type"). A FETCH or an
+// EXECUTE returns whatever the cursor or the statement it names returns
+// when it runs: a column described as an encrypted bytea may be another
+// column of another type by then, whose binary form the proxy cannot turn
+// into the client's text.
+func describedColumnsHold(st *sqlrewrite.Statement) bool {
+	if st == nil {
+		return false
+	}
+	switch st.Kind {
+	case sqlrewrite.KindSelect, sqlrewrite.KindInsert, sqlrewrite.KindUpdate, sqlrewrite.KindDelete:
+		return true
+	}
+	return false
 }
 
 // encryptParams encrypts the parameters bound for encrypted columns and

@@ -96,3 +96,32 @@ func TestEncryptedResultColumnsReachTheClientInItsOwnFormats(t *testing.T) {
 		})
 	}
 }
+
+// A statement whose result PostgreSQL does not check against its
+// description when it runs again (FETCH from a cursor declared anew, SQL
+// EXECUTE of a statement prepared anew) can return other columns than it
+// was described with: the client gets them as PostgreSQL gives them, not
+// the binary form of a text column hex-encoded as if it were a bytea.
+func TestStatementsWhoseColumnsChangeUnderTheirDescriptionReturnWhatPostgreSQLGives(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	if _, err := h.connect("doctor").Exec(context.Background(), `INSERT INTO patients (name, ssn) VALUES ('ann', '123-45-6789')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, before, stmt, after, tag string }{
+		{"fetch", "DECLARE c CURSOR FOR SELECT ssn FROM patients", "FETCH 1 FROM c",
+			"CLOSE c; DECLARE c CURSOR FOR SELECT name FROM patients", "C:FETCH 1"},
+		{"execute", "PREPARE q AS SELECT ssn FROM patients", "EXECUTE q",
+			"DEALLOCATE q; PREPARE q AS SELECT name FROM patients", "C:SELECT 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pc := protoConnect(t, h, "doctor")
+			wantTokens(t, "BEGIN", pc.query("BEGIN"), "C:BEGIN", "Z:T")
+			pc.query(c.before)
+			pc.send(&pgproto3.Parse{Name: "s", Query: c.stmt}, &pgproto3.Describe{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+			wantTokens(t, "described", pc.recvReady(), "ParseComplete", "Params:", "Row:ssn/25", "Z:T")
+			pc.query(c.after)
+			pc.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			wantTokens(t, "executed", pc.recvReady(), "BindComplete", "Row:name/25", "D:ann", c.tag, "Z:T")
+		})
+	}
+}
