@@ -125,3 +125,30 @@ func TestStatementsWhoseColumnsChangeUnderTheirDescriptionReturnWhatPostgreSQLGi
 		})
 	}
 }
+
+// A role shown ciphertexts sees them in the session's bytea_output, as
+// PostgreSQL shows a bytea, also when the proxy asked PostgreSQL for the
+// column in binary.
+func TestCiphertextsFollowTheSessionsByteaOutput(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	ctx := context.Background()
+	if _, err := h.connect("doctor").Exec(ctx, `INSERT INTO patients (name, ssn, dob) VALUES ('ann', '123-45-6789', '1980-02-29')`); err != nil {
+		t.Fatal(err)
+	}
+	const query = "SELECT name, ssn, dob FROM patients WHERE name = $1"
+	direct := h.direct().PgConn()
+	if err := direct.Exec(ctx, "SET bytea_output = escape").Close(); err != nil {
+		t.Fatal(err)
+	}
+	res := direct.ExecParams(ctx, query, [][]byte{[]byte("ann")}, nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 {
+		t.Fatalf("direct: %v, %d rows", res.Err, len(res.Rows))
+	}
+	want := res.Rows[0]
+	c := protoConnect(t, h, "archivist")
+	wantTokens(t, "SET", c.query("SET bytea_output = escape"), "C:SET", "Z:I")
+	_, got := describedResult(t, c, query, "ann", nil)
+	if !slices.EqualFunc(got, want, func(a, b []byte) bool { return string(a) == string(b) }) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -553,7 +553,7 @@ func (shape *resultShape) rewriteRow(dst, body []byte) ([]byte, error) {
 			continue
 		}
 		if a.rule == nil {
-			dst = appendByteaText(dst, v)
+			dst = appendByteaText(dst, v, shape.tc)
 			continue
 		}
 		var err error
@@ -608,7 +608,7 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 			}
 		}
 		if a.storedBinary {
-			return appendHexBytea(dst, stored), false, nil
+			return appendByteaOutput(dst, stored, tc), false, nil
 		}
 		return append(dst, stored...), false, nil
 	case showMask:
@@ -664,15 +664,21 @@ func (a *colAction) raw(stored []byte, scratch *[]byte) ([]byte, error) {
 
 // appendByteaText appends a field holding v, a bytea the server sent in
 // binary, in bytea's text output for a client that asked for text.
-func appendByteaText(dst, v []byte) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, uint32(2+hex.EncodedLen(len(v))))
-	return appendHexBytea(dst, v)
+func appendByteaText(dst, v []byte, tc *keymap.TextContext) []byte {
+	lenAt := len(dst)
+	dst = appendByteaOutput(append(dst, 0, 0, 0, 0), v, tc)
+	binary.BigEndian.PutUint32(dst[lenAt:], uint32(len(dst)-lenAt-4))
+	return dst
 }
 
-// appendHexBytea appends bytea's text output (hex format: bytea_output's
-// default; a session set to escape sees the same bytes in hex) of v.
-func appendHexBytea(dst, v []byte) []byte {
-	return hex.AppendEncode(append(dst, '\\', 'x'), v)
+// appendByteaOutput appends bytea's text output of v as PostgreSQL prints
+// it in the session: hex, or escape under bytea_output = escape.
+func appendByteaOutput(dst, v []byte, tc *keymap.TextContext) []byte {
+	if tc == nil || !tc.ByteaEscape {
+		return hex.AppendEncode(append(dst, '\\', 'x'), v)
+	}
+	out, _ := byteaCodec.AppendText(dst, v, tc) // bytea's never fails
+	return out
 }
 
 // byteaCodec reads bytea text output in either bytea_output format.
