@@ -557,3 +557,34 @@ func TestFastpathSetConfigRefused(t *testing.T) {
 	wantTokens(t, "ready", c.recvReady(), "Z:I")
 	wantTokens(t, "as doctor", c.query("SELECT diagnosis FROM patients"), "Row:diagnosis/25", "D:fastpath-secret", "C:SELECT 1", "Z:I")
 }
+
+// A portal bound by a role that may read a column and run after SET ROLE
+// shows the new role's view, as PostgreSQL runs it as the new role; for a
+// role with on_denied: error that view is the error its own read would
+// get, not NULLs.
+func TestPortalRunAfterSetRoleFailsForAnErrorModeRole(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	sxSeed(t, h)
+	h.pg.ExecAdmin(t, `GRANT strict, billing TO doctor`)
+	for _, c := range []struct {
+		role string
+		want string
+	}{
+		{"strict", "E:42501"},
+		{"billing", "D:NULL"},
+	} {
+		t.Run(c.role, func(t *testing.T) {
+			pc := protoConnect(t, h, "doctor")
+			wantTokens(t, "BEGIN", pc.query("BEGIN"), "C:BEGIN", "Z:T")
+			pc.send(&pgproto3.Parse{Name: "s", Query: "SELECT diagnosis FROM patients WHERE name = '" + sxSeedName + "'"},
+				&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s"}, &pgproto3.Sync{})
+			wantTokens(t, "bind as doctor", pc.recvReady(), "ParseComplete", "BindComplete", "Z:T")
+			wantTokens(t, "SET ROLE", pc.query("SET ROLE "+c.role), "C:SET", "Z:T")
+			pc.send(&pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+			got := pc.recvReady()
+			if len(got) == 0 || !strings.HasPrefix(got[0], c.want) {
+				t.Fatalf("portal run as %s: %q, want %s first", c.role, got, c.want)
+			}
+		})
+	}
+}

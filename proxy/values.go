@@ -399,6 +399,7 @@ const (
 	showNull
 	showMask
 	showCiphertext
+	showDenied // on_denied: error: the first value fails the result with 42501
 )
 
 // colAction is what the proxy does to one result column.
@@ -498,6 +499,10 @@ func (ss *session) actionFor(rule *policy.ColumnRule, format int16, grants *poli
 		a.mode = showCiphertext
 	case grants.OnDenied == policy.DeniedMask:
 		a.mode = showMask
+	case grants.OnDenied == policy.DeniedError:
+		// Planning refuses such a read; a portal run after the role
+		// changed since its Bind gets here, and fails as the read would.
+		a.mode = showDenied
 	default:
 		a.mode = showNull
 	}
@@ -596,6 +601,8 @@ func (a *colAction) render(dst, stored []byte, tc *keymap.TextContext, scratch *
 	switch a.mode {
 	case showNull:
 		return dst, true, nil
+	case showDenied:
+		return nil, false, newSQLError("42501", "the current role may not read column %s (key %q)", a.rule.Name(), a.rule.KeyName)
 	case showCiphertext:
 		if a.tolerant {
 			raw, err := a.raw(stored, &scratch.raw)
