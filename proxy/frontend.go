@@ -667,6 +667,12 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Bind")
 	}
+	if bindSize(&msg) != len(body) {
+		// pgproto3 ignores bytes after the result formats; PostgreSQL
+		// refuses the message, and a Bind the proxy re-encodes would
+		// drop them.
+		return ss.refuseExtended(fe, newSQLError("08P01", "invalid message format"))
+	}
 	if err := ss.settleStatement(msg.PreparedStatement); err != nil {
 		return err
 	}
@@ -701,6 +707,17 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 		return ss.sendRaw(p, wire.ClientBind, body)
 	}
 	return ss.send(p, &msg)
+}
+
+// bindSize is the length of the body msg was decoded from, had it ended
+// with its result formats.
+func bindSize(msg *pgproto3.Bind) int {
+	n := len(msg.DestinationPortal) + 1 + len(msg.PreparedStatement) + 1 +
+		2 + 2*len(msg.ParameterFormatCodes) + 2 + 2 + 2*len(msg.ResultFormatCodes)
+	for _, p := range msg.Parameters {
+		n += 4 + len(p)
+	}
+	return n
 }
 
 // storedFormats asks the server for the encrypted columns of a described

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"testing"
@@ -150,5 +151,35 @@ func TestCiphertextsFollowTheSessionsByteaOutput(t *testing.T) {
 	_, got := describedResult(t, c, query, "ann", nil)
 	if !slices.EqualFunc(got, want, func(a, b []byte) bool { return string(a) == string(b) }) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// A Bind with bytes after its result formats is refused as PostgreSQL
+// refuses it (08P01, the session going on), whether or not the proxy
+// rewrites the Bind — never forwarded with the bytes dropped.
+func TestBindWithTrailingBytesIsRefusedAsPostgreSQLRefusesIt(t *testing.T) {
+	h := newHarness(t, testPolicy, testSchema)
+	for _, query := range []string{
+		"SELECT name FROM patients",           // forwarded as it came
+		"SELECT name, ssn, dob FROM patients", // rewritten (encrypted columns read as text)
+	} {
+		t.Run(query, func(t *testing.T) {
+			c := protoConnect(t, h, "doctor")
+			c.send(&pgproto3.Parse{Name: "s", Query: query}, &pgproto3.Describe{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+			c.recvReady()
+			bind, err := (&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s"}).Encode(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bind = append(bind, "xyz"...)
+			binary.BigEndian.PutUint32(bind[1:], uint32(len(bind)-1))
+			exec, _ := (&pgproto3.Execute{Portal: "p"}).Encode(nil)
+			sync, _ := (&pgproto3.Sync{}).Encode(nil)
+			if _, err := c.conn.Write(slices.Concat(bind, exec, sync)); err != nil {
+				t.Fatal(err)
+			}
+			wantTokens(t, "Bind with trailing bytes", c.recvReady(), "E:08P01", "Z:I")
+			wantTokens(t, "the session goes on", c.query("SELECT 1"), "Row:?column?/23", "D:1", "C:SELECT 1", "Z:I")
+		})
 	}
 }
