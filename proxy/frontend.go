@@ -645,7 +645,9 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 			oids = append(oids, 0)
 		}
 		oids[i] = byteaOID
-		if pr.Source > 0 {
+		if pr.Source > 0 && pr.Array {
+			// An array's candidates; a single value's are in bytea
+			// slots (sqlrewrite.ParamRule.Candidates).
 			oids[i] = byteaArrayOID
 		}
 	}
@@ -809,22 +811,32 @@ func (ss *session) encryptParams(st *preparedStmt, msg *pgproto3.Bind) (bool, er
 	// Hidden parameters first: they are computed from the client's
 	// values, which the loop below replaces.
 	extra := make([][]byte, len(hidden))
+	var slots [][]byte // the slots of the single value being filled
 	for j, h := range hidden {
 		src := h.Source - 1
 		if src < 0 || src >= len(msg.Parameters) {
 			return false, newSQLError("08P01", "bind message lacks parameter $%d", h.Source)
 		}
-		var v []byte
-		var err error
 		if h.Array {
-			v, err = ss.arrayCandidatesParam(ciphers, h, st, formats[src], msg.Parameters[src], tc)
-		} else {
-			v, err = ss.candidatesParam(ciphers, h, st.paramValue(src, formats[src], msg.Parameters[src]), tc)
+			v, err := ss.arrayCandidatesParam(ciphers, h, st, formats[src], msg.Parameters[src], tc)
+			if err != nil {
+				return false, fmt.Errorf("parameter $%d: %w", h.Source, err)
+			}
+			extra[j] = v
+			continue
 		}
-		if err != nil {
-			return false, fmt.Errorf("parameter $%d: %w", h.Source, err)
+		if h.Slot == 0 {
+			// The first of its slots: its candidates, computed once.
+			var err error
+			slots, err = candidateSlots(ciphers, h.Rule, st.paramValue(src, formats[src], msg.Parameters[src]), tc)
+			if err != nil {
+				return false, fmt.Errorf("parameter $%d: %w", h.Source, err)
+			}
 		}
-		extra[j] = v
+		if h.Slot >= len(slots) {
+			return false, fmt.Errorf("parameter $%d: hidden parameter slot %d out of order", h.Source, h.Slot)
+		}
+		extra[j] = slots[h.Slot]
 	}
 	for i, pr := range plan.Params {
 		if pr != nil && pr.Array && pr.Source == 0 && i < len(msg.Parameters) {
@@ -875,11 +887,11 @@ func checkFormatCodes(msg *pgproto3.Bind) error {
 // not safe for concurrent use; sessions share a pool.
 var byteaArrays = sync.Pool{New: func() any { return pgtype.NewMap() }}
 
-// encodeByteaArray encodes a hidden parameter: elems as a one-dimensional
-// bytea[] in binary format (lower bound 1, a nil element NULL), byte for
-// byte what pgtype encodes for a [][]byte, or nil (SQL NULL) for nil
-// elems. One allocation, where pgtype's reflection took about eight per
-// Bind.
+// encodeByteaArray encodes an array's hidden parameter (see
+// arrayCandidatesParam): elems as a one-dimensional bytea[] in binary
+// format (lower bound 1, a nil element NULL), byte for byte what pgtype
+// encodes for a [][]byte, or nil (SQL NULL) for nil elems. One
+// allocation, where pgtype's reflection took about eight per Bind.
 func encodeByteaArray(elems [][]byte) []byte {
 	if elems == nil {
 		return nil
@@ -903,17 +915,50 @@ func encodeByteaArray(elems [][]byte) []byte {
 	return buf
 }
 
-// candidatesParam is the value of a hidden parameter: the candidates of
-// the client's value, or {NULL} for NULL, as a binary bytea[].
-func (ss *session) candidatesParam(cs *ciphers, h *sqlrewrite.ParamRule, v clientValue, tc *keymap.TextContext) ([]byte, error) {
-	cands := [][]byte{nil}
-	if v.raw != nil {
-		var err error
-		if cands, err = cs.candidates(h.Rule, v, tc); err != nil {
-			return nil, err
+// candidateSlots returns the values of the sqlrewrite.CandidateSlots
+// hidden bytea parameters of a single client value compared with rule's
+// deterministic column: its candidates in order, padded with copies of
+// the first (a copy changes neither = ANY nor <> ALL), or all NULL for
+// NULL. A value no stored value can equal fills them with matchesNothing,
+// so the comparison is false, or NULL for a NULL column, as PostgreSQL's
+// own. More candidates than slots are refused.
+func candidateSlots(cs *ciphers, rule *policy.ColumnRule, v clientValue, tc *keymap.TextContext) ([][]byte, error) {
+	slots := make([][]byte, sqlrewrite.CandidateSlots)
+	if v.raw == nil {
+		return slots, nil
+	}
+	cands, err := cs.candidates(rule, v, tc)
+	if err != nil {
+		return nil, err
+	}
+	return fillSlots(rule, cands, slots)
+}
+
+// fillSlots puts cands in slots, padded with copies of the first (see
+// candidateSlots).
+func fillSlots(rule *policy.ColumnRule, cands, slots [][]byte) ([][]byte, error) {
+	if len(cands) > len(slots) {
+		return nil, tooManyCandidates(rule, len(cands), len(slots))
+	}
+	first := matchesNothing
+	if len(cands) > 0 {
+		first = cands[0]
+	}
+	for k := range slots {
+		slots[k] = first
+		if k < len(cands) {
+			slots[k] = cands[k]
 		}
 	}
-	return encodeByteaArray(cands), nil
+	return slots, nil
+}
+
+// tooManyCandidates refuses a search on a value stored in more forms
+// (enabled key versions, and the text form during a migration) than a
+// comparison with a parameter has slots for.
+func tooManyCandidates(rule *policy.ColumnRule, n, slots int) error {
+	return newSQLError("54000", "column %s: a value compared with this column may be stored in %d forms (one per enabled key version, and its text form during a migration), more than the %d a comparison with a parameter can carry; finish `pgcloak reencrypt` on the column so fewer key versions are in use",
+		rule.Name(), n, slots)
 }
 
 func (ss *session) describe(body []byte) error {

@@ -253,7 +253,7 @@ func appendByteaHex(dst, v []byte) []byte {
 // libpq leave it): "store" binds the value of an INSERT into a
 // randomized-key column; "compare" binds the value of a WHERE col = $1
 // on a deterministic-key column, which the proxy sends as its hidden
-// bytea[] of candidates. The plans are sqlrewrite's own.
+// bytea candidate slots. The plans are sqlrewrite's own.
 func BenchmarkBindEncrypt(b *testing.B) {
 	rb := newRowBench(b)
 	for _, lt := range logicalTypes(b) {

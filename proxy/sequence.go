@@ -430,7 +430,7 @@ func planSignature(p *sqlrewrite.Plan) string {
 	var b strings.Builder
 	literal := func(l *sqlrewrite.Literal) {
 		if l != nil {
-			fmt.Fprintf(&b, "l%+v%q%t%t%t%+v", *l.Rule, l.Value, l.Write, l.Candidates, l.Array, l.Source)
+			fmt.Fprintf(&b, "l%+v%q%t%t%d%t%+v", *l.Rule, l.Value, l.Write, l.Candidates, l.Slots, l.Array, l.Source)
 		}
 	}
 	for _, e := range p.Edits {
@@ -447,7 +447,7 @@ func planSignature(p *sqlrewrite.Plan) string {
 		fmt.Fprintf(&b, "c%d;", client)
 		for i, pr := range ps {
 			if pr != nil {
-				fmt.Fprintf(&b, "p%d%+v%t%d%t%t;", i, *pr.Rule, pr.Write, pr.Source, pr.Candidates, pr.Array)
+				fmt.Fprintf(&b, "p%d%+v%t%d%t%d%t;", i, *pr.Rule, pr.Write, pr.Source, pr.Candidates, pr.Slot, pr.Array)
 			}
 		}
 	}

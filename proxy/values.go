@@ -335,6 +335,22 @@ func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.T
 			return "", err
 		}
 		cs.recordLiteral(lit.Rule)
+		if lit.Slots > 0 {
+			// The values of a parameter's hidden slots, as EXECUTE
+			// arguments (see candidateSlots).
+			slots, err := fillSlots(lit.Rule, cands, make([][]byte, lit.Slots))
+			if err != nil {
+				return "", err
+			}
+			var buf []byte
+			for i, ct := range slots {
+				if i > 0 {
+					buf = append(buf, ", "...)
+				}
+				buf = appendByteaLiteral(buf, ct)
+			}
+			return string(buf), nil
+		}
 		if len(cands) == 0 {
 			// No stored value can equal it.
 			return "'{}'::bytea[]", nil

@@ -2,6 +2,7 @@ package sqlrewrite
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -294,11 +295,30 @@ func (a *analyzer) finish(plan *Plan) error {
 			return err
 		}
 		plan.ClientParams = max(n, len(a.top.rules))
+		if err := tooManyParams(plan.ClientParams + len(a.top.hidden)); err != nil {
+			return err
+		}
 		params := make([]*ParamRule, plan.ClientParams, plan.ClientParams+len(a.top.hidden))
 		copy(params, a.top.rules)
 		plan.Params = append(params, a.top.hidden...)
 	}
 	return nil
+}
+
+// maxParams is the most parameters a Bind can carry (its count is an
+// Int16).
+const maxParams = 65535
+
+// tooManyParams refuses a statement whose parameters, with the hidden
+// ones the proxy adds (CandidateSlots for each parameter compared with a
+// deterministic column), would be more than a Bind can carry.
+func tooManyParams(n int) error {
+	if n <= maxParams {
+		return nil
+	}
+	return &Error{Code: CodeProgramLimitExceeded, Message: fmt.Sprintf(
+		"statement would need %d parameters with the %d pgcloak adds for each parameter compared with a deterministic encrypted column, more than %d",
+		n, CandidateSlots, maxParams)}
 }
 
 // maxParam returns the highest $n written in sql[start:end].
@@ -381,15 +401,23 @@ type paramSet struct {
 
 // hiddenFor returns the number (from 1) of the hidden parameter that
 // carries the candidates of $n for rule (of each of its elements, for an
-// array), adding it on first use.
+// array), adding it on first use. For a scalar $n it is the first of
+// CandidateSlots consecutive hidden parameters (ParamRule.Slot 0, 1, …).
 func (p *paramSet) hiddenFor(n int32, rule *policy.ColumnRule, array bool) int {
 	for i, h := range p.hidden {
-		if h.Source == int(n) && h.Array == array && (h.Rule == rule || *h.Rule == *rule) {
+		if h.Source == int(n) && h.Array == array && h.Slot == 0 && (h.Rule == rule || *h.Rule == *rule) {
 			return i + 1
 		}
 	}
-	p.hidden = append(p.hidden, &ParamRule{Rule: rule, Source: int(n), Candidates: true, Array: array})
-	return len(p.hidden)
+	first := len(p.hidden) + 1
+	if array {
+		p.hidden = append(p.hidden, &ParamRule{Rule: rule, Source: int(n), Candidates: true, Array: true})
+		return first
+	}
+	for k := range CandidateSlots {
+		p.hidden = append(p.hidden, &ParamRule{Rule: rule, Source: int(n), Candidates: true, Slot: k})
+	}
+	return first
 }
 
 // firstHidden returns, for a PREPARE body, the number of the parameter

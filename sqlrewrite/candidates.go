@@ -18,12 +18,12 @@ import (
 // with every form the value may be stored as (its candidates):
 //
 //	ssn = 'x'                   (ssn = ANY(ARRAY['\x…'::bytea, '\x…'::bytea]))
-//	ssn <> $1                   (ssn <> ALL($2::bytea[]))
-//	ssn IN ('x', $1, NULL)      (ssn = ANY(ARRAY[…] || ($2::bytea[] || ARRAY[NULL::bytea])))
+//	ssn <> $1                   (ssn <> ALL(ARRAY[$2, …, $9]::bytea[]))
+//	ssn IN ('x', $1, NULL)      (ssn = ANY(ARRAY[…] || (ARRAY[$2, …, $9]::bytea[] || ARRAY[NULL::bytea])))
 //	ssn NOT IN (…)              (ssn <> ALL(…))
 //	ssn = ALL(ARRAY['x', 'y'])  (ssn = ANY(ARRAY[…]) AND ssn = ANY(ARRAY[…]))
 //	ssn <> ANY(ARRAY['x', 'y']) (ssn <> ALL(ARRAY[…]) OR ssn <> ALL(ARRAY[…]))
-//	ssn IS NOT DISTINCT FROM $1 (coalesce(ssn = ANY($2::bytea[]), ssn IS NULL AND ($2::bytea[])[1] IS NULL))
+//	ssn IS NOT DISTINCT FROM $1 (coalesce(ssn = ANY(ARRAY[$2, …]::bytea[]), ssn IS NULL AND (ARRAY[$2, …]::bytea[])[1] IS NULL))
 //	ssn IS DISTINCT FROM 'x'    (NOT coalesce(ssn = ANY(ARRAY[…]), false))
 //	ssn = ANY($1::text[])       (ssn = ANY($2::bytea[]))
 //	ssn <> ALL($1)              (ssn <> ALL($2::bytea[]))
@@ -31,10 +31,17 @@ import (
 //	ssn = ANY(NULL::text[])     (ssn = ANY(NULL::bytea[]))
 //
 // A constant becomes an ARRAY the proxy renders (Literal.Candidates); a
-// parameter $n a hidden parameter of type bytea[] the proxy computes from
-// the client's $n at Bind ({NULL} for NULL, so NULL semantics stay
-// PostgreSQL's). $n itself stays a parameter of the client's, encrypted as
-// usual, so it may be used elsewhere in the statement.
+// parameter $n becomes CandidateSlots (8) hidden parameters of type bytea,
+// written ARRAY[$a, …, $a+7]::bytea[], which the proxy fills from the
+// client's $n at Bind: the candidates in order, padded with copies of the
+// first (a copy changes neither = ANY nor <> ALL), every slot NULL for
+// NULL, so NULL semantics stay PostgreSQL's. The fixed arity lets
+// PostgreSQL keep a generic plan for a prepared statement; with one
+// bytea[] parameter, whose length it cannot know, it re-planned at every
+// execution. A value with more candidates than slots (more enabled key
+// versions, until reencrypt finishes) is refused at Bind. $n itself stays
+// a parameter of the client's, encrypted as usual, so it may be used
+// elsewhere in the statement.
 //
 // An array parameter compared with = ANY or <> ALL (the drivers' "one of
 // these": pgx, node-postgres, pq.Array, JDBC setArray) becomes a hidden
@@ -215,17 +222,43 @@ func (a *analyzer) rewriteComparison(e *pg_query.A_Expr, kind cmpKind, binary bo
 }
 
 // hiddenParam returns the parts that stand for the candidates of $n (of
-// each of its elements, for an array).
+// each of its elements, for an array): $h::bytea[] for an array, and for
+// a single value ARRAY[$h, $h+1, …]::bytea[] over its CandidateSlots
+// hidden parameters.
 func (a *analyzer) hiddenParam(n int32, rule *policy.ColumnRule, array bool) ([]Part, error) {
 	h := a.params.hiddenFor(n, rule, array)
-	if a.params.base == nil {
-		return []Part{{Hidden: h}, {Text: "::bytea[]"}}, nil
+	// ref is the hidden parameter h+k: numbered when the plan is
+	// finished, or in a PREPARE body after EXECUTE's arguments.
+	ref := func(k int) (Part, error) {
+		if a.params.base == nil {
+			return Part{Hidden: h + k}, nil
+		}
+		base, err := a.params.firstHidden()
+		return Part{Text: "$" + strconv.Itoa(base+h+k)}, err
 	}
-	base, err := a.params.firstHidden()
-	if err != nil {
-		return nil, err
+	var b partsBuilder
+	if array {
+		p, err := ref(0)
+		if err != nil {
+			return nil, err
+		}
+		b.parts(p)
+		b.text("::bytea[]")
+		return b.done(), nil
 	}
-	return []Part{{Text: "$" + strconv.Itoa(base+h) + "::bytea[]"}}, nil
+	b.text("ARRAY[")
+	for k := range CandidateSlots {
+		if k > 0 {
+			b.text(", ")
+		}
+		p, err := ref(k)
+		if err != nil {
+			return nil, err
+		}
+		b.parts(p)
+	}
+	b.text("]::bytea[]")
+	return b.done(), nil
 }
 
 // arrayComparison handles col = ANY(v) and col <> ALL(v) (SOME for ANY,

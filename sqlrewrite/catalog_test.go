@@ -88,6 +88,9 @@ func fakeEncrypt(l *Literal) (string, error) {
 	if l.Candidates && l.Array {
 		return fmt.Sprintf("ARRAY['<elemcands:%s:%s:%v>']", l.Rule.Name(), l.Value, l.Source.Casts), nil
 	}
+	if l.Candidates && l.Slots > 0 {
+		return fmt.Sprintf("'<slots%d:%s:%s>'", l.Slots, l.Rule.Name(), l.Value), nil
+	}
 	if l.Candidates {
 		return fmt.Sprintf("ARRAY['<cands:%s:%s>']", l.Rule.Name(), l.Value), nil
 	}
@@ -104,13 +107,28 @@ func ruleNames(rs []*policy.ColumnRule) string {
 	return strings.Join(names, ",")
 }
 
-// paramNames renders Plan.Params as "$1=public.patients.ssn/r,$2=-".
+// paramNames renders Plan.Params as "$1=public.patients.ssn/r,$2=-". A
+// single value's CandidateSlots hidden parameters, Slot 0 to the last in
+// order, show as one entry "$2..$9=public.patients.ssn/c$1".
 func paramNames(ps []*ParamRule) string {
 	var out []string
-	for i, p := range ps {
+	for i := 0; i < len(ps); i++ {
+		p := ps[i]
 		if p == nil {
 			out = append(out, fmt.Sprintf("$%d=-", i+1))
 			continue
+		}
+		if p.Source > 0 && !p.Array {
+			n := 0
+			for n < CandidateSlots && i+n < len(ps) && ps[i+n] != nil && ps[i+n].Source == p.Source &&
+				ps[i+n].Rule == p.Rule && ps[i+n].Slot == n && !ps[i+n].Array && ps[i+n].Candidates {
+				n++
+			}
+			if n == CandidateSlots {
+				out = append(out, fmt.Sprintf("$%d..$%d=%s/c$%d", i+1, i+n, p.Rule.Name(), p.Source))
+				i += n - 1
+				continue
+			}
 		}
 		rw := "r"
 		if p.Write {

@@ -91,6 +91,15 @@ type Plan struct {
 	ClientParams int
 }
 
+// CandidateSlots is how many hidden bytea parameters carry the candidates
+// of a single-value parameter compared with a deterministic column (see
+// ParamRule.Candidates). A fixed number, not one bytea[] parameter, so
+// that PostgreSQL can choose a generic plan for a prepared statement:
+// with an array parameter, whose length the planner cannot know, it
+// re-plans at every execution. Eight covers the primary and several
+// older key versions, and the text form during a migration.
+const CandidateSlots = 8
+
 // ParamRule says how the proxy must treat one bind parameter.
 type ParamRule struct {
 	Rule *policy.ColumnRule
@@ -105,11 +114,21 @@ type ParamRule struct {
 	// Source, set on a hidden parameter only, is the number n of the
 	// client's parameter $n whose value the proxy computes it from.
 	Source int
-	// Candidates marks a hidden parameter that carries, as bytea[],
-	// every ciphertext the source's value may be stored as in Rule's
-	// column (one per enabled key version, primary first; see
-	// keymap.ColumnCipher.Candidates), or {NULL} when the source is NULL.
+	// Candidates marks a hidden parameter that carries every ciphertext
+	// the source's value may be stored as in Rule's column (one per
+	// enabled key version, primary first; see
+	// keymap.ColumnCipher.Candidates). For an Array source it is one
+	// bytea[] (see Array). For a single value they are CandidateSlots
+	// consecutive bytea parameters, Slot 0 to CandidateSlots-1, written
+	// ARRAY[$a, …, $a+7]::bytea[]: slot k holds the k-th candidate, or
+	// a copy of the first when there are fewer (a copy changes neither
+	// = ANY nor <> ALL), or a value no stored value equals when there
+	// is none; every slot is NULL when the source is. A value with more
+	// candidates than slots cannot be bound.
 	Candidates bool
+	// Slot is the position of a single value's hidden candidate
+	// parameter among its CandidateSlots (see Candidates).
+	Slot int
 	// Casts are the casts written on the parameter, innermost first;
 	// with the type the client declares, they say what value the
 	// parameter stands for (see ValueSource).
@@ -180,6 +199,11 @@ type Literal struct {
 	// (see ParamRule.Candidates), as an array:
 	// ARRAY['\x…'::bytea, '\x…'::bytea].
 	Candidates bool
+	// Slots, with Candidates, asks instead for the values of a
+	// parameter's CandidateSlots hidden parameters, as EXECUTE
+	// arguments: Slots bytea constants separated by commas, filled as
+	// ParamRule.Candidates says (NULL::bytea each for NULL).
+	Slots int
 	// Array marks an array constant compared with = ANY or <> ALL: Value
 	// is its text ('{…}'), Source the type and casts of its elements, and
 	// the candidates of every element (NULL elements kept) make one array.

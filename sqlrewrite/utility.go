@@ -44,6 +44,9 @@ func (a *analyzer) prepare(ps *pg_query.PrepareStmt, st *Statement) error {
 		copy(padded, params.rules)
 		p.Params = append(padded, params.hidden...)
 		p.ClientParams = base
+		if err := tooManyParams(base + len(params.hidden)); err != nil {
+			return err
+		}
 		if err := a.declareParams(ps, st, p); err != nil {
 			return err
 		}
@@ -182,12 +185,27 @@ func (a *analyzer) execute(es *pg_query.ExecuteStmt, st *Statement) error {
 }
 
 // hiddenArgs appends to EXECUTE's arguments one per hidden parameter: the
-// candidates of its source argument, a constant or NULL.
+// candidates of its source argument, a constant or NULL (for a single
+// value, CandidateSlots arguments from one Literal with Slots).
 func (a *analyzer) hiddenArgs(es *pg_query.ExecuteStmt, args []*pg_query.Node, vals []value, hidden []*ParamRule) error {
 	var b partsBuilder
-	for _, h := range hidden {
+	for i := 0; i < len(hidden); i++ {
+		h := hidden[i]
 		if h.Source < 1 || h.Source > len(args) {
 			return refuse(h.Rule.Name(), "prepared statement %s has a parameter pgcloak cannot fill", es.GetName())
+		}
+		// A single value's slots come together, from Slot 0: one
+		// constant renders them all.
+		slots := 0
+		if !h.Array {
+			for slots < CandidateSlots && i+slots < len(hidden) && hidden[i+slots].Source == h.Source &&
+				hidden[i+slots].Slot == slots && !hidden[i+slots].Array {
+				slots++
+			}
+			if slots != CandidateSlots {
+				return refuse(h.Rule.Name(), "prepared statement %s has a parameter pgcloak cannot fill", es.GetName())
+			}
+			i += slots - 1
 		}
 		b.text(", ")
 		switch v := vals[h.Source-1]; v.kind {
@@ -197,9 +215,14 @@ func (a *analyzer) hiddenArgs(es *pg_query.ExecuteStmt, args []*pg_query.Node, v
 				return err
 			}
 			lit.Candidates = true
+			lit.Slots = slots
 			b.parts(Part{Literal: lit})
 		case valNull:
-			b.text("ARRAY[NULL::bytea]")
+			if slots == 0 {
+				b.text("ARRAY[NULL::bytea]")
+			} else {
+				b.text(strings.Repeat("NULL::bytea, ", slots-1) + "NULL::bytea")
+			}
 		default:
 			return refuse(h.Rule.Name(), "the EXECUTE argument for encrypted column %s must be a constant or NULL", h.Rule.Name())
 		}
