@@ -49,6 +49,19 @@ func describedResult(t *testing.T, c *protoClient, query, arg string, formats []
 	}
 }
 
+// annQuery reads back, by name, the row insertAnn writes: a plain column
+// and two encrypted ones of different types.
+const annQuery = "SELECT name, ssn, dob FROM patients WHERE name = $1"
+
+// insertAnn writes the row the result-format tests read, as a role that
+// may write it.
+func insertAnn(t *testing.T, h *harness) {
+	t.Helper()
+	if _, err := h.connect("doctor").Exec(context.Background(), `INSERT INTO patients (name, ssn, dob) VALUES ('ann', '123-45-6789', '1980-02-29')`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The proxy asks PostgreSQL for the encrypted columns of a described
 // statement in binary, whatever the client asked for: each client still
 // gets its own formats, in the portal's description and in the values —
@@ -58,10 +71,8 @@ func describedResult(t *testing.T, c *protoClient, query, arg string, formats []
 func TestEncryptedResultColumnsReachTheClientInItsOwnFormats(t *testing.T) {
 	h := newHarness(t, testPolicy, testSchema)
 	ctx := context.Background()
-	if _, err := h.connect("doctor").Exec(ctx, `INSERT INTO patients (name, ssn, dob) VALUES ('ann', '123-45-6789', '1980-02-29')`); err != nil {
-		t.Fatal(err)
-	}
-	const query = "SELECT name, ssn, dob FROM patients WHERE name = $1"
+	insertAnn(t, h)
+	const query = annQuery
 	direct := h.direct().PgConn()
 	for _, formats := range [][]int16{nil, {0}, {1}, {0, 0, 0}, {0, 1, 0}, {1, 0, 1}} {
 		t.Run(fmt.Sprint(formats), func(t *testing.T) {
@@ -133,10 +144,8 @@ func TestStatementsWhoseColumnsChangeUnderTheirDescriptionReturnWhatPostgreSQLGi
 func TestCiphertextsFollowTheSessionsByteaOutput(t *testing.T) {
 	h := newHarness(t, testPolicy, testSchema)
 	ctx := context.Background()
-	if _, err := h.connect("doctor").Exec(ctx, `INSERT INTO patients (name, ssn, dob) VALUES ('ann', '123-45-6789', '1980-02-29')`); err != nil {
-		t.Fatal(err)
-	}
-	const query = "SELECT name, ssn, dob FROM patients WHERE name = $1"
+	insertAnn(t, h)
+	const query = annQuery
 	direct := h.direct().PgConn()
 	if err := direct.Exec(ctx, "SET bytea_output = escape").Close(); err != nil {
 		t.Fatal(err)
