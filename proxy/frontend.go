@@ -670,10 +670,10 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 		return ss.decodeError("Bind")
 	}
 	if bindSize(&msg) != len(body) {
-		// pgproto3 ignores bytes after the result formats; PostgreSQL
-		// refuses the message, and a Bind the proxy re-encodes would
-		// drop them.
-		return ss.refuseExtended(fe, newSQLError("08P01", "invalid message format"))
+		// pgproto3 ignores bytes after the result formats, which a
+		// Bind the proxy re-encodes would drop; a malformed message
+		// ends the session (DESIGN.md, errors).
+		return ss.decodeError("Bind")
 	}
 	if err := ss.settleStatement(msg.PreparedStatement); err != nil {
 		return err
