@@ -370,6 +370,7 @@ func (ss *session) recordDescription(object wire.Target, st *preparedStmt, pt *p
 	defer ss.mu.Unlock()
 	if object == wire.TargetStatement && st != nil {
 		st.fields, st.described = fields, true
+		st.stored = storedFormatsMemo{}
 	}
 	if object == wire.TargetPortal && pt != nil {
 		if pt.stored != nil {

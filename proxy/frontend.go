@@ -736,7 +736,17 @@ func (ss *session) storedFormats(st *preparedStmt, client []int16) []int16 {
 	if !st.described || len(st.fields) == 0 || ss.cat == nil || !describedColumnsHold(st.statement()) {
 		return nil
 	}
-	fields := st.fields
+	if m := st.stored; m.cat == ss.cat && slices.Equal(m.client, client) {
+		return m.answer
+	}
+	stored := ss.storedFormatsLocked(st.fields, client)
+	st.stored = storedFormatsMemo{cat: ss.cat, client: slices.Clone(client), answer: stored}
+	return stored
+}
+
+// storedFormatsLocked works storedFormats' answer out for a description
+// and the client's codes, under the catalog snapshot ss.cat.
+func (ss *session) storedFormatsLocked(fields []pgproto3.FieldDescription, client []int16) []int16 {
 	if n := len(client); n > 1 && n != len(fields) {
 		return nil
 	}

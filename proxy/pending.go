@@ -31,6 +31,17 @@ type preparedStmt struct {
 	declared []uint32
 	// keys are the key versions of the constants in its SQL.
 	keys keyVersions
+	// stored is storedFormats' last answer, which depends only on the
+	// description, the catalog snapshot and the client's codes; a new
+	// description clears it (session.mu).
+	stored storedFormatsMemo
+}
+
+// storedFormatsMemo is storedFormats' answer for one catalog snapshot and
+// one list of client result formats.
+type storedFormatsMemo struct {
+	cat            *catalog
+	client, answer []int16
 }
 
 // statement is the plan's single statement (the extended protocol allows
