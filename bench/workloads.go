@@ -74,15 +74,11 @@ func scalingWorkloads(e *env) []preparedWorkload {
 		ws = append(ws, preparedWorkload{workload: pgbenchWorkload(e, "pgbench -S -M simple", "simple", c, e.o.scalingDuration)})
 	}
 	for _, c := range e.o.scaling {
-		ws = append(ws, preparedWorkload{workload: workload{
-			name: "point read, 3 encrypted columns, pgbench -f -M simple", group: groupEncrypted,
-			unit: "tx/s", clients: c, ratios: encRatios,
-			variants: []variant{
-				scriptVariant(e, vDirectPlain, e.direct, "bench_plain", c, nil),
-				scriptVariant(e, vPgcloakPlain, e.proxy, "bench_plain", c, selfCPU),
-				scriptVariant(e, vPgcloakEnc, e.proxy, "bench_enc", c, selfCPU),
-			},
-		}})
+		ws = append(ws, preparedWorkload{workload: encWorkload(e, "point read, 3 encrypted columns, pgbench -f -M simple", "tx/s", c,
+			"bench_plain", "bench_enc",
+			func(name, addr, table string, cpu cpuClock) variant {
+				return scriptVariant(e, name, addr, table, c, cpu)
+			})})
 	}
 	return ws
 }
@@ -116,12 +112,20 @@ func scriptVariant(e *env, name, addr, table string, clients int, cpu cpuClock) 
 // goWorkload is a Go-driven workload on bench_enc through pgcloak against
 // bench_plain through pgcloak and directly.
 func goWorkload(e *env, name, op string) workload {
+	return encWorkload(e, name, "tx/s", e.o.clients, "bench_plain", "bench_enc",
+		func(name, addr, table string, cpu cpuClock) variant { return goVariant(e, name, addr, table, op, cpu) })
+}
+
+// encWorkload is the encrypted-workload comparison: the plaintext table
+// directly and through pgcloak, and the encrypted table through pgcloak
+// (this process's CPU charged to the pgcloak variants).
+func encWorkload(e *env, name, unit string, clients int, plain, enc string, v func(name, addr, table string, cpu cpuClock) variant) workload {
 	return workload{
-		name: name, group: groupEncrypted, unit: "tx/s", clients: e.o.clients, ratios: encRatios,
+		name: name, group: groupEncrypted, unit: unit, clients: clients, ratios: encRatios,
 		variants: []variant{
-			goVariant(e, vDirectPlain, e.direct, "bench_plain", op, nil),
-			goVariant(e, vPgcloakPlain, e.proxy, "bench_plain", op, selfCPU),
-			goVariant(e, vPgcloakEnc, e.proxy, "bench_enc", op, selfCPU),
+			v(vDirectPlain, e.direct, plain, nil),
+			v(vPgcloakPlain, e.proxy, plain, selfCPU),
+			v(vPgcloakEnc, e.proxy, enc, selfCPU),
 		},
 	}
 }
@@ -152,14 +156,10 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // copyWorkload is COPY of -copyrows rows, one client, on bench_copy_enc
 // through pgcloak against bench_copy_plain through pgcloak and directly.
 func copyWorkload(e *env, name, op string) workload {
-	return workload{
-		name: name, group: groupEncrypted, unit: "rows/s", clients: 1, ratios: encRatios,
-		variants: []variant{
-			copyVariant(e, vDirectPlain, e.direct, "bench_copy_plain", op, nil),
-			copyVariant(e, vPgcloakPlain, e.proxy, "bench_copy_plain", op, selfCPU),
-			copyVariant(e, vPgcloakEnc, e.proxy, "bench_copy_enc", op, selfCPU),
-		},
-	}
+	return encWorkload(e, name, "rows/s", 1, "bench_copy_plain", "bench_copy_enc",
+		func(name, addr, table string, cpu cpuClock) variant {
+			return copyVariant(e, name, addr, table, op, cpu)
+		})
 }
 
 func copyVariant(e *env, name, addr, table, op string, cpu cpuClock) variant {
