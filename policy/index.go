@@ -16,13 +16,21 @@ type ColumnRule struct {
 // Name is the column's qualified name, schema.table.column.
 func (r *ColumnRule) Name() string { return r.Schema + "." + r.Table + "." + r.Column }
 
-// Deterministic reports whether equal plaintexts encrypt to equal ciphertexts.
-func (r *ColumnRule) Deterministic() bool { return r.Kind == Deterministic }
+// Deterministic reports whether equal plaintexts encrypt to equal
+// ciphertexts: true for deterministic and for ordered keys.
+func (r *ColumnRule) Deterministic() bool { return r.Kind == Deterministic || r.Kind == Ordered }
+
+// Ordered reports whether the ciphertexts' byte order is the plaintexts'
+// order (an ordered key).
+func (r *ColumnRule) Ordered() bool { return r.Kind == Ordered }
 
 // AssociatedData binds a ciphertext to where it belongs: the column for
-// randomized keys, the key for deterministic keys (so columns sharing a
-// deterministic key can be compared and joined).
+// randomized keys, the key for deterministic and ordered keys (so columns
+// sharing such a key can be compared and joined).
 func (r *ColumnRule) AssociatedData() []byte {
+	if r.Kind == Ordered {
+		return []byte("pgcloak:ordered-key:" + r.KeyName)
+	}
 	if r.Deterministic() {
 		return []byte("pgcloak:key:" + r.KeyName)
 	}

@@ -176,7 +176,27 @@ const (
 	Deterministic KeyKind = "deterministic"
 	// Randomized keys (AES-256-GCM) reveal nothing, not even equality.
 	Randomized KeyKind = "randomized"
+	// Ordered keys store an order-preserving term (CLWW) in front of an
+	// AES-SIV ciphertext, so PostgreSQL can compare, sort and index them;
+	// they reveal order and equality. Only the types in OrderedTypes.
+	Ordered KeyKind = "ordered"
 )
+
+// OrderedTypes are the logical types an ordered key can encrypt: those
+// whose PostgreSQL order pgcloak reproduces byte for byte (text in
+// COLLATE "C" byte order).
+var OrderedTypes = []LogicalType{TypeInt2, TypeInt4, TypeInt8, TypeFloat8, TypeNumeric,
+	TypeDate, TypeTimestamp, TypeTimestamptz, TypeText}
+
+// OrderedType reports whether an ordered key can encrypt t.
+func OrderedType(t LogicalType) bool {
+	for _, o := range OrderedTypes {
+		if o == t {
+			return true
+		}
+	}
+	return false
+}
 
 // Key is one named key (one Tink keyset).
 type Key struct {

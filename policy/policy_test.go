@@ -59,6 +59,8 @@ func TestLoadProblems(t *testing.T) {
 		{"unqualified table", "policy:\n  keys: [{name: a, kind: randomized}]\n  columns:\n    - {table: t, column: c, key: a, type: text}\n", []string{`must be schema-qualified`}},
 		{"duplicate column", "policy:\n  keys: [{name: a, kind: randomized}]\n  columns:\n    - {table: public.t, column: c, key: a, type: text}\n    - {table: public.t, column: c, key: a, type: int4}\n", []string{`line 5: column public.t.c is listed twice (first on line 4)`}},
 		{"duplicate key", "policy:\n  keys:\n    - {name: a, kind: randomized}\n    - {name: a, kind: deterministic}\n", []string{`line 4: key "a" is defined twice`}},
+		{"ordered key on an unordered type", "policy:\n  keys: [{name: o, kind: ordered}]\n  columns:\n    - {table: public.t, column: c, key: o, type: uuid}\n",
+			[]string{`line 4: column c: ordered key "o" cannot encrypt type uuid (ordered keys take int2, int4, int8, float8, numeric, date, timestamp, timestamptz, text)`}},
 		{"bad on_denied", "policy:\n  roles:\n    - {role: r, on_denied: hide}\n", []string{`on_denied "hide"`}},
 		{"bad server_side_code", "policy:\n  roles:\n    - {role: r, server_side_code: yes}\n", []string{`line 3: role "r": server_side_code "yes" is not allow`}},
 		{"bad tls mode", "server:\n  tls: {mode: maybe}\n", []string{`server.tls.mode: "maybe"`}},
@@ -125,6 +127,22 @@ func TestTypeAliases(t *testing.T) {
 	}
 	if cfg.Policy.Columns[0].Type != TypeInt4 {
 		t.Errorf("alias not normalised: %q", cfg.Policy.Columns[0].Type)
+	}
+}
+
+func TestOrderedKeysTakeTheOrderedTypes(t *testing.T) {
+	for _, typ := range OrderedTypes {
+		cfg, err := Load([]byte("policy:\n  keys: [{name: o, kind: ordered}]\n  columns:\n    - {table: public.t, column: c, key: o, type: " + string(typ) + "}\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		r := NewIndex(cfg.Policy).Column("public", "t", "c")
+		if r == nil || !r.Ordered() || !r.Deterministic() {
+			t.Fatalf("%s: rule = %+v, want ordered (and equal plaintexts, equal ciphertexts)", typ, r)
+		}
+		if got := string(r.AssociatedData()); got != "pgcloak:ordered-key:o" {
+			t.Errorf("%s: associated data %q, want the key's", typ, got)
+		}
 	}
 }
 

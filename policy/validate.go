@@ -62,8 +62,8 @@ func (c *Config) Validate() Problems {
 		default:
 			keys[k.Name] = k
 		}
-		if k.Kind != Deterministic && k.Kind != Randomized {
-			add(k.Line, "key %q: kind %q is not one of deterministic, randomized", k.Name, k.Kind)
+		if k.Kind != Deterministic && k.Kind != Randomized && k.Kind != Ordered {
+			add(k.Line, "key %q: kind %q is not one of deterministic, randomized, ordered", k.Name, k.Kind)
 		}
 	}
 
@@ -89,6 +89,13 @@ func (c *Config) Validate() Problems {
 		if !col.Type.Valid() {
 			add(col.Line, "column %s: type %q is not one of %s", col.Column, col.Type,
 				strings.Join(LogicalTypeNames(), ", "))
+		} else if k := keys[col.Key]; k != nil && k.Kind == Ordered && !OrderedType(col.Type) {
+			names := make([]string, len(OrderedTypes))
+			for i, t := range OrderedTypes {
+				names[i] = string(t)
+			}
+			add(col.Line, "column %s: ordered key %q cannot encrypt type %s (ordered keys take %s)", col.Column, col.Key, col.Type,
+				strings.Join(names, ", "))
 		}
 	}
 
