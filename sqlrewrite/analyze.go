@@ -131,6 +131,8 @@ type analyzer struct {
 	// nested counts the statements being analyzed inside another one
 	// (PREPARE, EXPLAIN, DECLARE, CREATE … AS).
 	nested int
+	// orderVer is Plan.OrderVersions.
+	orderVer map[string]int
 	// admitted is set once sql passed the limits that every call into
 	// pg_query's C code needs first (admit).
 	admitted bool
@@ -283,6 +285,7 @@ func (a *analyzer) finish(plan *Plan) error {
 		}
 	}
 	plan.Edits = a.edits
+	plan.OrderVersions = a.orderVer
 	if err := a.top.check(); err != nil {
 		return err
 	}

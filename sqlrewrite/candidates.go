@@ -97,6 +97,9 @@ func (a *analyzer) comparison(e *pg_query.A_Expr, kind cmpKind, items []*pg_quer
 	if binary && lv.kind != valEnc {
 		col, colNode, ops, opNodes = rvs[0], items[0], []value{lv}, []*pg_query.Node{l}
 	}
+	if orderedForm(col, ops) {
+		return a.orderedEquality(e, kind, binary, col, colNode, l, items, ops, opNodes)
+	}
 	if a.candidateForm(col, colNode, ops) {
 		return a.rewriteComparison(e, kind, binary, col.rule, colNode, l, items, ops, opNodes)
 	}
@@ -113,7 +116,7 @@ func (a *analyzer) comparison(e *pg_query.A_Expr, kind cmpKind, items []*pg_quer
 // a deterministic key, and ops are constants, parameters and NULL, not
 // all NULL.
 func (a *analyzer) candidateForm(col value, colNode *pg_query.Node, ops []value) bool {
-	if col.kind != valEnc || !col.rule.Deterministic() || colNode.GetColumnRef() == nil || len(ops) == 0 {
+	if col.kind != valEnc || col.rule.Kind != policy.Deterministic || colNode.GetColumnRef() == nil || len(ops) == 0 {
 		return false
 	}
 	some := false
@@ -285,6 +288,8 @@ func (a *analyzer) arrayComparison(e *pg_query.A_Expr, kind cmpKind, sc *scope) 
 	switch {
 	case !rule.Deterministic():
 		return randomizedEquality(rule)
+	case rule.Ordered():
+		return refuse(rule.Name(), "comparing ordered column %s with an array value is not supported; use IN (…) with constants or separate parameters", rule.Name())
 	case rv.kind != valParam && (rv.kind != valLit && rv.kind != valNull || !isArrayConst(r)) || l.GetColumnRef() == nil:
 		return refuse(rule.Name(), "comparing encrypted column %s with an array value is not supported; use IN (…), an ARRAY[…] of constants or an array parameter", rule.Name())
 	case kind != cmpEqual && kind != cmpNotEqual:

@@ -42,6 +42,11 @@ var (
 	ruleBadge     = rule("public", "staff", "badge", "badge", policy.Deterministic, policy.TypeInt4)
 	ruleSecret    = rule("public", "legacy", "secret", "ssn", policy.Deterministic, policy.TypeText)
 	ruleArchSSN   = rule("archive", "patients", "ssn", "ssn", policy.Deterministic, policy.TypeText)
+	// members.born and heirs.born share the ordered key born; members.pay is
+	// under ordered key pay.
+	ruleBorn     = rule("public", "members", "born", "born", policy.Ordered, policy.TypeDate)
+	rulePay      = rule("public", "members", "pay", "pay", policy.Ordered, policy.TypeInt8)
+	ruleHeirBorn = rule("public", "heirs", "born", "born", policy.Ordered, policy.TypeDate)
 )
 
 func newTestCatalog() *testCatalog {
@@ -54,6 +59,10 @@ func newTestCatalog() *testCatalog {
 			Encrypted: map[string]*policy.ColumnRule{"ssn": ruleSSN}},
 		{Schema: "public", Name: "staff", Columns: []string{"id", "badge"},
 			Encrypted: map[string]*policy.ColumnRule{"badge": ruleBadge}},
+		{Schema: "public", Name: "members", Columns: []string{"id", "name", "born", "pay"},
+			Encrypted: map[string]*policy.ColumnRule{"born": ruleBorn, "pay": rulePay}},
+		{Schema: "public", Name: "heirs", Columns: []string{"id", "born"},
+			Encrypted: map[string]*policy.ColumnRule{"born": ruleHeirBorn}},
 		// legacy's column list is unknown to the proxy.
 		{Schema: "public", Name: "legacy", Encrypted: map[string]*policy.ColumnRule{"secret": ruleSecret}},
 		{Schema: "archive", Name: "patients", Columns: []string{"id", "ssn"},
@@ -69,6 +78,8 @@ func newTestCatalog() *testCatalog {
 	c.schemas["patient_names"] = []string{"public"}
 	c.schemas["staff"] = []string{"public"}
 	c.schemas["legacy"] = []string{"public"}
+	c.schemas["members"] = []string{"public"}
+	c.schemas["heirs"] = []string{"public"}
 	return c
 }
 
@@ -93,6 +104,9 @@ func fakeEncrypt(l *Literal) (string, error) {
 	}
 	if l.Candidates {
 		return fmt.Sprintf("ARRAY['<cands:%s:%s>']", l.Rule.Name(), l.Value), nil
+	}
+	if l.Bound != nil {
+		return fmt.Sprintf("'<%s:%s:%s>'", l.Bound, l.Rule.Name(), l.Value), nil
 	}
 	return fmt.Sprintf("'<%s:%s:%s>'", w, l.Rule.Name(), l.Value), nil
 }
@@ -139,6 +153,9 @@ func paramNames(ps []*ParamRule) string {
 		}
 		if p.Array {
 			rw += "[]"
+		}
+		if p.Bound != nil {
+			rw += p.Bound.String()
 		}
 		out = append(out, fmt.Sprintf("$%d=%s/%s", i+1, p.Rule.Name(), rw))
 	}

@@ -295,6 +295,9 @@ func (a *analyzer) aExpr(n *pg_query.Node, e *pg_query.A_Expr, sc *scope) (value
 		case "<>":
 			return plainValue, a.comparison(e, cmpNotEqual, []*pg_query.Node{e.GetRexpr()}, sc)
 		}
+		if o, ok := inequalityOps[op]; ok && len(e.GetName()) == 1 {
+			return plainValue, a.inequality(e, op, o, sc)
+		}
 		return plainValue, a.operands(e, sc, "operator "+displayOp(op))
 	case pg_query.A_Expr_Kind_AEXPR_DISTINCT:
 		return plainValue, a.comparison(e, cmpDistinct, []*pg_query.Node{e.GetRexpr()}, sc)
@@ -318,7 +321,7 @@ func (a *analyzer) aExpr(n *pg_query.Node, e *pg_query.A_Expr, sc *scope) (value
 		return plainValue, a.operands(e, sc, "SIMILAR TO")
 	case pg_query.A_Expr_Kind_AEXPR_BETWEEN, pg_query.A_Expr_Kind_AEXPR_NOT_BETWEEN,
 		pg_query.A_Expr_Kind_AEXPR_BETWEEN_SYM, pg_query.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM:
-		return plainValue, a.operands(e, sc, "BETWEEN")
+		return plainValue, a.between(e, sc)
 	case pg_query.A_Expr_Kind_AEXPR_NULLIF:
 		return plainValue, a.operands(e, sc, "NULLIF")
 	}

@@ -54,6 +54,16 @@ func (a *analyzer) funcCall(fc *pg_query.FuncCall, sc *scope) (value, error) {
 		}
 		return plainValue, nil
 	}
+	if builtin && (name == "min" || name == "max") && len(args) == 1 && !fc.GetAggWithinGroup() {
+		v, err := a.expr(args[0], sc)
+		if err != nil {
+			return plainValue, err
+		}
+		if v.kind == valEnc && v.rule.Ordered() {
+			return a.minMax(fc, name, v)
+		}
+		return plainValue, a.requirePlain(v, "function "+name+"()")
+	}
 	return plainValue, a.plainList(args, sc, "function "+name+"()")
 }
 

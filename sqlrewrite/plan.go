@@ -63,6 +63,10 @@ type Env struct {
 	// with the role, search_path and prepared statements the earlier ones
 	// left.
 	Next func(*Statement) *Env
+	// OrderVersions returns how many enabled key versions the ordered key
+	// of rule has (nil: one): comparisons with its column are shaped for
+	// that many (see ordered.go).
+	OrderVersions func(rule *policy.ColumnRule) int
 	// Limits bounds what analysing the string may cost (see limits.go).
 	Limits Limits
 	// LexRisk is what may make PostgreSQL lex the text differently from
@@ -89,6 +93,11 @@ type Plan struct {
 	// after SetClientParams. PostgreSQL gets ClientParams+len(Hidden())
 	// parameters. It is 0 for a plan without hidden parameters.
 	ClientParams int
+	// OrderVersions maps the name of each ordered key whose order the
+	// plan relies on (Statement.Orders) to the number of enabled
+	// versions it was shaped for; the proxy refuses to run it once the
+	// key has another number.
+	OrderVersions map[string]int
 }
 
 // CandidateSlots is how many hidden bytea parameters carry the candidates
@@ -129,6 +138,10 @@ type ParamRule struct {
 	// Slot is the position of a single value's hidden candidate
 	// parameter among its CandidateSlots (see Candidates).
 	Slot int
+	// Bound, set on a hidden parameter only, asks for one end of the
+	// range of Rule's ordered ciphertexts the source's value stands for
+	// (see ordered.go).
+	Bound *OrderBound
 	// Casts are the casts written on the parameter, innermost first;
 	// with the type the client declares, they say what value the
 	// parameter stands for (see ValueSource).
@@ -210,6 +223,9 @@ type Literal struct {
 	Array bool
 	// Source is the constant's type and casts.
 	Source ValueSource
+	// Bound asks for one end of the range of Rule's ordered ciphertexts
+	// the constant stands for, as one bytea constant (see ordered.go).
+	Bound *OrderBound
 }
 
 // Hidden returns the hidden parameters, which the proxy adds after the
@@ -410,6 +426,10 @@ type Statement struct {
 	Writes   []*policy.ColumnRule
 	Searches []*policy.ColumnRule
 	Outputs  []*policy.ColumnRule
+	// Orders are ordered columns whose ciphertexts' byte order the
+	// statement relies on (range comparisons, ORDER BY, MIN/MAX); each is
+	// also in Searches. See Plan.OrderVersions.
+	Orders []*policy.ColumnRule
 	// Copies are the encrypted columns whose stored values the statement
 	// copies into a column (one of Writes, under the same key).
 	Copies []*policy.ColumnRule
@@ -465,6 +485,9 @@ type Effect struct {
 type Prepared struct {
 	Name   string
 	Params []*ParamRule
+	// OrderVersions is Plan.OrderVersions for the keys of
+	// Statement.Orders, as the body was shaped.
+	OrderVersions map[string]int
 	// ClientParams is, as for Plan, the number of parameters EXECUTE
 	// passes when the statement has hidden parameters (0 otherwise):
 	// EXECUTE must then add one argument per hidden parameter.

@@ -681,16 +681,43 @@ func (a *analyzer) sortClause(items []*pg_query.Node, sc *scope, sh *shape) erro
 			return err
 		}
 		if ok && out.kind == valEnc {
-			return needsPlaintext("ORDER BY", out.rule)
+			if err := a.sortValue(sb, out); err != nil {
+				return err
+			}
+			if cr := sb.GetNode().GetColumnRef(); cr != nil {
+				// PostgreSQL takes the name for the output column.
+				a.seen[cr] = true
+			}
+			continue
 		}
 		if sb.GetNode().GetAConst() != nil {
 			continue
 		}
-		if err := a.plain(sb.GetNode(), sc, "ORDER BY"); err != nil {
+		v, err := a.expr(sb.GetNode(), sc)
+		if err != nil {
 			return err
 		}
+		if v.kind == valEnc {
+			if err := a.sortValue(sb, v); err != nil {
+				return err
+			}
+			continue
+		}
+		a.flowOut(v)
 	}
 	return nil
+}
+
+// sortValue allows sorting by a ciphertext under an ordered key, in its
+// byte order (no USING operator: PostgreSQL's < on bytea is the order).
+func (a *analyzer) sortValue(sb *pg_query.SortBy, v value) error {
+	if !v.rule.Ordered() {
+		return needsPlaintext("ORDER BY", v.rule)
+	}
+	if sb.GetSortbyDir() == pg_query.SortByDir_SORTBY_USING {
+		return needsPlaintext("ORDER BY … USING", v.rule)
+	}
+	return a.sortsBy(v.rule, "ORDER BY")
 }
 
 // windowDef checks a window: PARTITION BY groups, ORDER BY sorts.

@@ -35,6 +35,12 @@ func (a *analyzer) prepare(ps *pg_query.PrepareStmt, st *Statement) error {
 		}
 	}
 	p.Params = params.rules
+	for _, r := range inner.Orders {
+		if p.OrderVersions == nil {
+			p.OrderVersions = map[string]int{}
+		}
+		p.OrderVersions[r.KeyName] = a.orderVer[r.KeyName]
+	}
 	if len(params.hidden) > 0 {
 		base, err := params.firstHidden()
 		if err != nil {
@@ -145,6 +151,14 @@ func (a *analyzer) execute(es *pg_query.ExecuteStmt, st *Statement) error {
 		}
 		for _, r := range p.Statement.Copies {
 			a.copied(r)
+		}
+		for _, r := range p.Statement.Orders {
+			// Checked against the versions its body was shaped for.
+			st.Orders = addRule(st.Orders, r)
+			if a.orderVer == nil {
+				a.orderVer = map[string]int{}
+			}
+			a.orderVer[r.KeyName] = p.OrderVersions[r.KeyName]
 		}
 		st.Columns = p.Statement.Columns
 	}
@@ -308,7 +322,7 @@ func (a *analyzer) explain(es *pg_query.ExplainStmt, st *Statement) error {
 	if err := a.nestedStatement(es.GetQuery(), inner, nil); err != nil {
 		return err
 	}
-	st.Writes, st.Searches, st.Copies = inner.Writes, inner.Searches, inner.Copies
+	st.Writes, st.Searches, st.Copies, st.Orders = inner.Writes, inner.Searches, inner.Copies, inner.Orders
 	if inner.Kind == KindDDL {
 		st.Kind = KindDDL
 	}
@@ -335,7 +349,7 @@ func (a *analyzer) createTableAs(c *pg_query.CreateTableAsStmt, st *Statement) e
 		if len(inner.Outputs) > 0 && !matview {
 			return refuse(inner.Outputs[0].Name(), "CREATE TABLE AS would copy encrypted column %s into a new table without encryption rules", inner.Outputs[0].Name())
 		}
-		st.Searches, st.Writes, st.Copies = inner.Searches, inner.Writes, inner.Copies
+		st.Searches, st.Writes, st.Copies, st.Orders = inner.Searches, inner.Writes, inner.Copies, inner.Orders
 		return nil
 	}
 	sh, err := a.nestedShape(c.GetQuery())
