@@ -822,10 +822,19 @@ func (ss *session) encryptParams(st *preparedStmt, msg *pgproto3.Bind) (bool, er
 	// values, which the loop below replaces.
 	extra := make([][]byte, len(hidden))
 	var slots [][]byte // the slots of the single value being filled
+	bounds := boundParams{cs: ciphers, tc: tc}
 	for j, h := range hidden {
 		src := h.Source - 1
 		if src < 0 || src >= len(msg.Parameters) {
 			return false, newSQLError("08P01", "bind message lacks parameter $%d", h.Source)
+		}
+		if h.Bound != nil {
+			v, err := bounds.value(h, st.paramValue(src, formats[src], msg.Parameters[src]))
+			if err != nil {
+				return false, fmt.Errorf("parameter $%d: %w", h.Source, err)
+			}
+			extra[j] = v
+			continue
 		}
 		if h.Array {
 			v, err := ss.arrayCandidatesParam(ciphers, h, st, formats[src], msg.Parameters[src], tc)

@@ -26,6 +26,10 @@ import (
 type planEnv struct {
 	cat  sqlrewrite.Catalog
 	path []string
+	// versions counts an ordered key's enabled versions (see
+	// sqlrewrite.Env.OrderVersions); key state, so not part of same: a
+	// plan's versions are checked at every Bind (checkOrderVersions).
+	versions func(*policy.ColumnRule) int
 }
 
 func (e planEnv) same(o planEnv) bool {
@@ -33,7 +37,7 @@ func (e planEnv) same(o planEnv) bool {
 }
 
 func (e planEnv) sqlEnv(prepared func(string) (*sqlrewrite.Prepared, bool)) *sqlrewrite.Env {
-	return &sqlrewrite.Env{Catalog: e.cat, SearchPath: e.path, Prepared: prepared}
+	return &sqlrewrite.Env{Catalog: e.cat, SearchPath: e.path, Prepared: prepared, OrderVersions: e.versions}
 }
 
 // planEnvLocked is the session's environment for analysis now.
@@ -49,7 +53,7 @@ func (e planEnv) sqlEnv(prepared func(string) (*sqlrewrite.Prepared, bool)) *sql
 // never the same as a statement's earlier environment.
 func (ss *session) planEnvLocked() planEnv {
 	cur := ss.state.current
-	env := planEnv{cat: ss.cat, path: expandSearchPath(cur.searchPath, cur.currentRole())}
+	env := planEnv{cat: ss.cat, path: expandSearchPath(cur.searchPath, cur.currentRole()), versions: ss.orderVersions}
 	if refusal := ss.catalogUnknownLocked(); refusal != nil {
 		env.cat = &afterDDL{base: ss.cat, path: env.path, refusal: refusal}
 	}
@@ -111,7 +115,7 @@ func analyzeIn(text string, env planEnv, prepared func(string) (*sqlrewrite.Prep
 	probe := *c
 	resolved := false
 	probe.resolved = func() { resolved = true }
-	plan, err := sqlrewrite.Analyze(text, planEnv{cat: &probe, path: env.path}.sqlEnv(prepared))
+	plan, err := sqlrewrite.Analyze(text, planEnv{cat: &probe, path: env.path, versions: env.versions}.sqlEnv(prepared))
 	if resolved {
 		return nil, c.refusal
 	}
@@ -169,7 +173,7 @@ func (ss *session) newQuerySim(sql string) *querySim {
 func (sim *querySim) mark() {
 	cur := sim.state.current
 	sim.roles = append(sim.roles, granteeOf(cur))
-	sim.envs = append(sim.envs, planEnv{cat: sim.cat, path: expandSearchPath(cur.searchPath, cur.currentRole())})
+	sim.envs = append(sim.envs, planEnv{cat: sim.cat, path: expandSearchPath(cur.searchPath, cur.currentRole()), versions: sim.ss.orderVersions})
 	sim.touched = append(sim.touched, false)
 }
 
@@ -318,6 +322,9 @@ func (sim *querySim) check(plan *sqlrewrite.Plan) error {
 			return err
 		}
 	}
+	if err := ss.checkOrderVersions("", plan); err != nil {
+		return err
+	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	// Pruned before this string's own are recorded: they are not
@@ -408,6 +415,9 @@ func (ss *session) replanned(st *preparedStmt) error {
 	if err := ss.checkKeyVersions(st.name, st.keys); err != nil {
 		return err
 	}
+	if err := ss.checkOrderVersions(st.name, st.plan); err != nil {
+		return err
+	}
 	if st.env.cat == nil || st.env.same(env) {
 		return nil
 	}
@@ -430,7 +440,7 @@ func planSignature(p *sqlrewrite.Plan) string {
 	var b strings.Builder
 	literal := func(l *sqlrewrite.Literal) {
 		if l != nil {
-			fmt.Fprintf(&b, "l%+v%q%t%t%d%t%+v", *l.Rule, l.Value, l.Write, l.Candidates, l.Slots, l.Array, l.Source)
+			fmt.Fprintf(&b, "l%+v%q%t%t%d%t%+v%v", *l.Rule, l.Value, l.Write, l.Candidates, l.Slots, l.Array, l.Source, l.Bound)
 		}
 	}
 	for _, e := range p.Edits {
@@ -447,7 +457,7 @@ func planSignature(p *sqlrewrite.Plan) string {
 		fmt.Fprintf(&b, "c%d;", client)
 		for i, pr := range ps {
 			if pr != nil {
-				fmt.Fprintf(&b, "p%d%+v%t%d%t%d%t;", i, *pr.Rule, pr.Write, pr.Source, pr.Candidates, pr.Slot, pr.Array)
+				fmt.Fprintf(&b, "p%d%+v%t%d%t%d%t%v;", i, *pr.Rule, pr.Write, pr.Source, pr.Candidates, pr.Slot, pr.Array, pr.Bound)
 			}
 		}
 	}
@@ -457,7 +467,7 @@ func planSignature(p *sqlrewrite.Plan) string {
 			return
 		}
 		fmt.Fprintf(&b, "s%d", st.Kind)
-		for _, rules := range [][]*policy.ColumnRule{st.Writes, st.Searches, st.Outputs} {
+		for _, rules := range [][]*policy.ColumnRule{st.Writes, st.Searches, st.Outputs, st.Orders} {
 			b.WriteByte('[')
 			for _, r := range rules {
 				fmt.Fprintf(&b, "%+v;", *r)

@@ -329,6 +329,9 @@ func columnValueError(rule *policy.ColumnRule, err error) error {
 // (or text form, see ciphers.store) as a bytea constant, or for
 // candidates an array of them: ARRAY['\x…'::bytea, '\x…'::bytea].
 func (ss *session) literalSQL(cs *ciphers, lit *sqlrewrite.Literal, tc *keymap.TextContext) (string, error) {
+	if lit.Bound != nil {
+		return cs.literalBound(lit, tc)
+	}
 	if lit.Candidates {
 		cands, err := cs.literalCandidates(lit, tc)
 		if err != nil {

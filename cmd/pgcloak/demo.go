@@ -33,11 +33,13 @@ policy:
   keys:
     - {name: ssn,      kind: deterministic}
     - {name: clinical, kind: randomized}
+    - {name: dob,      kind: ordered}
   columns:
     - {table: public.patients, column: ssn,       key: ssn,      type: text}
     - {table: public.patients, column: diagnosis, key: clinical, type: text}
+    - {table: public.patients, column: born,      key: dob,      type: date}
   roles:
-    - {role: doctor,  read: [ssn, clinical], write: [ssn, clinical]}
+    - {role: doctor,  read: [ssn, clinical, dob], write: [ssn, clinical, dob]}
     - {role: billing, read: [ssn], on_denied: "null"}
 `
 
@@ -48,17 +50,19 @@ CREATE TABLE public.patients (
   id        serial PRIMARY KEY,
   name      text NOT NULL,
   ssn       bytea,
-  diagnosis bytea
+  diagnosis bytea,
+  born      bytea
 );
+CREATE INDEX patients_born ON public.patients (born);
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.patients TO doctor;
 GRANT USAGE ON SEQUENCE public.patients_id_seq TO doctor;
 GRANT SELECT ON public.patients TO billing;
 `
 
 var demoRows = [][]string{
-	{"Alice Martin", "123-45-6789", "type 2 diabetes"},
-	{"Bob Okafor", "987-65-4321", "hypertension"},
-	{"Chen Wei", "555-12-3456", "asthma"},
+	{"Alice Martin", "123-45-6789", "type 2 diabetes", "1961-04-12"},
+	{"Bob Okafor", "987-65-4321", "hypertension", "1987-11-30"},
+	{"Chen Wei", "555-12-3456", "asthma", "1994-02-03"},
 }
 
 type demoOptions struct {
@@ -199,7 +203,7 @@ func insertDemoRows(ctx context.Context, addr *net.TCPAddr) error {
 	}
 	defer conn.Close(context.Background())
 	for _, r := range demoRows {
-		if _, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn, diagnosis) VALUES ($1, $2, $3)", r[0], r[1], r[2]); err != nil {
+		if _, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn, diagnosis, born) VALUES ($1, $2, $3, $4::date)", r[0], r[1], r[2], r[3]); err != nil {
 			return err
 		}
 	}
@@ -213,7 +217,8 @@ func printDemoHelp(out io.Writer, addr *net.TCPAddr, pg *pglocal.Server, cfgPath
 pgcloak demo is running: proxy on %s, PostgreSQL on %s:%d, config %s
 
 patients.ssn is encrypted under a deterministic key, patients.diagnosis under a
-randomized one. The role doctor may read both; billing may read only ssn.
+randomized one, patients.born (a date) under an ordered one, whose ciphertexts
+sort like the dates. The role doctor may read all three; billing only ssn.
 
 As doctor (sees every column):
   %s -c "SELECT * FROM patients"
@@ -227,6 +232,7 @@ PostgreSQL itself refuses plaintext there (the guards of pgcloak policy apply):
 Things to try as doctor:
   %s -c "INSERT INTO patients (name, ssn, diagnosis) VALUES ('Dana Ruiz', '222-33-4444', 'migraine')"
   %s -c "SELECT name FROM patients WHERE ssn = '123-45-6789'"          # equality: works
+  %s -c "SELECT name, born FROM patients WHERE born >= '1980-01-01' ORDER BY born DESC"   # ordered: range and sort
   %s -c "SELECT name FROM patients WHERE diagnosis = 'asthma'"         # randomized: refused (0A000)
   %s -c "SELECT name FROM patients WHERE ssn LIKE '123%%'"              # LIKE: refused (0A000)
   %s -c "\copy patients (name, ssn, diagnosis) TO STDOUT CSV"
@@ -234,6 +240,6 @@ Things to try as doctor:
 Press Ctrl-C to stop; everything the demo made is removed.
 `, addr, pg.Host, pg.Port, cfgPath,
 		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "billing"), direct, direct,
-		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"),
+		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"),
 		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"))
 }

@@ -211,6 +211,7 @@ func TestDemo(t *testing.T) {
 	}
 	qctx, qcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer qcancel()
+	var pe *pgconn.PgError
 	see := func(role string) (ssn string, diag *string) {
 		conn, err := pgx.Connect(qctx, fmt.Sprintf("postgres://%s@%s/demo?sslmode=disable", role, addr))
 		if err != nil {
@@ -232,6 +233,40 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(text, "psql \"postgres://doctor@"+addr) || !strings.Contains(text, "Ctrl-C") {
 		t.Fatalf("demo help lacks the psql commands:\n%s", text)
 	}
+	// The range query the help prints runs on the ordered column: doctor
+	// gets the rows in order, billing (no dob key) is refused.
+	rangeQuery := text[strings.Index(text, "SELECT name, born FROM"):]
+	rangeQuery = rangeQuery[:strings.IndexByte(rangeQuery, '"')]
+	for _, role := range []string{"doctor", "billing"} {
+		conn, err := pgx.Connect(qctx, fmt.Sprintf("postgres://%s@%s/demo?sslmode=disable", role, addr))
+		if err != nil {
+			t.Fatalf("%s: %v", role, err)
+		}
+		rows, err := conn.Query(qctx, rangeQuery)
+		var got []string
+		if err == nil {
+			for rows.Next() {
+				var name string
+				var born time.Time
+				if err := rows.Scan(&name, &born); err != nil {
+					t.Fatalf("%s: %v", role, err)
+				}
+				got = append(got, name+" "+born.Format("2006-01-02"))
+			}
+			err = rows.Err()
+		}
+		conn.Close(qctx)
+		switch role {
+		case "doctor":
+			if err != nil || strings.Join(got, ", ") != "Chen Wei 1994-02-03, Bob Okafor 1987-11-30" {
+				t.Fatalf("doctor's range query %q: %v %q", rangeQuery, err, got)
+			}
+		default:
+			if !errors.As(err, &pe) || pe.Code != "42501" {
+				t.Fatalf("billing's range query: %v %q, want 42501", err, got)
+			}
+		}
+	}
 	// The guards are installed: the plaintext insert the help shows is
 	// refused by PostgreSQL itself.
 	directDSN := text[strings.Index(text, "postgres://postgres@"):]
@@ -242,7 +277,6 @@ func TestDemo(t *testing.T) {
 	}
 	_, err = dconn.Exec(qctx, "INSERT INTO patients (name, ssn) VALUES ('Eve', 'plain')")
 	dconn.Close(qctx)
-	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "23514" {
 		t.Fatalf("plaintext straight into the demo's patients.ssn: %v, want 23514", err)
 	}

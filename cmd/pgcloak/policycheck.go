@@ -41,7 +41,10 @@ func newPolicyCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			problems := checkLive(ctx, cfg, dsn, log)
+			problems, warnings := checkLive(ctx, cfg, dsn, log)
+			for _, w := range warnings {
+				fmt.Fprintln(out, "warning:", w)
+			}
 			for _, p := range problems {
 				fmt.Fprintln(out, "problem:", p)
 			}
@@ -58,18 +61,57 @@ func newPolicyCommand(g *globalFlags) *cobra.Command {
 	return pol
 }
 
-// checkLive compares the policy with the database schema and the key store.
-func checkLive(ctx context.Context, cfg *policy.Config, dsn string, log *slog.Logger) []string {
+// checkLive compares the policy with the database schema and the key
+// store. Warnings are what works but should be changed (an ordered
+// column without an index); problems fail the check.
+func checkLive(ctx context.Context, cfg *policy.Config, dsn string, log *slog.Logger) (problems, warnings []string) {
 	idx := policy.NewIndex(cfg.Policy)
-	var problems []string
 	problems = append(problems, checkKeys(ctx, cfg, idx, log)...)
 	conn, err := connectForCheck(ctx, cfg, dsn)
 	if err != nil {
-		return append(problems, fmt.Sprintf("cannot connect to PostgreSQL for the schema check: %v", err))
+		return append(problems, fmt.Sprintf("cannot connect to PostgreSQL for the schema check: %v", err)), nil
 	}
 	defer conn.Close(context.Background())
 	problems = append(problems, checkSchema(ctx, conn, cfg.Policy)...)
-	return append(problems, checkGuards(ctx, conn, cfg.Policy)...)
+	problems = append(problems, checkGuards(ctx, conn, cfg.Policy)...)
+	return problems, checkOrderedIndexes(ctx, conn, cfg.Policy)
+}
+
+// orderedIndexQuery tells whether a column leads a btree index that
+// covers every row (no predicate), which range queries and ORDER BY on
+// an ordered column need to avoid reading the whole table.
+const orderedIndexQuery = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+	JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+	JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+	JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+	JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+	JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = i.indkey[0]
+	WHERE n.nspname = $1 AND t.relname = $2 AND a.attname = $3 AND am.amname = 'btree' AND i.indpred IS NULL)`
+
+// checkOrderedIndexes warns about ordered columns that no btree index
+// leads.
+func checkOrderedIndexes(ctx context.Context, conn *pgx.Conn, pol policy.Policy) []string {
+	kinds := map[string]policy.KeyKind{}
+	for _, k := range pol.Keys {
+		kinds[k.Name] = k.Kind
+	}
+	var warnings []string
+	for _, col := range pol.Columns {
+		if kinds[col.Key] != policy.Ordered {
+			continue
+		}
+		schema, table, _ := strings.Cut(col.Table, ".")
+		var indexed bool
+		if err := conn.QueryRow(ctx, orderedIndexQuery, schema, table, col.Column).Scan(&indexed); err != nil {
+			warnings = append(warnings, fmt.Sprintf("line %d: reading the indexes of %s: %v", col.Line, col.Table, err))
+			continue
+		}
+		if !indexed {
+			warnings = append(warnings, fmt.Sprintf("line %d: ordered column %s.%s has no btree index: range queries and ORDER BY on it read the whole table (CREATE INDEX ON %s (%s))",
+				col.Line, col.Table, col.Column, pgx.Identifier{schema, table}.Sanitize(), pgx.Identifier{col.Column}.Sanitize()))
+		}
+	}
+	return warnings
 }
 
 func connectForCheck(ctx context.Context, cfg *policy.Config, dsn string) (*pgx.Conn, error) {
