@@ -34,7 +34,7 @@ type Keyring struct {
 // keyEntry is one loaded keyset: its primitive and the ciphers built on it.
 type keyEntry struct {
 	kind    policy.KeyKind
-	p       primitive
+	p       keyPrimitive
 	expires atomic.Int64 // unix nanoseconds
 	// refreshing lets exactly one caller reload an expired entry while the
 	// others go on with the cached one.

@@ -364,8 +364,10 @@ func templateFor(kind policy.KeyKind) (*tinkpb.KeyTemplate, error) {
 	switch kind {
 	case policy.Randomized:
 		return aead.AES256GCMKeyTemplate(), nil
-	case policy.Deterministic:
+	case policy.Deterministic, policy.Ordered:
+		// An ordered key is an AES-SIV keyset too: its versions' key bytes
+		// also give the order PRF's keys (ordered.go).
 		return daead.AESSIVKeyTemplate(), nil
 	}
-	return nil, fmt.Errorf("unknown key kind %q (want deterministic or randomized)", kind)
+	return nil, fmt.Errorf("unknown key kind %q (want deterministic, randomized or ordered)", kind)
 }

@@ -25,14 +25,32 @@ import (
 // two uint64s and goes through the output buffer (already on the heap) only
 // to be encrypted, since a slice handed to cipher.Block escapes.
 
+// cmacKey is one AES-CMAC key (RFC 4493): the expanded block cipher and
+// the subkeys K1, K2 as big-endian (hi, lo) halves. S2V uses it, and so
+// does the order PRF of ordered keys.
+type cmacKey struct {
+	mac        cipher.Block
+	sub1, sub2 block128
+}
+
+// newCMACKey computes the subkeys of mac.
+func newCMACKey(mac cipher.Block) cmacKey {
+	var buf [aes.BlockSize]byte
+	mac.Encrypt(buf[:], buf[:]) // L = AES(K, 0^128)
+	k := cmacKey{mac: mac}
+	k.sub1 = loadBlock(buf[:]).dbl()
+	k.sub2 = k.sub1.dbl()
+	clear(buf[:])
+	return k
+}
+
 // sivKey is one AES-SIV key. It holds the expanded AES keys and values
 // derived from them, never the raw key bytes.
 type sivKey struct {
-	mac cipher.Block // K1 of RFC 5297 (first half of the key): S2V's CMAC
-	ctr cipher.Block // K2 (second half): CTR
-	// sub1, sub2 are CMAC's subkeys K1, K2 (RFC 4493), d0 is
-	// dbl(CMAC(0^128)), all as big-endian (hi, lo) halves.
-	sub1, sub2, d0 block128
+	cmacKey              // K1 of RFC 5297 (first half of the key): S2V's CMAC
+	ctr     cipher.Block // K2 (second half): CTR
+	// d0 is dbl(CMAC(0^128)) as big-endian (hi, lo) halves.
+	d0 block128
 }
 
 // block128 is a 16-byte block as two big-endian halves.
@@ -78,11 +96,8 @@ func newSIVKey(key []byte) (*sivKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &sivKey{mac: mac, ctr: ctr}
+	k := &sivKey{cmacKey: newCMACKey(mac), ctr: ctr}
 	var buf [aes.BlockSize]byte
-	mac.Encrypt(buf[:], buf[:]) // L = AES(K, 0^128)
-	k.sub1 = loadBlock(buf[:]).dbl()
-	k.sub2 = k.sub1.dbl()
 	// CMAC(0^128): one complete block, so X = 0 XOR 0^128 XOR K1sub.
 	k.encrypt(buf[:], k.sub1)
 	k.d0 = loadBlock(buf[:]).dbl()
@@ -90,9 +105,9 @@ func newSIVKey(key []byte) (*sivKey, error) {
 	return k, nil
 }
 
-// encrypt returns AES(K1, x), using scratch (16 bytes) as the buffer the
+// encrypt returns AES(K, x), using scratch (16 bytes) as the buffer the
 // block cipher works on.
-func (k *sivKey) encrypt(scratch []byte, x block128) block128 {
+func (k *cmacKey) encrypt(scratch []byte, x block128) block128 {
 	x.put(scratch)
 	k.mac.Encrypt(scratch, scratch)
 	return loadBlock(scratch)
@@ -111,8 +126,16 @@ func (k *sivKey) bind(ad []byte) sivAD {
 	return sivAD{d: d, dd: d.dbl()}
 }
 
-// cmac computes AES-CMAC(K1, m) (RFC 4493), using scratch (16 bytes).
-func (k *sivKey) cmac(scratch, m []byte) block128 {
+// then returns the S2V state after one more associated-data component
+// (RFC 5297 section 2.4: D = dbl(D) XOR CMAC(S_i)), using scratch (16
+// bytes). Ordered values bind their order term this way.
+func (k *sivKey) then(scratch []byte, s *sivAD, component []byte) sivAD {
+	d := s.dd.xor(k.cmac(scratch, component))
+	return sivAD{d: d, dd: d.dbl()}
+}
+
+// cmac computes AES-CMAC(K, m) (RFC 4493), using scratch (16 bytes).
+func (k *cmacKey) cmac(scratch, m []byte) block128 {
 	var x block128
 	for len(m) > aes.BlockSize {
 		x = k.encrypt(scratch, x.xor(loadBlock(m)))
