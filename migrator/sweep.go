@@ -18,8 +18,13 @@ func (m *Migration) todo() string {
 	case colmigrate.ActionEncrypt:
 		return m.column + " IS NOT NULL AND " + head + " IS DISTINCT FROM $1"
 	case colmigrate.ActionReencrypt:
-		// The key id follows the header and Tink's start byte.
-		return head + " = $1 AND substring(" + m.column + " from 7 for 4) IS DISTINCT FROM $2"
+		// The key id follows the header (and Tink's start byte, in the
+		// format of deterministic and randomized keys).
+		from := "7"
+		if m.cfg.Rule.Ordered() {
+			from = "6"
+		}
+		return head + " = $1 AND substring(" + m.column + " from " + from + " for 4) IS DISTINCT FROM $2"
 	default:
 		return head + " = $1"
 	}
@@ -77,6 +82,9 @@ func (noProgress) Done()   {}
 
 func (m *Migration) params() []any {
 	head := keymap.CiphertextHeader()
+	if m.cfg.Rule.Ordered() {
+		head = keymap.OrderedPrefix()
+	}
 	if m.cfg.Action == colmigrate.ActionReencrypt {
 		return []any{head, m.primaryID}
 	}

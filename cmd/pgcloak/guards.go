@@ -173,7 +173,11 @@ func checkInPlace(ctx context.Context, tx pgx.Tx, rule *policy.ColumnRule) (bool
 func addCiphertextCheck(ctx context.Context, tx pgx.Tx, rule *policy.ColumnRule) error {
 	table := pgx.Identifier{rule.Schema, rule.Table}.Sanitize()
 	name := dbguard.ConstraintName(rule.Column)
-	check := dbguard.CiphertextCheck(pgx.Identifier{rule.Column}.Sanitize(), keymap.CiphertextPrefix(), keymap.MinCiphertextLen)
+	prefix, minLen := keymap.CiphertextPrefix(), keymap.MinCiphertextLen
+	if rule.Ordered() {
+		prefix, minLen = keymap.OrderedPrefix(), keymap.MinOrderedCiphertextLen
+	}
+	check := dbguard.CiphertextCheck(pgx.Identifier{rule.Column}.Sanitize(), prefix, minLen)
 	_, err := tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s`, table, pgx.Identifier{name}.Sanitize()))
 	if err != nil {
 		return fmt.Errorf("%s: %w", rule.Name(), err)
