@@ -47,6 +47,7 @@ const (
 	opPointRead = "point read"
 	opInsert    = "insert"
 	opRangeRead = "range read"
+	opOrdered   = "ordered range read"
 	opCopyIn    = "copy in"
 	opCopyOut   = "copy out"
 )
@@ -58,6 +59,7 @@ var goOps = map[string]goOp{
 	opPointRead: pointRead,
 	opInsert:    insertRow,
 	opRangeRead: rangeRead,
+	opOrdered:   orderedRead,
 }
 
 // pointRead selects one row by deterministic equality, returning the three
@@ -91,6 +93,32 @@ func rangeRead(ctx context.Context, c *pgx.Conn, table string, rng *rand.Rand, _
 	_, err = pgx.ForEachRow(rs, []any{&ssn, &email, &note}, func() error { n++; return nil })
 	if err == nil && n != rangeReadRows && rows >= rangeReadRows {
 		err = fmt.Errorf("range read returned %d rows, want %d", n, rangeReadRows)
+	}
+	return err
+}
+
+// orderedRead selects the 20 rows from a random timestamp on, ordered by
+// it: on bench_enc a range and an ORDER BY on an ordered column, answered
+// by its index.
+func orderedRead(ctx context.Context, c *pgx.Conn, table string, rng *rand.Rand, _ *atomic.Int64, rows int) error {
+	from := atFor(int64(rng.IntN(max(rows-rangeReadRows, 1)) + 1))
+	rs, err := c.Query(ctx, "SELECT id, at FROM "+table+" WHERE at >= $1 ORDER BY at LIMIT 20", from)
+	if err != nil {
+		return err
+	}
+	var id int32
+	var at, last time.Time
+	n := 0
+	_, err = pgx.ForEachRow(rs, []any{&id, &at}, func() error {
+		if at.Before(last) || !at.Equal(atFor(int64(id))) {
+			return fmt.Errorf("ordered range read: row %d at %v after %v", id, at, last)
+		}
+		last = at
+		n++
+		return nil
+	})
+	if err == nil && n != rangeReadRows && rows >= 2*rangeReadRows {
+		err = fmt.Errorf("ordered range read returned %d rows, want %d", n, rangeReadRows)
 	}
 	return err
 }

@@ -22,7 +22,7 @@ import (
 )
 
 // The encrypted tables: bench_enc (three encrypted columns, two of them
-// deterministic) and bench_copy_enc (two encrypted columns, for COPY). Their
+// deterministic, and at, a timestamptz under an ordered key) and bench_copy_enc (two encrypted columns, for COPY). Their
 // plaintext twins bench_plain and bench_copy_plain have the same columns as
 // text and are in no policy.
 const benchPolicy = `
@@ -31,7 +31,9 @@ policy:
     - {name: ssn, kind: deterministic}
     - {name: email, kind: deterministic}
     - {name: notes, kind: randomized}
+    - {name: when, kind: ordered}
   columns:
+    - {table: public.bench_enc, column: at, key: when, type: timestamptz}
     - {table: public.bench_enc, column: ssn, key: ssn, type: text}
     - {table: public.bench_enc, column: email, key: email, type: text}
     - {table: public.bench_enc, column: note, key: notes, type: text}
@@ -39,16 +41,18 @@ policy:
     - {table: public.bench_copy_enc, column: note, key: notes, type: text}
     - {table: public.bench_mem_enc, column: note, key: notes, type: text}
   roles:
-    - {role: postgres, read: [ssn, email, notes], write: [ssn, email, notes]}
+    - {role: postgres, read: [ssn, email, notes, when], write: [ssn, email, notes, when]}
 `
 
 // The COPY tables and bench_mem_enc (the memory workloads') have no index: a bulk load measures the row path, not
 // index maintenance.
 const benchSchema = `
-CREATE TABLE bench_enc   (id int PRIMARY KEY, ssn bytea, email bytea, note bytea);
+CREATE TABLE bench_enc   (id int PRIMARY KEY, ssn bytea, email bytea, note bytea, at bytea);
 CREATE INDEX ON bench_enc (ssn);
-CREATE TABLE bench_plain (id int PRIMARY KEY, ssn text,  email text,  note text);
+CREATE INDEX ON bench_enc (at);
+CREATE TABLE bench_plain (id int PRIMARY KEY, ssn text,  email text,  note text, at timestamptz);
 CREATE INDEX ON bench_plain (ssn);
+CREATE INDEX ON bench_plain (at);
 CREATE TABLE bench_copy_enc   (id int, ssn bytea, note bytea);
 CREATE TABLE bench_copy_plain (id int, ssn text,  note text);
 CREATE TABLE bench_mem_enc (id int, note bytea);
@@ -59,6 +63,11 @@ CREATE TABLE bench_mem_enc (id int, note bytea);
 func ssnFor(id int64) string   { return "900-00-" + strconv.FormatInt(id, 10) }
 func emailFor(id int64) string { return "patient" + strconv.FormatInt(id, 10) + "@example.org" }
 func noteFor(id int64) string  { return "note for patient " + strconv.FormatInt(id, 10) }
+
+// atFor is row id's timestamp: a minute apart, in id order.
+func atFor(id int64) time.Time { return atBase.Add(time.Duration(id) * time.Minute) }
+
+var atBase = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func findPgbench() (string, error) {
 	if bin, err := testenv.FindBinDir(context.Background()); err == nil {
@@ -140,9 +149,9 @@ func preload(ctx context.Context, dsn, table string, rows int) error {
 	src := make([][]any, rows)
 	for i := range src {
 		id := int64(i + 1)
-		src[i] = []any{int32(id), ssnFor(id), emailFor(id), noteFor(id)}
+		src[i] = []any{int32(id), ssnFor(id), emailFor(id), noteFor(id), atFor(id)}
 	}
-	_, err = c.CopyFrom(ctx, pgx.Identifier{table}, []string{"id", "ssn", "email", "note"}, pgx.CopyFromRows(src))
+	_, err = c.CopyFrom(ctx, pgx.Identifier{table}, []string{"id", "ssn", "email", "note", "at"}, pgx.CopyFromRows(src))
 	return err
 }
 

@@ -54,6 +54,7 @@ func mainWorkloads(e *env) []preparedWorkload {
 		{"point read by deterministic equality, 3 encrypted columns", opPointRead},
 		{"insert, 3 encrypted columns", opInsert},
 		{fmt.Sprintf("range read, %d rows by id, 3 encrypted columns", rangeReadRows), opRangeRead},
+		{fmt.Sprintf("range read, %d rows from a timestamp ORDER BY it LIMIT %d, ordered key", rangeReadRows, rangeReadRows), opOrdered},
 	} {
 		ws = append(ws, preparedWorkload{workload: goWorkload(e, g.name, g.op)})
 	}
