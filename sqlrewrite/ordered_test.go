@@ -104,6 +104,9 @@ func TestOrderedRefusals(t *testing.T) {
 		{name: "array parameter", sql: `SELECT id FROM members WHERE born = ANY($1)`, code: na, column: mBorn, contains: "use IN"},
 		{name: "min over a window", sql: `SELECT min(born) OVER () FROM members`, code: na, column: mBorn},
 		{name: "sql prepare with a parameter", sql: `PREPARE q(date) AS SELECT id FROM members WHERE born < $1`, code: na, column: mBorn, contains: "SQL PREPARE"},
+		{name: "a view comparing with a constant", sql: `CREATE VIEW v AS SELECT id FROM members WHERE born < '2000-01-01'`, code: na, column: mBorn, contains: "fixed at creation"},
+		{name: "a view sorting", sql: `CREATE VIEW v AS SELECT id FROM members ORDER BY born`, code: na, column: mBorn, contains: "one key version"},
+		{name: "a materialized view taking a maximum", sql: `CREATE MATERIALIZED VIEW v AS SELECT max(pay) FROM members`, code: na, column: mPay},
 		{name: "less than any array", sql: `SELECT id FROM members WHERE born < ANY(ARRAY['2000-01-01'::date])`, code: na, column: mBorn},
 	}
 	for _, tc := range cases {

@@ -410,10 +410,16 @@ func (a *analyzer) noStoredComparisons(what string) error {
 			lits = append(lits, p.Literal)
 		}
 		for _, l := range lits {
-			if l != nil && (l.Candidates || l.Compared) {
+			if l != nil && (l.Candidates || l.Compared || l.Bound != nil) {
 				return refuse(l.Rule.Name(), "%s cannot compare encrypted column %s with a constant: its ciphertexts would be fixed at creation and stop matching after a key rotation", what, l.Rule.Name())
 			}
 		}
+	}
+	// The order of an ordered key's ciphertexts holds within one key
+	// version: SQL kept for later could run when there are several.
+	if len(a.stmt.Orders) > 0 {
+		r := a.stmt.Orders[0]
+		return refuse(r.Name(), "%s cannot sort or compare ordered column %s: its ciphertexts sort together only under one key version, which a later rotation would change; sort or compare in the query that uses it", what, r.Name())
 	}
 	return nil
 }
