@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/proxy"
 )
 
 const orderedPolicy = `
@@ -158,6 +162,71 @@ func TestOrderedRangeUsesTheIndexAndNeedsTheReadGrant(t *testing.T) {
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "42501" {
 			t.Errorf("billing: %s: %v, want 42501", sql, err)
+		}
+	}
+}
+
+// TestOrderedSearchesSpanKeyVersionsAfterARotation: after a rotation,
+// rows under the old and the new version are found by ranges; sorting,
+// which cannot span versions, is refused with 55000; a statement prepared
+// before is refused once with "prepare it again".
+func TestOrderedSearchesSpanKeyVersionsAfterARotation(t *testing.T) {
+	var kr *keymap.Keyring
+	h := newHarness(t, orderedPolicy, orderedSchema, func(c *proxy.Config) { kr = c.Keyring })
+	orderedRows(t, h, 60)
+	ctx := ctxT(t)
+	conn := h.connect("doctor")
+	direct := h.direct()
+	const ranged = `SELECT id FROM %s WHERE at >= $1 AND at < '2010-01-01' AND pay BETWEEN -500 AND $2 ORDER BY id`
+	args := []any{"1995-01-01 00:00:00+00", "500"}
+	before, err := rowsText(t, conn, fmt.Sprintf(ranged, "events"), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rowsText(t, conn, `SELECT id FROM events ORDER BY at LIMIT 3`); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"when", "pay"} {
+		if err := h.store.Rotate(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+		kr.Invalidate(key)
+	}
+	// New rows go in under the new versions, beside the old ones.
+	for i := 1000; i < 1060; i++ {
+		at, pay := fmt.Sprintf("%d-03-04 05:06:07+00", 1990+i%30), fmt.Sprintf("%d.25", i%1000-480)
+		if _, err := conn.Exec(ctx, `INSERT INTO events (id, at, pay) VALUES ($1, $2::timestamptz, $3::numeric)`, i, at, pay); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := direct.Exec(ctx, `INSERT INTO events_plain (id, at, pay) VALUES ($1, $2::timestamptz, $3::numeric)`, i, at, pay); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := rowsText(t, direct, fmt.Sprintf(ranged, "events_plain"), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(want, before) || want == before {
+		t.Fatalf("the new rows should add to the old ones' matches:\nbefore %q\nafter %q", before, want)
+	}
+	var pe *pgconn.PgError
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		got, err := rowsText(t, conn, fmt.Sprintf(ranged, "events"), append([]any{mode}, args...)...)
+		if errors.As(err, &pe) && pe.Code == "0A000" && strings.Contains(pe.Message, "prepare it again") {
+			// pgx's cached statement was shaped for one version.
+			got, err = rowsText(t, conn, fmt.Sprintf(ranged, "events"), append([]any{mode}, args...)...)
+		}
+		if err != nil || got != want {
+			t.Errorf("mode %v after the rotation: %v\n got: %s\nwant: %s", mode, err, got, want)
+		}
+	}
+	for _, sql := range []string{`SELECT id FROM events ORDER BY at LIMIT 3`, `SELECT max(pay) FROM events`, `SELECT 1 FROM events a JOIN events b ON a.at < b.at`} {
+		_, err := rowsText(t, conn, sql)
+		if errors.As(err, &pe) && strings.Contains(pe.Message, "prepare it again") {
+			_, err = rowsText(t, conn, sql) // prepared before the rotation
+		}
+		if !errors.As(err, &pe) || pe.Code != "55000" {
+			t.Errorf("%s with two key versions: %v, want 55000", sql, err)
 		}
 	}
 }
