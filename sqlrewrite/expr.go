@@ -446,6 +446,8 @@ func (a *analyzer) compareValues(l, r value) error {
 		if !l.rule.Interchangeable(r.rule) {
 			return refuse(l.rule.Name(), "encrypted columns %s and %s use different keys: comparing them is not possible", l.rule.Name(), r.rule.Name())
 		}
+		a.comparedInDatabase(l.rule)
+		a.comparedInDatabase(r.rule)
 		return nil
 	case valLit:
 		return a.encryptLiteral(r, l.rule, false, true)

@@ -37,7 +37,14 @@ func (a *analyzer) funcCall(fc *pg_query.FuncCall, sc *scope) (value, error) {
 	if err := a.windowDef(fc.GetOver(), sc); err != nil {
 		return plainValue, err
 	}
-	if err := a.sortClause(fc.GetAggOrder(), sc, &shape{}); err != nil {
+	if fc.GetAggWithinGroup() {
+		// An ordered-set aggregate (percentile_disc, mode) returns one of
+		// the values it sorts: a ciphertext PostgreSQL reports no column
+		// for.
+		if err := a.plainSortKeys(fc.GetAggOrder(), sc, "WITHIN GROUP"); err != nil {
+			return plainValue, err
+		}
+	} else if err := a.sortClause(fc.GetAggOrder(), sc, &shape{}); err != nil {
 		return plainValue, err
 	}
 	args := fc.GetArgs()

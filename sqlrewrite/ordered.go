@@ -116,6 +116,17 @@ func (a *analyzer) sortsBy(rule *policy.ColumnRule, what string) error {
 	return nil
 }
 
+// comparedInDatabase records that PostgreSQL compares rule's ciphertexts
+// with each other (a join, GROUP BY, DISTINCT, UNION, PARTITION BY): it
+// may sort them to do so, and the rows then come back in the plaintexts'
+// order when rule is ordered, so that needs the read grant too. (For a
+// deterministic key the ciphertexts' order says nothing.)
+func (a *analyzer) comparedInDatabase(rule *policy.ColumnRule) {
+	if rule.Ordered() {
+		a.searched(rule)
+	}
+}
+
 // orderOperand is a constant, parameter or NULL compared with an ordered
 // column.
 type orderOperand struct {
@@ -231,7 +242,10 @@ func (a *analyzer) inequality(e *pg_query.A_Expr, opText string, op OrderOp, sc 
 		if !col.rule.Interchangeable(other.rule) {
 			return refuse(col.rule.Name(), "ordered columns %s and %s use different keys: comparing them is not possible", col.rule.Name(), other.rule.Name())
 		}
-		return a.sortsBy(col.rule, "comparing")
+		if err := a.sortsBy(col.rule, "comparing"); err != nil {
+			return err
+		}
+		return a.sortsBy(other.rule, "comparing")
 	}
 	text, colSpan, err := a.orderedColumn(col, colNode)
 	if err != nil {

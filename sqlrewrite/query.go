@@ -292,6 +292,9 @@ func (a *analyzer) setOperation(s *pg_query.SelectStmt, sc *scope) (*shape, erro
 		if c.v, err = mergeLeaves(c.leaves, all); err != nil {
 			return nil, err
 		}
+		if !all && c.v.kind == valEnc {
+			a.comparedInDatabase(c.v.rule)
+		}
 		out.cols = append(out.cols, c)
 	}
 	return out, nil
@@ -628,6 +631,9 @@ func (a *analyzer) groupingValue(n *pg_query.Node, sc *scope, sh *shape, what st
 	if ok && out.kind == valEnc && !out.rule.Deterministic() {
 		return refuse(out.rule.Name(), "%s on column %s, encrypted with a randomized key, is not possible", what, out.rule.Name())
 	}
+	if ok && out.kind == valEnc {
+		a.comparedInDatabase(out.rule)
+	}
 	if n.GetAConst() != nil {
 		return nil
 	}
@@ -637,6 +643,9 @@ func (a *analyzer) groupingValue(n *pg_query.Node, sc *scope, sh *shape, what st
 	}
 	if v.kind == valEnc && !v.rule.Deterministic() {
 		return refuse(v.rule.Name(), "%s on column %s, encrypted with a randomized key, is not possible", what, v.rule.Name())
+	}
+	if v.kind == valEnc {
+		a.comparedInDatabase(v.rule)
 	}
 	a.flowOut(v)
 	return nil
@@ -658,6 +667,9 @@ func (a *analyzer) distinctClause(items []*pg_query.Node, sc *scope, sh *shape) 
 		for _, c := range sh.cols {
 			if c.v.kind == valEnc && !c.v.rule.Deterministic() {
 				return refuse(c.v.rule.Name(), "DISTINCT on column %s, encrypted with a randomized key, is not possible", c.v.rule.Name())
+			}
+			if c.v.kind == valEnc {
+				a.comparedInDatabase(c.v.rule)
 			}
 		}
 		return nil
@@ -704,6 +716,19 @@ func (a *analyzer) sortClause(items []*pg_query.Node, sc *scope, sh *shape) erro
 			continue
 		}
 		a.flowOut(v)
+	}
+	return nil
+}
+
+// plainSortKeys checks sort keys where no ciphertext may be sorted.
+func (a *analyzer) plainSortKeys(items []*pg_query.Node, sc *scope, what string) error {
+	for _, n := range items {
+		if sb := n.GetSortBy(); sb != nil {
+			n = sb.GetNode()
+		}
+		if err := a.plain(n, sc, what); err != nil {
+			return err
+		}
 	}
 	return nil
 }
