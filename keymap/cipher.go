@@ -286,6 +286,11 @@ func (c *ColumnCipher) Rule() *policy.ColumnRule { return c.rule }
 
 // Encrypt turns a canonical value into the bytea stored in PostgreSQL.
 func (c *ColumnCipher) Encrypt(canonical []byte) ([]byte, error) {
+	if c.ord != nil {
+		// An ordered value's size depends on its encoding; appendEncrypt
+		// sizes the buffer itself.
+		return c.AppendEncrypt(nil, canonical)
+	}
 	return c.AppendEncrypt(make([]byte, 0, headerLen+primitiveOverhead+len(canonical)), canonical)
 }
 
