@@ -399,7 +399,9 @@ func (c *ColumnCipher) AppendDecrypt(dst, stored []byte) ([]byte, error) {
 		return pt, nil
 	}
 	if !isV1(stored) {
-		return nil, fmt.Errorf("%w of %s: not a pgcloak ciphertext", ErrDecrypt, c.rule.Name())
+		// An ordered (format 0x02) value lands here too: it is not one
+		// this key kind writes.
+		return nil, fmt.Errorf("%w of %s: not a pgcloak ciphertext of a randomized or deterministic key", ErrDecrypt, c.rule.Name())
 	}
 	pt, err := c.p.appendOpen(dst, stored[headerLen:], c.ad)
 	if err != nil {
