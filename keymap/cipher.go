@@ -354,8 +354,8 @@ func (c *ColumnCipher) Candidates(canonical []byte) ([][]byte, error) {
 
 // KeyVersions names the key versions Candidates encrypts under (Tink key
 // ids, primary first, for deterministic and ordered keys; "" for a
-// randomized key): a value computed by
-// Candidates is complete while KeyVersions stays the same.
+// randomized key): a value computed by Candidates, or ranges computed by
+// OrderRanges, are complete while KeyVersions stays the same.
 func (c *ColumnCipher) KeyVersions() string {
 	if c.ord != nil {
 		return c.ord.ks.ids
