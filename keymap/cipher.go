@@ -286,6 +286,11 @@ func (c *ColumnCipher) Rule() *policy.ColumnRule { return c.rule }
 
 // Encrypt turns a canonical value into the bytea stored in PostgreSQL.
 func (c *ColumnCipher) Encrypt(canonical []byte) ([]byte, error) {
+	if c.ord != nil {
+		// An ordered value's size depends on its encoding; appendEncrypt
+		// sizes the buffer itself.
+		return c.AppendEncrypt(nil, canonical)
+	}
 	return c.AppendEncrypt(make([]byte, 0, headerLen+primitiveOverhead+len(canonical)), canonical)
 }
 
@@ -349,8 +354,8 @@ func (c *ColumnCipher) Candidates(canonical []byte) ([][]byte, error) {
 
 // KeyVersions names the key versions Candidates encrypts under (Tink key
 // ids, primary first, for deterministic and ordered keys; "" for a
-// randomized key): a value computed by
-// Candidates is complete while KeyVersions stays the same.
+// randomized key): a value computed by Candidates, or ranges computed by
+// OrderRanges, are complete while KeyVersions stays the same.
 func (c *ColumnCipher) KeyVersions() string {
 	if c.ord != nil {
 		return c.ord.ks.ids
@@ -394,7 +399,9 @@ func (c *ColumnCipher) AppendDecrypt(dst, stored []byte) ([]byte, error) {
 		return pt, nil
 	}
 	if !isV1(stored) {
-		return nil, fmt.Errorf("%w of %s: not a pgcloak ciphertext", ErrDecrypt, c.rule.Name())
+		// An ordered (format 0x02) value lands here too: it is not one
+		// this key kind writes.
+		return nil, fmt.Errorf("%w of %s: not a pgcloak ciphertext of a randomized or deterministic key", ErrDecrypt, c.rule.Name())
 	}
 	pt, err := c.p.appendOpen(dst, stored[headerLen:], c.ad)
 	if err != nil {

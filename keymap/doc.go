@@ -5,6 +5,11 @@
 // canonicalisation of client values per logical type (Codec) so that equal
 // values encrypt alike whatever wire format a client used.
 //
+// Ordered keys (ordered.go) store an order-preserving term in front of the
+// AES-SIV ciphertext, so that PostgreSQL compares, sorts and indexes the
+// stored bytea in the plaintext's order; OrderRanges turns a comparison
+// with a constant into ranges of stored values.
+//
 // keymap never sees SQL and never logs: errors it returns name keys, types and
 // files, never key material or values.
 package keymap
