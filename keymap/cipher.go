@@ -300,6 +300,10 @@ func (c *ColumnCipher) Encrypt(canonical []byte) ([]byte, error) {
 func (c *ColumnCipher) AppendEncrypt(dst, canonical []byte) ([]byte, error) {
 	if c.ord != nil {
 		out, err := c.ord.appendEncrypt(0, dst, canonical)
+		var tooLong *ConvError
+		if errors.As(err, &tooLong) {
+			return nil, err
+		}
 		if err != nil {
 			return nil, fmt.Errorf("keymap: encrypting a value of %s failed", c.rule.Name())
 		}

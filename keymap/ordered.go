@@ -98,18 +98,41 @@ func newOrderedVersion(id uint32, raw []byte) (orderedVersion, error) {
 // boundOrdered is an ordered keyset bound to one column: its type, and,
 // per version, S2V's state after the column's associated data.
 type boundOrdered struct {
-	ks  *orderedKeyset
-	typ policy.LogicalType
-	st  []sivAD
+	ks   *orderedKeyset
+	typ  policy.LogicalType
+	rule *policy.ColumnRule
+	st   []sivAD
 }
 
 func (ks *orderedKeyset) bind(rule *policy.ColumnRule) *boundOrdered {
 	ad := rule.AssociatedData()
-	b := &boundOrdered{ks: ks, typ: rule.Type, st: make([]sivAD, len(ks.vs))}
+	b := &boundOrdered{ks: ks, typ: rule.Type, rule: rule, st: make([]sivAD, len(ks.vs))}
 	for i := range ks.vs {
 		b.st[i] = ks.vs[i].siv.bind(ad)
 	}
 	return b
+}
+
+// MaxOrderEncoding is the longest order encoding an ordered value may
+// have: 1,023 bytes of text (or a numeric of about 4,000 digits). Its term
+// takes 32 bytes per encoding byte, so a longer value would cost the proxy,
+// PostgreSQL and every range bound tens of kilobytes more; and a btree
+// index takes terms of about 80 bytes of text only.
+const MaxOrderEncoding = 1024
+
+// orderEncoding returns the order encoding of a canonical value of t, or
+// an error with SQLSTATE 54000 when it is longer than MaxOrderEncoding.
+func orderEncoding(dst []byte, rule *policy.ColumnRule, canonical []byte) ([]byte, error) {
+	enc, err := appendOrderBytes(dst, rule.Type, canonical)
+	if err != nil {
+		return nil, err
+	}
+	if len(enc) > MaxOrderEncoding {
+		return nil, &ConvError{Code: "54000", Msg: fmt.Sprintf(
+			"a value of ordered column %s may take at most %d bytes in its order encoding (text: %d bytes), this one takes %d",
+			rule.Name(), MaxOrderEncoding, MaxOrderEncoding-1, len(enc))}
+	}
+	return enc, nil
 }
 
 // errOrderedLength is an order encoding whose length does not follow from
@@ -121,7 +144,7 @@ var errOrderedLength = errors.New("keymap: ordered value of unexpected length")
 func (b *boundOrdered) appendEncrypt(v int, dst, canonical []byte) ([]byte, error) {
 	// Most encodings fit here, on the stack.
 	var encBuf [64]byte
-	enc, err := appendOrderBytes(encBuf[:0], b.typ, canonical)
+	enc, err := orderEncoding(encBuf[:0], b.rule, canonical)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +284,11 @@ func (c *ColumnCipher) OrderRanges(canonical []byte, op OrderOp) ([]ByteRange, e
 	if op > OrderEqual {
 		return nil, fmt.Errorf("keymap: unknown order comparison %d", op)
 	}
-	enc, err := orderBytes(c.ord.typ, canonical)
+	enc, err := orderEncoding(nil, c.rule, canonical)
+	var tooLong *ConvError
+	if errors.As(err, &tooLong) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("keymap: a value of %s cannot be ordered: %w", c.rule.Name(), err)
 	}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -68,6 +69,7 @@ func (c *Config) Validate() Problems {
 	}
 
 	seen := map[string]int{}
+	orderedType := map[string]Column{} // an ordered key's first column
 	for _, col := range c.Policy.Columns {
 		schema, table, ok := splitQualified(col.Table)
 		if !ok {
@@ -96,6 +98,15 @@ func (c *Config) Validate() Problems {
 			}
 			add(col.Line, "column %s: ordered key %q cannot encrypt type %s (ordered keys take %s)", col.Column, col.Key, col.Type,
 				strings.Join(names, ", "))
+		} else if k := keys[col.Key]; k != nil && k.Kind == Ordered {
+			// Terms of equal bit patterns are equal whatever the type:
+			// one type per key keeps an int4 ciphertext from reading
+			// as a date in a column of the same key.
+			if first, ok := orderedType[col.Key]; ok && first.Type != col.Type {
+				add(col.Line, "column %s: ordered key %q already encrypts type %s (line %d); an ordered key's columns must share one type", col.Column, col.Key, first.Type, first.Line)
+			} else if !ok {
+				orderedType[col.Key] = col
+			}
 		}
 	}
 
@@ -139,11 +150,28 @@ func validateRoles(keys map[string]*Key, roles []Role) Problems {
 		default:
 			add(r.Line, "role %q: on_denied %q is not one of null, mask, ciphertext, error", r.Role, r.OnDenied)
 		}
+		if r.OnDenied == DeniedCiphertext {
+			for _, k := range orderedKeysNotIn(keys, r.Read) {
+				add(r.Line, "role %q: on_denied: ciphertext would show it ordered key %q's ciphertexts, whose byte order is the plaintext order; grant it read on %q or choose another on_denied", r.Role, k, k)
+			}
+		}
 		if r.ServerSideCode != "" && r.ServerSideCode != AllowServerSideCode {
 			add(r.Line, "role %q: server_side_code %q is not allow (leave it out to refuse)", r.Role, r.ServerSideCode)
 		}
 	}
 	return ps
+}
+
+// orderedKeysNotIn returns the ordered keys missing from read, sorted.
+func orderedKeysNotIn(keys map[string]*Key, read []string) []string {
+	var out []string
+	for name, k := range keys {
+		if k.Kind == Ordered && !slices.Contains(read, name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func oneOf(ps *Problems, field, value string, allowed ...string) {

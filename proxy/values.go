@@ -86,6 +86,9 @@ type ciphers struct {
 	// lits records the key versions of the constants rendered as
 	// candidates (see keyVersions).
 	lits keyVersions
+	// boundBytes counts the range ends of ordered columns computed for
+	// one statement or Bind (see maxBoundBytes).
+	boundBytes int
 	// plan is the plan whose values are encrypted, when known: the
 	// columns it writes decide the form a written value takes (see
 	// textFormWrite).
