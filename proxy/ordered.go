@@ -40,11 +40,6 @@ func keymapOrderOp(op sqlrewrite.OrderOp) keymap.OrderOp {
 // of the column's type equals (an int4 column and 1.5) matches nothing.
 var noRange = keymap.ByteRange{Lo: matchesNothing, Hi: matchesNothing}
 
-// maxBoundBytes bounds the range ends one statement or Bind may make the
-// proxy compute and send: a range end is 32 bytes per byte of the value,
-// so a long IN list of long texts would otherwise cost gigabytes.
-const maxBoundBytes = 16 << 20
-
 // orderRanges returns, per enabled key version, the range of rule's stored
 // values x with x op v; nil for NULL.
 func (cs *ciphers) orderRanges(rule *policy.ColumnRule, v clientValue, op sqlrewrite.OrderOp, tc *keymap.TextContext) ([]keymap.ByteRange, error) {
@@ -79,8 +74,8 @@ func (cs *ciphers) orderRanges(rule *policy.ColumnRule, v clientValue, op sqlrew
 	for _, r := range ranges {
 		cs.boundBytes += len(r.Lo) + len(r.Hi)
 	}
-	if cs.boundBytes > maxBoundBytes {
-		return nil, newSQLError("54000", "the comparisons with ordered columns in this statement need more than %d MB of range bounds; compare with fewer or shorter values", maxBoundBytes>>20)
+	if cs.boundBytes > sqlrewrite.MaxBoundBytes {
+		return nil, newSQLError("54000", "the comparisons with ordered columns in this statement need more than %d MB of range bounds; compare with fewer or shorter values", sqlrewrite.MaxBoundBytes>>20)
 	}
 	return ranges, nil
 }

@@ -133,6 +133,9 @@ type analyzer struct {
 	nested int
 	// orderVer is Plan.OrderVersions.
 	orderVer map[string]int
+	// boundBytes estimates the range ends of the constants compared with
+	// ordered columns (see chargeBounds).
+	boundBytes int
 	// admitted is set once sql passed the limits that every call into
 	// pg_query's C code needs first (admit).
 	admitted bool

@@ -127,6 +127,24 @@ func (a *analyzer) comparedInDatabase(rule *policy.ColumnRule) {
 	}
 }
 
+// MaxBoundBytes bounds the range ends one statement (or one Bind) makes
+// the proxy compute and send for ordered columns. An end is about 32 bytes
+// per byte of the value (CLWW's 4-byte block per bit), so a long IN list
+// of long texts would otherwise cost the shared process gigabytes.
+const MaxBoundBytes = 16 << 20
+
+// chargeBounds counts the range ends of a constant of n bytes compared
+// with rule's ordered column (up to four: BETWEEN SYMMETRIC), refusing the
+// statement before anything is computed once they pass MaxBoundBytes.
+func (a *analyzer) chargeBounds(rule *policy.ColumnRule, n int) error {
+	a.boundBytes += 4 * a.orderVersions(rule) * 32 * (n + 1)
+	if a.boundBytes > MaxBoundBytes {
+		return &Error{Code: CodeProgramLimitExceeded, Column: rule.Name(), Message: fmt.Sprintf(
+			"the comparisons with ordered columns in this statement would need more than %d MB of range bounds; compare with fewer or shorter values", MaxBoundBytes>>20)}
+	}
+	return nil
+}
+
 // orderOperand is a constant, parameter or NULL compared with an ordered
 // column.
 type orderOperand struct {
@@ -146,7 +164,8 @@ func (a *analyzer) orderOperand(v value, n *pg_query.Node, rule *policy.ColumnRu
 		if err != nil {
 			return orderOperand{}, err
 		}
-		return orderOperand{lit: lit}, nil
+		return orderOperand{lit: lit}, a.chargeBounds(rule, len(lit.Value))
+
 	case valParam:
 		if a.params.base != nil {
 			return orderOperand{}, refuse(rule.Name(), "a parameter of SQL PREPARE compared with ordered column %s is not supported; use a protocol-level prepared statement or a constant", rule.Name())
