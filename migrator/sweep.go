@@ -3,7 +3,6 @@ package migrator
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -109,13 +108,9 @@ func (m *Migration) params() []any {
 // primaryKeyID is the id of the key version new values are encrypted
 // under, big-endian, as ciphertexts carry it.
 func primaryKeyID(c *keymap.ColumnCipher) ([]byte, error) {
-	ct, err := c.Encrypt(nil)
+	id, err := c.PrimaryKeyID()
 	if err != nil {
 		return nil, err
-	}
-	id, ok := keymap.KeyID(ct)
-	if !ok {
-		return nil, errors.New("the key's ciphertexts have an unknown layout")
 	}
 	return binary.BigEndian.AppendUint32(nil, id), nil
 }
