@@ -130,8 +130,8 @@ func keyActionCommand(g *globalFlags, use, short string, act func(*cobra.Command
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: done (%s)\n", args[0], use)
 				if use == "rotate" {
-					fmt.Fprintf(cmd.OutOrStdout(), "proxies encrypt under the new version once their key cache expires (keystore.cache_ttl, %s); then run pgcloak reencrypt on each column under %s\n",
-						cacheTTL(cfg), args[0])
+					fmt.Fprintf(cmd.OutOrStdout(), "proxies encrypt under the new version once their key cache expires (keystore.cache_ttl, %s); then run pgcloak reencrypt on each column under %s, and pgcloak keys retire %s to disable the old versions\n",
+						cacheTTL(cfg), args[0], args[0])
 				}
 				return nil
 			})
