@@ -370,6 +370,25 @@ func (c *ColumnCipher) KeyVersions() string {
 	return ""
 }
 
+// PrimaryKeyID is the Tink id of the key version new values are
+// encrypted under, as KeyID reads it from their ciphertexts.
+func (c *ColumnCipher) PrimaryKeyID() (uint32, error) {
+	if c.ord != nil {
+		// Not by encrypting a value, as below: an ordered cipher encodes
+		// only values of its column's type, and no one value fits all.
+		return c.ord.ks.vs[0].id, nil
+	}
+	ct, err := c.Encrypt(nil)
+	if err != nil {
+		return 0, err
+	}
+	id, ok := KeyID(ct)
+	if !ok {
+		return 0, errors.New("keymap: the key's ciphertexts have an unknown layout")
+	}
+	return id, nil
+}
+
 // Versions is the number of enabled key versions a deterministic or
 // ordered cipher encrypts candidates under (1 for a randomized one, which only ever uses
 // its primary).

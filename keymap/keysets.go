@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tink-crypto/tink-go/v2/keyset"
+	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/pgcloak/pgcloak/policy"
@@ -55,4 +56,46 @@ func rotateKeyset(h *keyset.Handle, kind policy.KeyKind) (*keyset.Handle, error)
 		return nil, fmt.Errorf("promoting key version: %w", err)
 	}
 	return m.Handle()
+}
+
+// retireKeyset disables every enabled version of h but the primary and
+// returns the keyset and how many it disabled. A disabled version stays in
+// the keyset (Tink could enable it again) but no primitive built from the
+// keyset uses it: values written under it no longer decrypt, and searches
+// stop computing candidates under it.
+func retireKeyset(h *keyset.Handle) (*keyset.Handle, int, error) {
+	entries, err := enabledEntries(h)
+	if err != nil {
+		return nil, 0, err
+	}
+	m := keyset.NewManagerFromHandle(h)
+	n := 0
+	for _, e := range entries {
+		if e.IsPrimary() {
+			continue
+		}
+		if err := m.Disable(e.KeyID()); err != nil {
+			return nil, 0, fmt.Errorf("disabling key version %d: %w", e.KeyID(), err)
+		}
+		n++
+	}
+	if n == 0 {
+		return h, 0, nil
+	}
+	out, err := m.Handle()
+	if err != nil {
+		return nil, 0, fmt.Errorf("disabling key versions: %w", err)
+	}
+	return out, n, nil
+}
+
+// enabledVersions counts the enabled versions of h.
+func enabledVersions(h *keyset.Handle) int {
+	n := 0
+	for _, ki := range h.KeysetInfo().GetKeyInfo() {
+		if ki.GetStatus() == tinkpb.KeyStatusType_ENABLED {
+			n++
+		}
+	}
+	return n
 }

@@ -177,6 +177,30 @@ func (s *LocalStore) Rotate(ctx context.Context, name string) error {
 	})
 }
 
+// Retire implements Store.
+func (s *LocalStore) Retire(ctx context.Context, name string) (int, error) {
+	var n int
+	err := s.mutate(ctx, func(f *localFile) error {
+		k, err := f.usable(name)
+		if err != nil {
+			return err
+		}
+		h, err := s.unwrap(name, k)
+		if err != nil {
+			return err
+		}
+		if h, n, err = retireKeyset(h); err != nil || n == 0 {
+			return err
+		}
+		k.Keyset, err = s.wrap(name, h)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // SetEnabled implements Store.
 func (s *LocalStore) SetEnabled(ctx context.Context, name string, enabled bool) error {
 	return s.mutate(ctx, func(f *localFile) error {
@@ -231,7 +255,7 @@ func (s *LocalStore) describe(name string, k *localKey) (KeyInfo, error) {
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	info.Versions = h.Len()
+	info.Versions, info.Enabled = h.Len(), enabledVersions(h)
 	if p, err := h.Primary(); err == nil {
 		info.PrimaryID = p.KeyID()
 	}

@@ -24,6 +24,12 @@ type Store interface {
 	List(ctx context.Context) ([]KeyInfo, error)
 	// Rotate adds a new primary key version; older versions still decrypt.
 	Rotate(ctx context.Context, name string) error
+	// Retire disables every enabled version of a key but the primary and
+	// returns how many it disabled (0 when there were none). Values
+	// written under a retired version no longer decrypt; retire once
+	// reencrypt has moved every row to the primary. A disabled key may be
+	// retired, a destroyed one not.
+	Retire(ctx context.Context, name string) (int, error)
 	// SetEnabled disables or re-enables a key without touching its keyset.
 	SetEnabled(ctx context.Context, name string, enabled bool) error
 	// Destroy crypto-shreds a key: its keyset is removed, a tombstone kept.
@@ -46,10 +52,13 @@ const (
 
 // KeyInfo describes a key without revealing its material.
 type KeyInfo struct {
-	Name      string
-	Kind      policy.KeyKind
-	State     KeyState
-	Versions  int    // key versions in the keyset; 0 once destroyed
+	Name     string
+	Kind     policy.KeyKind
+	State    KeyState
+	Versions int // key versions in the keyset; 0 once destroyed
+	// Enabled counts the versions that still decrypt (Retire disables
+	// all but the primary); 0 once destroyed.
+	Enabled   int
 	PrimaryID uint32 // Tink key id new values are encrypted under; 0 once destroyed
 	Created   time.Time
 	// Rotated is when the newest version was added (zero if never):

@@ -46,8 +46,10 @@ type vaultDoc struct {
 	Rotated time.Time // zero if never rotated
 	// Keyset is the Tink EncryptedKeyset (binary), absent once destroyed.
 	Keyset []byte
-	// Versions and PrimaryID describe the keyset without unwrapping it.
+	// Versions, Enabled and PrimaryID describe the keyset without
+	// unwrapping it.
 	Versions  int
+	Enabled   int
 	PrimaryID uint32
 	// version is the KV version read, for check-and-set writes.
 	version int
@@ -60,7 +62,7 @@ func (d *vaultDoc) setKeyset(s *VaultStore, name string, h *keyset.Handle) error
 		return err
 	}
 	info := h.KeysetInfo()
-	d.Keyset, d.Versions, d.PrimaryID = wrapped, len(info.GetKeyInfo()), info.GetPrimaryKeyId()
+	d.Keyset, d.Versions, d.Enabled, d.PrimaryID = wrapped, len(info.GetKeyInfo()), enabledVersions(h), info.GetPrimaryKeyId()
 	return nil
 }
 
@@ -72,6 +74,7 @@ func (d *vaultDoc) data() map[string]any {
 	if len(d.Keyset) > 0 {
 		m["keyset"] = base64.StdEncoding.EncodeToString(d.Keyset)
 		m["versions"] = d.Versions
+		m["enabled"] = d.Enabled
 		m["primary_id"] = d.PrimaryID
 	}
 	return m
@@ -110,6 +113,12 @@ func docFrom(s *vault.KVSecret) (*vaultDoc, error) {
 			return nil, fmt.Errorf("%w: malformed key document (keyset)", ErrStoreUnavailable)
 		}
 		d.Versions, d.PrimaryID = int(docNumber(s.Data["versions"])), uint32(docNumber(s.Data["primary_id"]))
+		// Documents written before versions could be retired have no
+		// count: every version of theirs is enabled.
+		d.Enabled = d.Versions
+		if _, ok := s.Data["enabled"]; ok {
+			d.Enabled = int(docNumber(s.Data["enabled"]))
+		}
 	}
 	return d, nil
 }
@@ -308,7 +317,7 @@ func (s *VaultStore) List(ctx context.Context) ([]KeyInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, KeyInfo{Name: n, Kind: d.Kind, State: d.State, Created: d.Created, Rotated: d.Rotated, Versions: d.Versions, PrimaryID: d.PrimaryID})
+		out = append(out, KeyInfo{Name: n, Kind: d.Kind, State: d.State, Created: d.Created, Rotated: d.Rotated, Versions: d.Versions, Enabled: d.Enabled, PrimaryID: d.PrimaryID})
 	}
 	return out, nil
 }
@@ -326,6 +335,25 @@ func (s *VaultStore) Rotate(ctx context.Context, name string) error {
 		d.Rotated = time.Now().UTC()
 		return d.setKeyset(s, name, h)
 	})
+}
+
+// Retire implements Store.
+func (s *VaultStore) Retire(ctx context.Context, name string) (int, error) {
+	var n int
+	err := s.update(ctx, name, func(d *vaultDoc) error {
+		h, err := s.unwrap(name, d)
+		if err != nil {
+			return err
+		}
+		if h, n, err = retireKeyset(h); err != nil || n == 0 {
+			return err
+		}
+		return d.setKeyset(s, name, h)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // SetEnabled implements Store.

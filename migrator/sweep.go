@@ -3,12 +3,12 @@ package migrator
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/pgcloak/pgcloak/colmigrate"
 	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
 )
 
 // todo is the condition of the rows a sweep must change.
@@ -18,13 +18,7 @@ func (m *Migration) todo() string {
 	case colmigrate.ActionEncrypt:
 		return m.column + " IS NOT NULL AND " + head + " IS DISTINCT FROM $1"
 	case colmigrate.ActionReencrypt:
-		// The key id follows the header (and Tink's start byte, in the
-		// format of deterministic and randomized keys).
-		from := "7"
-		if m.cfg.Rule.Ordered() {
-			from = "6"
-		}
-		return head + " = $1 AND substring(" + m.column + " from " + from + " for 4) IS DISTINCT FROM $2"
+		return underOtherVersion(m.column, m.cfg.Rule, "$1", "$2")
 	default:
 		return head + " = $1"
 	}
@@ -80,11 +74,31 @@ type noProgress struct{}
 func (noProgress) Add(int) {}
 func (noProgress) Done()   {}
 
-func (m *Migration) params() []any {
-	head := keymap.CiphertextHeader()
-	if m.cfg.Rule.Ordered() {
-		head = keymap.OrderedPrefix()
+// underOtherVersion is the condition of the values of column (quoted)
+// that are ciphertexts of rule's format under another key version than
+// the one whose big-endian id is parameter id; head is the parameter
+// holding ciphertextHead(rule).
+func underOtherVersion(column string, rule *policy.ColumnRule, head, id string) string {
+	// The key id follows the header (and Tink's start byte, in the format
+	// of deterministic and randomized keys): keymap.KeyID reads it there.
+	from := "7"
+	if rule.Ordered() {
+		from = "6"
 	}
+	return "substring(" + column + " from 1 for 5) = " + head +
+		" AND substring(" + column + " from " + from + " for 4) IS DISTINCT FROM " + id
+}
+
+// ciphertextHead is what every ciphertext of rule's column starts with.
+func ciphertextHead(rule *policy.ColumnRule) []byte {
+	if rule.Ordered() {
+		return keymap.OrderedPrefix()
+	}
+	return keymap.CiphertextHeader()
+}
+
+func (m *Migration) params() []any {
+	head := ciphertextHead(m.cfg.Rule)
 	if m.cfg.Action == colmigrate.ActionReencrypt {
 		return []any{head, m.primaryID}
 	}
@@ -94,13 +108,9 @@ func (m *Migration) params() []any {
 // primaryKeyID is the id of the key version new values are encrypted
 // under, big-endian, as ciphertexts carry it.
 func primaryKeyID(c *keymap.ColumnCipher) ([]byte, error) {
-	ct, err := c.Encrypt(nil)
+	id, err := c.PrimaryKeyID()
 	if err != nil {
 		return nil, err
-	}
-	id, ok := keymap.KeyID(ct)
-	if !ok {
-		return nil, errors.New("the key's ciphertexts have an unknown layout")
 	}
 	return binary.BigEndian.AppendUint32(nil, id), nil
 }
