@@ -149,7 +149,8 @@ var orderedEdgeLiterals = map[policy.LogicalType][]string{
 	policy.TypeTimestamptz: {"-infinity", "4714-11-24 00:00:00+00 BC", "1999-12-31 23:59:59.999999+00",
 		"2000-01-01 00:00:00+00", "2000-01-01 00:00:00.000001+00", "294276-12-31 23:59:59.999999+00", "infinity"},
 	policy.TypeText: {"", "\x01", "A", "Z", "a", "a\x01", "a\x01\x01", "aa", "ab", "b", "é", "ü", "€", "中文", "😀",
-		"\U0010FFFF", strings.Repeat("x", 3000), strings.Repeat("x", 3000) + "y", strings.Repeat("x", 2999) + "y"},
+		"\U0010FFFF", strings.Repeat("x", 1000), strings.Repeat("x", 1000) + "y", strings.Repeat("x", 999) + "y",
+		strings.Repeat("y", MaxOrderEncoding-1)},
 }
 
 // randomLiteral returns a random text literal of typ, read the same by

@@ -463,5 +463,25 @@ var orderedBenchValues = []struct {
 	{"timestamp", policy.TypeTimestamp, "2024-05-06 07:08:09.123456"},
 	{"text", policy.TypeText, benchValue},
 	{"numeric", policy.TypeNumeric, "12345.6789"},
-	{"text_3KB", policy.TypeText, strings.Repeat("x", 3000)},
+	{"text_1KB", policy.TypeText, strings.Repeat("x", 1000)},
+}
+
+// TestOrderedValuesHaveALengthLimit: an order encoding longer than
+// MaxOrderEncoding (1,023 bytes of text) is refused with SQLSTATE 54000,
+// to store and to search, before its 32-bytes-per-byte term is computed.
+func TestOrderedValuesHaveALengthLimit(t *testing.T) {
+	before, _ := orderedKeysets(t)
+	c := newCipher(t, before, orderedRule("k", policy.TypeText))
+	if _, err := c.Encrypt([]byte(strings.Repeat("a", MaxOrderEncoding-1))); err != nil {
+		t.Fatalf("the longest allowed text: %v", err)
+	}
+	long := []byte(strings.Repeat("a", MaxOrderEncoding))
+	_, encErr := c.Encrypt(long)
+	_, rangeErr := c.OrderRanges(long, OrderLess)
+	for what, err := range map[string]error{"Encrypt": encErr, "OrderRanges": rangeErr} {
+		var ce *ConvError
+		if !errors.As(err, &ce) || ce.SQLState() != "54000" || strings.Contains(err.Error(), "aaaa") {
+			t.Errorf("%s of %d bytes: %v, want a 54000 error that does not show the value", what, len(long), err)
+		}
+	}
 }
