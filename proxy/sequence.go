@@ -29,7 +29,13 @@ type planEnv struct {
 	// versions counts an ordered key's enabled versions (see
 	// sqlrewrite.Env.OrderVersions); key state, so not part of same: a
 	// plan's versions are checked at every Bind (checkOrderVersions).
-	versions func(*policy.ColumnRule) int
+	versions versionCounter
+}
+
+// versionCounter is the session, as planEnv holds it: an interface, so
+// that making a planEnv at every Bind allocates nothing.
+type versionCounter interface {
+	orderVersions(*policy.ColumnRule) int
 }
 
 func (e planEnv) same(o planEnv) bool {
@@ -37,7 +43,11 @@ func (e planEnv) same(o planEnv) bool {
 }
 
 func (e planEnv) sqlEnv(prepared func(string) (*sqlrewrite.Prepared, bool)) *sqlrewrite.Env {
-	return &sqlrewrite.Env{Catalog: e.cat, SearchPath: e.path, Prepared: prepared, OrderVersions: e.versions}
+	env := &sqlrewrite.Env{Catalog: e.cat, SearchPath: e.path, Prepared: prepared}
+	if e.versions != nil {
+		env.OrderVersions = e.versions.orderVersions
+	}
+	return env
 }
 
 // planEnvLocked is the session's environment for analysis now.
@@ -53,7 +63,7 @@ func (e planEnv) sqlEnv(prepared func(string) (*sqlrewrite.Prepared, bool)) *sql
 // never the same as a statement's earlier environment.
 func (ss *session) planEnvLocked() planEnv {
 	cur := ss.state.current
-	env := planEnv{cat: ss.cat, path: expandSearchPath(cur.searchPath, cur.currentRole()), versions: ss.orderVersions}
+	env := planEnv{cat: ss.cat, path: expandSearchPath(cur.searchPath, cur.currentRole()), versions: ss}
 	if refusal := ss.catalogUnknownLocked(); refusal != nil {
 		env.cat = &afterDDL{base: ss.cat, path: env.path, refusal: refusal}
 	}
@@ -173,7 +183,7 @@ func (ss *session) newQuerySim(sql string) *querySim {
 func (sim *querySim) mark() {
 	cur := sim.state.current
 	sim.roles = append(sim.roles, granteeOf(cur))
-	sim.envs = append(sim.envs, planEnv{cat: sim.cat, path: expandSearchPath(cur.searchPath, cur.currentRole()), versions: sim.ss.orderVersions})
+	sim.envs = append(sim.envs, planEnv{cat: sim.cat, path: expandSearchPath(cur.searchPath, cur.currentRole()), versions: sim.ss})
 	sim.touched = append(sim.touched, false)
 }
 
