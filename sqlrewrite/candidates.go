@@ -116,9 +116,12 @@ func (a *analyzer) comparison(e *pg_query.A_Expr, kind cmpKind, items []*pg_quer
 // a deterministic key, and ops are constants, parameters and NULL, not
 // all NULL.
 func (a *analyzer) candidateForm(col value, colNode *pg_query.Node, ops []value) bool {
-	if col.kind != valEnc || col.rule.Kind != policy.Deterministic || colNode.GetColumnRef() == nil || len(ops) == 0 {
-		return false
-	}
+	return col.kind == valEnc && col.rule.Kind == policy.Deterministic && colNode.GetColumnRef() != nil && constantOperands(ops)
+}
+
+// constantOperands reports whether ops are constants, parameters and
+// NULL, not all NULL: values the proxy can encrypt.
+func constantOperands(ops []value) bool {
 	some := false
 	for _, v := range ops {
 		switch v.kind {

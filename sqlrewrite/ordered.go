@@ -448,20 +448,7 @@ func (a *analyzer) orderedEquality(e *pg_query.A_Expr, kind cmpKind, binary bool
 // into ranges: col is under an ordered key and ops are constants,
 // parameters and NULL, not all NULL.
 func orderedForm(col value, ops []value) bool {
-	if col.kind != valEnc || !col.rule.Ordered() || len(ops) == 0 {
-		return false
-	}
-	some := false
-	for _, v := range ops {
-		switch v.kind {
-		case valLit, valParam:
-			some = true
-		case valNull:
-		default:
-			return false
-		}
-	}
-	return some
+	return col.kind == valEnc && col.rule.Ordered() && constantOperands(ops)
 }
 
 // minMax rewrites min(col) and max(col) of an ordered column, which
