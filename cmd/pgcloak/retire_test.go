@@ -118,6 +118,13 @@ func TestRetireAfterReencryptLetsAnOrderedColumnSortAgain(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("ORDER BY born through the proxy differs from people_plain's (%d rows, want %d)", len(got), len(want))
 	}
+
+	// And out of the ordered key again: decrypt gives the column back
+	// its type and values.
+	if err := runMigration(t, ctx, pg, cfg, st, actionDecrypt, "born", nil); err != nil {
+		t.Fatalf("decrypt of the ordered column: %v", err)
+	}
+	checkColumn(t, pg, cfg, st, "born", false)
 }
 
 // TestRetireRefusesAColumnMidMigration: while encrypt is unfinished the
