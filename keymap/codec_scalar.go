@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"math"
+	"math/big"
 	"strconv"
 	"unicode/utf8"
 )
@@ -460,11 +461,49 @@ func appendPGFloat(dst []byte, f float64, prec int) []byte {
 	}
 	var tmp [32]byte
 	e := strconv.AppendFloat(tmp[:0], f, 'e', -1, 64)
+	if math.Abs(f) >= 1<<51 && onRoundingBoundary(e, f) {
+		// float8out's Ryu does not take a decimal that only rounds to f
+		// by round-half-even (it excludes the interval's bounds): the
+		// shortest that lies strictly inside, one digit or more longer.
+		mantissa := e[:bytes.IndexByte(e, 'e')]
+		digits := len(mantissa) - bytes.Count(mantissa, []byte(".")) - bytes.Count(mantissa, []byte("-"))
+		for p := digits + 1; p <= 17; p++ {
+			e = strconv.AppendFloat(tmp[:0], f, 'e', p-1, 64)
+			if g, err := strconv.ParseFloat(string(e), 64); err == nil && g == f && !onRoundingBoundary(e, f) {
+				break
+			}
+		}
+	}
 	exp, _ := strconv.Atoi(string(e[bytes.IndexByte(e, 'e')+1:]))
 	if exp < -4 || exp >= 15 {
 		return append(dst, e...)
 	}
+	// Below 1e15, so never on a boundary (see onRoundingBoundary).
 	return strconv.AppendFloat(dst, f, 'f', -1, 64)
+}
+
+// onRoundingBoundary reports whether the decimal s lies exactly halfway
+// between f and one of its neighbours: it reads back as f only because
+// of round-half-even. Only a float of magnitude 2^51 or more can have
+// such a decimal of at most 17 digits (the halfway points of smaller
+// ones have longer decimal expansions).
+func onRoundingBoundary(s []byte, f float64) bool {
+	d, ok := new(big.Rat).SetString(string(s))
+	if !ok {
+		return false
+	}
+	x := new(big.Rat).SetFloat64(f)
+	for _, dir := range []float64{math.Inf(-1), math.Inf(1)} {
+		n := math.Nextafter(f, dir)
+		if math.IsInf(n, 0) {
+			continue
+		}
+		mid := new(big.Rat).Add(x, new(big.Rat).SetFloat64(n))
+		if mid.Quo(mid, big.NewRat(2, 1)).Cmp(d) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // uuidCodec: canonical is the 16 bytes.
