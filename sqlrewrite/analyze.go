@@ -131,6 +131,9 @@ type analyzer struct {
 	// nested counts the statements being analyzed inside another one
 	// (PREPARE, EXPLAIN, DECLARE, CREATE … AS).
 	nested int
+	// unnamed is the function call being analysed as a target without
+	// a name (see minMax).
+	unnamed *pg_query.FuncCall
 	// orderVer is Plan.OrderVersions.
 	orderVer map[string]int
 	// boundBytes estimates the range ends of the constants compared with

@@ -489,10 +489,15 @@ func (a *analyzer) minMax(fc *pg_query.FuncCall, name string, v value) (value, e
 		}
 	}
 	start := int(a.tok(first).Start)
+	closing := ", 'hex')"
+	if fc == a.unnamed {
+		// PostgreSQL would name the column decode.
+		closing += ` AS "` + name + `"`
+	}
 	edits := []Edit{
 		{Start: start, End: int(a.tok(open).Start), Text: "pg_catalog.decode(pg_catalog." + strings.ToLower(name)},
 		{Start: argSpan.start, End: argSpan.end, Text: "pg_catalog.encode(" + a.sql[argSpan.start:argSpan.end] + `, 'hex') COLLATE pg_catalog."C"`},
-		{Start: int(a.tok(end).End), End: int(a.tok(end).End), Text: ", 'hex')"},
+		{Start: int(a.tok(end).End), End: int(a.tok(end).End), Text: closing},
 	}
 	for _, e := range edits {
 		if err := a.addEdit(e); err != nil {

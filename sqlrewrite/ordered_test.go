@@ -59,8 +59,11 @@ var orderedCases = []acceptCase{
 	{name: "join on order between columns of one key", sql: `SELECT m.id FROM members m JOIN heirs h ON h.born > m.born`,
 		want: `SELECT m.id FROM "public".members m JOIN "public".heirs h ON h.born > m.born`, searches: hBorn + "," + mBorn},
 	{name: "min and max", sql: `SELECT min(born), max(m.pay) FILTER (WHERE id > 3), count(*) FROM members m`,
-		want:     `SELECT pg_catalog.decode(pg_catalog.min(pg_catalog.encode(born, 'hex') COLLATE pg_catalog."C"), 'hex'), pg_catalog.decode(pg_catalog.max(pg_catalog.encode(m.pay, 'hex') COLLATE pg_catalog."C") FILTER (WHERE id > 3), 'hex'), count(*) FROM "public".members m`,
+		want:     `SELECT pg_catalog.decode(pg_catalog.min(pg_catalog.encode(born, 'hex') COLLATE pg_catalog."C"), 'hex') AS "min", pg_catalog.decode(pg_catalog.max(pg_catalog.encode(m.pay, 'hex') COLLATE pg_catalog."C") FILTER (WHERE id > 3), 'hex') AS "max", count(*) FROM "public".members m`,
 		searches: mBorn + "," + mPay, outputs: mBorn + "," + mPay},
+	{name: "min with an alias and inside a subquery keeps its text", sql: `SELECT max(born) AS last FROM members WHERE pay = (SELECT min(pay) FROM members)`,
+		want:     `SELECT pg_catalog.decode(pg_catalog.max(pg_catalog.encode(born, 'hex') COLLATE pg_catalog."C"), 'hex') AS last FROM "public".members WHERE pay = (SELECT pg_catalog.decode(pg_catalog.min(pg_catalog.encode(pay, 'hex') COLLATE pg_catalog."C"), 'hex') AS "min" FROM "public".members)`,
+		searches: mBorn + "," + mPay, outputs: mBorn},
 }
 
 func TestOrderedColumnsCompareAndSortOnCiphertext(t *testing.T) {

@@ -126,7 +126,13 @@ func (a *analyzer) targetList(targets []*pg_query.Node, sc *scope) (*shape, erro
 			a.expandStar(cr, sc, sh)
 			continue
 		}
+		if rt.GetName() == "" {
+			// A rewritten min/max keeps the column name PostgreSQL
+			// would give it.
+			a.unnamed = rt.GetVal().GetFuncCall()
+		}
 		v, err := a.expr(rt.GetVal(), sc)
+		a.unnamed = nil
 		if err != nil {
 			return nil, err
 		}
