@@ -858,7 +858,7 @@ func (ss *session) encryptParams(st *preparedStmt, msg *pgproto3.Bind) (bool, er
 		extra[j] = slots[h.Slot]
 	}
 	for i, pr := range plan.Params {
-		if pr != nil && pr.Array && pr.Source == 0 && i < len(msg.Parameters) {
+		if pr != nil && (pr.Array || pr.BoundsOnly) && pr.Source == 0 && i < len(msg.Parameters) {
 			// Its elements are in its hidden parameter; the array
 			// itself never reaches PostgreSQL.
 			msg.Parameters[i] = nil

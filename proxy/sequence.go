@@ -467,7 +467,7 @@ func planSignature(p *sqlrewrite.Plan) string {
 		fmt.Fprintf(&b, "c%d;", client)
 		for i, pr := range ps {
 			if pr != nil {
-				fmt.Fprintf(&b, "p%d%+v%t%d%t%d%t%v;", i, *pr.Rule, pr.Write, pr.Source, pr.Candidates, pr.Slot, pr.Array, pr.Bound)
+				fmt.Fprintf(&b, "p%d%+v%t%d%t%d%t%v%t;", i, *pr.Rule, pr.Write, pr.Source, pr.Candidates, pr.Slot, pr.Array, pr.Bound, pr.BoundsOnly)
 			}
 		}
 	}

@@ -461,6 +461,7 @@ func (p *paramSet) useAs(n int32, rule *policy.ColumnRule, write, array bool) er
 		p.rules[n-1] = &ParamRule{Rule: rule, Write: write, Array: array}
 		return nil
 	}
+	prev.BoundsOnly = false
 	if !prev.Rule.Interchangeable(rule) {
 		return refuse(rule.Name(), "parameter $%d is used with encrypted columns %s and %s under different keys", n, prev.Rule.Name(), rule.Name())
 	}
@@ -470,6 +471,18 @@ func (p *paramSet) useAs(n int32, rule *policy.ColumnRule, write, array bool) er
 		return refuse(rule.Name(), "parameter $%d is used both as an array and as a single value with encrypted column %s", n, rule.Name())
 	}
 	prev.Write = prev.Write || write
+	return nil
+}
+
+// useBounds records that $n is compared with rule's ordered column, which
+// needs only the hidden parameters carrying its range ends: unless $n is
+// used otherwise too, its own value goes to PostgreSQL as NULL.
+func (p *paramSet) useBounds(n int32, rule *policy.ColumnRule) error {
+	only := int(n) > len(p.rules) || p.rules[n-1] == nil || p.rules[n-1].BoundsOnly
+	if err := p.useAs(n, rule, false, false); err != nil {
+		return err
+	}
+	p.rules[n-1].BoundsOnly = only
 	return nil
 }
 

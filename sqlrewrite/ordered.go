@@ -170,7 +170,7 @@ func (a *analyzer) orderOperand(v value, n *pg_query.Node, rule *policy.ColumnRu
 		if a.params.base != nil {
 			return orderOperand{}, refuse(rule.Name(), "a parameter of SQL PREPARE compared with ordered column %s is not supported; use a protocol-level prepared statement or a constant", rule.Name())
 		}
-		if err := a.params.use(v.param, rule, false); err != nil {
+		if err := a.params.useBounds(v.param, rule); err != nil {
 			return orderOperand{}, err
 		}
 		if err := a.paramCasts(n, v.param, rule); err != nil {

@@ -132,3 +132,24 @@ func TestOrderedRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestParametersUsedOnlyForBoundsAreNotSent: a parameter compared with an
+// ordered column appears nowhere in the rewritten SQL; unless it is also
+// stored, the proxy sends it as NULL instead of encrypting it for nothing.
+func TestParametersUsedOnlyForBoundsAreNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		only bool
+	}{
+		{`SELECT id FROM members WHERE born > $1`, true},
+		{`SELECT id FROM members m JOIN heirs h ON h.id = m.id WHERE m.born > $1 OR h.born BETWEEN $1 AND '2000-01-01'`, true},
+		{`UPDATE members SET born = $1 WHERE born < $1`, false},
+		{`UPDATE members SET born = $1 WHERE born < $1 AND born > $1`, false},
+		{`UPDATE heirs SET born = NULL WHERE born < $1 RETURNING (SELECT count(*) FROM members WHERE born = $1)`, true},
+	} {
+		p := mustAnalyze(t, tc.sql, testEnv())
+		if len(p.Params) == 0 || p.Params[0] == nil || p.Params[0].BoundsOnly != tc.only {
+			t.Errorf("%s: $1 = %+v, want BoundsOnly %v", tc.sql, p.Params[0], tc.only)
+		}
+	}
+}

@@ -138,6 +138,10 @@ type ParamRule struct {
 	// Slot is the position of a single value's hidden candidate
 	// parameter among its CandidateSlots (see Candidates).
 	Slot int
+	// BoundsOnly marks a client's parameter used only through the range
+	// ends of its hidden parameters (Bound): it appears nowhere in the
+	// SQL and goes to PostgreSQL as NULL (declared bytea).
+	BoundsOnly bool
 	// Bound, set on a hidden parameter only, asks for one end of the
 	// range of Rule's ordered ciphertexts the source's value stands for
 	// (see ordered.go).
