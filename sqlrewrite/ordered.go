@@ -22,10 +22,12 @@ import (
 //	born IS NOT DISTINCT FROM $1  coalesce(range, born IS NULL AND $2 IS NULL)
 //
 // With two enabled versions each range is an OR of two, so a rotation
-// leaves old rows searchable until reencrypt finishes. The bounds are
-// hidden parameters the proxy computes from the client's $n at Bind
-// (ParamRule.Bound), or constants it renders (Literal.Bound); NULL bounds
-// for NULL keep PostgreSQL's NULL semantics. The plan records how many
+// leaves old rows searchable until reencrypt has moved them and keys
+// retire has disabled the old version. The bounds are hidden parameters
+// the proxy computes from the client's $n at Bind (ParamRule.Bound; $n
+// itself then goes to PostgreSQL as NULL unless used otherwise,
+// ParamRule.BoundsOnly), or constants it renders (Literal.Bound); NULL
+// bounds for NULL keep PostgreSQL's NULL semantics. The plan records how many
 // versions it was shaped for (Plan.OrderVersions), and the proxy refuses
 // to run it once that changed.
 //
@@ -35,7 +37,9 @@ import (
 // for bytea, become pg_catalog.decode(pg_catalog.min(pg_catalog.encode(col,
 // 'hex') COLLATE "C"), 'hex'): hex digits sort as the bytes do.
 //
-// Every use of the order needs the key's read grant (Statement.Searches).
+// Every use of the order needs the key's read grant (Statement.Searches),
+// also where PostgreSQL may sort ciphertexts without being asked to
+// (GROUP BY, DISTINCT, set operations, joins: comparedInDatabase).
 
 // OrderOp is the comparison of a stored value x with a constant c whose
 // range of ciphertexts the proxy computes (keymap.OrderOp means the same).
