@@ -40,7 +40,7 @@ func (numericCodec) fromText(src []byte, tc *TextContext) ([]byte, error) {
 	if !tc.modernNumbers() && bytes.IndexByte(s, '_') >= 0 {
 		return nil, errSyntax
 	}
-	literal, err := numericLiteral(s)
+	literal, dscale, err := numericLiteral(s)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +59,19 @@ func (numericCodec) fromText(src []byte, tc *TextContext) ([]byte, error) {
 	if err != nil {
 		return nil, errRange
 	}
-	return canonical, nil
+	// pgtype drops trailing zeros of the mantissa with their scale.
+	return withDisplayScale(canonical, dscale)
+}
+
+// withDisplayScale sets a canonical numeric's display scale to dscale
+// when that is larger (more digits shown, the value unchanged).
+func withDisplayScale(canonical []byte, dscale int) ([]byte, error) {
+	v, err := decodeNumeric(canonical)
+	if err != nil || v.sign == numericNaN || v.sign == numericPInf || v.sign == numericNInf || dscale <= v.dscale {
+		return canonical, err
+	}
+	v.dscale = dscale
+	return v.encode(), nil
 }
 
 func (numericCodec) fromBinary(src []byte) ([]byte, error) {
@@ -115,10 +127,11 @@ func numericSpecial(s []byte) (uint16, bool) {
 
 // numericLiteral checks PostgreSQL's numeric literal grammar — sign, digits
 // with an optional point (at least one digit overall), optional exponent,
-// underscores only between digits — and returns it without underscores.
+// underscores only between digits — and returns it without underscores,
+// with the display scale PostgreSQL gives it.
 // pgtype's parser is laxer, so it only sees what passed here. An exponent
 // beyond PostgreSQL's bound is out of range (22003), as numeric_in says.
-func numericLiteral(s []byte) (string, error) {
+func numericLiteral(s []byte) (string, int, error) {
 	out := make([]byte, 0, len(s))
 	i := 0
 	if i < len(s) && (s[i] == '+' || s[i] == '-') {
@@ -127,40 +140,42 @@ func numericLiteral(s []byte) (string, error) {
 	}
 	intDigits, i, out := scanDigits(s, i, out)
 	if i < 0 {
-		return "", errSyntax
+		return "", 0, errSyntax
 	}
 	fracDigits := 0
 	if i < len(s) && s[i] == '.' {
 		out = append(out, '.')
 		if fracDigits, i, out = scanDigits(s, i+1, out); i < 0 {
-			return "", errSyntax
+			return "", 0, errSyntax
 		}
 	}
 	if intDigits+fracDigits == 0 {
-		return "", errSyntax
+		return "", 0, errSyntax
 	}
 	exp := 0
 	if i < len(s) && s[i]|0x20 == 'e' {
 		var err error
 		if out, exp, i, err = numericExponent(s, i+1, append(out, 'e')); err != nil {
-			return "", err
+			return "", 0, err
 		}
 	}
 	if i != len(s) {
-		return "", errSyntax
+		return "", 0, errSyntax
 	}
 	// make_result's limits: a display scale of at most 16383 digits, and
 	// at most 32768 base-10000 digits before the point unless it is zero.
 	if fracDigits-exp > numericMaxDisp {
-		return "", errRange
+		return "", 0, errRange
 	}
 	if intDigits+exp > 4*(math.MaxInt16+1) && bytes.ContainsAny(s[:i], "123456789") {
-		return "", errRange
+		return "", 0, errRange
 	}
 	if out[0] == '+' {
 		out = out[1:]
 	}
-	return string(out), nil
+	// numeric_in's display scale: the digits after the point, less the
+	// exponent (9110e-20 has 20, 100e-2 has 2).
+	return string(out), max(0, fracDigits-exp), nil
 }
 
 // scanDigits appends the digits at s[i:] (underscores between digits
