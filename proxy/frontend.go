@@ -859,8 +859,8 @@ func (ss *session) encryptParams(st *preparedStmt, msg *pgproto3.Bind) (bool, er
 	}
 	for i, pr := range plan.Params {
 		if pr != nil && (pr.Array || pr.BoundsOnly) && pr.Source == 0 && i < len(msg.Parameters) {
-			// Its elements are in its hidden parameter; the array
-			// itself never reaches PostgreSQL.
+			// Its elements (or its range ends) are in its hidden
+			// parameters; the value itself never reaches PostgreSQL.
 			msg.Parameters[i] = nil
 			continue
 		}

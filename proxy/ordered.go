@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"fmt"
+
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -178,7 +180,11 @@ func (ss *session) checkOrderVersions(name string, plan *sqlrewrite.Plan) error 
 				return err
 			}
 			if want := plan.OrderVersions[rule.KeyName]; c.Versions() != want {
-				return newSQLError("0A000", "prepared statement %q compares or sorts ordered column %s as its key had %d enabled versions, and it now has %d; prepare it again", name, rule.Name(), want, c.Versions())
+				what := "the statement"
+				if name != "" {
+					what = fmt.Sprintf("prepared statement %q", name)
+				}
+				return newSQLError("0A000", "%s compares or sorts ordered column %s as its key had %d enabled versions, and it now has %d; prepare it again", what, rule.Name(), want, c.Versions())
 			}
 		}
 	}
