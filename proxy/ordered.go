@@ -143,12 +143,32 @@ func (bp *boundParams) value(h *sqlrewrite.ParamRule, v clientValue) ([]byte, er
 	return boundValue(h.Rule, ranges, h.Bound, v.raw == nil)
 }
 
+// literalRange identifies a constant's ranges within one statement: its
+// lower and upper ends are two Literals of the same value, computed once.
+type literalRange struct {
+	rule  *policy.ColumnRule
+	value string
+	op    sqlrewrite.OrderOp
+	oid   uint32
+	casts string
+}
+
 // literalBound renders a constant's range end (sqlrewrite.Literal.Bound).
 func (cs *ciphers) literalBound(lit *sqlrewrite.Literal, tc *keymap.TextContext) (string, error) {
-	v := literalValue(lit)
-	ranges, err := cs.orderRanges(lit.Rule, v, lit.Bound.Op, tc)
-	if err != nil {
-		return "", err
+	k := literalRange{rule: lit.Rule, value: lit.Value, op: lit.Bound.Op, oid: lit.Source.OID}
+	if len(lit.Source.Casts) > 0 {
+		k.casts = fmt.Sprint(lit.Source.Casts)
+	}
+	ranges, ok := cs.litRanges[k]
+	if !ok {
+		var err error
+		if ranges, err = cs.orderRanges(lit.Rule, literalValue(lit), lit.Bound.Op, tc); err != nil {
+			return "", err
+		}
+		if cs.litRanges == nil {
+			cs.litRanges = map[literalRange][]keymap.ByteRange{}
+		}
+		cs.litRanges[k] = ranges
 	}
 	cs.recordLiteral(lit.Rule)
 	if lit.Bound.Version >= len(ranges) {

@@ -87,8 +87,10 @@ type ciphers struct {
 	// candidates (see keyVersions).
 	lits keyVersions
 	// boundBytes counts the range ends of ordered columns computed for
-	// one statement or Bind (see maxBoundBytes).
+	// one statement or Bind (see sqlrewrite.MaxBoundBytes); litRanges
+	// keeps the ranges of its constants (see literalBound).
 	boundBytes int
+	litRanges  map[literalRange][]keymap.ByteRange
 	// plan is the plan whose values are encrypted, when known: the
 	// columns it writes decide the form a written value takes (see
 	// textFormWrite).
