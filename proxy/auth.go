@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -191,7 +192,7 @@ func (ss *session) upstreamSASL(code authRequest) ([]byte, error) {
 // authFailed ends a failed login: PostgreSQL's own error text for a wrong
 // password (the same for a role that does not exist), counted.
 func (ss *session) authFailed(role string, err error) error {
-	metricLoginFailures.Inc()
+	metrics.LoginFailures.Inc()
 	if errors.Is(err, errUpstreamRefused) {
 		return err
 	}

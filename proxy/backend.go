@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/proxy/internal/pipeline"
 	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 )
@@ -279,7 +280,7 @@ func (ss *session) dataRow(be *backend, p *pending, act pipeline.Action, body []
 // server's answer up to its ReadyForQuery.
 func (ss *session) failResult(p *pending, err error) error {
 	ss.log.Warn("result refused", "err", err.Error())
-	metricResultErrors.Inc()
+	metrics.ResultErrors.Inc()
 	werr := ss.cw.send(errorResponse(err))
 	ss.mu.Lock()
 	ss.abortTx = true

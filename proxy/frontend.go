@@ -579,7 +579,7 @@ func (ss *session) query(fe *frontend, body []byte) error {
 // made to fail too, and that failure is reported as err.
 func (ss *session) refuse(err error, simple bool) error {
 	ss.log.Info("statement refused", "err", err.Error())
-	metricRefused.Inc()
+	countRefusal(err)
 	p := &pending{Kind: pipeline.Refused, Refusal: err, Simple: simple}
 	if simple {
 		// A syntax error: PostgreSQL runs nothing and aborts an open
@@ -610,7 +610,7 @@ func (ss *session) functionCall(body []byte) error {
 	}
 	err := newSQLError("0A000", "set_config through the fast-path function call interface is not supported: use SELECT set_config(…)")
 	ss.log.Info("statement refused", "err", err.Error())
-	metricRefused.Inc()
+	countRefusal(err)
 	return ss.send(&pending{Kind: pipeline.Refused, Refusal: err, Simple: true}, &pgproto3.FunctionCall{Function: 0})
 }
 

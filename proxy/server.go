@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/scramauth"
@@ -281,10 +282,10 @@ func (s *Server) handle(conn net.Conn) {
 	}
 	s.sessions[ss] = struct{}{}
 	s.mu.Unlock()
-	metricSessions.Inc()
-	metricActive.Inc()
+	metrics.SessionsTotal.Inc()
+	metrics.SessionsActive.Inc()
 	defer func() {
-		metricActive.Dec()
+		metrics.SessionsActive.Dec()
 		s.mu.Lock()
 		delete(s.sessions, ss)
 		s.mu.Unlock()
