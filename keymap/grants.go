@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/policy"
 )
 
@@ -75,8 +76,11 @@ func (w *GrantWatcher) Run(ctx context.Context, interval time.Duration, hup <-ch
 			w.log.Info("reloading grants (SIGHUP)")
 		}
 		if err := w.Reload(ctx); err != nil {
+			metrics.GrantsReloads.WithLabelValues(metrics.Failed).Inc()
 			w.log.Warn("grants not reloaded; the previous grants stay in force", "err", err)
+			continue
 		}
+		metrics.GrantsReloads.WithLabelValues(metrics.OK).Inc()
 	}
 }
 

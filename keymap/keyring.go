@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/policy"
 )
 
@@ -75,6 +76,7 @@ func (k *Keyring) Cipher(ctx context.Context, rule *policy.ColumnRule) (*ColumnC
 		return k.refresh(ctx, rule, e, c)
 	}
 	if c != nil {
+		metrics.KeyCacheHits.WithLabelValues(rule.KeyName).Inc()
 		return c, nil
 	}
 	if e == nil {
@@ -97,6 +99,7 @@ func (k *Keyring) CachedCipher(rule *policy.ColumnRule) (*ColumnCipher, bool) {
 	if c == nil || k.now().UnixNano() >= e.expires.Load() {
 		return nil, false
 	}
+	metrics.KeyCacheHits.WithLabelValues(rule.KeyName).Inc()
 	return c, true
 }
 
@@ -111,6 +114,10 @@ func (k *Keyring) cached(rule *policy.ColumnRule) (*keyEntry, *ColumnCipher) {
 	}
 	return e, e.ciphers[rule]
 }
+
+// Holds reports whether the keyring has the named key in memory, due for a
+// reload or not: it can serve that key while the store is unreachable.
+func (k *Keyring) Holds(name string) bool { return k.entry(name) != nil }
 
 // Invalidate drops a key's cached keyset so the next use reloads it, for
 // example right after a rotation or a disable.
@@ -200,6 +207,7 @@ func (k *Keyring) fetch(ctx context.Context, rule *policy.ColumnRule) (*keyEntry
 	// change (reencrypt waits for that).
 	start := k.now()
 	h, err := k.store.Load(ctx, rule.KeyName)
+	countStoreCall(rule.KeyName, err)
 	if err != nil {
 		return nil, &KeyError{Key: rule.KeyName, Err: err}
 	}
@@ -240,4 +248,19 @@ func (k *Keyring) drop(name string, e *keyEntry) {
 		delete(k.keys, name)
 	}
 	k.mu.Unlock()
+}
+
+// countStoreCall records a key store request's outcome: the store is up
+// when it answered, even with "no such key".
+func countStoreCall(key string, err error) {
+	outcome := metrics.OK
+	if err != nil {
+		outcome = metrics.Error
+	}
+	metrics.KeystoreCalls.WithLabelValues(key, outcome).Inc()
+	if errors.Is(err, ErrStoreUnavailable) {
+		metrics.KeystoreUp.Set(0)
+	} else {
+		metrics.KeystoreUp.Set(1)
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
+	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/policy"
 )
 
@@ -167,6 +168,7 @@ func (a *vaultAuth) keepAlive(ctx context.Context, secret *vault.Secret) {
 		}
 		var err error
 		if secret, err = a.login(ctx); err != nil {
+			metrics.VaultTokenRenewals.WithLabelValues(metrics.Failed).Inc()
 			a.log.Warn("vault AppRole login failed; retrying", "err", err, "in", backoff)
 			select {
 			case <-ctx.Done():
@@ -177,6 +179,7 @@ func (a *vaultAuth) keepAlive(ctx context.Context, secret *vault.Secret) {
 			continue
 		}
 		backoff = time.Second
+		metrics.VaultTokenRenewals.WithLabelValues("relogin").Inc()
 		a.log.Info("vault: logged in again with AppRole")
 	}
 }
@@ -196,10 +199,12 @@ func (a *vaultAuth) renew(ctx context.Context, secret *vault.Secret) {
 			return
 		case err := <-w.DoneCh():
 			if err != nil {
+				metrics.VaultTokenRenewals.WithLabelValues(metrics.Failed).Inc()
 				a.log.Warn("vault token renewal stopped", "err", err)
 			}
 			return
 		case r := <-w.RenewCh():
+			metrics.VaultTokenRenewals.WithLabelValues(metrics.OK).Inc()
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
 				a.log.Debug("vault token renewed", "ttl_seconds", r.Secret.Auth.LeaseDuration)
 			}

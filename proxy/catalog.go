@@ -26,6 +26,9 @@ import (
 // column's (table OID, attribute number) to its rule.
 type catalog struct {
 	loaded time.Time
+	// policy is the policy the snapshot was built under: after a reload
+	// (Server.SetPolicy) the snapshot is stale.
+	policy *policy.Index
 	// gen is the database's DDL generation (catalogCache.generation)
 	// when the snapshot started loading: a later one means DDL through
 	// this proxy may have changed what it holds.
@@ -479,13 +482,13 @@ func newCatalogCache(ttl time.Duration) *catalogCache {
 	return &catalogCache{ttl: ttl, byDB: map[string]*catalog{}, gens: map[string]uint64{}}
 }
 
-// fresh returns the database's snapshot if it is young enough and of the
-// current generation.
-func (cc *catalogCache) fresh(db string) *catalog {
+// fresh returns the database's snapshot if it is young enough, of the
+// current generation and built under idx, the policy in force.
+func (cc *catalogCache) fresh(db string, idx *policy.Index) *catalog {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	c := cc.byDB[db]
-	if c == nil || c.expired(cc.ttl) || c.gen != cc.gens[db] {
+	if c == nil || c.expired(cc.ttl) || c.gen != cc.gens[db] || c.policy != idx {
 		return nil
 	}
 	return c
@@ -527,6 +530,11 @@ const catalogSavepoint = "pgcloak_catalog"
 // flight, so the reload cannot interleave with the client's own.
 func (ss *session) refreshCatalogIfStale() {
 	ss.mu.Lock()
+	if ss.cat.policy != ss.srv.policy().index {
+		// Planning under a policy that is no longer in force is what a
+		// failed reload must prevent (see catalogUnknownLocked).
+		ss.catStale = true
+	}
 	stale := ss.catStale || ss.cat.gen != ss.srv.catalogs.generation(ss.database)
 	due := stale || ss.cat.expired(ss.srv.catalogs.ttl)
 	idle := ss.pl.Idle()
@@ -586,7 +594,7 @@ func (ss *session) catchUpCatalog() error {
 	ss.mu.Lock()
 	var last *pending
 	if ss.pl.Len() > 0 && !ss.pl.BatchOpen() && ss.pl.Status() != wire.TxFailed && ss.cat != nil &&
-		(time.Since(ss.cat.loaded) > 2*ttl || ss.cat.gen != ss.srv.catalogs.generation(ss.database)) &&
+		(time.Since(ss.cat.loaded) > 2*ttl || ss.cat.gen != ss.srv.catalogs.generation(ss.database) || ss.cat.policy != ss.srv.policy().index) &&
 		time.Since(ss.caughtUp) > ttl {
 		last = ss.pl.Last()
 	}
@@ -606,7 +614,7 @@ func (ss *session) catchUpCatalog() error {
 // adoptShared takes the database's shared snapshot when it is young
 // enough and, after DDL of this session's, newer than the session's own.
 func (ss *session) adoptShared(stale bool) bool {
-	cat := ss.srv.catalogs.fresh(ss.database)
+	cat := ss.srv.catalogs.fresh(ss.database, ss.srv.policy().index)
 	if cat == nil {
 		return false
 	}
@@ -623,19 +631,20 @@ func (ss *session) adoptShared(stale bool) bool {
 // query when there are migrations to read, each within a savepoint inside
 // a transaction.
 func (ss *session) loadCatalog(inTx bool) (*catalog, error) {
+	idx := ss.srv.policy().index
 	gen := ss.srv.catalogs.generation(ss.database)
-	rows, err := ss.catalogRows(inTx, catalogQuery(ss.srv.cfg.Policy))
+	rows, err := ss.catalogRows(inTx, catalogQuery(idx))
 	if err != nil {
 		return nil, err
 	}
-	return ss.catalogFrom(gen, rows, func() ([][]string, error) {
+	return ss.catalogFrom(idx, gen, rows, func() ([][]string, error) {
 		return ss.catalogRows(inTx, migrationsQuery)
 	})
 }
 
 // catalogFrom builds a snapshot from the catalog query's rows, reading the
 // column migrations with readMigrations when the session's role may.
-func (ss *session) catalogFrom(gen uint64, rows [][]string, readMigrations func() ([][]string, error)) (*catalog, error) {
+func (ss *session) catalogFrom(idx *policy.Index, gen uint64, rows [][]string, readMigrations func() ([][]string, error)) (*catalog, error) {
 	var migrations [][]string
 	readable := ss.migrationsReadable(rows)
 	if readable {
@@ -644,11 +653,11 @@ func (ss *session) catalogFrom(gen uint64, rows [][]string, readMigrations func(
 			return nil, err
 		}
 	}
-	cat, err := buildCatalog(ss.srv.cfg.Policy, rows, migrations)
+	cat, err := buildCatalog(idx, rows, migrations)
 	if err != nil {
 		return nil, err
 	}
-	cat.gen = gen
+	cat.gen, cat.policy = gen, idx
 	exists, _ := migrationsTable(rows)
 	cat.migrationsUnknown = exists && !readable
 	return cat, nil
@@ -782,7 +791,7 @@ func (ss *session) catalogUnknownLocked() error {
 	case ss.pl.Status() == wire.TxFailed:
 		return newSQLError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
 	case ss.catFailed:
-		return newSQLError("58000", "catalog could not be reloaded after DDL; statements using relations are refused until it is")
+		return newSQLError("58000", "catalog could not be reloaded after DDL or a policy reload; statements using relations are refused until it is")
 	}
 	return nil
 }

@@ -424,7 +424,7 @@ var errRoleClaimed = newSQLError("0A000", "the role was changed by set_config, w
 // encrypted columns.
 func (ss *session) authorizeAs(who grantee, stmts []*sqlrewrite.Statement) error {
 	role := who.role
-	g := ss.srv.cfg.Grants.For(role)
+	g := ss.srv.policy().grants.For(role)
 	ss.mu.Lock()
 	cat := ss.cat
 	ss.mu.Unlock()

@@ -193,7 +193,7 @@ func (sim *querySim) touch() { sim.touched[len(sim.touched)-1] = true }
 func (sim *querySim) env() *sqlrewrite.Env {
 	env := sim.envs[len(sim.envs)-1].sqlEnv(sim.lookup)
 	env.Next = sim.next
-	env.Limits.MaxStatementBytes = sim.ss.srv.cfg.Server.StatementBytesLimit()
+	env.Limits.MaxStatementBytes = sim.ss.srv.policy().limits.StatementBytesLimit()
 	return env
 }
 
@@ -398,7 +398,7 @@ func (src prepSource) stillValid(name string, env planEnv) error {
 }
 
 func stalePrepared(name string) error {
-	return newSQLError("0A000", "prepared statement %q was prepared under another search_path or catalog, and PostgreSQL would now run it on different columns; prepare it again", name)
+	return newSQLError("0A000", "prepared statement %q was prepared under another search_path, catalog or policy, and PostgreSQL would now run it on different columns; prepare it again", name)
 }
 
 // replanned checks a prepared statement before a Bind: when the

@@ -49,9 +49,20 @@ type Config struct {
 	ConnectTimeout time.Duration
 }
 
+// policyState is what a policy reload swaps (Server.SetPolicy): sessions
+// read it anew for each statement they plan, never keep it.
+type policyState struct {
+	index  *policy.Index
+	grants GrantSource
+	// limits are the server settings that apply without a restart:
+	// message and statement sizes.
+	limits policy.Server
+}
+
 // Server accepts client connections and proxies each to PostgreSQL.
 type Server struct {
 	cfg       Config
+	state     atomic.Pointer[policyState]
 	log       *slog.Logger
 	serverTLS *tls.Config // nil when TLS to clients is off
 	// verifiers is set when the proxy terminates SCRAM; clientBinding is
@@ -81,9 +92,6 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Policy == nil || cfg.Keyring == nil {
 		return nil, errors.New("proxy: Policy and Keyring are required")
 	}
-	if cfg.Grants == nil {
-		cfg.Grants = cfg.Policy.Grants()
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -93,15 +101,13 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
-	if cfg.Server.MaxMessageBytes <= 0 {
-		cfg.Server.MaxMessageBytes = 64 << 20
-	}
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		catalogs: newCatalogCache(cfg.CatalogTTL),
 		sessions: map[*session]struct{}{},
 	}
+	s.SetPolicy(cfg.Policy, cfg.Grants, cfg.Server)
 	var err error
 	if s.serverTLS, err = serverTLSConfig(cfg.Server.TLS); err != nil {
 		return nil, err
@@ -114,6 +120,26 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	return s, nil
 }
+
+// SetPolicy makes idx, grants (nil: the policy's own) and the size limits of
+// server apply to every statement planned from now on, in every session:
+// a session reloads its catalog snapshot, under the new policy, before it
+// plans its next statement (see refreshCatalogIfStale), and a prepared
+// statement whose plan the new policy changes is refused until it is
+// prepared again. Settings of server other than the size limits need a
+// restart and are ignored here.
+func (s *Server) SetPolicy(idx *policy.Index, grants GrantSource, server policy.Server) {
+	if grants == nil {
+		grants = idx.Grants()
+	}
+	if server.MaxMessageBytes <= 0 {
+		server.MaxMessageBytes = 64 << 20
+	}
+	s.state.Store(&policyState{index: idx, grants: grants, limits: server})
+}
+
+// policy is the policy in force.
+func (s *Server) policy() *policyState { return s.state.Load() }
 
 // setUpAuth prepares SCRAM termination when server.auth asks for it.
 func (s *Server) setUpAuth() error {
@@ -296,6 +322,35 @@ func (s *Server) handle(conn net.Conn) {
 // dialUpstream opens a connection to PostgreSQL, negotiating TLS as
 // configured, within Config.ConnectTimeout (and ctx).
 func (s *Server) dialUpstream(ctx context.Context) (net.Conn, error) {
+	start := time.Now()
+	conn, err := s.openUpstream(ctx)
+	if err != nil {
+		metrics.UpstreamConnectErrors.Inc()
+		return nil, err
+	}
+	metrics.UpstreamConnectSeconds.Observe(time.Since(start).Seconds())
+	return conn, nil
+}
+
+// CheckUpstream opens a connection to PostgreSQL as a session would (TCP,
+// and TLS when configured) and closes it: whether sessions could start
+// now. It sends no startup packet, so PostgreSQL logs nothing.
+func (s *Server) CheckUpstream(ctx context.Context) error {
+	conn, err := s.dialUpstream(ctx)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// Listening reports whether the server accepts connections.
+func (s *Server) Listening() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ln != nil && !s.closed
+}
+
+func (s *Server) openUpstream(ctx context.Context) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 30 * time.Second}
@@ -388,3 +443,6 @@ func (s *Server) location(name string) *time.Location {
 	s.locations.Store(name, l)
 	return l
 }
+
+// Draining reports whether a graceful shutdown has begun.
+func (s *Server) Draining() bool { return false }

@@ -98,7 +98,7 @@ func newSession(srv *Server, conn net.Conn, id uint64) *session {
 		id:     id,
 		log:    srv.log.With("session", id),
 		client: conn,
-		cr:     newMsgReader[wire.ClientType](conn, srv.cfg.Server.MaxMessageBytes),
+		cr:     newMsgReader[wire.ClientType](conn, srv.policy().limits.MaxMessageBytes),
 		cw:     newMsgWriter[wire.ServerType](conn),
 		done:   make(chan struct{}),
 		params: map[string]string{},
@@ -337,7 +337,7 @@ func (ss *session) answerSSL() error {
 	ss.closeMu.Lock()
 	ss.client = tc
 	ss.closeMu.Unlock()
-	ss.cr = newMsgReader[wire.ClientType](tc, ss.srv.cfg.Server.MaxMessageBytes)
+	ss.cr = newMsgReader[wire.ClientType](tc, ss.srv.policy().limits.MaxMessageBytes)
 	ss.cw = newMsgWriter[wire.ServerType](tc)
 	return nil
 }
@@ -481,15 +481,16 @@ func (ss *session) noteParameter(body []byte) {
 }
 
 func (ss *session) initSession() error {
+	idx := ss.srv.policy().index
 	gen := ss.srv.catalogs.generation(ss.database)
-	cat := ss.srv.catalogs.fresh(ss.database)
+	cat := ss.srv.catalogs.fresh(ss.database, idx)
 	// The roles come from PostgreSQL: a role's default (ALTER ROLE … SET
 	// role) may make the current user another than the login role.
 	queries := []string{"SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_setting('extra_float_digits'), CURRENT_USER, SESSION_USER, pg_catalog.current_setting('bytea_output')"}
 	if cat == nil {
 		// Under catalogSearchPath until the end of this query string
 		// (one implicit transaction).
-		queries = append(queries, setCatalogPath, catalogQuery(ss.srv.cfg.Policy))
+		queries = append(queries, setCatalogPath, catalogQuery(idx))
 	}
 	// Last, so the answers above keep their places.
 	queries = append(queries, listenCatalog)
@@ -511,7 +512,7 @@ func (ss *session) initSession() error {
 		initial.role = setup[2]
 	}
 	if cat == nil {
-		cat, err = ss.catalogFrom(gen, iq.results[2], func() ([][]string, error) {
+		cat, err = ss.catalogFrom(idx, gen, iq.results[2], func() ([][]string, error) {
 			mq, err := ss.setupQuery([]string{setCatalogPath, migrationsQuery})
 			if err != nil {
 				return nil, err

@@ -510,7 +510,7 @@ func (ss *session) grantsOf(who grantee) *policy.Grants {
 	if who.claimed {
 		return &policy.Grants{}
 	}
-	return ss.srv.cfg.Grants.For(who.role)
+	return ss.srv.policy().grants.For(who.role)
 }
 
 // actionFor decides what the role sees of one encrypted column.

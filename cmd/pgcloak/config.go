@@ -22,6 +22,11 @@ func loadConfig(path string) (*policy.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
+	return configFrom(path, data)
+}
+
+// configFrom is loadConfig of data, the content of the file at path.
+func configFrom(path string, data []byte) (*policy.Config, error) {
 	cfg, err := policy.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

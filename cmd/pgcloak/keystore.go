@@ -61,7 +61,10 @@ func cacheTTL(cfg *policy.Config) time.Duration {
 
 // grantsFromVault starts the watcher of the Vault grants document when the
 // config names one; nil means the config file's grants apply.
-func grantsFromVault(ctx context.Context, cfg *policy.Config, s *store, log *slog.Logger) (*keymap.GrantWatcher, error) {
+//
+// The grants are validated against current(), the policy in force, which
+// a reload may change.
+func grantsFromVault(ctx context.Context, cfg *policy.Config, s *store, log *slog.Logger, current func() *policy.Policy) (*keymap.GrantWatcher, error) {
 	path := cfg.Keystore.Vault.GrantsPath
 	if path == "" {
 		return nil, nil
@@ -76,7 +79,7 @@ func grantsFromVault(ctx context.Context, cfg *policy.Config, s *store, log *slo
 		s.vault = vs
 	}
 	validate := func(roles []policy.Role) error {
-		if ps := cfg.Policy.ValidateGrants(roles); len(ps) > 0 {
+		if ps := current().ValidateGrants(roles); len(ps) > 0 {
 			return ps
 		}
 		return nil

@@ -21,7 +21,14 @@ import (
 	"github.com/pgcloak/pgcloak/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(asCLI) == "1" {
+		// Started by startProcess: this test binary is pgcloak.
+		main()
+		os.Exit(0)
+	}
+	os.Exit(testenv.Run(m))
+}
 
 // runCLI runs the root command with args and returns its output.
 func runCLI(t *testing.T, env map[string]string, args ...string) (string, error) {

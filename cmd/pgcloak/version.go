@@ -38,3 +38,17 @@ func newVersionCommand() *cobra.Command {
 		},
 	}
 }
+
+// vcsRevision is the commit the binary was built from ("" if unknown).
+func vcsRevision() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			return s.Value
+		}
+	}
+	return ""
+}
