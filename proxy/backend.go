@@ -93,6 +93,8 @@ func (ss *session) resultMessage(be *backend, p *pending, act pipeline.Action, t
 			f.shape = nil
 			f.stmtIdx++
 		}
+	case wire.ServerPortalSuspended:
+		ss.account(p, statementEnd{})
 	case wire.ServerCopyOutResponse:
 		return ss.copyOutResponse(p, act, body)
 	case wire.ServerCopyData, wire.ServerCopyDone:
@@ -112,6 +114,7 @@ func (ss *session) forward(act pipeline.Action, typ wire.ServerType, body []byte
 // the requests the server will now skip.
 func (ss *session) serverError(p *pending, act pipeline.Action, body []byte) error {
 	if f := flowOf(p); f != nil {
+		ss.account(p, statementEnd{sqlstate: errorCode(body)})
 		f.shape, f.out = nil, nil
 	}
 	switch act {
@@ -268,6 +271,7 @@ func (ss *session) dataRow(be *backend, p *pending, act pipeline.Action, body []
 	if err != nil {
 		return ss.failResult(p, err)
 	}
+	f.rows++
 	be.rowBuf = out
 	if cap(be.rowBuf) > 1<<20 {
 		defer func() { be.rowBuf = nil }()
@@ -295,6 +299,7 @@ func (ss *session) commandComplete(p *pending, act pipeline.Action, body []byte)
 		return ss.serverMalformed("CommandComplete")
 	}
 	ss.completed(p, statementOf(p), string(cc.CommandTag))
+	ss.account(p, statementEnd{tag: string(cc.CommandTag)})
 	if f := flowOf(p); f != nil {
 		f.shape = nil
 		f.shapeKnown = false

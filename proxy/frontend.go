@@ -554,6 +554,7 @@ func (ss *session) query(fe *frontend, body []byte) error {
 	if q.Decode(body) != nil {
 		return ss.decodeError("Query")
 	}
+	ss.lastSQL = q.String
 	plan, sql, _, err := ss.plan(q.String, 0)
 	if err != nil {
 		return ss.refuse(err, true)
@@ -579,7 +580,7 @@ func (ss *session) query(fe *frontend, body []byte) error {
 // made to fail too, and that failure is reported as err.
 func (ss *session) refuse(err error, simple bool) error {
 	ss.log.Info("statement refused", "err", err.Error())
-	countRefusal(err)
+	ss.countRefused(err)
 	p := &pending{Kind: pipeline.Refused, Refusal: err, Simple: simple}
 	if simple {
 		// A syntax error: PostgreSQL runs nothing and aborts an open
@@ -610,7 +611,8 @@ func (ss *session) functionCall(body []byte) error {
 	}
 	err := newSQLError("0A000", "set_config through the fast-path function call interface is not supported: use SELECT set_config(…)")
 	ss.log.Info("statement refused", "err", err.Error())
-	countRefusal(err)
+	ss.lastSQL = "SELECT set_config(...)"
+	ss.countRefused(err)
 	return ss.send(&pending{Kind: pipeline.Refused, Refusal: err, Simple: true}, &pgproto3.FunctionCall{Function: 0})
 }
 
@@ -621,6 +623,7 @@ func (ss *session) parse(fe *frontend, body []byte) error {
 	if msg.Decode(body) != nil {
 		return ss.decodeError("Parse")
 	}
+	ss.lastSQL = msg.Query
 	if msg.Name != "" {
 		if err := ss.settleStatement(msg.Name); err != nil {
 			return err
@@ -681,6 +684,10 @@ func (ss *session) bind(fe *frontend, body []byte) error {
 	ss.mu.Lock()
 	st := ss.pl.Statement(msg.PreparedStatement)
 	ss.mu.Unlock()
+	ss.lastSQL = ""
+	if st != nil {
+		ss.lastSQL = st.plan.SQL
+	}
 	if st == nil {
 		// Not one the proxy saw prepared (server-side code can PREPARE):
 		// its parameters could be bound for an encrypted column.

@@ -90,6 +90,9 @@ type session struct {
 	// prepSrc is where each SQL-level prepared statement came from
 	// (frontend only; see sequence.go).
 	prepSrc map[*sqlrewrite.Prepared]prepSource
+	// lastSQL is the SQL of the Query, Parse or Bind being handled, which
+	// a refusal is audited with (frontend only).
+	lastSQL string
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {

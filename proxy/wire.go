@@ -8,6 +8,10 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"github.com/pgcloak/pgcloak/internal/metrics"
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // readBufSize is the size of the read buffers msgReaders borrow: one
@@ -38,10 +42,11 @@ type msgReader[T msgType] struct {
 	// call and readFn (readSocket, bound once) are a socket read's.
 	call   rawCall
 	readFn func(fd uintptr) bool
+	bytes  prometheus.Counter // bytes read, by direction
 }
 
 func newMsgReader[T msgType](src io.Reader, maxBody int) *msgReader[T] {
-	m := &msgReader[T]{src: src, max: maxBody}
+	m := &msgReader[T]{src: src, max: maxBody, bytes: trafficCounter[T](true)}
 	if sc, ok := src.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			m.raw = raw
@@ -194,6 +199,14 @@ func (m *msgReader[T]) fill() error {
 // its unread bytes (borrowing one first if none is). An empty buffer goes
 // back to the pool while the reader waits.
 func (m *msgReader[T]) read(dst []byte) (int, error) {
+	n, err := m.readOnce(dst)
+	if n > 0 {
+		m.bytes.Add(float64(n))
+	}
+	return n, err
+}
+
+func (m *msgReader[T]) readOnce(dst []byte) (int, error) {
 	if m.raw == nil {
 		if dst == nil {
 			m.borrow()
@@ -315,10 +328,11 @@ type msgWriter[T msgType] struct {
 	out     *[]byte // what is buffered, in a lent buffer; nil when nothing is
 	buf     []byte  // encoding scratch
 	err     error
+	bytes   prometheus.Counter // bytes written, by direction
 }
 
 func newMsgWriter[T msgType](w io.Writer) *msgWriter[T] {
-	m := &msgWriter[T]{dst: w}
+	m := &msgWriter[T]{dst: w, bytes: trafficCounter[T](false)}
 	if sc, ok := w.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			m.sock = raw
@@ -368,14 +382,29 @@ func (m *msgWriter[T]) writeDirect(p []byte) error {
 	}
 	if m.sock != nil {
 		m.err = m.writeRaw(p)
-		return m.err
+	} else {
+		n, err := m.dst.Write(p)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+		m.err = err
 	}
-	n, err := m.dst.Write(p)
-	if err == nil && n < len(p) {
-		err = io.ErrShortWrite
+	if m.err == nil {
+		m.bytes.Add(float64(len(p)))
 	}
-	m.err = err
-	return err
+	return m.err
+}
+
+// trafficCounter is the bytes counter of a reader (read) or writer of
+// messages of type T: client messages are read from clients and written to
+// the server, server messages the other way.
+func trafficCounter[T msgType](read bool) prometheus.Counter {
+	_, client := any(*new(T)).(wire.ClientType)
+	dir := map[[2]bool]string{
+		{true, true}: metrics.FromClient, {true, false}: metrics.FromServer,
+		{false, true}: metrics.ToServer, {false, false}: metrics.ToClient,
+	}[[2]bool{read, client}]
+	return metrics.Bytes.WithLabelValues(dir)
 }
 
 // writeRaw writes all of p to the socket, waiting for room when it is

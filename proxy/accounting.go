@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgcloak/pgcloak/internal/metrics"
+	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/sqlrewrite"
+)
+
+// Statement kinds of metrics.Statements and of audit records: a bounded
+// set, whatever the client sends.
+const (
+	kindSelect      = "select"
+	kindInsert      = "insert"
+	kindUpdate      = "update"
+	kindDelete      = "delete"
+	kindMerge       = "merge"
+	kindCopy        = "copy"
+	kindDDL         = "ddl"
+	kindTransaction = "transaction"
+	kindSet         = "set"
+	kindOther       = "other"
+)
+
+// kindByWord maps a command tag's (or a statement's) first word to its
+// kind.
+var kindByWord = map[string]string{
+	"SELECT": kindSelect, "VALUES": kindSelect, "TABLE": kindSelect, "WITH": kindSelect, "FETCH": kindSelect, "MOVE": kindSelect,
+	"INSERT": kindInsert, "UPDATE": kindUpdate, "DELETE": kindDelete, "MERGE": kindMerge, "COPY": kindCopy,
+	"CREATE": kindDDL, "ALTER": kindDDL, "DROP": kindDDL, "TRUNCATE": kindDDL, "COMMENT": kindDDL, "GRANT": kindDDL, "REVOKE": kindDDL,
+	"BEGIN": kindTransaction, "START": kindTransaction, "COMMIT": kindTransaction, "END": kindTransaction, "ROLLBACK": kindTransaction,
+	"ABORT": kindTransaction, "SAVEPOINT": kindTransaction, "RELEASE": kindTransaction, "PREPARE": kindTransaction,
+	"SET": kindSet, "RESET": kindSet, "DISCARD": kindSet,
+}
+
+// kindOf is the kind of a command tag or of SQL text, by its first word.
+func kindOf(text string) string {
+	text = strings.TrimLeft(text, " \t\r\n(")
+	end := strings.IndexFunc(text, func(r rune) bool { return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') })
+	if end < 0 {
+		end = len(text)
+	}
+	if k, ok := kindByWord[strings.ToUpper(text[:end])]; ok {
+		return k
+	}
+	return kindOther
+}
+
+// tagRows is the row count a command tag ends with ("INSERT 0 5": 5), or
+// 0.
+func tagRows(tag string) int64 {
+	i := strings.LastIndexByte(tag, ' ')
+	if i < 0 {
+		return 0
+	}
+	n, err := strconv.ParseInt(tag[i+1:], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// columnUse is what a statement did with one encrypted column.
+type columnUse struct {
+	rule   *policy.ColumnRule
+	action string // metrics.Value* or useSearched
+	rows   int64
+}
+
+// useSearched: the column was compared with an encrypted value.
+const useSearched = "searched"
+
+// uses lists what st did with encrypted columns, given the shape its
+// result was decrypted with (nil if none), the rows returned through that
+// shape, and the rows its command tag reports.
+func uses(st *sqlrewrite.Statement, shape *resultShape, returned, tagged int64) []columnUse {
+	var out []columnUse
+	if shape != nil {
+		for i := range shape.actions {
+			a := &shape.actions[i]
+			if a.rule == nil {
+				continue
+			}
+			action := metrics.ValueDecrypted
+			if a.cipher == nil {
+				action = metrics.ValueDenied
+			}
+			out = append(out, columnUse{rule: a.rule, action: action, rows: returned})
+		}
+	}
+	if st == nil {
+		return out
+	}
+	if shape == nil && st.Kind == sqlrewrite.KindCopy {
+		// COPY TO decrypts as it streams; its tag counts the rows.
+		for _, r := range st.Outputs {
+			out = append(out, columnUse{rule: r, action: metrics.ValueDecrypted, rows: tagged})
+		}
+	}
+	for _, r := range st.Writes {
+		out = append(out, columnUse{rule: r, action: metrics.ValueEncrypted, rows: tagged})
+	}
+	for _, r := range st.Searches {
+		out = append(out, columnUse{rule: r, action: useSearched, rows: tagged})
+	}
+	return out
+}
+
+// statementEnd is how a statement's result ended.
+type statementEnd struct {
+	tag      string // CommandComplete's tag ("" when it failed or was suspended)
+	sqlstate string // the server's error, when it failed
+}
+
+// account counts a statement whose result has just ended (CommandComplete,
+// ErrorResponse, PortalSuspended) and writes its audit record. It runs in
+// the backend loop, before the result's shape is dropped.
+func (ss *session) account(p *pending, end statementEnd) {
+	st := statementOf(p)
+	var shape *resultShape
+	var returned int64
+	if f := flowOf(p); f != nil {
+		shape, returned = f.shape, f.rows
+		f.rows = 0
+	}
+	kind := kindOf(end.tag)
+	if end.tag == "" {
+		kind = kindOfStatement(st)
+	}
+	used := uses(st, shape, returned, tagRows(end.tag))
+	outcome := metrics.StatementPassed
+	if len(used) > 0 {
+		outcome = metrics.StatementRewritten
+	}
+	metrics.Statements.WithLabelValues(kind, outcome).Inc()
+	for _, u := range used {
+		if u.action != useSearched && u.rows > 0 && end.sqlstate == "" {
+			metrics.Values.WithLabelValues(u.rule.KeyName, u.action).Add(float64(u.rows))
+		}
+	}
+	if len(used) > 0 {
+		ss.audit(p, st, kind, used, end)
+	}
+}
+
+// kindOfStatement is a statement's kind when no command tag says it.
+func kindOfStatement(st *sqlrewrite.Statement) string {
+	if st == nil {
+		return kindOther
+	}
+	switch st.Kind {
+	case sqlrewrite.KindSelect:
+		return kindSelect
+	case sqlrewrite.KindInsert:
+		return kindInsert
+	case sqlrewrite.KindUpdate:
+		return kindUpdate
+	case sqlrewrite.KindDelete:
+		return kindDelete
+	case sqlrewrite.KindCopy:
+		return kindCopy
+	case sqlrewrite.KindDDL:
+		return kindDDL
+	case sqlrewrite.KindTransaction:
+		return kindTransaction
+	case sqlrewrite.KindSet:
+		return kindSet
+	}
+	return kindOther
+}
+
+// errorCode is an ErrorResponse's SQLSTATE.
+func errorCode(body []byte) string {
+	var e pgproto3.ErrorResponse
+	if e.Decode(body) != nil || e.Code == "" {
+		return "XX000"
+	}
+	return e.Code
+}
+
+// countRefused counts a statement the proxy refused and writes its audit
+// record.
+func (ss *session) countRefused(err error) {
+	code := sqlState(err)
+	metrics.StatementsRefused.WithLabelValues(code).Inc()
+	kind := kindOf(ss.lastSQL)
+	metrics.Statements.WithLabelValues(kind, metrics.StatementRefused).Inc()
+	ss.auditRefusal(kind, code, err)
+}
+
+// audit writes the audit record of a statement that used encrypted
+// columns. (Audit output lands with the audit package.)
+func (ss *session) audit(p *pending, st *sqlrewrite.Statement, kind string, used []columnUse, end statementEnd) {
+}
+
+// auditRefusal writes the audit record of a refused statement.
+func (ss *session) auditRefusal(kind, code string, err error) {}
