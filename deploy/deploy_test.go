@@ -476,8 +476,10 @@ func TestPodRunsAsTheImageUserLockedDown(t *testing.T) {
 	if v, _ := pick(sc.RunAsNonRoot, psc.RunAsNonRoot).(*bool); v == nil || !*v {
 		t.Errorf("runAsNonRoot is not true")
 	}
-	if v, _ := pick(sc.RunAsUser, psc.RunAsUser).(*int64); v == nil || *v != imageUID {
-		t.Errorf("runAsUser is %v, want %d (the image's user)", v, imageUID)
+	if v, _ := pick(sc.RunAsUser, psc.RunAsUser).(*int64); v == nil {
+		t.Errorf("runAsUser is unset, want %d (the image's user)", imageUID)
+	} else if *v != imageUID {
+		t.Errorf("runAsUser is %d, want %d (the image's user)", *v, imageUID)
 	}
 	if v, _ := pick(sc.SeccompProfile, psc.SeccompProfile).(*corev1.SeccompProfile); v == nil || v.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("seccompProfile is %v, want RuntimeDefault", v)
