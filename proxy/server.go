@@ -68,9 +68,16 @@ type Server struct {
 	// pgcloak.column_migrations is ignored was logged.
 	untrustedWarned atomic.Bool
 
-	mu       sync.Mutex
-	ln       net.Listener
+	// idleTimeout is server.idle_timeout (0: none).
+	idleTimeout time.Duration
+	draining    atomic.Bool // Shutdown began
+
+	mu sync.Mutex
+	ln net.Listener
+	// sessions are every connection being served, in startup too;
+	// clients counts those admitted against server.max_connections.
 	sessions map[*session]struct{}
+	clients  int
 	closed   bool
 	wg       sync.WaitGroup
 	nextID   atomic.Uint64
@@ -97,10 +104,11 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.Server.MaxMessageBytes = 64 << 20
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		catalogs: newCatalogCache(cfg.CatalogTTL),
-		sessions: map[*session]struct{}{},
+		cfg:         cfg,
+		log:         cfg.Logger,
+		catalogs:    newCatalogCache(cfg.CatalogTTL),
+		sessions:    map[*session]struct{}{},
+		idleTimeout: cfg.Server.IdleTimeoutDuration(),
 	}
 	var err error
 	if s.serverTLS, err = serverTLSConfig(cfg.Server.TLS); err != nil {
@@ -193,10 +201,11 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	return s.Serve(ln)
 }
 
-// Serve accepts connections on ln until Close.
+// Serve accepts connections on ln until Close or Shutdown, and then
+// returns nil.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.Draining() {
 		s.mu.Unlock()
 		ln.Close()
 		return net.ErrClosed
@@ -208,7 +217,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if s.isClosed() {
+			if s.stopped() {
 				return nil
 			}
 			// Back off on transient accept errors (fd exhaustion) instead
@@ -242,10 +251,11 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-func (s *Server) isClosed() bool {
+// stopped reports Close or Shutdown called: the listener closed on purpose.
+func (s *Server) stopped() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closed
+	return s.closed || s.Draining()
 }
 
 // Close stops accepting, closes every session and waits for them.
@@ -275,7 +285,8 @@ func (s *Server) handle(conn net.Conn) {
 	defer s.wg.Done()
 	ss := newSession(s, conn, s.nextID.Add(1))
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.Draining() {
+		// Accepted as the listener closed.
 		s.mu.Unlock()
 		conn.Close()
 		return
@@ -286,6 +297,9 @@ func (s *Server) handle(conn net.Conn) {
 	metrics.SessionsActive.Inc()
 	defer func() {
 		metrics.SessionsActive.Dec()
+		if outcome := ss.endedAs(); outcome != "" {
+			metrics.SessionsEnded.WithLabelValues(outcome).Inc()
+		}
 		s.mu.Lock()
 		delete(s.sessions, ss)
 		s.mu.Unlock()
