@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -29,14 +30,19 @@ func newServeCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			return serve(ctx, g, cfg)
+			stop := make(chan os.Signal, 2)
+			signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(stop)
+			return serve(cmd.Context(), g, cfg, stop)
 		},
 	}
 }
 
-func serve(ctx context.Context, g *globalFlags, cfg *policy.Config) error {
+// serve runs the proxy until ctx ends, which closes every session at once,
+// or a signal arrives on stop (SIGTERM, SIGINT), which drains them for
+// server.drain_timeout (a second signal closes them at once); either way
+// it returns nil.
+func serve(ctx context.Context, g *globalFlags, cfg *policy.Config, stop <-chan os.Signal) error {
 	log, err := g.logger()
 	if err != nil {
 		return err
@@ -84,5 +90,45 @@ func serve(ctx context.Context, g *globalFlags, cfg *policy.Config) error {
 		}()
 		defer ms.Close()
 	}
-	return srv.ListenAndServe(ctx)
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		srv.Close()
+		return err
+	case <-ctx.Done():
+		srv.Close()
+	case sig := <-stop:
+		drain(ctx, srv, log, sig, cfg.Server.DrainTimeoutDuration(), stop)
+	}
+	return <-served
+}
+
+// drain shuts srv down gracefully within timeout; another signal on stop,
+// or ctx's end, closes every session at once.
+func drain(ctx context.Context, srv *proxy.Server, log *slog.Logger, sig os.Signal, timeout time.Duration, stop <-chan os.Signal) {
+	log.Info("draining", "signal", sig.String(), "sessions", srv.Sessions(), "timeout", timeout.String())
+	dctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case sig := <-stop:
+			log.Warn("second signal: closing every session now", "signal", sig.String())
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		srv.Close()
+	}()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("drained after the drain timeout: the sessions left were closed", "timeout", timeout.String())
+		return
+	}
+	log.Info("drained")
 }
