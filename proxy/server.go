@@ -231,9 +231,24 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		s.wg.Add(1)
+		if !s.track() {
+			conn.Close()
+			return nil
+		}
 		go s.handle(conn)
 	}
+}
+
+// track counts a connection's goroutine in wg unless the server stopped:
+// under mu, so that no Add follows the Wait of Close or Shutdown.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.Draining() {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 func isTemporary(err error) bool {
@@ -286,7 +301,7 @@ func (s *Server) handle(conn net.Conn) {
 	ss := newSession(s, conn, s.nextID.Add(1))
 	s.mu.Lock()
 	if s.closed || s.Draining() {
-		// Accepted as the listener closed.
+		// Stopped since Serve accepted it.
 		s.mu.Unlock()
 		conn.Close()
 		return

@@ -194,7 +194,8 @@ func (ss *session) startupFailed(err error) {
 }
 
 // endOutcome is the outcome of a session loop that ended with err: a
-// disconnect is what a peer did (outcome), anything else an error.
+// disconnect is the peer's doing (the disconnect outcome given), anything
+// else an error.
 func endOutcome(err error, disconnect string) string {
 	if err == nil || isDisconnect(err) {
 		return disconnect
