@@ -43,6 +43,10 @@ func newServeCommand(g *globalFlags) *cobra.Command {
 // server.drain_timeout (a second signal closes them at once); either way
 // it returns nil.
 func serve(ctx context.Context, g *globalFlags, cfg *policy.Config, stop <-chan os.Signal) error {
+	// Ended on return: a signal does not end the caller's context, and the
+	// key store's and the grants' background work must stop with serve.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	log, err := g.logger()
 	if err != nil {
 		return err
@@ -126,9 +130,7 @@ func drain(ctx context.Context, srv *proxy.Server, log *slog.Logger, sig os.Sign
 		}
 		srv.Close()
 	}()
-	if err := srv.Shutdown(dctx); err != nil {
-		log.Warn("drained after the drain timeout: the sessions left were closed", "timeout", timeout.String())
-		return
-	}
-	log.Info("drained")
+	// An error is the drain timeout: the sessions left were closed.
+	timedOut := srv.Shutdown(dctx) != nil
+	log.Info("drained", "timed_out", timedOut)
 }
