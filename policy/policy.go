@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Config is the whole pgcloak configuration file.
@@ -32,6 +33,38 @@ type Server struct {
 	MaxStatementBytes int        `yaml:"max_statement_bytes" mapstructure:"max_statement_bytes"`
 	MetricsListen     string     `yaml:"metrics_listen" mapstructure:"metrics_listen"`
 	Auth              ServerAuth `yaml:"auth" mapstructure:"auth"`
+	// MaxConnections caps the client sessions open at once; one more is
+	// refused with 53300, as PostgreSQL refuses a client over its
+	// max_connections. Cancel requests are exempt. 0 means no limit.
+	MaxConnections int `yaml:"max_connections" mapstructure:"max_connections"`
+	// IdleTimeout closes a session idle outside a transaction for longer
+	// (FATAL 57P05, as PostgreSQL's idle_session_timeout), as a Go
+	// duration; "" or "0" never does.
+	IdleTimeout string `yaml:"idle_timeout" mapstructure:"idle_timeout"`
+	// DrainTimeout is how long a graceful shutdown (SIGTERM) lets
+	// sessions finish their transactions before closing them, as a Go
+	// duration.
+	DrainTimeout string `yaml:"drain_timeout" mapstructure:"drain_timeout"`
+}
+
+// IdleTimeoutDuration is server.idle_timeout; 0 when unset or invalid
+// (Validate reports the latter).
+func (s Server) IdleTimeoutDuration() time.Duration {
+	return durationOrZero(s.IdleTimeout)
+}
+
+// DrainTimeoutDuration is server.drain_timeout; 0 (close at once) when
+// invalid, which Validate reports.
+func (s Server) DrainTimeoutDuration() time.Duration {
+	return durationOrZero(s.DrainTimeout)
+}
+
+func durationOrZero(v string) time.Duration {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
 }
 
 // Authentication methods of server.auth.method.
@@ -251,6 +284,9 @@ func Defaults() Config {
 			TLS:             ServerTLS{Mode: "allow"},
 			MaxMessageBytes: 64 << 20,
 			Auth:            ServerAuth{Method: AuthRelay, CacheTTL: "30s"},
+			// MaxConnections 0 and IdleTimeout "": no limit, no timeout,
+			// as before they existed.
+			DrainTimeout: "30s",
 			// MaxStatementBytes stays 0: DefaultMaxStatementBytes, or
 			// MaxMessageBytes when that is set lower (StatementBytesLimit).
 		},

@@ -3,6 +3,7 @@ package policy
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const validConfig = `server:
@@ -75,6 +76,11 @@ func TestLoadProblems(t *testing.T) {
 		{"negative max statement", "server:\n  max_statement_bytes: -1\n", []string{`server.max_statement_bytes must be at least 1024`}},
 		{"max statement over max message", "server:\n  max_message_bytes: 4096\n  max_statement_bytes: 8192\n",
 			[]string{`server.max_statement_bytes (8192) must not exceed server.max_message_bytes (4096)`}},
+		{"negative max connections", "server:\n  max_connections: -1\n", []string{`server.max_connections must be 0 (no limit) or more, got -1`}},
+		{"bad idle timeout", "server:\n  idle_timeout: a while\n", []string{`server.idle_timeout: "a while" is not a duration`}},
+		{"negative idle timeout", "server:\n  idle_timeout: -1s\n", []string{`server.idle_timeout: "-1s"`}},
+		{"bad drain timeout", "server:\n  drain_timeout: soon\n", []string{`server.drain_timeout: "soon" is not a duration`}},
+		{"empty drain timeout", "server:\n  drain_timeout: ''\n", []string{`server.drain_timeout: ""`}},
 		{"bad auth method", "server:\n  auth: {method: trust}\n", []string{`server.auth.method: "trust" is not one of relay, scram`}},
 		{"scram without a source", "server:\n  auth: {method: scram}\n", []string{`needs exactly one of verifiers_file and query.user`}},
 		{"scram with both sources", "server:\n  auth: {method: scram, verifiers_file: f, query: {user: a, password_env: E, database: d}}\n", []string{`needs exactly one of`}},
@@ -241,6 +247,32 @@ func TestStatementBytesLimit(t *testing.T) {
 	}
 	if got := (Server{}).StatementBytesLimit(); got != DefaultMaxStatementBytes {
 		t.Errorf("zero Server: limit %d, want the default", got)
+	}
+}
+
+// TestSessionLifetimeSettings: by default there is no connection limit and
+// no idle timeout, as before the settings existed, and a shutdown drains
+// for 30s; "0" turns the idle timeout off as "" does.
+func TestSessionLifetimeSettings(t *testing.T) {
+	tests := []struct {
+		yaml        string
+		maxConns    int
+		idle, drain time.Duration
+	}{
+		{"", 0, 0, 30 * time.Second},
+		{"server:\n  max_connections: 100\n  idle_timeout: 5m\n  drain_timeout: 2s\n", 100, 5 * time.Minute, 2 * time.Second},
+		{"server:\n  idle_timeout: '0'\n  drain_timeout: '0'\n", 0, 0, 0},
+	}
+	for _, tt := range tests {
+		cfg, err := Load([]byte(tt.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yaml, err)
+		}
+		s := cfg.Server
+		if s.MaxConnections != tt.maxConns || s.IdleTimeoutDuration() != tt.idle || s.DrainTimeoutDuration() != tt.drain {
+			t.Errorf("%q: max_connections %d idle %v drain %v, want %d %v %v", tt.yaml,
+				s.MaxConnections, s.IdleTimeoutDuration(), s.DrainTimeoutDuration(), tt.maxConns, tt.idle, tt.drain)
+		}
 	}
 }
 

@@ -40,6 +40,7 @@ func (c *Config) Validate() Problems {
 	case n > c.Server.MaxMessageBytes:
 		add(0, "server.max_statement_bytes (%d) must not exceed server.max_message_bytes (%d)", n, c.Server.MaxMessageBytes)
 	}
+	ps = append(ps, c.Server.validateLifetimes()...)
 	ps = append(ps, c.Server.Auth.validate()...)
 	if c.Upstream.Address == "" {
 		add(0, "upstream.address is empty")
@@ -191,6 +192,27 @@ func splitQualified(name string) (schema, table string, ok bool) {
 		return "", name, false
 	}
 	return name[:i], name[i+1:], true
+}
+
+// validateLifetimes checks the settings that bound sessions: their
+// number, their idleness and the drain at shutdown.
+func (s Server) validateLifetimes() Problems {
+	var ps Problems
+	add := func(format string, args ...any) {
+		ps = append(ps, Problem{Message: fmt.Sprintf(format, args...)})
+	}
+	if s.MaxConnections < 0 {
+		add("server.max_connections must be 0 (no limit) or more, got %d", s.MaxConnections)
+	}
+	if s.IdleTimeout != "" {
+		if d, err := time.ParseDuration(s.IdleTimeout); err != nil || d < 0 {
+			add("server.idle_timeout: %q is not a duration of 0 or more", s.IdleTimeout)
+		}
+	}
+	if d, err := time.ParseDuration(s.DrainTimeout); err != nil || d < 0 {
+		add("server.drain_timeout: %q is not a duration of 0 or more", s.DrainTimeout)
+	}
+	return ps
 }
 
 // validate checks the Vault settings; the rest is only required when Vault

@@ -186,6 +186,11 @@ func (ss *session) readyForQuery(body []byte) error {
 	}
 	err := ss.cw.raw(wire.ServerReadyForQuery, body)
 	ss.complete(p)
+	if err == nil {
+		// After the ReadyForQuery, so that a drain ends the session
+		// only once the client has its answer (a COMMIT's among them).
+		ss.checkIdle()
+	}
 	return err
 }
 

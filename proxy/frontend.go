@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/proxy/internal/pipeline"
@@ -76,14 +77,30 @@ func (ss *session) frontendLoop() error {
 		if fe.skipUntilSync && typ != wire.ClientSync && isExtended(typ) {
 			continue
 		}
-		if err := ss.frontendMessage(&fe, typ, body); err != nil {
+		if typ == wire.ClientTerminate {
+			return ss.terminate(&fe, body)
+		}
+		if !ss.beginMessage() {
+			// The proxy is ending the session: the message came too late.
+			return errSessionClosed
+		}
+		err = ss.frontendMessage(&fe, typ, body)
+		ss.endMessage()
+		if err != nil {
 			return err
 		}
-		if typ == wire.ClientTerminate {
-			// Nothing follows Terminate: make sure it leaves.
-			return ss.uw.flush()
-		}
 	}
+}
+
+// terminate forwards the client's Terminate, after which nothing follows:
+// the session ends as the client asked, whatever the proxy was about to
+// end it for.
+func (ss *session) terminate(fe *frontend, body []byte) error {
+	ss.endAs(metrics.SessionClosed)
+	if err := ss.frontendMessage(fe, wire.ClientTerminate, body); err != nil {
+		return err
+	}
+	return ss.uw.flush()
 }
 
 func isExtended(typ wire.ClientType) bool {
@@ -108,6 +125,9 @@ func isPlanned(typ wire.ClientType) bool {
 // malformed message is reported, and a COPY in progress is failed so the
 // server does not wait for data that will never come.
 func (ss *session) clientGone(fe *frontend, err error) error {
+	// Recorded before the Terminate below, whose effect (PostgreSQL
+	// closing) the backend loop may see first.
+	ss.endAs(endOutcome(err, metrics.SessionClosed))
 	var tl *tooLargeError
 	var me *malformedError
 	switch {

@@ -55,7 +55,7 @@ type policyState struct {
 	index  *policy.Index
 	grants GrantSource
 	// limits are the server settings that apply without a restart:
-	// message and statement sizes.
+	// message and statement sizes, max_connections and idle_timeout.
 	limits policy.Server
 }
 
@@ -79,9 +79,14 @@ type Server struct {
 	// pgcloak.column_migrations is ignored was logged.
 	untrustedWarned atomic.Bool
 
-	mu       sync.Mutex
-	ln       net.Listener
+	draining atomic.Bool // Shutdown began
+
+	mu sync.Mutex
+	ln net.Listener
+	// sessions are every connection being served, in startup too;
+	// clients counts those admitted against server.max_connections.
 	sessions map[*session]struct{}
+	clients  int
 	closed   bool
 	wg       sync.WaitGroup
 	nextID   atomic.Uint64
@@ -126,8 +131,8 @@ func NewServer(cfg Config) (*Server, error) {
 // a session reloads its catalog snapshot, under the new policy, before it
 // plans its next statement (see refreshCatalogIfStale), and a prepared
 // statement whose plan the new policy changes is refused until it is
-// prepared again. Settings of server other than the size limits need a
-// restart and are ignored here.
+// prepared again. Of server, only the limits (message and statement sizes,
+// max_connections, idle_timeout) apply here; the others need a restart.
 func (s *Server) SetPolicy(idx *policy.Index, grants GrantSource, server policy.Server) {
 	if grants == nil {
 		grants = idx.Grants()
@@ -219,10 +224,11 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	return s.Serve(ln)
 }
 
-// Serve accepts connections on ln until Close.
+// Serve accepts connections on ln until Close or Shutdown, and then
+// returns nil.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.Draining() {
 		s.mu.Unlock()
 		ln.Close()
 		return net.ErrClosed
@@ -234,7 +240,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if s.isClosed() {
+			if s.stopped() {
 				return nil
 			}
 			// Back off on transient accept errors (fd exhaustion) instead
@@ -248,9 +254,24 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		s.wg.Add(1)
+		if !s.track() {
+			conn.Close()
+			return nil
+		}
 		go s.handle(conn)
 	}
+}
+
+// track counts a connection's goroutine in wg unless the server stopped:
+// under mu, so that no Add follows the Wait of Close or Shutdown.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.Draining() {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 func isTemporary(err error) bool {
@@ -268,10 +289,11 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-func (s *Server) isClosed() bool {
+// stopped reports Close or Shutdown called: the listener closed on purpose.
+func (s *Server) stopped() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closed
+	return s.closed || s.Draining()
 }
 
 // Close stops accepting, closes every session and waits for them.
@@ -301,7 +323,8 @@ func (s *Server) handle(conn net.Conn) {
 	defer s.wg.Done()
 	ss := newSession(s, conn, s.nextID.Add(1))
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.Draining() {
+		// Stopped since Serve accepted it.
 		s.mu.Unlock()
 		conn.Close()
 		return
@@ -312,6 +335,9 @@ func (s *Server) handle(conn net.Conn) {
 	metrics.SessionsActive.Inc()
 	defer func() {
 		metrics.SessionsActive.Dec()
+		if outcome := ss.endedAs(); outcome != "" {
+			metrics.SessionsEnded.WithLabelValues(outcome).Inc()
+		}
 		s.mu.Lock()
 		delete(s.sessions, ss)
 		s.mu.Unlock()
@@ -443,6 +469,3 @@ func (s *Server) location(name string) *time.Location {
 	s.locations.Store(name, l)
 	return l
 }
-
-// Draining reports whether a graceful shutdown has begun.
-func (s *Server) Draining() bool { return false }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/scramauth"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
@@ -62,6 +63,8 @@ type session struct {
 	closeMu  sync.Mutex
 	closed   bool
 	done     chan struct{} // closed by close
+	outcome  string        // why it ended, for metrics.SessionsEnded (closeMu; see endAs)
+	admitted bool          // counted against server.max_connections (handle's goroutine only)
 
 	mu    sync.Mutex
 	state *sessionState
@@ -86,6 +89,17 @@ type session struct {
 	// client's UNLISTEN or DISCARD ALL; see relisten).
 	listening bool
 	abortTx   bool // the proxy failed a result in the current request
+
+	// started: startup is over. busy: the frontend is handling a client
+	// message. ending: the proxy is ending the session (drain, idle
+	// timeout); the frontend handles no more messages. The idle timer
+	// runs while the session rests; idleGen tells a stale one (see
+	// lifetime.go).
+	started   bool
+	busy      bool
+	ending    bool
+	idleGen   uint64
+	idleTimer *time.Timer
 
 	// prepSrc is where each SQL-level prepared statement came from
 	// (frontend only; see sequence.go).
@@ -127,22 +141,34 @@ func (ss *session) close() {
 
 func (ss *session) run() {
 	defer ss.close()
-	if err := ss.guarded(ss.startup); err != nil {
-		if !errors.Is(err, errCancelHandled) && !isQuiet(err) {
-			ss.log.Info("session ended during startup", "err", err)
+	defer ss.stopIdleTimer()
+	defer func() {
+		if ss.admitted {
+			ss.srv.release()
 		}
+	}()
+	if err := ss.guarded(ss.startup); err != nil {
+		ss.startupFailed(err)
 		return
 	}
 	ss.log.Debug("session started", "database", ss.database, "role", ss.state.current.sessionAuth)
+	ss.mu.Lock()
+	ss.started = true
+	ss.mu.Unlock()
+	ss.checkIdle()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := ss.guarded(ss.backendLoop); !isQuiet(err) {
+		err := ss.guarded(ss.backendLoop)
+		ss.endAs(endOutcome(err, metrics.SessionUpstreamFailed))
+		if !isQuiet(err) {
 			ss.log.Info("upstream side ended", "err", err)
 		}
 		ss.close()
 	}()
-	if err := ss.guarded(ss.frontendLoop); !isQuiet(err) {
+	err := ss.guarded(ss.frontendLoop)
+	ss.endAs(endOutcome(err, metrics.SessionClosed))
+	if !isQuiet(err) {
 		ss.log.Info("client side ended", "err", err)
 	}
 	ss.close()
@@ -150,9 +176,47 @@ func (ss *session) run() {
 	ss.releaseWaiters()
 }
 
+// startupFailed records and logs a session that never started. A cancel
+// request is no session and counts as none.
+func (ss *session) startupFailed(err error) {
+	if errors.Is(err, errCancelHandled) {
+		return
+	}
+	switch {
+	case errors.Is(err, errPanicked):
+		ss.endAs(metrics.SessionError)
+	case isDisconnect(err):
+		ss.endAs(metrics.SessionClosed)
+	}
+	// The other ends before the session started are refusals: TLS
+	// required, a failed login, a bad startup packet.
+	ss.endAs(metrics.SessionRefused)
+	if !isQuiet(err) {
+		ss.log.Info("session ended during startup", "err", err)
+	}
+}
+
+// endOutcome is the outcome of a session loop that ended with err: a
+// disconnect is the peer's doing (the disconnect outcome given), anything
+// else an error.
+func endOutcome(err error, disconnect string) string {
+	if err == nil || isDisconnect(err) {
+		return disconnect
+	}
+	return metrics.SessionError
+}
+
+func (ss *session) stopIdleTimer() {
+	ss.mu.Lock()
+	ss.ending = true
+	ss.stopIdleTimerLocked()
+	ss.mu.Unlock()
+}
+
 var (
-	errCancelHandled = errors.New("cancel request handled")
-	errPanicked      = errors.New("internal error")
+	errCancelHandled  = errors.New("cancel request handled")
+	errPanicked       = errors.New("internal error")
+	errTooManyClients = errors.New("client refused: server.max_connections reached")
 )
 
 // guarded runs one side of the session, turning a panic (a bug in
@@ -204,11 +268,22 @@ const maxDiscardedAuthBytes = 1 << 20
 // startup negotiates TLS with the client, reads its startup packet,
 // connects upstream, relays authentication, and prepares session state.
 func (ss *session) startup() error {
-	ss.client.SetDeadline(time.Now().Add(startupTimeout))
+	timeout := startupTimeout
+	if ss.srv.full() {
+		timeout = refusalTimeout
+	}
+	ss.client.SetDeadline(time.Now().Add(timeout))
 	sm, err := ss.readStartup()
 	if err != nil {
 		return err
 	}
+	if !ss.srv.admit() {
+		ss.endAs(endTooMany.outcome)
+		ss.cw.send(endTooMany.errorResponse())
+		ss.cw.end()
+		return errTooManyClients
+	}
+	ss.admitted = true
 	if ss.srv.cfg.Server.TLS.Mode == "require" {
 		if _, ok := ss.client.(*tls.Conn); !ok {
 			ss.fatal("28000", "TLS is required: connect with sslmode=require")
@@ -228,6 +303,7 @@ func (ss *session) startup() error {
 	defer cancel()
 	up, err := ss.srv.dialUpstream(ctx)
 	if err != nil {
+		ss.endAs(metrics.SessionUpstreamFailed)
 		ss.fatal("08006", "cannot connect to PostgreSQL")
 		return fmt.Errorf("connecting upstream: %w", err)
 	}

@@ -28,6 +28,9 @@ import (
 var hotSettings = []string{
 	"server.max_message_bytes",
 	"server.max_statement_bytes",
+	"server.max_connections",
+	"server.idle_timeout",
+	"server.drain_timeout",
 }
 
 // reloader re-reads the config file into a running proxy (SIGHUP, or a
@@ -97,6 +100,7 @@ func (r *reloader) apply(ctx context.Context) error {
 		// The running values of those stay; the limits do apply.
 		hot = r.booted.Server
 		hot.MaxMessageBytes, hot.MaxStatementBytes = cfg.Server.MaxMessageBytes, cfg.Server.MaxStatementBytes
+		hot.MaxConnections, hot.IdleTimeout, hot.DrainTimeout = cfg.Server.MaxConnections, cfg.Server.IdleTimeout, cfg.Server.DrainTimeout
 	}
 	r.srv.SetPolicy(policy.NewIndex(cfg.Policy), r.grants, hot)
 	r.current.Store(cfg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -33,16 +34,26 @@ the running policy. With --watch-config a change of the file does the same.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			return serve(ctx, g, cfg, watch)
+			stop := make(chan os.Signal, 2)
+			signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+			defer signal.Stop(stop)
+			return serve(cmd.Context(), g, cfg, stop, watch)
 		},
 	}
 	cmd.Flags().BoolVar(&watch, "watch-config", false, "reload the policy when the config file changes (as SIGHUP does)")
 	return cmd
 }
 
-func serve(ctx context.Context, g *globalFlags, cfg *policy.Config, watch bool) error {
+// serve runs the proxy until ctx ends, which closes every session at once,
+// or a signal arrives on stop (SIGTERM, SIGINT), which drains them for
+// server.drain_timeout (a second signal closes them at once); either way
+// it returns nil.
+func serve(ctx context.Context, g *globalFlags, cfg *policy.Config, stop <-chan os.Signal, watch bool) error {
+	// Ended on return: a signal does not end the caller's context, and the
+	// key store's, the grants' and the reloader's background work must
+	// stop with serve.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	log, err := g.logger()
 	if err != nil {
 		return err
@@ -115,7 +126,22 @@ func serve(ctx context.Context, g *globalFlags, cfg *policy.Config, watch bool) 
 		}()
 		defer ms.Close()
 	}
-	return srv.ListenAndServe(ctx)
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		srv.Close()
+		return err
+	case <-ctx.Done():
+		srv.Close()
+	case sig := <-stop:
+		drain(ctx, srv, log, sig, rl.current.Load().Server.DrainTimeoutDuration(), stop)
+	}
+	return <-served
 }
 
 // reloadOnHangup reloads the policy on each SIGHUP, then has the Vault
@@ -133,4 +159,27 @@ func reloadOnHangup(ctx context.Context, rl *reloader, hup <-chan os.Signal, gra
 			}
 		}
 	}
+}
+
+// drain shuts srv down gracefully within timeout; another signal on stop,
+// or ctx's end, closes every session at once.
+func drain(ctx context.Context, srv *proxy.Server, log *slog.Logger, sig os.Signal, timeout time.Duration, stop <-chan os.Signal) {
+	log.Info("draining", "signal", sig.String(), "sessions", srv.Sessions(), "timeout", timeout.String())
+	dctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case sig := <-stop:
+			log.Warn("second signal: closing every session now", "signal", sig.String())
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		srv.Close()
+	}()
+	// An error is the drain timeout: the sessions left were closed.
+	timedOut := srv.Shutdown(dctx) != nil
+	log.Info("drained", "timed_out", timedOut)
 }
