@@ -33,18 +33,20 @@ func Fingerprint(sql string) string {
 			comment = true
 			continue
 		}
-		if b.Len() > 0 && (comment || (t.Start > prevEnd && isSpace(sql[t.Start-1]))) {
-			b.WriteByte(' ')
-		}
+		var text string
 		switch {
 		case isConstant(t):
-			b.WriteString("$" + strconv.Itoa(next))
+			text = "$" + strconv.Itoa(next)
 			next++
 		case t.Token == pg_query.Token_UIDENT:
-			b.WriteString(uident(sql, toks, i))
+			text = uident(sql, toks, i)
 		default:
-			b.WriteString(sql[t.Start:t.End])
+			text = sql[t.Start:t.End]
 		}
+		if spaced(&b, text, comment || (t.Start > prevEnd && isSpace(sql[t.Start-1]))) {
+			b.WriteByte(' ')
+		}
+		b.WriteString(text)
 		prevEnd, comment = t.End, false
 	}
 	return b.String()
@@ -82,6 +84,25 @@ func isConstant(t *pg_query.ScanToken) bool {
 
 func isComment(t *pg_query.ScanToken) bool {
 	return t.Token == pg_query.Token_SQL_COMMENT || t.Token == pg_query.Token_C_COMMENT
+}
+
+// spaced reports whether text needs a space before it: where the SQL had
+// whitespace or a comment, and where $N would otherwise run into its
+// neighbour and read as another token (a "$" and an empty string would
+// make "$$1", an empty string and a 2 would make "$12").
+func spaced(b *strings.Builder, text string, sqlHadOne bool) bool {
+	if b.Len() == 0 || text == "" {
+		return false
+	}
+	out := b.String()
+	return sqlHadOne || (isWordByte(out[len(out)-1]) && isWordByte(text[0]))
+}
+
+// isWordByte is a byte that can continue an identifier, a number or a
+// parameter.
+func isWordByte(c byte) bool {
+	return c == '_' || c == '$' || c >= 0x80 ||
+		('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 }
 
 // isSpace is the lexer's whitespace (scan.l's "space").

@@ -3,6 +3,8 @@ package audit
 import (
 	"strings"
 	"testing"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
 
 func TestFingerprintReplacesEveryValue(t *testing.T) {
@@ -38,7 +40,7 @@ func TestFingerprintReplacesEveryValue(t *testing.T) {
 			[]string{"secret-2", "$body$"}},
 		{"bit, hex and national strings",
 			"SELECT B'0101', X'ff', N'nat'",
-			"SELECT $1, $2, N$3",
+			"SELECT $1, $2, N $3",
 			[]string{"0101", "ff", "nat"}},
 		{"unicode escape string",
 			`SELECT U&'d\0061t\+000061 secret' UESCAPE '\', 1`,
@@ -116,6 +118,10 @@ func TestFingerprintReplacesEveryValue(t *testing.T) {
 			"SELECT 123abc",
 			"<unparsable statement, 13 bytes>",
 			[]string{"123"}},
+		{"a constant glued to its neighbour stays apart",
+			"SELECT $''$'', ''2",
+			"SELECT $ $1 $ $2, $3 $4",
+			nil},
 		{"empty", "", "", nil},
 	}
 	for _, tt := range tests {
@@ -131,4 +137,30 @@ func TestFingerprintReplacesEveryValue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzFingerprintLeavesNoConstant checks that no constant survives: the
+// fingerprint, when the lexer can read it again, has none left.
+func FuzzFingerprintLeavesNoConstant(f *testing.F) {
+	for _, s := range []string{
+		"INSERT INTO t VALUES (-5, 'a', 1.5e3, E'it\\'s', B'0101', X'ff', U&'d\\0061t', $$x$$, $q$ y $q$, true)",
+		"SELECT $2 /* c */ -- d\n, 'x' 'y'", `SELECT U&"a" UESCAPE '!'`, "COPY t FROM STDIN",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		fp := Fingerprint(sql)
+		if strings.HasPrefix(fp, "<unparsable statement") {
+			return
+		}
+		res, err := pg_query.Scan(fp)
+		if err != nil {
+			return // $1$2 from 1'x' is no longer one token; nothing leaked
+		}
+		for _, tok := range res.Tokens {
+			if isConstant(tok) || isComment(tok) {
+				t.Errorf("Fingerprint(%q) = %q keeps %v %q", sql, fp, tok.Token, fp[tok.Start:tok.End])
+			}
+		}
+	})
 }
