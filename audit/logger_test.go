@@ -502,3 +502,81 @@ func ExampleFingerprint() {
 	fmt.Println(Fingerprint("SELECT name FROM patients WHERE ssn = '123-45-6789' -- Alice\nLIMIT 10"))
 	// Output: SELECT name FROM patients WHERE ssn = $1 LIMIT $2
 }
+
+func TestRemoteSyslogOverTCPGetsOneLineARecord(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	received := make(chan []string, 1)
+	go func() {
+		var msgs []string
+		defer func() { received <- msgs }()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			msgs = append(msgs, sc.Text())
+		}
+	}()
+	l, err := Open(policy.Audit{Output: "syslog+tcp://" + ln.Addr().String()}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range uint64(3) {
+		l.Write(record(i))
+	}
+	if err := l.Close(); err != nil { // closing the connection ends the reader
+		t.Fatal(err)
+	}
+	var msgs []string
+	select {
+	case msgs = <-received:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no messages within 10 s")
+	}
+	var ids []uint64
+	for _, m := range msgs {
+		if !strings.HasPrefix(m, "<86>") {
+			t.Errorf("message %q lacks the priority", m)
+		}
+		ids = append(ids, sessions(t, []string{m[strings.IndexByte(m, '{'):]})...)
+	}
+	if !reflect.DeepEqual(ids, []uint64{0, 1, 2}) {
+		t.Errorf("received %v, want 0 1 2 in order", ids)
+	}
+}
+
+func TestStdoutIsWrittenAndLeftOpen(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stdout
+	os.Stdout = w
+	t.Cleanup(func() { os.Stdout = saved })
+	l, err := Open(policy.Audit{Output: policy.AuditStdout}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Write(record(9))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("still open\n")); err != nil {
+		t.Fatalf("Close closed stdout: %v", err)
+	}
+	w.Close()
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(got) != 2 || !reflect.DeepEqual(sessions(t, got[:1]), []uint64{9}) {
+		t.Errorf("stdout got %q", out)
+	}
+}
