@@ -25,6 +25,9 @@ type Record struct {
 	Columns   []Column `json:"columns"`
 	Outcome   Outcome  `json:"outcome"`
 	// SQLState and Reason say why a statement was refused or failed.
+	// Reason is the proxy's own words: PostgreSQL's message and detail
+	// can quote values ("Key (ssn)=(…) already exists"), so they never go
+	// here.
 	SQLState string `json:"sqlstate,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 }
