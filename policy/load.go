@@ -55,6 +55,7 @@ var sectionOf = map[string]string{
 	"LocalKeystore": "keystore.local",
 	"VaultKeystore": "keystore.vault",
 	"VaultAppRole":  "keystore.vault.approle",
+	"Audit":         "audit",
 	"Policy":        "policy",
 }
 

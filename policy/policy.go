@@ -8,7 +8,10 @@ package policy
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,6 +21,7 @@ type Config struct {
 	Server   Server   `yaml:"server" mapstructure:"server"`
 	Upstream Upstream `yaml:"upstream" mapstructure:"upstream"`
 	Keystore Keystore `yaml:"keystore" mapstructure:"keystore"`
+	Audit    Audit    `yaml:"audit" mapstructure:"audit"`
 	Policy   Policy   `yaml:"policy" mapstructure:"policy"`
 }
 
@@ -188,6 +192,65 @@ type VaultAppRole struct {
 	SecretIDFile string `yaml:"secret_id_file" mapstructure:"secret_id_file"`
 }
 
+// Audit configures the plaintext-access audit trail: one JSON line per
+// statement that touched an encrypted column (see package audit).
+type Audit struct {
+	// Output is where records go: "" (no audit trail), "stdout",
+	// "syslog" (the local syslog daemon), "syslog+udp://host:port",
+	// "syslog+tcp://host:port", or else a file path.
+	Output string `yaml:"output" mapstructure:"output"`
+	// MaxSizeMB rotates the file when it reaches this many megabytes;
+	// MaxBackups rotated files are kept (0 keeps them all).
+	MaxSizeMB  int `yaml:"max_size_mb" mapstructure:"max_size_mb"`
+	MaxBackups int `yaml:"max_backups" mapstructure:"max_backups"`
+	// OnFull is what a statement does when Buffer records wait to be
+	// written: AuditBlock waits for room, AuditDrop drops its record.
+	OnFull string `yaml:"on_full" mapstructure:"on_full"`
+	Buffer int    `yaml:"buffer" mapstructure:"buffer"`
+}
+
+// Values of audit.output that are not file paths.
+const (
+	AuditStdout = "stdout"
+	AuditSyslog = "syslog"
+)
+
+// Values of audit.on_full.
+const (
+	AuditBlock = "block"
+	AuditDrop  = "drop"
+)
+
+// RemoteSyslog parses an output of the form syslog+udp://host:port or
+// syslog+tcp://host:port into a network and an address for log/syslog.Dial;
+// network is "" when the output is not a URL. An output with "://" is always
+// read as a URL, so that a misspelt scheme is an error, not a file name.
+func (a Audit) RemoteSyslog() (network, addr string, err error) {
+	if !strings.Contains(a.Output, "://") {
+		return "", "", nil
+	}
+	u, err := url.Parse(a.Output)
+	if err != nil {
+		return "", "", fmt.Errorf("%q is not a URL: %w", a.Output, err)
+	}
+	switch u.Scheme {
+	case "syslog+udp", "syslog+tcp":
+	default:
+		return "", "", fmt.Errorf("%q: the scheme must be syslog+udp or syslog+tcp", a.Output)
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", fmt.Errorf("%q: only syslog+udp://host:port or syslog+tcp://host:port", a.Output)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil || host == "" || port == "" {
+		return "", "", fmt.Errorf("%q: the address must be host:port", a.Output)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", "", fmt.Errorf("%q: port %q is not a port number", a.Output, port)
+	}
+	return strings.TrimPrefix(u.Scheme, "syslog+"), u.Host, nil
+}
+
 // Policy names the keys, the encrypted columns and the role grants.
 type Policy struct {
 	// AdminRole is the database role that owns pgcloak's own objects in
@@ -313,6 +376,8 @@ func Defaults() Config {
 			},
 			CacheTTL: "5m",
 		},
+		// Output stays "": no audit trail unless asked for.
+		Audit: Audit{MaxSizeMB: 100, MaxBackups: 10, OnFull: AuditBlock, Buffer: 4096},
 	}
 }
 

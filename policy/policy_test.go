@@ -37,6 +37,9 @@ func TestLoadValid(t *testing.T) {
 	if cfg.Server.Auth.Method != AuthRelay || cfg.Server.Auth.CacheTTL != "30s" {
 		t.Errorf("auth defaults not applied: %+v", cfg.Server.Auth)
 	}
+	if want := (Audit{MaxSizeMB: 100, MaxBackups: 10, OnFull: AuditBlock, Buffer: 4096}); cfg.Audit != want {
+		t.Errorf("audit defaults = %+v, want %+v", cfg.Audit, want)
+	}
 	if cfg.Policy.Columns[1].Line != 11 {
 		t.Errorf("column line = %d, want 11", cfg.Policy.Columns[1].Line)
 	}
@@ -95,6 +98,16 @@ func TestLoadProblems(t *testing.T) {
 			[]string{`role_id or role_id_file is required`, `secret_id_env or secret_id_file is required`}},
 		{"bad vault timeout", "keystore:\n  vault: {timeout: soon}\n", []string{`keystore.vault.timeout: "soon"`}},
 		{"misspelt approle field", "keystore:\n  vault:\n    approle: {role: x}\n", []string{`line 3: unknown field "role" in keystore.vault.approle`}},
+		{"misspelt audit field", "audit:\n  ouput: stdout\n", []string{`line 2: unknown field "ouput" in audit`}},
+		{"bad audit on_full", "audit: {output: stdout, on_full: wait}\n", []string{`audit.on_full: "wait" is not one of block, drop`}},
+		{"zero audit max size", "audit: {max_size_mb: 0}\n", []string{`audit.max_size_mb must be greater than 0, got 0`}},
+		{"negative audit backups", "audit: {max_backups: -1}\n", []string{`audit.max_backups must not be negative, got -1`}},
+		{"zero audit buffer", "audit: {buffer: 0}\n", []string{`audit.buffer must be greater than 0, got 0`}},
+		{"audit syslog without a port", "audit: {output: 'syslog+udp://logs'}\n", []string{`audit.output: "syslog+udp://logs": the address must be host:port`}},
+		{"audit syslog bad port", "audit: {output: 'syslog+tcp://logs:http'}\n", []string{`audit.output: "syslog+tcp://logs:http" is not a URL`, `invalid port`}},
+		{"audit syslog with a path", "audit: {output: 'syslog+tcp://logs:514/x'}\n", []string{`only syslog+udp://host:port or syslog+tcp://host:port`}},
+		{"audit syslog port out of range", "audit: {output: 'syslog+udp://logs:70000'}\n", []string{`port "70000" is not a port number`}},
+		{"audit unknown scheme", "audit: {output: 'syslog+tls://logs:6514'}\n", []string{`the scheme must be syslog+udp or syslog+tcp`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -287,5 +300,25 @@ func TestServerSideCodeGrant(t *testing.T) {
 	}
 	if idx.AdminRole() != "pgcloak_admin" {
 		t.Fatalf("admin_role = %q", idx.AdminRole())
+	}
+}
+
+func TestAuditOutputKinds(t *testing.T) {
+	tests := []struct {
+		output, network, addr string
+	}{
+		{"", "", ""},
+		{"stdout", "", ""},
+		{"syslog", "", ""},
+		{"/var/log/pgcloak/audit.log", "", ""},
+		{"syslog+udp://127.0.0.1:514", "udp", "127.0.0.1:514"},
+		{"syslog+tcp://logs.example:6514", "tcp", "logs.example:6514"},
+		{"syslog+udp://[::1]:514", "udp", "[::1]:514"},
+	}
+	for _, tt := range tests {
+		network, addr, err := Audit{Output: tt.output}.RemoteSyslog()
+		if err != nil || network != tt.network || addr != tt.addr {
+			t.Errorf("RemoteSyslog(%q) = %q, %q, %v; want %q, %q", tt.output, network, addr, err, tt.network, tt.addr)
+		}
 	}
 }

@@ -52,6 +52,7 @@ func (c *Config) Validate() Problems {
 	}
 	oneOf(&ps, "keystore.vault.auth", c.Keystore.Vault.Auth, "token", "approle")
 	ps = append(ps, c.Keystore.Vault.validate(c.Keystore.Provider == "vault")...)
+	ps = append(ps, c.Audit.validate()...)
 
 	keys := map[string]*Key{}
 	for i := range c.Policy.Keys {
@@ -271,6 +272,29 @@ func (v VaultKeystore) validate(provider bool) Problems {
 		if v.AppRole.SecretIDEnv == "" && v.AppRole.SecretIDFile == "" {
 			add("keystore.vault.approle: secret_id_env or secret_id_file is required")
 		}
+	}
+	return ps
+}
+
+// validate checks the audit settings whether or not an output is set, so
+// that turning the trail on later does not reveal an old mistake.
+func (a Audit) validate() Problems {
+	var ps Problems
+	add := func(format string, args ...any) {
+		ps = append(ps, Problem{Message: fmt.Sprintf(format, args...)})
+	}
+	oneOf(&ps, "audit.on_full", a.OnFull, AuditBlock, AuditDrop)
+	if a.MaxSizeMB <= 0 {
+		add("audit.max_size_mb must be greater than 0, got %d", a.MaxSizeMB)
+	}
+	if a.MaxBackups < 0 {
+		add("audit.max_backups must not be negative, got %d", a.MaxBackups)
+	}
+	if a.Buffer <= 0 {
+		add("audit.buffer must be greater than 0, got %d", a.Buffer)
+	}
+	if _, _, err := a.RemoteSyslog(); err != nil {
+		add("audit.output: %v", err)
 	}
 	return ps
 }

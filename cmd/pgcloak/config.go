@@ -41,7 +41,7 @@ func configFrom(path string, data []byte) (*policy.Config, error) {
 }
 
 // applyEnv overlays environment variables on the scalar sections (server,
-// upstream, keystore). The policy lists stay as the file has them, with
+// upstream, keystore, audit). The policy lists stay as the file has them, with
 // their line numbers.
 func applyEnv(cfg *policy.Config, data []byte) error {
 	v := viper.New()
@@ -69,7 +69,7 @@ func applyEnv(cfg *policy.Config, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("applying PGCLOAK_* environment overrides: %w", err)
 	}
-	cfg.Server, cfg.Upstream, cfg.Keystore = merged.Server, merged.Upstream, merged.Keystore
+	cfg.Server, cfg.Upstream, cfg.Keystore, cfg.Audit = merged.Server, merged.Upstream, merged.Keystore, merged.Audit
 	return nil
 }
 

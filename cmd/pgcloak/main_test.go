@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgcloak/pgcloak/keymap"
+	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/testenv"
 )
 
@@ -104,6 +105,40 @@ func TestConfigStrictAndEnvOverride(t *testing.T) {
 	}
 	t.Setenv("PGCLOAK_UPSTREAM_TLS_MODE", "bogus")
 	if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), "upstream.tls.mode") {
+		t.Fatalf("invalid env value: err = %v", err)
+	}
+}
+
+func TestConfigAuditFromFileAndEnv(t *testing.T) {
+	path := writeConfig(t, "127.0.0.1:5432")
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := policy.Defaults().Audit; cfg.Audit != want {
+		t.Fatalf("audit = %+v, want the defaults %+v", cfg.Audit, want)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append([]byte("audit:\n  output: /var/log/pgcloak/audit.log\n  buffer: 16\n"), data...)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGCLOAK_AUDIT_OUTPUT", "syslog+udp://127.0.0.1:514")
+	t.Setenv("PGCLOAK_AUDIT_ON_FULL", "drop")
+	t.Setenv("PGCLOAK_AUDIT_MAX_SIZE_MB", "5")
+	cfg, err = loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := policy.Audit{Output: "syslog+udp://127.0.0.1:514", MaxSizeMB: 5, MaxBackups: 10, OnFull: "drop", Buffer: 16}
+	if cfg.Audit != want {
+		t.Fatalf("audit = %+v, want %+v", cfg.Audit, want)
+	}
+	t.Setenv("PGCLOAK_AUDIT_ON_FULL", "spill")
+	if _, err := loadConfig(path); err == nil || !strings.Contains(err.Error(), "audit.on_full") {
 		t.Fatalf("invalid env value: err = %v", err)
 	}
 }
