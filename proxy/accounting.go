@@ -1,13 +1,16 @@
 package proxy
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/audit"
 	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/proxy/internal/pipeline"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
@@ -193,9 +196,89 @@ func (ss *session) countRefused(err error) {
 }
 
 // audit writes the audit record of a statement that used encrypted
-// columns. (Audit output lands with the audit package.)
+// columns.
 func (ss *session) audit(p *pending, st *sqlrewrite.Statement, kind string, used []columnUse, end statementEnd) {
+	if !ss.srv.cfg.Audit.Enabled() {
+		return
+	}
+	r := ss.auditRecord(kind, ss.fingerprint(statementSQL(p, st)))
+	for _, u := range used {
+		r.Columns = append(r.Columns, audit.Column{
+			Table: u.rule.Schema + "." + u.rule.Table, Column: u.rule.Column, Key: u.rule.KeyName,
+			Action: audit.Action(u.action), Rows: u.rows,
+		})
+	}
+	r.Outcome = audit.OutcomeOK
+	if end.sqlstate != "" {
+		r.Outcome, r.SQLState = audit.OutcomeError, end.sqlstate
+	}
+	ss.srv.cfg.Audit.Write(r)
 }
 
 // auditRefusal writes the audit record of a refused statement.
-func (ss *session) auditRefusal(kind, code string, err error) {}
+func (ss *session) auditRefusal(kind, code string, err error) {
+	if !ss.srv.cfg.Audit.Enabled() {
+		return
+	}
+	r := ss.auditRecord(kind, ss.fingerprint(ss.lastSQL))
+	r.Outcome, r.SQLState = audit.OutcomeRefused, code
+	if reasonIsValueFree[code] {
+		r.Reason = err.Error()
+	}
+	ss.srv.cfg.Audit.Write(r)
+}
+
+// reasonIsValueFree are the SQLSTATEs of the proxy's refusals whose
+// messages name columns, keys, roles and operations but never a value.
+// Others (22xxx invalid values, 42601 syntax errors near a token) may quote
+// the client's SQL, and are audited by SQLSTATE alone.
+var reasonIsValueFree = map[string]bool{
+	"0A000": true, "42501": true, "55000": true, "58000": true, "54000": true,
+	"40001": true, "26000": true, "25P02": true,
+}
+
+// auditRecord starts a record for the session's current statement.
+func (ss *session) auditRecord(kind, fingerprint string) *audit.Record {
+	ss.mu.Lock()
+	role := ss.state.current.currentRole()
+	app := ss.params["application_name"]
+	ss.mu.Unlock()
+	return &audit.Record{
+		Session: ss.id, User: ss.user, Role: role, Client: ss.client.RemoteAddr().String(),
+		Database: ss.database, Application: app, Statement: fingerprint, Kind: audit.Kind(kind),
+	}
+}
+
+// statementSQL is the client's SQL of statement st, whose result p carries.
+func statementSQL(p *pending, st *sqlrewrite.Statement) string {
+	switch {
+	case p.Kind == pipeline.Query:
+		if f := flowOf(p); f != nil && f.plan != nil && st != nil && st.End <= len(f.plan.SQL) {
+			return f.plan.SQL[st.Start:st.End]
+		}
+	case p.Portal != nil && p.Portal.stmt != nil && p.Portal.stmt.plan != nil:
+		return p.Portal.stmt.plan.SQL
+	}
+	return ""
+}
+
+// maxFingerprint bounds a fingerprint in a record: a bulk INSERT's is as
+// long as the statement.
+const maxFingerprint = 4096
+
+// fingerprint is audit.Fingerprint of sql, remembered for the statements
+// a session runs again and again (backend loop only).
+func (ss *session) fingerprint(sql string) string {
+	if fp, ok := ss.fingerprints[sql]; ok {
+		return fp
+	}
+	fp := audit.Fingerprint(sql)
+	if len(fp) > maxFingerprint {
+		fp = fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(fp[:maxFingerprint], ""), len(fp))
+	}
+	if len(ss.fingerprints) >= 128 || ss.fingerprints == nil {
+		ss.fingerprints = map[string]string{}
+	}
+	ss.fingerprints[sql] = fp
+	return fp
+}

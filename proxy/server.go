@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgcloak/pgcloak/audit"
 	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
@@ -41,6 +42,9 @@ type Config struct {
 	Keyring  *keymap.Keyring
 	Grants   GrantSource // nil: the policy's own grants
 	Logger   *slog.Logger
+	// Audit receives a record per statement on encrypted columns and per
+	// refusal (nil: no audit trail).
+	Audit *audit.Logger
 	// CatalogTTL is how long a database's catalog snapshot is reused
 	// before a new session reloads it (default 30s).
 	CatalogTTL time.Duration

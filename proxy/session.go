@@ -107,6 +107,9 @@ type session struct {
 	// lastSQL is the SQL of the Query, Parse or Bind being handled, which
 	// a refusal is audited with (frontend only).
 	lastSQL string
+	// fingerprints are the audit fingerprints of SQL texts the session
+	// ran lately (backend only).
+	fingerprints map[string]string
 }
 
 func newSession(srv *Server, conn net.Conn, id uint64) *session {

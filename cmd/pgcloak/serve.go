@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgcloak/pgcloak/audit"
 	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
@@ -65,12 +66,19 @@ func serve(ctx context.Context, g *globalFlags, cfg *policy.Config, stop <-chan 
 	}
 	defer st.Close()
 	keyring := keymap.NewKeyring(st, cacheTTL(cfg))
+	trail, err := audit.Open(cfg.Audit, log)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	// Closed last, after every session ended: it writes what is queued.
+	defer trail.Close()
 	pcfg := proxy.Config{
 		Server:   cfg.Server,
 		Upstream: cfg.Upstream,
 		Policy:   policy.NewIndex(cfg.Policy),
 		Keyring:  keyring,
 		Logger:   log,
+		Audit:    trail,
 	}
 	// The reloader's policy is the one grants read from Vault are
 	// validated against, so it exists before them.
