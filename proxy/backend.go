@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"time"
+
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgcloak/pgcloak/internal/metrics"
@@ -11,7 +13,18 @@ import (
 // backend holds the backend loop's own state.
 type backend struct {
 	rowBuf []byte
+	rows   uint // DataRows seen, for sampling their latency
 }
+
+// Proxy latency observers, resolved once.
+var (
+	latencyToServer = metrics.ProxyLatency.WithLabelValues(metrics.ToServer)
+	latencyToClient = metrics.ProxyLatency.WithLabelValues(metrics.ToClient)
+)
+
+// rowSampling: one DataRow in this many is timed, so that a large result
+// pays for the clock and the histogram in a few rows only.
+const rowSampling = 16
 
 // backendLoop reads server messages until the server closes, matching each
 // to the request at the head of the queue.
@@ -28,7 +41,19 @@ func (ss *session) backendLoop() error {
 		if err != nil {
 			return err
 		}
-		if err := ss.backendMessage(&be, typ, body); err != nil {
+		if typ == wire.ServerDataRow {
+			be.rows++
+			if be.rows%rowSampling != 1 {
+				if err := ss.backendMessage(&be, typ, body); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		start := time.Now()
+		err = ss.backendMessage(&be, typ, body)
+		latencyToClient.Observe(time.Since(start).Seconds())
+		if err != nil {
 			return err
 		}
 	}

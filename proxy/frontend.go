@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 
@@ -172,6 +173,15 @@ func (ss *session) frontendMessage(fe *frontend, typ wire.ClientType, body []byt
 	if typ != wire.ClientCopyData && typ != wire.ClientFlush && typ != wire.ClientSync {
 		fe.copyReq = nil
 	}
+	// Timed from here: the waits above are for the server.
+	start := time.Now()
+	err := ss.dispatch(fe, typ, body)
+	latencyToServer.Observe(time.Since(start).Seconds())
+	return err
+}
+
+// dispatch handles one client message by its type.
+func (ss *session) dispatch(fe *frontend, typ wire.ClientType, body []byte) error {
 	switch typ {
 	case wire.ClientQuery:
 		return ss.query(fe, body)
