@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -630,7 +631,8 @@ func (ss *session) adoptShared(stale bool) bool {
 // loadCatalog runs the catalog query in the session, and the migrations
 // query when there are migrations to read, each within a savepoint inside
 // a transaction.
-func (ss *session) loadCatalog(inTx bool) (*catalog, error) {
+func (ss *session) loadCatalog(inTx bool) (cat *catalog, err error) {
+	defer func() { countCatalogLoad(err) }()
 	idx := ss.srv.policy().index
 	gen := ss.srv.catalogs.generation(ss.database)
 	rows, err := ss.catalogRows(inTx, catalogQuery(idx))
@@ -794,4 +796,13 @@ func (ss *session) catalogUnknownLocked() error {
 		return newSQLError("58000", "catalog could not be reloaded after DDL or a policy reload; statements using relations are refused until it is")
 	}
 	return nil
+}
+
+// countCatalogLoad counts a catalog snapshot load by its outcome.
+func countCatalogLoad(err error) {
+	outcome := metrics.OK
+	if err != nil {
+		outcome = metrics.Failed
+	}
+	metrics.CatalogReloads.WithLabelValues(outcome).Inc()
 }

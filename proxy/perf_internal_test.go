@@ -11,14 +11,18 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/pgcloak/pgcloak/policy"
 	"github.com/pgcloak/pgcloak/sqlrewrite"
 )
 
 // idleSession is a session with no connection, enough for planning state.
 func idleSession() *session {
+	srv := &Server{catalogs: newCatalogCache(time.Hour)}
+	idx := policy.NewIndex(policy.Policy{})
+	srv.SetPolicy(idx, nil, policy.Server{})
 	return &session{
-		srv:   &Server{catalogs: newCatalogCache(time.Hour)},
-		cat:   &catalog{loaded: time.Now()},
+		srv:   srv,
+		cat:   &catalog{loaded: time.Now(), policy: idx},
 		state: newSessionState(settings{sessionAuth: "doctor", searchPath: []string{"public"}}),
 		pl:    newBooks(),
 	}

@@ -604,6 +604,7 @@ func (ss *session) initSession() error {
 			}
 			return mq.results[1], nil
 		})
+		countCatalogLoad(err)
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/pgcloak/pgcloak/audit"
 	"github.com/pgcloak/pgcloak/internal/pglocal"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
@@ -41,6 +42,11 @@ policy:
   roles:
     - {role: doctor,  read: [ssn, clinical, dob], write: [ssn, clinical, dob]}
     - {role: billing, read: [ssn], on_denied: "null"}
+# The plaintext-access audit trail: off here. "stdout" (or a file path)
+# writes one JSON line per statement on an encrypted column, never a value;
+# try PGCLOAK_AUDIT_OUTPUT=stdout pgcloak demo.
+audit:
+  output: ""
 `
 
 const demoSchema = `
@@ -124,12 +130,18 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer, ready chan<- 
 	if _, err := keymap.CreateMissing(ctx, store, cfg.Policy.Keys); err != nil {
 		return err
 	}
+	trail, err := audit.Open(cfg.Audit, opts.log)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	defer trail.Close()
 	srv, err := proxy.NewServer(proxy.Config{
 		Server:   cfg.Server,
 		Upstream: cfg.Upstream,
 		Policy:   policy.NewIndex(cfg.Policy),
 		Keyring:  keymap.NewKeyring(store, cacheTTL(cfg)),
 		Logger:   opts.log,
+		Audit:    trail,
 	})
 	if err != nil {
 		return err
@@ -142,7 +154,7 @@ func runDemo(ctx context.Context, opts demoOptions, out io.Writer, ready chan<- 
 	if err := insertDemoRows(ctx, proxyAddr); err != nil {
 		return fmt.Errorf("inserting sample rows through the proxy: %w", err)
 	}
-	printDemoHelp(out, proxyAddr, pg, cfgPath)
+	printDemoHelp(out, proxyAddr, pg, cfgPath, trail.Enabled())
 	if ready != nil {
 		ready <- proxyAddr.String()
 	}
@@ -210,7 +222,7 @@ func insertDemoRows(ctx context.Context, addr *net.TCPAddr) error {
 	return nil
 }
 
-func printDemoHelp(out io.Writer, addr *net.TCPAddr, pg *pglocal.Server, cfgPath string) {
+func printDemoHelp(out io.Writer, addr *net.TCPAddr, pg *pglocal.Server, cfgPath string, audited bool) {
 	p := fmt.Sprintf("psql \"postgres://%%s@%s/demo?sslmode=disable\"", addr)
 	direct := fmt.Sprintf("psql \"postgres://postgres@%s:%d/demo?sslmode=disable\"", pg.Host, pg.Port)
 	fmt.Fprintf(out, `
@@ -237,9 +249,18 @@ Things to try as doctor:
   %s -c "SELECT name FROM patients WHERE ssn LIKE '123%%'"              # LIKE: refused (0A000)
   %s -c "\copy patients (name, ssn, diagnosis) TO STDOUT CSV"
 
+%s
 Press Ctrl-C to stop; everything the demo made is removed.
 `, addr, pg.Host, pg.Port, cfgPath,
 		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "billing"), direct, direct,
 		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"),
-		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"))
+		fmt.Sprintf(p, "doctor"), fmt.Sprintf(p, "doctor"), auditHelp(audited))
+}
+
+// auditHelp says where the audit trail is, or how to see it.
+func auditHelp(audited bool) string {
+	if audited {
+		return "\nThe audit trail is on: one JSON line per statement on an encrypted column,\nwith who, which columns and how many rows, never a value.\n"
+	}
+	return "\nThe audit trail is off (audit.output in the config); to see it, run the demo\nas PGCLOAK_AUDIT_OUTPUT=stdout pgcloak demo.\n"
 }

@@ -275,6 +275,9 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(text, "psql \"postgres://doctor@"+addr) || !strings.Contains(text, "Ctrl-C") {
 		t.Fatalf("demo help lacks the psql commands:\n%s", text)
 	}
+	if !strings.Contains(text, "The audit trail is off") || !strings.Contains(text, "PGCLOAK_AUDIT_OUTPUT=stdout pgcloak demo") {
+		t.Fatalf("demo help does not show how to see the audit trail:\n%s", text)
+	}
 	// The range query the help prints runs on the ordered column: doctor
 	// gets the rows in order, billing (no dob key) is refused.
 	rangeQuery := text[strings.Index(text, "SELECT name, born FROM"):]

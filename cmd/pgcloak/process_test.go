@@ -51,10 +51,18 @@ func freeAddr(t *testing.T) string {
 // accepts connections.
 func startProcess(t *testing.T, path string, env []string, args ...string) *process {
 	t.Helper()
+	return startProcessTo(t, nil, path, env, args...)
+}
+
+// startProcessTo is startProcess with the process's stdout going to
+// stdout (nil: discarded).
+func startProcessTo(t *testing.T, stdout io.Writer, path string, env []string, args ...string) *process {
+	t.Helper()
 	p := &process{t: t, addr: freeAddr(t), ops: freeAddr(t), logged: make(chan struct{}, 1), exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], append([]string{"serve", "--config", path}, args...)...)
 	p.cmd.Env = append(os.Environ(), append(env, asCLI+"=1",
 		"PGCLOAK_SERVER_LISTEN="+p.addr, "PGCLOAK_SERVER_METRICS_LISTEN="+p.ops)...)
+	p.cmd.Stdout = stdout
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
