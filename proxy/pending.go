@@ -117,7 +117,7 @@ type resultFlow struct {
 	// that it was worked out (nil if plain).
 	shape      *resultShape
 	shapeKnown bool
-	rows       int64 // rows decrypted through shape, for accounting
+	rows       int64    // rows decrypted through shape, for accounting
 	out        *copyOut // COPY TO STDOUT being decrypted
 }
 
