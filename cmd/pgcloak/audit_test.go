@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,7 +67,7 @@ func auditColumn(t *testing.T, recs []audit.Record, statement, column string, ac
 
 func TestAuditTrailRecordsEveryAccessAndNoValue(t *testing.T) {
 	pg := testenv.Postgres(t)
-	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
+	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text UNIQUE, ssn bytea, diagnosis bytea)")
 	pg.ExecAdmin(t, `DO $$ BEGIN CREATE ROLE audit_denied; EXCEPTION WHEN duplicate_object THEN NULL; END $$`)
 	pg.ExecAdmin(t, "GRANT ALL ON ALL TABLES IN SCHEMA public TO audit_denied")
 	path := writeConfig(t, pg.Address())
@@ -78,7 +79,7 @@ func TestAuditTrailRecordsEveryAccessAndNoValue(t *testing.T) {
 	p := startProcess(t, path, nil)
 	ctx := context.Background()
 	conn := p.connect(ctx, "postgres", pg.Database)
-	values := []string{"AUDIT-SSN-LIT", "AUDIT-DIAG-LIT", "AUDIT-SSN-PARAM", "AUDIT-DIAG-PARAM", "AUDIT-SSN-COPY", "AUDIT-DIAG-COPY", "AUDIT-LIKE", "AUDIT-NAME"}
+	values := []string{"AUDIT-SSN-DUP", "AUDIT-SSN-LIT", "AUDIT-DIAG-LIT", "AUDIT-SSN-PARAM", "AUDIT-DIAG-PARAM", "AUDIT-SSN-COPY", "AUDIT-DIAG-COPY", "AUDIT-LIKE", "AUDIT-NAME"}
 	steps := []struct {
 		sql  string
 		args []any
@@ -98,6 +99,13 @@ func TestAuditTrailRecordsEveryAccessAndNoValue(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(ssn) FROM patients WHERE ssn = $1", "AUDIT-SSN-COPY").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("search: %d %v", n, err)
+	}
+	if _, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY patients (name, ssn) TO STDOUT"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn) VALUES ('AUDIT-NAME', 'AUDIT-SSN-DUP')")
+	if pgErrCode(err) != "23505" {
+		t.Fatalf("duplicate: %v", err)
 	}
 	rows, err := conn.Query(ctx, "SELECT ssn, diagnosis FROM patients ORDER BY id")
 	if err != nil {
@@ -154,6 +162,13 @@ func TestAuditTrailRecordsEveryAccessAndNoValue(t *testing.T) {
 	r, c = auditColumn(t, recs, "SELECT ssn FROM patients WHERE name = $1", "ssn", audit.Denied)
 	if c.Rows != 1 || r.Role != "audit_denied" || r.User != "postgres" {
 		t.Errorf("denied record: %+v %+v", r, c)
+	}
+	if _, c := auditColumn(t, recs, "COPY patients (name, ssn) TO STDOUT", "ssn", audit.Decrypted); c.Rows != 4 {
+		t.Errorf("COPY TO decrypted %d rows, want 4", c.Rows)
+	}
+	r, _ = auditColumn(t, recs, "INSERT INTO patients (name, ssn) VALUES ($1, $2)", "ssn", audit.Encrypted)
+	if r.Outcome != audit.OutcomeError || r.SQLState != "23505" {
+		t.Errorf("failed insert record: %+v", r)
 	}
 	refused := false
 	for _, r := range recs {
