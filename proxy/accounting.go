@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgcloak/pgcloak/audit"
 	"github.com/pgcloak/pgcloak/internal/metrics"
@@ -39,6 +40,18 @@ var kindByWord = map[string]string{
 	"ABORT": kindTransaction, "SAVEPOINT": kindTransaction, "RELEASE": kindTransaction, "PREPARE": kindTransaction,
 	"SET": kindSet, "RESET": kindSet, "DISCARD": kindSet,
 }
+
+// statementCounters are metrics.Statements' counters by kind and outcome,
+// resolved once: every statement counts.
+var statementCounters = func() map[[2]string]prometheus.Counter {
+	m := map[[2]string]prometheus.Counter{}
+	for _, k := range []string{kindSelect, kindInsert, kindUpdate, kindDelete, kindMerge, kindCopy, kindDDL, kindTransaction, kindSet, kindOther} {
+		for _, o := range []string{metrics.StatementPassed, metrics.StatementRewritten, metrics.StatementRefused} {
+			m[[2]string{k, o}] = metrics.Statements.WithLabelValues(k, o)
+		}
+	}
+	return m
+}()
 
 // kindOf is the kind of a command tag or of SQL text, by its first word.
 func kindOf(text string) string {
@@ -139,7 +152,7 @@ func (ss *session) account(p *pending, end statementEnd) {
 	if len(used) > 0 {
 		outcome = metrics.StatementRewritten
 	}
-	metrics.Statements.WithLabelValues(kind, outcome).Inc()
+	statementCounters[[2]string{kind, outcome}].Inc()
 	for _, u := range used {
 		if u.action != useSearched && u.rows > 0 && end.sqlstate == "" {
 			metrics.Values.WithLabelValues(u.rule.KeyName, u.action).Add(float64(u.rows))
@@ -191,7 +204,7 @@ func (ss *session) countRefused(err error) {
 	code := sqlState(err)
 	metrics.StatementsRefused.WithLabelValues(code).Inc()
 	kind := kindOf(ss.lastSQL)
-	metrics.Statements.WithLabelValues(kind, metrics.StatementRefused).Inc()
+	statementCounters[[2]string{kind, metrics.StatementRefused}].Inc()
 	ss.auditRefusal(kind, code, err)
 }
 
