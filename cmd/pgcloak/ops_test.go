@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -125,4 +128,33 @@ func TestReadyzFollowsTheUpstream(t *testing.T) {
 
 	up.start()
 	p.waitReady(200)
+}
+
+func TestAuditToAClosedStdoutCountsErrorsAndKeepsServing(t *testing.T) {
+	pg := testenv.Postgres(t)
+	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
+	path := writeConfig(t, pg.Address())
+	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
+		t.Fatalf("keys create: %v\n%s", err, out)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProcessTo(t, w, path, []string{"PGCLOAK_AUDIT_OUTPUT=stdout"})
+	w.Close()
+	r.Close() // the reader of the trail went away
+	ctx := context.Background()
+	conn := p.connect(ctx, "postgres", pg.Database)
+	for i := range 3 {
+		if _, err := conn.Exec(ctx, "INSERT INTO patients (name, ssn) VALUES ($1, $2)", "n", fmt.Sprint("CLOSED-", i)); err != nil {
+			t.Fatalf("statement %d with the trail's reader gone: %v", i, err)
+		}
+	}
+	eventually(t, "audit write errors are counted", func() bool { return p.metric("pgcloak_audit_write_errors_total") >= 3 })
+	select {
+	case <-p.exited:
+		t.Fatalf("pgcloak serve exited: %v", p.exitErr)
+	default:
+	}
 }

@@ -55,6 +55,10 @@ func serve(ctx context.Context, g *globalFlags, cfg *policy.Config, stop <-chan 
 	// stop with serve.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A stdout or stderr whose reader went away (audit.output: stdout,
+	// the log) must cost records, not the process: Go's default for
+	// SIGPIPE on those descriptors is to exit.
+	signal.Ignore(syscall.SIGPIPE)
 	log, err := g.logger()
 	if err != nil {
 		return err
