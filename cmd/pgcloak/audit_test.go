@@ -73,9 +73,7 @@ func TestAuditTrailRecordsEveryAccessAndNoValue(t *testing.T) {
 	path := writeConfig(t, pg.Address())
 	trail := filepath.Join(filepath.Dir(path), "audit", "audit.log")
 	rewriteConfig(t, path, "  roles:\n    - {role: postgres, read: [ssn, clinical], write: [ssn, clinical]}\n", fmt.Sprintf(auditPolicy, trail))
-	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
-		t.Fatalf("keys create: %v\n%s", err, out)
-	}
+	createKeys(t, path)
 	p := startProcess(t, path, nil)
 	ctx := context.Background()
 	conn := p.connect(ctx, "postgres", pg.Database)

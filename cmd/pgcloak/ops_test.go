@@ -99,9 +99,7 @@ func TestReadyzFollowsTheUpstream(t *testing.T) {
 	pg := testenv.Postgres(t)
 	up := newRelay(t, pg.Address())
 	path := writeConfig(t, up.addr)
-	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
-		t.Fatalf("keys create: %v\n%s", err, out)
-	}
+	createKeys(t, path)
 	p := startProcess(t, path, nil)
 	if code, body := p.get("/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz: %d %q", code, body)
@@ -134,9 +132,7 @@ func TestAuditToAClosedStdoutCountsErrorsAndKeepsServing(t *testing.T) {
 	pg := testenv.Postgres(t)
 	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
 	path := writeConfig(t, pg.Address())
-	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
-		t.Fatalf("keys create: %v\n%s", err, out)
-	}
+	createKeys(t, path)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

@@ -194,3 +194,11 @@ func sampleSum(exposition, name string, labels ...string) float64 {
 	}
 	return sum
 }
+
+// createKeys creates every key of the config at path.
+func createKeys(t *testing.T, path string) {
+	t.Helper()
+	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
+		t.Fatalf("keys create: %v\n%s", err, out)
+	}
+}

@@ -31,9 +31,7 @@ func TestSIGHUPReloadsThePolicyForConnectedSessions(t *testing.T) {
 	pg := testenv.Postgres(t)
 	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
 	path := writeConfig(t, pg.Address())
-	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
-		t.Fatalf("keys create: %v\n%s", err, out)
-	}
+	createKeys(t, path)
 	p := startProcess(t, path, nil)
 	ctx := context.Background()
 	conn := p.connect(ctx, "postgres", pg.Database)
@@ -113,9 +111,7 @@ func TestWatchConfigReloadsWhenTheFileChanges(t *testing.T) {
 	pg := testenv.Postgres(t)
 	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
 	path := writeConfig(t, pg.Address())
-	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
-		t.Fatalf("keys create: %v\n%s", err, out)
-	}
+	createKeys(t, path)
 	p := startProcess(t, path, nil, "--watch-config")
 	ctx := context.Background()
 	conn := p.connect(ctx, "postgres", pg.Database)

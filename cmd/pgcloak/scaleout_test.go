@@ -46,26 +46,6 @@ policy:
     - {table: public.patients, column: diagnosis, key: clinical, type: text}
 `
 
-// rootConfig is the same keystore for the CLI, with the root token.
-const rootConfig = `keystore:
-  provider: vault
-  vault:
-    address: %s
-    ca_file: %s
-    auth: token
-    token_env: PGCLOAK_TEST_VAULT_TOKEN
-    kv_mount: %s
-    transit_mount: %s
-    kek: %s
-policy:
-  keys:
-    - {name: ssn, kind: deterministic}
-    - {name: clinical, kind: randomized}
-  columns:
-    - {table: public.patients, column: ssn, key: ssn, type: text}
-    - {table: public.patients, column: diagnosis, key: clinical, type: text}
-`
-
 // eventually polls cond for up to 20 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -96,7 +76,7 @@ func TestTwoProcessesAgreeAfterVaultChanges(t *testing.T) {
 	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text UNIQUE, ssn bytea, diagnosis bytea)")
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root.yaml")
-	if err := os.WriteFile(root, fmt.Appendf(nil, rootConfig, v.Addr, v.CACertFile, v.KVMount, v.TransitMount, v.KEK), 0o600); err != nil {
+	if err := os.WriteFile(root, fmt.Appendf(nil, vaultCLIConfig, pg.Address(), v.Addr, v.CACertFile, v.KVMount, v.TransitMount, v.KEK), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	rootEnv := map[string]string{"PGCLOAK_TEST_VAULT_TOKEN": v.Token}

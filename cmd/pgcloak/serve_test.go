@@ -80,7 +80,7 @@ func startServe(t *testing.T) *servedProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Server.Listen = freeAddress(t)
+	cfg.Server.Listen = freeAddr(t)
 	sv := &servedProxy{pg: pg, addr: cfg.Server.Listen, stop: make(chan os.Signal, 2), served: make(chan error, 1)}
 	go func() { sv.served <- serve(context.Background(), &globalFlags{logLevel: "error"}, cfg, sv.stop, false) }()
 	t.Cleanup(func() {
@@ -150,16 +150,6 @@ func fatalCode(msg pgproto3.BackendMessage, err error) string {
 		return pe.Code
 	}
 	return fmt.Sprintf("no FATAL error (%T, %v)", msg, err)
-}
-
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func connectWhenUp(t *testing.T, ctx context.Context, dsn string) *pgx.Conn {
