@@ -122,6 +122,8 @@ path "` + v.TransitMount + `/decrypt/` + v.KEK + `" { capabilities = ["update"] 
 	stalledW.Close()
 	// Process b's trail goes to a full disk: every write fails.
 	b := startProcess(t, path, append(env, "PGCLOAK_AUDIT_OUTPUT=/dev/full"))
+	// Process c serves no session: it holds no key.
+	c := startProcess(t, path, env)
 	ca, cb := a.connect(ctx, "postgres", pg.Database), b.connect(ctx, "postgres", pg.Database)
 	if got := a.metric("pgcloak_sessions_active"); got != 1 {
 		t.Fatalf("sessions_active = %v with one session open", got)
@@ -261,6 +263,13 @@ path "` + v.TransitMount + `/decrypt/` + v.KEK + `" { capabilities = ["update"] 
 	}
 	if got := a.metric("pgcloak_keystore_up"); got != 0 {
 		t.Errorf("keystore_up = %v with Vault down, want 0", got)
+	}
+	// Ready while Vault is down if every key of the policy is in memory.
+	if rep := a.waitReady(200); rep["keystore"] != "ok" {
+		t.Errorf("/readyz of a process holding its keys, Vault down: %v", rep)
+	}
+	if rep := c.waitReady(503); !strings.Contains(fmt.Sprint(rep["keystore"]), "keys not cached") {
+		t.Errorf("/readyz of a process holding no key, Vault down: %v", rep)
 	}
 	v.Start(t)
 	time.Sleep(4 * time.Second) // a token renewal at least
