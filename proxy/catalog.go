@@ -787,16 +787,29 @@ func (ss *session) catalogUnknownLocked() error {
 		// statements will (at REPEATABLE READ its snapshot is older).
 		return errCatalogChangedInTx
 	}
+	// A snapshot built under a policy no longer in force names the old
+	// policy's columns and keys: planning with it could write plaintext
+	// into a column the new policy encrypts. The reload waits for an idle
+	// moment, which an open extended-protocol batch (no Sync yet) or
+	// requests in flight put off, for as long as the client likes.
+	oldPolicy := ss.cat != nil && ss.cat.policy != ss.srv.policy().index
 	switch {
-	case !ss.catStale:
+	case !ss.catStale && !oldPolicy:
 		return nil
 	case ss.pl.Status() == wire.TxFailed:
 		return newSQLError("25P02", "current transaction is aborted, commands ignored until end of transaction block")
 	case ss.catFailed:
 		return newSQLError("58000", "catalog could not be reloaded after DDL or a policy reload; statements using relations are refused until it is")
+	case oldPolicy:
+		return errPolicyReloadPending
 	}
 	return nil
 }
+
+// errPolicyReloadPending refuses statements that resolve relations after a
+// policy reload, until the session's catalog snapshot is reloaded under
+// the new policy, which happens once nothing is in flight.
+var errPolicyReloadPending = newSQLError("55000", "the policy was reloaded while requests of this session were in flight; statements using relations are refused until they complete (end the batch with Sync) and the catalog is reloaded")
 
 // countCatalogLoad counts a catalog snapshot load by its outcome.
 func countCatalogLoad(err error) {
