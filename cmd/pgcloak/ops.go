@@ -49,7 +49,9 @@ func (r *readiness) check(ctx context.Context) readyReport {
 	if time.Since(r.at) < readyMaxAge {
 		return r.report
 	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	// Not the request's context: the answer is cached for every probe,
+	// so a client that hangs up must not have it cached as "not ready".
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 	defer cancel()
 	rep := readyReport{Listener: checkOK, Upstream: checkOK, Keystore: checkOK}
 	switch {

@@ -130,7 +130,9 @@ func serve(ctx context.Context, g *globalFlags, cfg *policy.Config, stop <-chan 
 			return fmt.Errorf("server.metrics_listen: %w", err)
 		}
 		ready := &readiness{srv: srv, st: st, keyring: keyring, policy: rl.policy}
-		ms := &http.Server{Handler: opsHandler(ready), ReadHeaderTimeout: 10 * time.Second}
+		// IdleTimeout: a kept-alive connection would otherwise stay open for
+		// good, each one a file descriptor the proxy's sessions need.
+		ms := &http.Server{Handler: opsHandler(ready), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 		go func() {
 			if err := ms.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("metrics listener", "err", err)
