@@ -60,7 +60,13 @@ func (l *Logger) Enabled() bool { return l != nil }
 // Write queues r to be written; it takes r over, and stamps its Time if
 // zero. When the buffer is full it waits for room (on_full: block) or drops
 // r and counts it (on_full: drop). After Close it does nothing.
-func (l *Logger) Write(r *Record) {
+func (l *Logger) Write(r *Record) { l.WriteUnless(r, nil) }
+
+// WriteUnless is Write, except that on_full: block waits for room only
+// until stop is closed, and then drops r and counts it: a session the
+// proxy is ending (a drain's deadline) must not wait for an output that
+// hangs, or the drain never ends. A nil stop waits as Write does.
+func (l *Logger) WriteUnless(r *Record, stop <-chan struct{}) {
 	if l == nil || r == nil {
 		return
 	}
@@ -73,7 +79,11 @@ func (l *Logger) Write(r *Record) {
 		return
 	}
 	if !l.drop {
-		l.queue <- r
+		select {
+		case l.queue <- r:
+		case <-stop:
+			metrics.AuditDropped.Inc()
+		}
 		return
 	}
 	select {

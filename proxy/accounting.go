@@ -225,7 +225,7 @@ func (ss *session) audit(p *pending, st *sqlrewrite.Statement, kind string, used
 	if end.sqlstate != "" {
 		r.Outcome, r.SQLState = audit.OutcomeError, end.sqlstate
 	}
-	ss.srv.cfg.Audit.Write(r)
+	ss.srv.cfg.Audit.WriteUnless(r, ss.done)
 }
 
 // auditRefusal writes the audit record of a refused statement.
@@ -238,7 +238,7 @@ func (ss *session) auditRefusal(kind, code string, err error) {
 	if reasonIsValueFree[code] {
 		r.Reason = err.Error()
 	}
-	ss.srv.cfg.Audit.Write(r)
+	ss.srv.cfg.Audit.WriteUnless(r, ss.done)
 }
 
 // reasonIsValueFree are the SQLSTATEs of the proxy's refusals whose

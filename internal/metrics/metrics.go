@@ -161,7 +161,7 @@ var (
 		Namespace: Namespace, Name: "audit_records_total", Help: "Audit records written.",
 	})
 	AuditDropped = promauto.NewCounter(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "audit_dropped_total", Help: "Audit records dropped because the buffer was full (audit.on_full: drop).",
+		Namespace: Namespace, Name: "audit_dropped_total", Help: "Audit records dropped because the buffer was full (audit.on_full: drop; with block, those of a session the proxy was ending).",
 	})
 	AuditErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: Namespace, Name: "audit_write_errors_total", Help: "Audit records that could not be written to the output.",
