@@ -25,6 +25,7 @@ import (
 	"github.com/pgcloak/pgcloak/internal/metrics"
 	"github.com/pgcloak/pgcloak/keymap"
 	"github.com/pgcloak/pgcloak/policy"
+	"github.com/pgcloak/pgcloak/proxy/internal/wire"
 	"github.com/pgcloak/pgcloak/scramauth"
 )
 
@@ -333,6 +334,21 @@ func (s *Server) handle(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	if limit := s.policy().limits.MaxConnections; limit > 0 && len(s.sessions) >= maxOpenConnections(limit) {
+		// Connections still in startup (no startup packet yet, or
+		// authenticating) are not counted against max_connections, but
+		// each holds a socket for up to startupTimeout: bounded as
+		// PostgreSQL bounds its children, or silent connections exhaust
+		// the process's file descriptors.
+		s.mu.Unlock()
+		metrics.SessionsEnded.WithLabelValues(endTooMany.outcome).Inc()
+		conn.SetWriteDeadline(time.Now().Add(endWriteTimeout))
+		w := newMsgWriter[wire.ServerType](conn)
+		w.send(endTooMany.errorResponse())
+		w.end()
+		conn.Close()
+		return
+	}
 	s.sessions[ss] = struct{}{}
 	s.mu.Unlock()
 	metrics.SessionsTotal.Inc()
@@ -348,6 +364,11 @@ func (s *Server) handle(conn net.Conn) {
 	}()
 	ss.run()
 }
+
+// maxOpenConnections bounds the connections open at once, sessions and
+// connections in startup (cancel requests among them), under
+// server.max_connections limit.
+func maxOpenConnections(limit int) int { return limit + max(limit, 32) }
 
 // dialUpstream opens a connection to PostgreSQL, negotiating TLS as
 // configured, within Config.ConnectTimeout (and ctx).
