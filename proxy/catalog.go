@@ -592,11 +592,16 @@ func (ss *session) refreshCatalogIfStale() {
 // wait.
 func (ss *session) catchUpCatalog() error {
 	ttl := ss.srv.catalogs.ttl
+	state := ss.srv.policy()
 	ss.mu.Lock()
 	var last *pending
+	// A policy reload gets its own catch-up, however recent the last one:
+	// until the reload, statements using relations are refused (see
+	// catalogUnknownLocked).
+	policyOld := ss.cat != nil && ss.cat.policy != state.index
 	if ss.pl.Len() > 0 && !ss.pl.BatchOpen() && ss.pl.Status() != wire.TxFailed && ss.cat != nil &&
-		(time.Since(ss.cat.loaded) > 2*ttl || ss.cat.gen != ss.srv.catalogs.generation(ss.database) || ss.cat.policy != ss.srv.policy().index) &&
-		time.Since(ss.caughtUp) > ttl {
+		(time.Since(ss.cat.loaded) > 2*ttl || ss.cat.gen != ss.srv.catalogs.generation(ss.database) || policyOld) &&
+		(time.Since(ss.caughtUp) > ttl || policyOld && ss.caughtUp.Before(state.at)) {
 		last = ss.pl.Last()
 	}
 	if last == nil || !last.EndsWithReady() {

@@ -62,6 +62,8 @@ type policyState struct {
 	// limits are the server settings that apply without a restart:
 	// message and statement sizes, max_connections and idle_timeout.
 	limits policy.Server
+	// at is when SetPolicy made it the policy in force.
+	at time.Time
 }
 
 // Server accepts client connections and proxies each to PostgreSQL.
@@ -145,7 +147,7 @@ func (s *Server) SetPolicy(idx *policy.Index, grants GrantSource, server policy.
 	if server.MaxMessageBytes <= 0 {
 		server.MaxMessageBytes = 64 << 20
 	}
-	s.state.Store(&policyState{index: idx, grants: grants, limits: server})
+	s.state.Store(&policyState{index: idx, grants: grants, limits: server, at: time.Now()})
 }
 
 // policy is the policy in force.
