@@ -279,15 +279,31 @@ func statementSQL(p *pending, st *sqlrewrite.Statement) string {
 // long as the statement.
 const maxFingerprint = 4096
 
+// maxCachedSQL bounds the SQL texts the fingerprint cache keeps: a bulk
+// statement is seldom run again, and 128 of them at max_message_bytes
+// would hold gigabytes.
+const maxCachedSQL = 8 << 10
+
 // fingerprint is audit.Fingerprint of sql, remembered for the statements
-// a session runs again and again (backend loop only).
+// a session runs again and again. Both loops call it (the backend for
+// statements, the frontend for refusals): fpMu guards the cache. SQL over
+// server.max_statement_bytes, which the proxy refuses without analysing,
+// is not lexed either: the lexer's tokens cost many times its size.
 func (ss *session) fingerprint(sql string) string {
+	if len(sql) > ss.srv.policy().limits.StatementBytesLimit() {
+		return fmt.Sprintf("<statement over server.max_statement_bytes, %d bytes>", len(sql))
+	}
+	ss.fpMu.Lock()
+	defer ss.fpMu.Unlock()
 	if fp, ok := ss.fingerprints[sql]; ok {
 		return fp
 	}
 	fp := audit.Fingerprint(sql)
 	if len(fp) > maxFingerprint {
 		fp = fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(fp[:maxFingerprint], ""), len(fp))
+	}
+	if len(sql) > maxCachedSQL {
+		return fp
 	}
 	if len(ss.fingerprints) >= 128 || ss.fingerprints == nil {
 		ss.fingerprints = map[string]string{}

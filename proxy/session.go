@@ -108,7 +108,8 @@ type session struct {
 	// a refusal is audited with (frontend only).
 	lastSQL string
 	// fingerprints are the audit fingerprints of SQL texts the session
-	// ran lately (backend only).
+	// ran or was refused lately (fpMu).
+	fpMu         sync.Mutex
 	fingerprints map[string]string
 }
 
