@@ -29,8 +29,9 @@ func TestReviewAuditOfOversizedRefusals(t *testing.T) {
 	c := protoConnect(t, h, "doctor")
 	before := heapMB()
 	var peak runtime.MemStats
-	stop := make(chan struct{})
+	stop, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(sampled)
 		for {
 			select {
 			case <-stop:
@@ -54,6 +55,7 @@ func TestReviewAuditOfOversizedRefusals(t *testing.T) {
 		}
 	}
 	close(stop)
+	<-sampled
 	elapsed := time.Since(start)
 	after := heapMB()
 	t.Logf("%d refusals of 8 MB statements: %v; heap %.0f MB before, %.0f MB peak, %.0f MB retained after", n, elapsed, before, float64(peak.HeapAlloc)/(1<<20), after)
