@@ -1052,6 +1052,9 @@ func (ss *session) execute(fe *frontend, body []byte) error {
 	p := &pending{Kind: pipeline.Execute, Name: msg.Portal, Portal: pt, Data: &resultFlow{}}
 	var msgs []encoder
 	if pt != nil {
+		// The portal's statement, not the last one parsed or bound, is
+		// what a refusal is audited with.
+		ss.lastSQL = pt.stmt.plan.SQL
 		// Refused before anything is sent: a COPY the proxy cannot
 		// rewrite must not start.
 		ci, err := ss.copyInFor(pt.stmt.plan, p)
