@@ -17,7 +17,16 @@ import (
 //
 // The text is rebuilt from the lexer's tokens alone, so nothing between
 // tokens (where a mislocated token's text would be) is ever copied.
-func Fingerprint(sql string) string {
+func Fingerprint(sql string) string { return rebuild(sql, false) }
+
+// Shape is Fingerprint with every identifier replaced by ? too: for a
+// statement that failed or was refused, whose identifiers may be values a
+// client wrote in the wrong quotes (WHERE ssn = "123-45-6789") rather than
+// names PostgreSQL knows. Keywords stay.
+func Shape(sql string) string { return rebuild(sql, true) }
+
+// rebuild is Fingerprint, or Shape when names are replaced.
+func rebuild(sql string, names bool) string {
 	res, err := pg_query.Scan(sql)
 	if err != nil || !inBounds(res.Tokens, len(sql)) {
 		return unparsable(sql)
@@ -38,6 +47,8 @@ func Fingerprint(sql string) string {
 		case isConstant(t):
 			text = "$" + strconv.Itoa(next)
 			next++
+		case names && (t.Token == pg_query.Token_IDENT || t.Token == pg_query.Token_UIDENT):
+			text = "?"
 		case t.Token == pg_query.Token_UIDENT:
 			text = uident(sql, toks, i)
 		default:

@@ -164,3 +164,22 @@ func FuzzFingerprintLeavesNoConstant(f *testing.F) {
 		}
 	})
 }
+
+func TestShapeReplacesIdentifiersToo(t *testing.T) {
+	for _, c := range []struct{ sql, want string }{
+		{`SELECT name FROM patients WHERE ssn = "123-45-6789"`, `SELECT name FROM ? WHERE ? = ?`},
+		{`select * from t where email = a@b.com`, `select * from ? where ? = ?@?.?`},
+		{`SELECT x AS "Ann Smith", U&"d\0061t\+000061" FROM t WHERE id = 5`, `SELECT ? AS ?, ? FROM ? WHERE ? = $1`},
+		{`INSERT INTO public.p (ssn) VALUES ($1)`, `INSERT INTO ?.? (?) VALUES ($1)`},
+	} {
+		got := Shape(c.sql)
+		if got != c.want {
+			t.Errorf("Shape(%q) = %q, want %q", c.sql, got, c.want)
+		}
+		for _, v := range []string{"123-45-6789", "Ann Smith", "b.com", "d\\0061t"} {
+			if strings.Contains(got, v) {
+				t.Errorf("Shape(%q) keeps %q", c.sql, v)
+			}
+		}
+	}
+}

@@ -214,7 +214,7 @@ func (ss *session) audit(p *pending, st *sqlrewrite.Statement, kind string, used
 	if !ss.srv.cfg.Audit.Enabled() {
 		return
 	}
-	r := ss.auditRecord(kind, ss.fingerprint(statementSQL(p, st)))
+	r := ss.auditRecord(kind, ss.fingerprint(statementSQL(p, st), end.sqlstate != ""))
 	for _, u := range used {
 		r.Columns = append(r.Columns, audit.Column{
 			Table: u.rule.Schema + "." + u.rule.Table, Column: u.rule.Column, Key: u.rule.KeyName,
@@ -233,7 +233,7 @@ func (ss *session) auditRefusal(kind, code string, err error) {
 	if !ss.srv.cfg.Audit.Enabled() {
 		return
 	}
-	r := ss.auditRecord(kind, ss.fingerprint(ss.lastSQL))
+	r := ss.auditRecord(kind, ss.fingerprint(ss.lastSQL, true))
 	r.Outcome, r.SQLState = audit.OutcomeRefused, code
 	if reasonIsValueFree[code] {
 		r.Reason = err.Error()
@@ -285,23 +285,25 @@ const maxFingerprint = 4096
 const maxCachedSQL = 8 << 10
 
 // fingerprint is audit.Fingerprint of sql, remembered for the statements
-// a session runs again and again. Both loops call it (the backend for
-// statements, the frontend for refusals): fpMu guards the cache. SQL over
+// a session runs again and again; for a statement that failed or was
+// refused (failed), audit.Shape, whose identifiers may be values in the
+// wrong quotes. Both loops call it (the backend for statements, the
+// frontend for refusals): fpMu guards the cache. SQL over
 // server.max_statement_bytes, which the proxy refuses without analysing,
 // is not lexed either: the lexer's tokens cost many times its size.
-func (ss *session) fingerprint(sql string) string {
+func (ss *session) fingerprint(sql string, failed bool) string {
 	if len(sql) > ss.srv.policy().limits.StatementBytesLimit() {
 		return fmt.Sprintf("<statement over server.max_statement_bytes, %d bytes>", len(sql))
+	}
+	if failed {
+		return bounded(audit.Shape(sql))
 	}
 	ss.fpMu.Lock()
 	defer ss.fpMu.Unlock()
 	if fp, ok := ss.fingerprints[sql]; ok {
 		return fp
 	}
-	fp := audit.Fingerprint(sql)
-	if len(fp) > maxFingerprint {
-		fp = fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(fp[:maxFingerprint], ""), len(fp))
-	}
+	fp := bounded(audit.Fingerprint(sql))
 	if len(sql) > maxCachedSQL {
 		return fp
 	}
@@ -310,4 +312,12 @@ func (ss *session) fingerprint(sql string) string {
 	}
 	ss.fingerprints[sql] = fp
 	return fp
+}
+
+// bounded cuts a fingerprint to maxFingerprint bytes.
+func bounded(fp string) string {
+	if len(fp) <= maxFingerprint {
+		return fp
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(fp[:maxFingerprint], ""), len(fp))
 }

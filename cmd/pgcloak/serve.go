@@ -75,7 +75,7 @@ func serve(ctx context.Context, g *globalFlags, cfg *policy.Config, stop <-chan 
 		return fmt.Errorf("audit: %w", err)
 	}
 	// Closed last, after every session ended: it writes what is queued.
-	defer trail.Close()
+	defer closeTrail(trail, log)
 	pcfg := proxy.Config{
 		Server:   cfg.Server,
 		Upstream: cfg.Upstream,
@@ -196,4 +196,22 @@ func drain(ctx context.Context, srv *proxy.Server, log *slog.Logger, sig os.Sign
 	// An error is the drain timeout: the sessions left were closed.
 	timedOut := srv.Shutdown(dctx) != nil
 	log.Info("drained", "timed_out", timedOut)
+}
+
+// trailFlushTimeout bounds writing out the audit records still queued at
+// exit: an output that takes no data (a hung syslog server or network
+// file system) must not keep the process from exiting.
+const trailFlushTimeout = 10 * time.Second
+
+func closeTrail(trail *audit.Logger, log *slog.Logger) {
+	done := make(chan error, 1)
+	go func() { done <- trail.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Error("closing the audit trail", "err", err)
+		}
+	case <-time.After(trailFlushTimeout):
+		log.Error("the audit trail's output takes no data: records still queued at exit are lost", "waited", trailFlushTimeout.String())
+	}
 }
