@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,5 +153,50 @@ func TestAuditToAClosedStdoutCountsErrorsAndKeepsServing(t *testing.T) {
 	case <-p.exited:
 		t.Fatalf("pgcloak serve exited: %v", p.exitErr)
 	default:
+	}
+}
+
+// TestSIGTERMToTheProcessLetsATransactionCommit sends a real SIGTERM to a
+// `pgcloak serve` process (the wiring of newServeCommand): the open
+// transaction commits, the session then gets FATAL 57P01, new connections
+// are refused, and the process exits 0.
+func TestSIGTERMToTheProcessLetsATransactionCommit(t *testing.T) {
+	pg := testenv.Postgres(t)
+	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
+	path := writeConfig(t, pg.Address())
+	createKeys(t, path)
+	p := startProcess(t, path, nil)
+	ctx := context.Background()
+	conn := p.connect(ctx, "postgres", pg.Database)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO patients (name, ssn) VALUES ('Term', 'TERM-SSN')"); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGTERM)
+	p.waitLog("draining", 1)
+	if c, err := net.Dial("tcp", p.addr); err == nil {
+		c.Close()
+		t.Fatal("a new connection was accepted during the drain")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("COMMIT during the drain: %v", err)
+	}
+	if code := fatalCode(conn.PgConn().ReceiveMessage(ctx)); code != "57P01" {
+		t.Fatalf("after the COMMIT: %s, want FATAL 57P01", code)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the process did not exit after the drain")
+	}
+	if p.exitErr != nil {
+		t.Fatalf("exit: %v, want 0", p.exitErr)
+	}
+	var n int
+	if err := pg.Connect(t).QueryRow(ctx, "SELECT count(*) FROM patients WHERE name = 'Term'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("committed rows: %d %v", n, err)
 	}
 }
