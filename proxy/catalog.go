@@ -531,7 +531,7 @@ const catalogSavepoint = "pgcloak_catalog"
 // flight, so the reload cannot interleave with the client's own.
 func (ss *session) refreshCatalogIfStale() {
 	ss.mu.Lock()
-	if ss.cat.policy != ss.srv.policy().index {
+	if ss.policyChangedLocked(ss.srv.policy()) {
 		// Planning under a policy that is no longer in force is what a
 		// failed reload must prevent (see catalogUnknownLocked).
 		ss.catStale = true
@@ -598,7 +598,7 @@ func (ss *session) catchUpCatalog() error {
 	// A policy reload gets its own catch-up, however recent the last one:
 	// until the reload, statements using relations are refused (see
 	// catalogUnknownLocked).
-	policyOld := ss.cat != nil && ss.cat.policy != state.index
+	policyOld := ss.policyChangedLocked(state)
 	if ss.pl.Len() > 0 && !ss.pl.BatchOpen() && ss.pl.Status() != wire.TxFailed && ss.cat != nil &&
 		(time.Since(ss.cat.loaded) > 2*ttl || ss.cat.gen != ss.srv.catalogs.generation(ss.database) || policyOld) &&
 		(time.Since(ss.caughtUp) > ttl || policyOld && ss.caughtUp.Before(state.at)) {
@@ -797,7 +797,7 @@ func (ss *session) catalogUnknownLocked() error {
 	// into a column the new policy encrypts. The reload waits for an idle
 	// moment, which an open extended-protocol batch (no Sync yet) or
 	// requests in flight put off, for as long as the client likes.
-	oldPolicy := ss.cat != nil && ss.cat.policy != ss.srv.policy().index
+	oldPolicy := ss.policyChangedLocked(ss.srv.policy())
 	switch {
 	case !ss.catStale && !oldPolicy:
 		return nil
@@ -809,6 +809,12 @@ func (ss *session) catalogUnknownLocked() error {
 		return errPolicyReloadPending
 	}
 	return nil
+}
+
+// policyChangedLocked reports a snapshot built under another policy than
+// state's, the one in force (see Server.SetPolicy). The caller holds ss.mu.
+func (ss *session) policyChangedLocked(state *policyState) bool {
+	return ss.cat != nil && ss.cat.policy != state.index
 }
 
 // errPolicyReloadPending refuses statements that resolve relations after a

@@ -217,20 +217,6 @@ func upstreamTLSConfig(u policy.Upstream) (*tls.Config, error) {
 	}
 }
 
-// ListenAndServe listens on the configured address and serves until ctx
-// ends or Close is called.
-func (s *Server) ListenAndServe(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Server.Listen)
-	if err != nil {
-		return err
-	}
-	go func() {
-		<-ctx.Done()
-		s.Close()
-	}()
-	return s.Serve(ln)
-}
-
 // Serve accepts connections on ln until Close or Shutdown, and then
 // returns nil.
 func (s *Server) Serve(ln net.Listener) error {

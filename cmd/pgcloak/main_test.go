@@ -346,12 +346,7 @@ func TestDemo(t *testing.T) {
 // be parsed is refused when it names an encrypted table but passes through
 // (for PostgreSQL's own syntax error) when it does not.
 func TestServe(t *testing.T) {
-	pg := testenv.Postgres(t)
-	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
-	path := writeConfig(t, pg.Address())
-	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
-		t.Fatalf("keys create: %v\n%s", err, out)
-	}
+	pg, path := patientsWithKeys(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -130,10 +130,7 @@ func TestReadyzFollowsTheUpstream(t *testing.T) {
 }
 
 func TestAuditToAClosedStdoutCountsErrorsAndKeepsServing(t *testing.T) {
-	pg := testenv.Postgres(t)
-	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
-	path := writeConfig(t, pg.Address())
-	createKeys(t, path)
+	pg, path := patientsWithKeys(t)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -161,10 +158,7 @@ func TestAuditToAClosedStdoutCountsErrorsAndKeepsServing(t *testing.T) {
 // transaction commits, the session then gets FATAL 57P01, new connections
 // are refused, and the process exits 0.
 func TestSIGTERMToTheProcessLetsATransactionCommit(t *testing.T) {
-	pg := testenv.Postgres(t)
-	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
-	path := writeConfig(t, pg.Address())
-	createKeys(t, path)
+	pg, path := patientsWithKeys(t)
 	p := startProcess(t, path, nil)
 	ctx := context.Background()
 	conn := p.connect(ctx, "postgres", pg.Database)

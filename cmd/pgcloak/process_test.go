@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgcloak/pgcloak/testenv"
 )
 
 // asCLI makes the test binary run pgcloak's main instead of the tests, so
@@ -201,4 +202,15 @@ func createKeys(t *testing.T, path string) {
 	if out, err := runCLI(t, nil, "keys", "create", "--all", "--config", path); err != nil {
 		t.Fatalf("keys create: %v\n%s", err, out)
 	}
+}
+
+// patientsWithKeys is a test database with table patients and a config
+// (writeConfig) for it whose keys are created.
+func patientsWithKeys(t *testing.T) (*testenv.PG, string) {
+	t.Helper()
+	pg := testenv.Postgres(t)
+	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
+	path := writeConfig(t, pg.Address())
+	createKeys(t, path)
+	return pg, path
 }

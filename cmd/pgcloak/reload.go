@@ -94,14 +94,12 @@ func (r *reloader) apply(ctx context.Context) error {
 	if err := r.keysExist(ctx, cfg.Policy); err != nil {
 		return err
 	}
-	hot := cfg.Server
 	restart := restartSettings(r.booted, cfg)
-	if len(restart) > 0 {
-		// The running values of those stay; the limits do apply.
-		hot = r.booted.Server
-		hot.MaxMessageBytes, hot.MaxStatementBytes = cfg.Server.MaxMessageBytes, cfg.Server.MaxStatementBytes
-		hot.MaxConnections, hot.IdleTimeout, hot.DrainTimeout = cfg.Server.MaxConnections, cfg.Server.IdleTimeout, cfg.Server.DrainTimeout
-	}
+	// The running values of the other server settings stay: only the
+	// hotSettings apply.
+	hot := r.booted.Server
+	hot.MaxMessageBytes, hot.MaxStatementBytes = cfg.Server.MaxMessageBytes, cfg.Server.MaxStatementBytes
+	hot.MaxConnections, hot.IdleTimeout, hot.DrainTimeout = cfg.Server.MaxConnections, cfg.Server.IdleTimeout, cfg.Server.DrainTimeout
 	r.srv.SetPolicy(policy.NewIndex(cfg.Policy), r.grants, hot)
 	r.current.Store(cfg)
 	r.digest = sha256.Sum256(data)

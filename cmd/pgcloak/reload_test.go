@@ -6,8 +6,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/pgcloak/pgcloak/testenv"
 )
 
 // reloadRoles replaces the roles section of the config at path.
@@ -28,10 +26,7 @@ func rewriteConfig(t *testing.T, path, old, new string) {
 const readBoth = "{role: postgres, read: [ssn, clinical], write: [ssn, clinical]}"
 
 func TestSIGHUPReloadsThePolicyForConnectedSessions(t *testing.T) {
-	pg := testenv.Postgres(t)
-	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
-	path := writeConfig(t, pg.Address())
-	createKeys(t, path)
+	pg, path := patientsWithKeys(t)
 	p := startProcess(t, path, nil)
 	ctx := context.Background()
 	conn := p.connect(ctx, "postgres", pg.Database)
@@ -108,10 +103,7 @@ func mustRead(t *testing.T, path string) []byte {
 }
 
 func TestWatchConfigReloadsWhenTheFileChanges(t *testing.T) {
-	pg := testenv.Postgres(t)
-	pg.ExecAdmin(t, "CREATE TABLE public.patients (id serial, name text, ssn bytea, diagnosis bytea)")
-	path := writeConfig(t, pg.Address())
-	createKeys(t, path)
+	pg, path := patientsWithKeys(t)
 	p := startProcess(t, path, nil, "--watch-config")
 	ctx := context.Background()
 	conn := p.connect(ctx, "postgres", pg.Database)
